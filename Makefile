@@ -1,0 +1,57 @@
+# Entry points for people and CI. Every target that needs Python creates the venv first.
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+MODEL_DIR := scoring/model
+
+.PHONY: setup test lint unit demo up down status logs bench chaos clean
+
+$(VENV_STAMP): pyproject.toml requirements.txt
+	python3 -m venv .venv
+	.venv/bin/pip install --quiet --upgrade pip
+	.venv/bin/pip install --quiet -e ".[dev]"
+	touch $(VENV_STAMP)
+
+node_modules/.bin/azurite: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch node_modules/.bin/azurite
+
+$(MODEL_DIR)/MLmodel: $(VENV_STAMP) scoring/train.py scoring/data.py
+	$(PY) -m scoring.train --out $(MODEL_DIR)
+
+setup: $(VENV_STAMP) node_modules/.bin/azurite $(MODEL_DIR)/MLmodel
+
+lint: $(VENV_STAMP)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+# pytest exits 5 when it collects nothing: that must fail, not pass quietly.
+test: setup lint
+	$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
+
+unit: $(VENV_STAMP)
+	$(PY) -m pytest tests/unit
+
+up: setup
+	$(PY) -m devstack up
+
+down:
+	$(PY) -m devstack down
+
+status:
+	$(PY) -m devstack status
+
+logs:
+	$(PY) -m devstack logs
+
+demo: setup
+	$(PY) -m devstack demo
+
+bench: setup
+	$(PY) -m benchmarks
+
+chaos: setup
+	$(PY) -m benchmarks.chaos
+
+clean:
+	rm -rf .devstack .pytest_cache .mypy_cache .ruff_cache

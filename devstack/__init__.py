@@ -1,0 +1,1 @@
+"""The local stack: Service Bus emulator, local functions host and the up/down/status runner."""

@@ -1,0 +1,1 @@
+"""Typed core of the function app: settings, message contracts, storage, bus and endpoint adapters, pipeline logic."""

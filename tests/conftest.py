@@ -1,0 +1,5 @@
+"""Test-session wiring: real services are started by the fixture plugins below, on free loopback ports."""
+
+pytest_plugins = [
+    "tests.fixtures.azurite",
+]
