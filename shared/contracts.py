@@ -415,7 +415,10 @@ class InferenceResult:
             row_errors=tuple(_row_error(r, f"{where}.row_errors") for r in rows_raw),
             error=None
             if error_raw is None
-            else ErrorInfo(code=_require(error_raw, "code", str, f"{where}.error"), message=_require(error_raw, "message", str, f"{where}.error")),
+            else ErrorInfo(
+                code=_require(error_raw, "code", str, f"{where}.error"),
+                message=_require(error_raw, "message", str, f"{where}.error"),
+            ),
             output=output,
             completed_at=_require(data, "completed_at", str, where),
             attempt=_require(data, "attempt", int, where),
