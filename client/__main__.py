@@ -1,0 +1,15 @@
+"""Entry point: ``python -m client`` and the ``asyncinfer`` console script."""
+
+from __future__ import annotations
+
+import sys
+
+from client.app import Console, real_adapters, run
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:], Console.system(), real_adapters()))
+
+
+if __name__ == "__main__":
+    main()

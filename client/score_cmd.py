@@ -1,0 +1,151 @@
+"""``asyncinfer score``: send rows to the scoring route in sync mode and print a table (or JSON).
+
+The answer is read tolerantly: a list of per-row objects, or an object holding them under ``predictions``
+/ ``results``, with ``prediction`` / ``probability`` per row and per-row errors as ``row_errors`` (``row``
+1-based, ``message``) or ``error`` on the row itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from client.app import Adapters, Console
+from client.errors import ExitCode, ScoringRejected, ServiceError, UsageError
+from client.localfiles import LocalRejection, read_rows
+from client.render import table
+from client.settings import ClientSettings
+from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN
+
+
+@dataclass(frozen=True)
+class ScoredRow:
+    row: int  # 1-based
+    prediction: Any = None
+    probability: float | None = None
+    error: str | None = None
+
+
+def parse_rows_argument(text: str) -> list[dict[str, Any]]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--rows: not valid JSON ({exc.msg} at position {exc.pos})") from None
+    rows = [value] if isinstance(value, dict) else value
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise UsageError("--rows: expected a JSON object or a non-empty array of objects")
+    return rows
+
+
+def load_rows(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
+    if args.rows is not None:
+        rows = parse_rows_argument(console.stdin.read() if args.rows == "-" else args.rows)
+        if len(rows) > args.max_rows:
+            raise UsageError(f"--rows: {len(rows)} rows is over --max-rows {args.max_rows}; use submit")
+        return rows
+    if not args.file.is_file():
+        raise UsageError(f"{args.file}: no such file")
+    try:
+        return read_rows(args.file, args.max_rows)
+    except LocalRejection as exc:
+        raise UsageError(f"{args.file}: {exc.message} [{exc.code.value}]") from None
+
+
+def _row_list(answer: Any) -> list[Any]:
+    if isinstance(answer, list):
+        return answer
+    if isinstance(answer, dict):
+        for key in ("predictions", "results", "rows", "data"):
+            if isinstance(answer.get(key), list):
+                return list(answer[key])
+    raise ServiceError(f"the scoring endpoint answered in an unexpected shape: {json.dumps(answer)[:200]}")
+
+
+def normalize(answer: Any, count: int) -> list[ScoredRow]:
+    """One ScoredRow per input row, whatever shape of answer the scoring route gave."""
+    errors: dict[int, str] = {}
+    if isinstance(answer, dict):
+        for item in answer.get("row_errors") or answer.get("errors") or []:
+            if isinstance(item, dict) and isinstance(item.get("row"), int):
+                errors[item["row"]] = str(item.get("message", "rejected"))
+    items = _row_list(answer)
+    probabilities = answer.get("probabilities") if isinstance(answer, dict) else None
+    scored: list[ScoredRow] = []
+    good = iter(items)
+    for number in range(1, count + 1):
+        if number in errors:
+            scored.append(ScoredRow(row=number, error=errors[number]))
+            continue
+        item = next(good, None)
+        if isinstance(item, dict):
+            if item.get("error"):
+                scored.append(ScoredRow(row=number, error=str(item["error"])))
+                continue
+            prob = item.get(PROBABILITY_COLUMN)
+            scored.append(ScoredRow(number, item.get(PREDICTION_COLUMN), float(prob) if prob is not None else None))
+        elif item is not None:
+            prob = probabilities[len(scored) - len(errors)] if isinstance(probabilities, list) else None
+            scored.append(ScoredRow(number, item, float(prob) if isinstance(prob, (int, float)) else None))
+        else:
+            scored.append(ScoredRow(row=number, error="no prediction returned for this row"))
+    return scored
+
+
+def _report_rejection(exc: ScoringRejected, as_json: bool, console: Console) -> ExitCode:
+    """The rows were refused as a whole (a sync caller gets all rows scored or none): say why, row by row."""
+    if as_json:
+        error = {"status": exc.status, "code": exc.code, "message": exc.message}
+        console.print_json({"rows": [], "error": error, "row_errors": exc.row_errors})
+        return ExitCode.FAILED
+    console.err.write(f"asyncinfer: error: {exc}\n")
+    for item in exc.row_errors:
+        console.err.write(f"  row {item.get('row', '?')}: {item.get('message', '')}\n")
+    return ExitCode.FAILED
+
+
+def run_score(args: argparse.Namespace, settings: ClientSettings, adapters: Adapters, console: Console) -> ExitCode:
+    rows = load_rows(args, console)
+    try:
+        answer = adapters.scoring(settings, args.timeout).score(rows)
+    except ScoringRejected as exc:
+        return _report_rejection(exc, args.json, console)
+    scored = normalize(answer, len(rows))
+    if args.columns:
+        columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+    else:  # show an id column when there is one, so rows can be told apart
+        columns = [k for k in rows[0] if k.lower().endswith("id")][:1]
+    failed = sum(1 for s in scored if s.error)
+    if args.json:
+        console.print_json(
+            {
+                "rows": [
+                    {
+                        "row": s.row,
+                        **{c: rows[s.row - 1].get(c) for c in columns},
+                        PREDICTION_COLUMN: s.prediction,
+                        PROBABILITY_COLUMN: s.probability,
+                        "error": s.error,
+                    }
+                    for s in scored
+                ],
+                "rows_scored": len(scored) - failed,
+                "rows_failed": failed,
+            }
+        )
+    else:
+        body = [
+            [
+                str(s.row),
+                *(str(rows[s.row - 1].get(c, "")) for c in columns),
+                "" if s.prediction is None else str(s.prediction),
+                "" if s.probability is None else f"{s.probability:.4f}",
+                s.error or "",
+            ]
+            for s in scored
+        ]
+        for line in table(["row", *columns, PREDICTION_COLUMN, PROBABILITY_COLUMN, "error"], body):
+            console.print(line)
+        console.print(f"{len(scored) - failed} scored, {failed} failed")
+    return ExitCode.FAILED if failed else ExitCode.OK
