@@ -106,6 +106,7 @@ class ErrorCode(StrEnum):
     BLOB_FORBIDDEN = "blob_forbidden"
     INVALID_REQUEST = "invalid_request"
     ENDPOINT_REJECTED = "endpoint_rejected"
+    ENDPOINT_UNAVAILABLE = "endpoint_unavailable"
     UNKNOWN_MODEL = "unknown_model"
     RESULT_TIMEOUT = "result_timeout"
     INTERNAL = "internal_error"

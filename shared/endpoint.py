@@ -1,0 +1,65 @@
+"""Scoring endpoint adapter (:class:`shared.ports.ScoringEndpoint`): POSTs JSON to the endpoint's scoring URI.
+
+Each POST uses its own connection (no ``requests.Session`` kept), so nothing is shared between the worker's
+threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import requests
+
+from shared.ports import EndpointReply
+from shared.settings import ScoringRoute
+
+logger = logging.getLogger(__name__)
+
+_MAX_BODY_KEPT = 2000
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class HttpScoringEndpoint:
+    def __init__(self, route: ScoringRoute, *, connect_timeout: float, read_timeout: float) -> None:
+        self._route = route
+        self._timeout = (connect_timeout, read_timeout)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._route.key:
+            headers["Authorization"] = f"Bearer {self._route.key}"
+        if self._route.deployment:
+            headers["azureml-model-deployment"] = self._route.deployment
+        return headers
+
+    def post(self, body: bytes) -> EndpointReply:
+        try:
+            response = requests.post(self._route.uri, data=body, headers=self._headers(), timeout=self._timeout)
+        except requests.RequestException as exc:
+            logger.warning("scoring endpoint %s unreachable: %s", self._route.uri, exc)
+            return EndpointReply(status=0, body=f"{type(exc).__name__}: {exc}"[:_MAX_BODY_KEPT])
+        with response:
+            return EndpointReply(
+                status=response.status_code,
+                body=response.text[:_MAX_BODY_KEPT],
+                retry_after_seconds=parse_retry_after(response.headers.get("Retry-After")),
+            )

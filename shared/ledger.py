@@ -1,0 +1,261 @@
+"""Request ledger: one JSON blob per request in the ledger container, updated with ETag conditions.
+
+Layout (container ``LEDGER_CONTAINER``):
+
+* ``requests/<request_id>.json``: the :class:`LedgerRecord` (source of truth for ``request_status``).
+* ``inflight/<request_id>``: an empty marker blob while a request is not finished (submitted, or accepted by
+  the endpoint and waiting for its result); its metadata (``since``: when the current attempt was submitted
+  or accepted, ``attempt``) lets ``reconcile`` find overdue requests with one listing instead of reading
+  every record. It is (re)written when an attempt is submitted and when it is accepted, and removed only
+  after the record is terminal, so a crash in between leaves a marker (re-checked), never a lost request.
+
+Updates read the record with its ETag, apply a pure transition and write back with ``If-Match`` (or
+``If-None-Match: *`` for a new record); on a conflict they re-read and retry, so concurrent writers
+(a late result racing ``accepted``, two deliveries of one message) never clobber each other. Transitions
+never go back from a terminal state, except that a late success replaces a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime
+
+from shared.contracts import InferenceRequest, RequestState
+from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
+
+logger = logging.getLogger(__name__)
+
+RECORDS = "requests/"
+INFLIGHT = "inflight/"
+_MAX_CONFLICTS = 20
+_CONFLICT_PAUSE_SECONDS = 0.02
+TERMINAL = (RequestState.SUCCEEDED, RequestState.FAILED)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    request_id: str
+    state: RequestState
+    input_container: str
+    input_name: str
+    model: str
+    attempt: int = 1
+    input_url: str | None = None
+    etag: str | None = None
+    size: int | None = None
+    session_id: str | None = None
+    submitted_at: str | None = None
+    accepted_at: str | None = None
+    completed_at: str | None = None
+    updated_at: str | None = None
+    output_location: str | None = None
+    error_location: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    rows_scored: int | None = None
+    rows_failed: int | None = None
+    scoring_retries: int = 0
+    dead_letter_reason: str | None = None
+
+    @classmethod
+    def for_request(cls, request: InferenceRequest, state: RequestState, now: datetime) -> LedgerRecord:
+        return cls(
+            request_id=request.request_id,
+            state=state,
+            input_container=request.container,
+            input_name=request.blob_name,
+            model=request.model,
+            attempt=request.attempt,
+            input_url=request.blob_url,
+            etag=request.etag,
+            size=request.size,
+            session_id=request.session_id,
+            submitted_at=request.submitted_at,
+            updated_at=iso(now),
+        )
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> LedgerRecord:
+        data = json.loads(raw)
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["state"] = RequestState(values["state"])
+        return cls(**values)
+
+    def public_view(self) -> dict[str, object]:
+        """What ``request_status`` shows (no internal counters)."""
+        view = asdict(self)
+        view.pop("scoring_retries", None)
+        view["state"] = self.state.value
+        return view
+
+
+Transition = Callable[[LedgerRecord | None], LedgerRecord | None]
+
+
+class Ledger:
+    def __init__(self, blobs: BlobStore, container: str) -> None:
+        self._blobs = blobs
+        self._container = container
+
+    def get(self, request_id: str) -> LedgerRecord | None:
+        try:
+            raw, _ = self._blobs.read(self._container, f"{RECORDS}{request_id}.json")
+        except BlobNotFound:
+            return None
+        return LedgerRecord.from_json(raw)
+
+    def location(self, request_id: str) -> str:
+        return f"{self._container}/{RECORDS}{request_id}.json"
+
+    def update(self, request_id: str, transition: Transition) -> LedgerRecord | None:
+        """Applies ``transition`` atomically; returns the stored record (unchanged if it returned None)."""
+        name = f"{RECORDS}{request_id}.json"
+        for conflict in range(_MAX_CONFLICTS):
+            try:
+                raw, etag = self._blobs.read(self._container, name)
+                current: LedgerRecord | None = LedgerRecord.from_json(raw)
+            except BlobNotFound:
+                current, etag = None, None
+            new = transition(current)
+            if new is None:
+                return current
+            try:
+                self._blobs.write(
+                    self._container,
+                    name,
+                    new.to_json(),
+                    content_type="application/json",
+                    metadata={"state": new.state.value},
+                    if_match=etag,
+                    if_none_match_any=etag is None,
+                )
+                return new
+            except PreconditionFailed:
+                logger.info("ledger record %s changed concurrently; retrying", request_id)
+                # Randomised pause so writers that collided do not collide again in lockstep.
+                time.sleep(random.uniform(0, _CONFLICT_PAUSE_SECONDS * min(conflict + 1, 5)))
+        raise RuntimeError(f"ledger record {request_id}: too many concurrent updates")
+
+    def mark_inflight(self, request_id: str, since: datetime, attempt: int) -> None:
+        self._blobs.write(
+            self._container,
+            f"{INFLIGHT}{request_id}",
+            b"",
+            content_type="application/octet-stream",
+            metadata={"since": iso(since), "attempt": str(attempt)},
+        )
+
+    def clear_inflight(self, request_id: str) -> None:
+        self._blobs.delete(self._container, f"{INFLIGHT}{request_id}")
+
+    def inflight(self) -> Iterator[tuple[str, datetime, int]]:
+        """(request_id, since, attempt) of every in-flight marker, from one listing."""
+        for info in self._blobs.list(self._container, INFLIGHT):
+            request_id = info.name[len(INFLIGHT) :]
+            try:
+                yield request_id, parse_iso(info.metadata["since"]), int(info.metadata["attempt"])
+            except (KeyError, ValueError):
+                logger.warning("ledger marker %s has bad metadata %s", info.name, info.metadata)
+
+
+# ---- transitions (pure) ----------------------------------------------------------------------------
+
+
+def submitted(request: InferenceRequest, now: datetime) -> Transition:
+    def apply(current: LedgerRecord | None) -> LedgerRecord | None:
+        if current is None:
+            return LedgerRecord.for_request(request, RequestState.SUBMITTED, now)
+        if current.terminal or current.attempt >= request.attempt:
+            return None
+        return replace(current, state=RequestState.SUBMITTED, attempt=request.attempt, updated_at=iso(now))
+
+    return apply
+
+
+def accepted(request: InferenceRequest, now: datetime, scoring_retries: int) -> Transition:
+    def apply(current: LedgerRecord | None) -> LedgerRecord | None:
+        base = current or LedgerRecord.for_request(request, RequestState.SUBMITTED, now)
+        if base.terminal or base.attempt > request.attempt:
+            return None
+        return replace(
+            base,
+            state=RequestState.ACCEPTED,
+            attempt=request.attempt,
+            accepted_at=iso(now),
+            updated_at=iso(now),
+            scoring_retries=max(base.scoring_retries, scoring_retries),
+        )
+
+    return apply
+
+
+def succeeded(
+    base: LedgerRecord, now: datetime, output_location: str, rows_scored: int, rows_failed: int, completed_at: str
+) -> Transition:
+    """``base`` is used when the record is missing (a result for a request the ledger never saw)."""
+
+    def apply(current: LedgerRecord | None) -> LedgerRecord | None:
+        if current is not None and current.state == RequestState.SUCCEEDED:
+            return None
+        record = current or base
+        return replace(
+            record,
+            state=RequestState.SUCCEEDED,
+            completed_at=completed_at,
+            updated_at=iso(now),
+            output_location=output_location,
+            rows_scored=rows_scored,
+            rows_failed=rows_failed,
+        )
+
+    return apply
+
+
+def failed(
+    base: LedgerRecord,
+    now: datetime,
+    *,
+    code: str,
+    message: str,
+    error_location: str,
+    rows_scored: int | None = None,
+    rows_failed: int | None = None,
+) -> Transition:
+    def apply(current: LedgerRecord | None) -> LedgerRecord | None:
+        if current is not None and current.terminal:
+            return None
+        record = current or base
+        return replace(
+            record,
+            state=RequestState.FAILED,
+            completed_at=iso(now),
+            updated_at=iso(now),
+            error_location=error_location,
+            error_code=code,
+            error_message=message,
+            rows_scored=rows_scored,
+            rows_failed=rows_failed,
+        )
+
+    return apply

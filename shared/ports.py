@@ -1,0 +1,107 @@
+"""Ports: the small interfaces the use cases need from blob storage, the message bus and the scoring endpoint.
+
+Adapters for Azure live in ``storage.py``, ``bus.py`` and ``endpoint.py``; unit tests pass hand-written fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+
+class PreconditionFailed(Exception):
+    """A conditional write lost: the blob changed (ETag mismatch) or already exists."""
+
+
+class BlobNotFound(Exception):
+    """The blob (or its container) does not exist."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    name: str
+    url: str
+    etag: str
+    size: int
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class BlobStore(Protocol):
+    def properties(self, container: str, name: str) -> BlobInfo:
+        """Raises BlobNotFound."""
+        ...
+
+    def read(self, container: str, name: str) -> tuple[bytes, str]:
+        """Content and ETag; raises BlobNotFound."""
+        ...
+
+    def write(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+        if_none_match_any: bool = False,
+    ) -> str:
+        """Writes the whole blob in one commit and returns its new ETag; raises PreconditionFailed."""
+        ...
+
+    def copy_from_url(
+        self, source_url: str, container: str, name: str, *, content_type: str, metadata: Mapping[str, str]
+    ) -> None:
+        """Server-side copy of a whole blob (the target appears only when complete); raises BlobNotFound."""
+        ...
+
+    def delete(self, container: str, name: str) -> None:
+        """Deletes if present."""
+        ...
+
+    def list(self, container: str, prefix: str) -> Iterator[BlobInfo]:
+        """Blobs under ``prefix`` with their metadata, in one listing (no per-blob requests)."""
+        ...
+
+    def read_sas_url(self, container: str, name: str, ttl: timedelta) -> str:
+        """A read-only, short-lived URL for one blob."""
+        ...
+
+    def url(self, container: str, name: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    body: bytes
+    message_id: str
+    session_id: str | None = None
+    application_properties: Mapping[str, str | int] = field(default_factory=dict)
+    content_type: str = "application/json"
+    subject: str | None = None
+
+
+class MessageBus(Protocol):
+    def publish(self, topic: str, message: OutgoingMessage) -> None: ...
+
+    def schedule(self, topic: str, message: OutgoingMessage, at: datetime) -> None:
+        """Enqueue ``message`` so it becomes visible at ``at`` (UTC)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EndpointReply:
+    """What the endpoint answered; ``status`` 0 means no HTTP answer (connection error or timeout)."""
+
+    status: int
+    body: str = ""
+    retry_after_seconds: float | None = None
+
+
+class ScoringEndpoint(Protocol):
+    def post(self, body: bytes) -> EndpointReply: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...

@@ -1,0 +1,231 @@
+"""Blob storage adapter (:class:`shared.ports.BlobStore`) over ``azure-storage-blob``.
+
+One ``BlobServiceClient`` per thread (the Functions worker runs sync functions on a thread pool and the
+brief forbids sharing SDK clients across threads). Read SAS URLs are signed with the account key when the
+connection is a connection string, or with a user delegation key when it is an identity.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import (
+    BlobClient,
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContentSettings,
+    UserDelegationKey,
+    generate_blob_sas,
+)
+
+from shared.ports import BlobInfo, BlobNotFound, PreconditionFailed
+from shared.settings import Connection
+
+logger = logging.getLogger(__name__)
+
+_local = threading.local()
+# Clock skew allowance for SAS start times and a floor for user delegation key lifetimes.
+_SKEW = timedelta(minutes=5)
+_COPY_POLL_SECONDS = 0.2
+_COPY_TIMEOUT_SECONDS = 600.0
+# Accounts whose service answered 501 to Put Blob From URL (Azurite); written once, read by all threads.
+_PUT_FROM_URL: dict[str, bool] = {}
+
+
+def credential_for(connection: Connection) -> TokenCredential:
+    """ManagedIdentityCredential for a named user-assigned identity, else DefaultAzureCredential."""
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if connection.client_id:
+        return ManagedIdentityCredential(client_id=connection.client_id)
+    return DefaultAzureCredential()
+
+
+def service_client(connection: Connection) -> BlobServiceClient:
+    """This thread's client for ``connection`` (created on first use in the thread)."""
+    clients: dict[Connection, BlobServiceClient] = getattr(_local, "clients", None) or {}
+    _local.clients = clients
+    client = clients.get(connection)
+    if client is None:
+        if connection.connection_string is not None:
+            client = BlobServiceClient.from_connection_string(connection.connection_string)
+        else:
+            client = BlobServiceClient(str(connection.endpoint), credential=credential_for(connection))
+        clients[connection] = client
+    return client
+
+
+class AzureBlobStore:
+    """BlobStore on one storage account; cheap to create, holds no client itself."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._delegation_key: UserDelegationKey | None = None
+        self._delegation_expiry: datetime | None = None
+
+    @property
+    def _service(self) -> BlobServiceClient:
+        return service_client(self._connection)
+
+    def url(self, container: str, name: str) -> str:
+        return str(self._service.get_blob_client(container, name).url)
+
+    def properties(self, container: str, name: str) -> BlobInfo:
+        blob = self._service.get_blob_client(container, name)
+        try:
+            props = blob.get_blob_properties()
+        except ResourceNotFoundError as exc:
+            raise BlobNotFound(f"{container}/{name}") from exc
+        return BlobInfo(name=name, url=blob.url, etag=props.etag, size=props.size, metadata=dict(props.metadata))
+
+    def read(self, container: str, name: str) -> tuple[bytes, str]:
+        blob = self._service.get_blob_client(container, name)
+        try:
+            downloader = blob.download_blob()
+            return downloader.readall(), str(downloader.properties.etag)
+        except ResourceNotFoundError as exc:
+            raise BlobNotFound(f"{container}/{name}") from exc
+
+    def write(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+        if_none_match_any: bool = False,
+    ) -> str:
+        blob = self._service.get_blob_client(container, name)
+        # The SDK forwards unknown keywords to the transport, so conditions are passed only when set.
+        conditions: dict[str, Any] = {}
+        if if_match is not None:
+            conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
+        elif if_none_match_any:
+            conditions = {"match_condition": MatchConditions.IfMissing}
+        try:
+            result = blob.upload_blob(
+                data,
+                overwrite=True,
+                metadata=dict(metadata or {}),
+                content_settings=ContentSettings(content_type=content_type),
+                **conditions,
+            )
+        except (ResourceModifiedError, ResourceExistsError) as exc:
+            raise PreconditionFailed(f"{container}/{name}") from exc
+        except ResourceNotFoundError as exc:
+            raise BlobNotFound(f"{container}/{name}") from exc
+        return str(result["etag"])
+
+    def copy_from_url(
+        self, source_url: str, container: str, name: str, *, content_type: str, metadata: Mapping[str, str]
+    ) -> None:
+        source_url = self._authorised_source(source_url)
+        blob = self._service.get_blob_client(container, name)
+        if _PUT_FROM_URL.get(self._service.url, True):
+            try:
+                # Put Blob From URL: synchronous and atomic (the target changes only when the copy is done).
+                blob.upload_blob_from_url(
+                    source_url,
+                    overwrite=True,
+                    metadata=dict(metadata),
+                    content_settings=ContentSettings(content_type=content_type),
+                )
+                return
+            except ResourceNotFoundError as exc:
+                raise BlobNotFound(source_url.split("?")[0]) from exc
+            except HttpResponseError as exc:
+                if exc.status_code != 501:
+                    raise
+                # Azurite does not implement Put Blob From URL; its Copy Blob completes at once.
+                logger.info("Put Blob From URL not supported by this service; using Copy Blob")
+                _PUT_FROM_URL[self._service.url] = False
+        self._copy_blob(blob, source_url, content_type, metadata)
+
+    def _copy_blob(self, blob: BlobClient, source_url: str, content_type: str, metadata: Mapping[str, str]) -> None:
+        try:
+            blob.start_copy_from_url(source_url, metadata=dict(metadata), requires_sync=None)
+        except ResourceNotFoundError as exc:
+            raise BlobNotFound(source_url.split("?")[0]) from exc
+        deadline = datetime.now(UTC) + timedelta(seconds=_COPY_TIMEOUT_SECONDS)
+        while True:
+            props = blob.get_blob_properties()
+            status = props.copy.status
+            if status == "success" or status is None:
+                break
+            if status != "pending" or datetime.now(UTC) > deadline:
+                blob.delete_blob()
+                raise RuntimeError(f"copy to {blob.url} ended as {status}: {props.copy.status_description}")
+            threading.Event().wait(_COPY_POLL_SECONDS)
+        blob.set_http_headers(content_settings=ContentSettings(content_type=content_type))
+
+    def _authorised_source(self, source_url: str) -> str:
+        """Adds a read SAS when the source is a blob of this account given without one."""
+        parsed = urlparse(source_url)
+        if parsed.query:
+            return source_url
+        ours = urlparse(self._service.url)
+        if (parsed.scheme, parsed.netloc) != (ours.scheme, ours.netloc):
+            return source_url
+        path = parsed.path[len(ours.path.rstrip("/")) :].lstrip("/")
+        container, _, name = path.partition("/")
+        if not container or not name:
+            return source_url
+        return self.read_sas_url(container, unquote(name), timedelta(minutes=30))
+
+    def delete(self, container: str, name: str) -> None:
+        try:
+            self._service.get_blob_client(container, name).delete_blob()
+        except ResourceNotFoundError:
+            logger.debug("delete: %s/%s was already gone", container, name)
+
+    def list(self, container: str, prefix: str) -> Iterator[BlobInfo]:
+        client = self._service.get_container_client(container)
+        for item in client.list_blobs(name_starts_with=prefix, include=["metadata"]):
+            yield BlobInfo(
+                name=item.name,
+                url=f"{client.url}/{item.name}",
+                etag=item.etag,
+                size=item.size,
+                metadata=dict(item.metadata or {}),
+            )
+
+    def read_sas_url(self, container: str, name: str, ttl: timedelta) -> str:
+        blob = self._service.get_blob_client(container, name)
+        now = datetime.now(UTC)
+        start, expiry = now - _SKEW, now + ttl
+        common: dict[str, object] = {
+            "account_name": self._service.account_name,
+            "container_name": container,
+            "blob_name": name,
+            "permission": BlobSasPermissions(read=True),
+            "start": start,
+            "expiry": expiry,
+            "protocol": "https" if blob.url.startswith("https") else "https,http",
+        }
+        if self._connection.connection_string is not None:
+            credential = self._service.credential
+            account_key = getattr(credential, "account_key", None)
+            if not account_key:
+                raise RuntimeError(f"connection {self._connection.name} has no account key to sign a SAS with")
+            sas = generate_blob_sas(account_key=account_key, **common)  # type: ignore[arg-type]
+        else:
+            sas = generate_blob_sas(user_delegation_key=self._user_delegation_key(expiry), **common)  # type: ignore[arg-type]
+        return f"{blob.url}?{sas}"
+
+    def _user_delegation_key(self, needed_until: datetime) -> UserDelegationKey:
+        if self._delegation_key is None or self._delegation_expiry is None or self._delegation_expiry < needed_until:
+            now = datetime.now(UTC)
+            expiry = max(needed_until, now + timedelta(hours=1))
+            self._delegation_key = self._service.get_user_delegation_key(now - _SKEW, expiry)
+            self._delegation_expiry = expiry
+        return self._delegation_key

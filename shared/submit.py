@@ -1,0 +1,221 @@
+"""Use case ``submit``: a new input blob becomes an :class:`InferenceRequest` on the request topic.
+
+The blob's content is never read: name, URL, size, ETag and metadata come from its properties. A bad
+file (name, size, format, metadata) gets an error record and a failed ledger entry at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+
+from shared.contracts import (
+    DataFormat,
+    ErrorCode,
+    InferenceRequest,
+    RequestState,
+    derive_request_id,
+    detect_format,
+)
+from shared.errors import write_error_record
+from shared.ledger import Ledger, LedgerRecord, failed, iso, submitted
+from shared.ports import BlobInfo, BlobNotFound, BlobStore, MessageBus, OutgoingMessage
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 1000  # leaves room for "errors/" + ".error.json" within the 1024-character blob name limit
+MAX_SESSION_ID_LENGTH = 128  # Service Bus session id limit
+META_SESSION = "session_id"
+META_MODEL = "model"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class SubmitOutcome(StrEnum):
+    PUBLISHED = "published"
+    REJECTED = "rejected"
+    ALREADY_IN_FLIGHT = "already_in_flight"
+    GONE = "gone"
+
+
+class Rejection(Exception):
+    """The input file cannot be submitted; becomes its error record."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` is not acceptable as an input name, or None."""
+    if not name:
+        return "the blob name is empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"the blob name is longer than {MAX_NAME_LENGTH} characters"
+    if _CONTROL.search(name):
+        return "the blob name contains control characters"
+    if "\\" in name:
+        return "the blob name contains a backslash"
+    if name.startswith("/") or any(seg in ("", ".", "..") for seg in name.split("/")):
+        return "the blob name has an empty, '.' or '..' path segment"
+    return None
+
+
+def request_message_id(request_id: str, attempt: int) -> str:
+    """Attempt 1 uses the request id itself, so a re-fired trigger is dropped by duplicate detection."""
+    return request_id if attempt == 1 else f"{request_id}:{attempt}"
+
+
+def request_message(request: InferenceRequest) -> OutgoingMessage:
+    return OutgoingMessage(
+        body=request.to_json(),
+        message_id=request_message_id(request.request_id, request.attempt),
+        session_id=request.session_id,
+        application_properties=request.application_properties(),
+        content_type="application/json",
+    )
+
+
+def derived_session_id(name: str) -> str:
+    """Session of a file uploaded without ``session_id`` metadata: its own path (hashed if too long)."""
+    return name if len(name) <= MAX_SESSION_ID_LENGTH else hashlib.sha256(name.encode()).hexdigest()
+
+
+def choose_session(name: str, metadata: Mapping[str, str]) -> str:
+    session = metadata.get(META_SESSION)
+    if session is None:
+        return derived_session_id(name)
+    if not session.strip() or len(session) > MAX_SESSION_ID_LENGTH or _CONTROL.search(session):
+        raise Rejection(
+            ErrorCode.INVALID_REQUEST, f"metadata session_id must be 1-{MAX_SESSION_ID_LENGTH} printable characters"
+        )
+    return session
+
+
+def choose_model(name: str, metadata: Mapping[str, str], settings: Settings) -> str:
+    model = metadata.get(META_MODEL)
+    if model is not None:
+        if settings.route(model) is None:
+            raise Rejection(
+                ErrorCode.UNKNOWN_MODEL, f"model {model!r} is not routed; known: {', '.join(settings.models)}"
+            )
+        return model
+    prefix = name.split("/", 1)[0] if "/" in name else None
+    if prefix is not None and settings.route(prefix) is not None:
+        return prefix
+    return settings.routes[0].model
+
+
+def check_file(name: str, info: BlobInfo, settings: Settings) -> tuple[DataFormat, str | None]:
+    """Format and compression of an acceptable file; raises Rejection."""
+    if problem := name_problem(name):
+        raise Rejection(ErrorCode.INVALID_NAME, problem)
+    fmt = detect_format(name)
+    if fmt is None:
+        raise Rejection(ErrorCode.UNSUPPORTED_FORMAT, "supported: .csv, .jsonl, .ndjson, optionally with .gz")
+    if info.size == 0:
+        raise Rejection(ErrorCode.EMPTY_FILE, "the file is empty")
+    if info.size > settings.max_input_bytes:
+        raise Rejection(ErrorCode.TOO_LARGE, f"{info.size} bytes is over the limit of {settings.max_input_bytes}")
+    return fmt
+
+
+def submit_blob(
+    container: str,
+    name: str,
+    *,
+    settings: Settings,
+    blobs: BlobStore,
+    bus: MessageBus,
+    ledger: Ledger,
+    now: datetime,
+    trigger_info: BlobInfo | None = None,
+) -> SubmitOutcome:
+    """``trigger_info`` is what the trigger itself knew about the blob; it stands in for the blob's properties
+    when the name is unsafe to use in a storage request (path tricks are never sent to storage)."""
+    if problem := name_problem(name):
+        info = trigger_info or BlobInfo(name=name, url="", etag="", size=0)
+        request_id = derive_request_id(container, name, info.etag)
+        rejection = Rejection(ErrorCode.INVALID_NAME, problem)
+        _reject(container, name, info, request_id, rejection, settings=settings, blobs=blobs, ledger=ledger, now=now)
+        return SubmitOutcome.REJECTED
+    try:
+        info = blobs.properties(container, name)
+    except BlobNotFound:
+        logger.warning("input %s/%s is gone before it could be submitted", container, name)
+        return SubmitOutcome.GONE
+    request_id = derive_request_id(container, name, info.etag)
+    metadata = {k.lower(): v for k, v in info.metadata.items()}
+    try:
+        fmt = check_file(name, info, settings)
+        session = choose_session(name, metadata)
+        model = choose_model(name, metadata, settings)
+    except Rejection as rejection:
+        _reject(container, name, info, request_id, rejection, settings=settings, blobs=blobs, ledger=ledger, now=now)
+        return SubmitOutcome.REJECTED
+    request = InferenceRequest(
+        request_id=request_id,
+        container=container,
+        blob_name=name,
+        blob_url=info.url,
+        etag=info.etag.strip('"'),
+        size=info.size,
+        format=fmt[0],
+        compression=fmt[1],
+        session_id=session,
+        model=model,
+        submitted_at=iso(now),
+    )
+    record = ledger.update(request_id, submitted(request, now))
+    if record is not None and record.state != RequestState.SUBMITTED:
+        logger.info("request %s for %s is already %s; not publishing again", request_id, name, record.state)
+        return SubmitOutcome.ALREADY_IN_FLIGHT
+    ledger.mark_inflight(request_id, now, request.attempt)
+    bus.publish(settings.request_topic, request_message(request))
+    logger.info("submitted %s/%s as request %s (model %s, session %s)", container, name, request_id, model, session)
+    return SubmitOutcome.PUBLISHED
+
+
+def _reject(
+    container: str,
+    name: str,
+    info: BlobInfo,
+    request_id: str,
+    rejection: Rejection,
+    *,
+    settings: Settings,
+    blobs: BlobStore,
+    ledger: Ledger,
+    now: datetime,
+) -> None:
+    logger.warning("rejected input %r: %s (%s)", name, rejection.code, rejection.message)
+    location = write_error_record(
+        blobs,
+        settings.output_container,
+        input_name=name,
+        input_container=container,
+        request_id=request_id,
+        code=rejection.code,
+        message=rejection.message,
+        now=now,
+    )
+    base = LedgerRecord(
+        request_id=request_id,
+        state=RequestState.SUBMITTED,
+        input_container=container,
+        input_name=name,
+        model=str(info.metadata.get(META_MODEL, "")),
+        input_url=info.url,
+        etag=info.etag.strip('"'),
+        size=info.size,
+        submitted_at=iso(now),
+        updated_at=iso(now),
+    )
+    ledger.update(
+        request_id, failed(base, now, code=rejection.code, message=rejection.message, error_location=location)
+    )

@@ -1,0 +1,1 @@
+"""Function triggers: one blueprint module per function (or per family of functions), all thin glue."""

@@ -1,0 +1,78 @@
+"""``score_request`` functions: one Service Bus topic trigger per model route, registered in a loop.
+
+The default route (model ``churn``) is the function ``score_request`` on ``%SCORING_SUBSCRIPTION%``;
+each extra route from ``MODEL_ROUTES`` adds ``score_request_<model>`` on its own subscription. The routes
+differ only in configuration (subscription and endpoint settings), never in code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import azure.functions as func
+
+from shared import score
+from shared.contracts import DEFAULT_MODEL
+from shared.settings import SERVICE_BUS, extra_route_subscriptions, route_suffix
+from shared.wiring import services
+
+bp = func.Blueprint()
+logger = logging.getLogger(__name__)
+
+
+def delivery_of(msg: func.ServiceBusMessage) -> score.Delivery:
+    props = msg.application_properties or {}
+    try:
+        retry = int(props.get(score.PROP_SCORING_RETRY, 0))
+    except (TypeError, ValueError):
+        retry = 0
+    return score.Delivery(
+        body=msg.get_body(),
+        message_id=msg.message_id or "",
+        delivery_count=msg.delivery_count or 0,
+        scoring_retry=retry,
+    )
+
+
+def handle(msg: func.ServiceBusMessage, model: str) -> None:
+    svc = services()
+    route = svc.settings.route(model)
+    if route is None:
+        raise RuntimeError(f"no route configured for model {model!r}")
+    outcome = score.score_request(
+        delivery_of(msg),
+        route=route,
+        settings=svc.settings,
+        blobs=svc.blobs,
+        bus=svc.bus,
+        endpoint=svc.endpoint_for(route),
+        ledger=svc.ledger,
+        now=svc.clock.now(),
+    )
+    logger.info("score_request %s (model %s): %s", msg.message_id, model, outcome)
+
+
+def _register(model: str, function_name: str, subscription: str) -> Callable[[func.ServiceBusMessage], None]:
+    def score_request(msg: func.ServiceBusMessage) -> None:
+        handle(msg, model)
+
+    score_request.__name__ = function_name
+    bp.function_name(function_name)(
+        bp.service_bus_topic_trigger(
+            arg_name="msg",
+            connection=SERVICE_BUS,
+            topic_name="%REQUEST_TOPIC%",
+            subscription_name=subscription,
+        )(score_request)
+    )
+    return score_request
+
+
+def function_name_for(model: str) -> str:
+    return "score_request" if model == DEFAULT_MODEL else f"score_request_{route_suffix(model).lower()}"
+
+
+ROUTED = {DEFAULT_MODEL: _register(DEFAULT_MODEL, "score_request", "%SCORING_SUBSCRIPTION%")}
+for _model, _subscription in extra_route_subscriptions():
+    ROUTED[_model] = _register(_model, function_name_for(_model), _subscription)

@@ -1,0 +1,141 @@
+"""Use case ``write``: store one :class:`InferenceResult` as the output file or as an error record.
+
+The output is written in a single commit (one Put Blob for inline bytes; Put Blob From URL, or Copy Blob
+where the service lacks it, for outputs staged in the results container), so readers never see a partial
+file. It is idempotent: the output blob carries the request id and SHA-256 of its bytes in its metadata,
+and a result whose output is already there is not written again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime
+from enum import StrEnum
+
+from shared.contracts import InferenceResult, RequestState, ResultStatus, output_blob_name
+from shared.errors import write_error_record
+from shared.ledger import Ledger, LedgerRecord, failed, iso, succeeded
+from shared.ports import BlobNotFound, BlobStore
+from shared.settings import Settings
+from shared.submit import name_problem
+
+logger = logging.getLogger(__name__)
+
+META_REQUEST_ID = "request_id"
+META_SHA256 = "sha256"
+
+
+class WriteOutcome(StrEnum):
+    WRITTEN = "written"
+    ALREADY_WRITTEN = "already_written"
+    ERROR_RECORDED = "error_recorded"
+    SUPERSEDED = "superseded"
+
+
+class OutputMismatch(RuntimeError):
+    """The copied output does not have the size the result announced (retried by the host)."""
+
+
+def _base_record(result: InferenceResult, settings: Settings, now: datetime) -> LedgerRecord:
+    return LedgerRecord(
+        request_id=result.request_id,
+        state=RequestState.ACCEPTED,
+        input_container=settings.input_container,
+        input_name=result.input_name,
+        model=result.model,
+        attempt=result.attempt,
+        updated_at=iso(now),
+    )
+
+
+def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: Ledger, now: datetime) -> WriteOutcome:
+    result = InferenceResult.from_json(body)
+    record = ledger.get(result.request_id)
+    input_name = record.input_name if record is not None else result.input_name
+    if record is not None and record.input_name != result.input_name:
+        logger.warning("result %s names input %r; the ledger says %r", result.request_id, result.input_name,
+                       record.input_name)  # fmt: skip
+    if problem := name_problem(input_name):
+        raise ValueError(f"result {result.request_id}: unusable input name {input_name!r}: {problem}")
+    base = record or _base_record(result, settings, now)
+    if result.status == ResultStatus.SUCCEEDED:
+        return _store_output(result, input_name, base, settings=settings, blobs=blobs, ledger=ledger, now=now)
+    if record is not None and record.state == RequestState.SUCCEEDED:
+        logger.info("failed result for %s attempt %s arrives after success; ignored", result.request_id,
+                    result.attempt)  # fmt: skip
+        return WriteOutcome.SUPERSEDED
+    assert result.error is not None
+    location = write_error_record(
+        blobs,
+        settings.output_container,
+        input_name=input_name,
+        input_container=base.input_container,
+        request_id=result.request_id,
+        attempt=result.attempt,
+        code=result.error.code,
+        message=result.error.message,
+        rows_scored=result.rows_scored,
+        rows_failed=result.rows_failed,
+        row_errors=result.row_errors,
+        now=now,
+    )
+    transition = failed(
+        base,
+        now,
+        code=result.error.code,
+        message=result.error.message,
+        error_location=location,
+        rows_scored=result.rows_scored,
+        rows_failed=result.rows_failed,
+    )
+    ledger.update(result.request_id, lambda current: _with_completed(transition(current), result.completed_at))
+    ledger.clear_inflight(result.request_id)
+    logger.info("request %s failed (%s); error record %s", result.request_id, result.error.code, location)
+    return WriteOutcome.ERROR_RECORDED
+
+
+def _with_completed(record: LedgerRecord | None, completed_at: str) -> LedgerRecord | None:
+    return None if record is None else replace(record, completed_at=completed_at)
+
+
+def _store_output(
+    result: InferenceResult,
+    input_name: str,
+    base: LedgerRecord,
+    *,
+    settings: Settings,
+    blobs: BlobStore,
+    ledger: Ledger,
+    now: datetime,
+) -> WriteOutcome:
+    output = result.output
+    assert output is not None
+    container, name = settings.output_container, output_blob_name(input_name)
+    metadata = {META_REQUEST_ID: result.request_id, META_SHA256: output.sha256}
+    outcome = WriteOutcome.WRITTEN
+    try:
+        existing = blobs.properties(container, name)
+        if existing.metadata.get(META_SHA256) == output.sha256 and existing.size == output.size:
+            outcome = WriteOutcome.ALREADY_WRITTEN
+    except BlobNotFound:
+        pass
+    if outcome == WriteOutcome.WRITTEN:
+        content_type = output.format.content_type if output.compression is None else "application/gzip"
+        if output.inline_b64 is not None:
+            blobs.write(container, name, output.inline_bytes(), content_type=content_type, metadata=metadata)
+        else:
+            assert output.blob_url is not None
+            blobs.copy_from_url(output.blob_url, container, name, content_type=content_type, metadata=metadata)
+            copied = blobs.properties(container, name)
+            if copied.size != output.size:
+                raise OutputMismatch(f"{container}/{name}: copied {copied.size} bytes, result says {output.size}")
+    location = f"{container}/{name}"
+    ledger.update(
+        result.request_id,
+        succeeded(base, now, location, result.rows_scored, result.rows_failed, result.completed_at),
+    )
+    ledger.clear_inflight(result.request_id)
+    logger.info("request %s succeeded: %s (%s rows, %s failed)", result.request_id, location, result.rows_scored,
+                result.rows_failed)  # fmt: skip
+    return outcome

@@ -1,0 +1,90 @@
+"""score_request against the Service Bus emulator and a loopback stand-in for the endpoint's error contract:
+throttling is rescheduled (never dead-lettered), a permanent 400 ends in the dead-letter queue with an error
+record, an unreachable endpoint is retried later."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+import requests
+
+from shared.contracts import AsyncScoringRequest, derive_request_id
+from shared.score import DeadLetter
+
+from .conftest import AppEnv, EndpointStandIn
+from .fa_support import indexed_function, run_like_host, set_env
+from .test_fa_submit_write import trigger
+
+V2 = "scoring-churn-v2"
+
+
+def v2_function() -> Callable[..., None]:
+    return indexed_function("score_request_churn_v2")  # MODEL_ROUTES=churn-v2=scoring-churn-v2 in fa_env
+
+
+@pytest.mark.slow
+def test_throttling_reschedules_then_a_permanent_rejection_is_dead_lettered(
+    fa_env: AppEnv, monkeypatch: pytest.MonkeyPatch, endpoint_stand_in: Callable[..., EndpointStandIn]
+) -> None:
+    stand_in = endpoint_stand_in(
+        (429, {"Retry-After": "2"}, b'{"error": "too many requests"}'),
+        (503, {}, b"unavailable"),
+        (400, {}, json.dumps({"error": {"code": "missing_columns", "message": "no tenure"}}).encode()),
+    )
+    set_env(monkeypatch, SCORING_URI__CHURN_V2=stand_in.uri)
+    etag = fa_env.upload("churn-v2/t.csv", b"a,b\n1,2\n", {"session_id": "sess-t"})
+    trigger(fa_env, "churn-v2/t.csv")
+    rid = derive_request_id(fa_env.input, "churn-v2/t.csv", etag)
+    conn = fa_env.bus_connection
+    v2 = v2_function()
+
+    before = datetime.now(UTC)
+    message, error = run_like_host(conn, V2, lambda m: m.message_id == rid, v2)
+    assert message is not None and error is None  # 429: completed normally
+    sent = AsyncScoringRequest.from_json(stand_in.requests[0].body)
+    headers = {k.lower(): v for k, v in stand_in.requests[0].headers.items()}
+    assert headers["authorization"] == "Bearer test-key" and headers["azureml-model-deployment"] == "blue"
+    assert (sent.request_id, sent.model, sent.reply.session_id) == (rid, "churn-v2", "sess-t")
+    assert requests.get(sent.blob_url, timeout=10).content == b"a,b\n1,2\n"  # the SAS URL reads the input
+
+    copy, error = run_like_host(conn, V2, lambda m: m.message_id == f"{rid}:1:retry1", v2)
+    assert copy is not None and error is None, "the throttled request was not rescheduled"
+    assert copy.scheduled_enqueue_time_utc is not None
+    assert (copy.scheduled_enqueue_time_utc - before).total_seconds() >= 1.9  # Retry-After: 2 honoured
+    assert copy.session_id == "sess-t" and copy.application_properties is not None
+    assert copy.application_properties[b"scoring_retry"] == 1
+    assert fa_env.ledger_record(rid)["state"] == "submitted"
+
+    # 503 without Retry-After was the second answer: a second copy follows; its delivery meets the 400.
+    deliveries = 0
+    while True:
+        timeout = 15.0 if deliveries == 0 else 3.0  # redeliveries of an abandoned message are immediate
+        message, error = run_like_host(conn, V2, lambda m: m.message_id == f"{rid}:1:retry2", v2, timeout=timeout)
+        if message is None:
+            break
+        deliveries += 1
+        assert isinstance(error, DeadLetter)
+    assert deliveries == 10  # MaxDeliveryCount of the subscription
+    assert len(stand_in.requests) == 3  # redeliveries did not call the endpoint again
+    record = fa_env.ledger_record(rid)
+    assert (record["state"], record["error_code"]) == ("failed", "missing_columns")
+    document = json.loads(fa_env.read(fa_env.output, "errors/churn-v2/t.csv.error.json"))
+    assert document["error"] == {"code": "missing_columns", "message": "no tenure"}
+    dead = fa_env.receive(V2, lambda m: m.message_id == f"{rid}:1:retry2", dead_letter=True)
+    assert dead is not None and dead.dead_letter_reason == "MaxDeliveryCountExceeded"
+
+
+def test_unreachable_endpoint_is_retried_later(fa_env: AppEnv) -> None:
+    etag = fa_env.upload("u.csv", b"a\n1\n")
+    trigger(fa_env, "u.csv")
+    rid = derive_request_id(fa_env.input, "u.csv", etag)
+    message, error = run_like_host(fa_env.bus_connection, "scoring", lambda m: m.message_id == rid,
+                                   indexed_function("score_request"))  # fmt: skip
+    assert message is not None and error is None
+    copy, _ = run_like_host(fa_env.bus_connection, "scoring", lambda m: m.message_id == f"{rid}:1:retry1",
+                            lambda msg: None)  # fmt: skip
+    assert copy is not None
+    assert fa_env.ledger_record(rid)["state"] == "submitted"

@@ -1,0 +1,218 @@
+"""submit_blob, write_result, reconcile and request_status called with real `azure.functions` objects against
+Azurite and the Service Bus emulator."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
+
+from shared.contracts import (
+    DataFormat,
+    ErrorInfo,
+    InferenceRequest,
+    InferenceResult,
+    OutputRef,
+    ResultStatus,
+    RowError,
+    derive_request_id,
+)
+from shared.ledger import Ledger, accepted
+from shared.settings import get_settings
+from shared.storage import AzureBlobStore
+from shared.triggers.reconcile import reconcile
+from shared.triggers.request_status import request_status
+from shared.triggers.submit_blob import submit_blob
+from shared.triggers.write_result import write_result
+
+from .conftest import AppEnv
+from .fa_support import set_env
+
+
+class UnreadableStream(func.blob.InputStream):
+    """What the worker passes, except that reading the content fails the test."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise AssertionError("submit_blob must not read the blob's content")
+
+
+def trigger(env: AppEnv, name: str) -> None:
+    blob = env.blob_service.get_blob_client(env.input, name)
+    props = blob.get_blob_properties()
+    stream = UnreadableStream(data=b"", name=f"{env.input}/{name}", uri=blob.url, length=props.size,
+                              blob_properties={"ContentLength": props.size}, metadata=dict(props.metadata))  # fmt: skip
+    submit_blob.build().get_user_function()(stream)
+
+
+def result_message(result: InferenceResult, session: str = "s1") -> func.ServiceBusMessage:
+    props: dict[str, Any] = dict(result.application_properties())
+    return func.servicebus.ServiceBusMessage(
+        body=result.to_json(),
+        message_id=result.message_id,
+        session_id=session,
+        content_type="application/json",
+        delivery_count=1,
+        application_properties=props,
+        user_properties=props,
+    )
+
+
+def test_submit_blob_publishes_to_the_models_subscription(fa_env: AppEnv) -> None:
+    etag = fa_env.upload("churn-v2/batch-1.csv", b"a,b\n1,2\n", {"session_id": "client-42"})
+    trigger(fa_env, "churn-v2/batch-1.csv")
+    request_id = derive_request_id(fa_env.input, "churn-v2/batch-1.csv", etag)
+    message = fa_env.receive("scoring-churn-v2", lambda m: m.message_id == request_id)
+    assert message is not None, "the request did not reach the churn-v2 subscription"
+    assert message.session_id == "client-42"
+    assert message.application_properties is not None
+    assert message.application_properties[b"model"] == b"churn-v2"
+    assert message.application_properties[b"content_type"] == b"text/csv"
+    request = InferenceRequest.from_json(b"".join(message.body))
+    assert (request.blob_name, request.size, request.model) == ("churn-v2/batch-1.csv", 8, "churn-v2")
+    assert fa_env.ledger_record(request_id)["state"] == "submitted"
+    # The default route's subscription does not get it.
+    assert fa_env.receive("scoring", lambda m: m.message_id == request_id, timeout=2) is None
+
+
+def test_submit_blob_refire_is_deduplicated_by_the_topic(fa_env: AppEnv) -> None:
+    etag = fa_env.upload("again.jsonl", b'{"a": 1}\n')
+    trigger(fa_env, "again.jsonl")
+    trigger(fa_env, "again.jsonl")
+    request_id = derive_request_id(fa_env.input, "again.jsonl", etag)
+    assert fa_env.receive("scoring", lambda m: m.message_id == request_id) is not None
+    assert fa_env.receive("scoring", lambda m: m.message_id == request_id, timeout=2) is None
+
+
+@pytest.mark.parametrize(("name", "data", "code"), [("notes.txt", b"hello", "unsupported_format"),
+                                                     ("empty.csv", b"", "empty_file"),
+                                                     ("big.csv", b"x" * 1_000_001, "too_large")])  # fmt: skip
+def test_submit_blob_bad_file_gets_an_error_record(fa_env: AppEnv, name: str, data: bytes, code: str) -> None:
+    etag = fa_env.upload(name, data)
+    trigger(fa_env, name)
+    document = json.loads(fa_env.read(fa_env.output, f"errors/{name}.error.json"))
+    assert document["error"]["code"] == code
+    record = fa_env.ledger_record(derive_request_id(fa_env.input, name, etag))
+    assert record["state"] == "failed" and record["error_location"] == f"{fa_env.output}/errors/{name}.error.json"
+
+
+def test_write_result_inline_is_idempotent(fa_env: AppEnv) -> None:
+    output = b"a,b,prediction,probability\n1,2,0,0.25\n"
+    result = InferenceResult(request_id="1" * 32, status=ResultStatus.SUCCEEDED, input_name="d/x.csv", model="churn",
+                             rows_scored=1, output=OutputRef.inline(output, DataFormat.CSV, None))  # fmt: skip
+    fn = write_result.build().get_user_function()
+    fn(result_message(result))
+    first = fa_env.blob_service.get_blob_client(fa_env.output, "d/x.csv").get_blob_properties()
+    fn(result_message(result))
+    second = fa_env.blob_service.get_blob_client(fa_env.output, "d/x.csv").get_blob_properties()
+    assert first.etag == second.etag and fa_env.read(fa_env.output, "d/x.csv") == output
+    assert fa_env.names(fa_env.output) == ["d/x.csv"]
+    record = fa_env.ledger_record("1" * 32)
+    assert record["state"] == "succeeded" and record["output_location"] == f"{fa_env.output}/d/x.csv"
+
+
+def test_write_result_copies_a_staged_output(fa_env: AppEnv) -> None:
+    staged = fa_env.input + "-results"
+    fa_env.blob_service.create_container(staged)
+    data = b"a,prediction,probability\n" + b"1,1,0.75\n" * 40_000
+    blob = fa_env.blob_service.get_blob_client(staged, "2222/1/big.csv")
+    blob.upload_blob(data)
+    ref = OutputRef(format=DataFormat.CSV, compression=None, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                    blob_url=blob.url)  # fmt: skip
+    result = InferenceResult(request_id="2" * 32, status=ResultStatus.SUCCEEDED, input_name="big.csv", model="churn",
+                             rows_scored=40_000, output=ref)  # fmt: skip
+    write_result.build().get_user_function()(result_message(result))
+    assert fa_env.read(fa_env.output, "big.csv") == data
+    assert fa_env.ledger_record("2" * 32)["rows_scored"] == 40_000
+
+
+def test_write_result_failure_writes_the_error_record(fa_env: AppEnv) -> None:
+    result = InferenceResult(request_id="3" * 32, status=ResultStatus.FAILED, input_name="bad.csv", model="churn",
+                             rows_failed=1, row_errors=(RowError(1, "tenure: expected a number"),),
+                             error=ErrorInfo("no_valid_rows", "no row could be scored"))  # fmt: skip
+    write_result.build().get_user_function()(result_message(result))
+    document = json.loads(fa_env.read(fa_env.output, "errors/bad.csv.error.json"))
+    assert document["error"]["code"] == "no_valid_rows"
+    assert document["row_errors"] == [{"row": 1, "message": "tenure: expected a number"}]
+    assert fa_env.ledger_record("3" * 32)["state"] == "failed"
+
+
+def test_reconcile_resubmits_an_overdue_request(fa_env: AppEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, RESULT_DEADLINE_MINUTES="1", MAX_RESUBMITS="1")
+    etag = fa_env.upload("late.csv", b"a\n1\n", {"session_id": "s-late"})
+    trigger(fa_env, "late.csv")
+    request_id = derive_request_id(fa_env.input, "late.csv", etag)
+    message = fa_env.receive("scoring", lambda m: m.message_id == request_id)
+    assert message is not None
+    request = InferenceRequest.from_json(b"".join(message.body))
+    ledger = Ledger(AzureBlobStore(get_settings().data_storage), fa_env.ledger)
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    ledger.mark_inflight(request_id, long_ago, 1)
+    ledger.update(request_id, accepted(request, long_ago, 0))
+    reconcile.build().get_user_function()(func.timer.TimerRequest(past_due=False))
+    again = fa_env.receive("scoring", lambda m: m.message_id == f"{request_id}:2")
+    assert again is not None and again.session_id == "s-late"
+    assert InferenceRequest.from_json(b"".join(again.body)).attempt == 2
+    record = fa_env.ledger_record(request_id)
+    assert (record["state"], record["attempt"]) == ("submitted", 2)
+    # The resubmitted attempt is overdue too and no resubmits are left: result_timeout.
+    ledger.mark_inflight(request_id, long_ago, 2)
+    reconcile.build().get_user_function()(func.timer.TimerRequest(past_due=True))
+    record = fa_env.ledger_record(request_id)
+    assert (record["state"], record["error_code"]) == ("failed", "result_timeout")
+    assert json.loads(fa_env.read(fa_env.output, "errors/late.csv.error.json"))["error"]["code"] == "result_timeout"
+
+
+def test_request_status_reports_the_ledger_state(fa_env: AppEnv) -> None:
+    etag = fa_env.upload("status.csv", b"a\n1\n")
+    trigger(fa_env, "status.csv")
+    request_id = derive_request_id(fa_env.input, "status.csv", etag)
+    fn = request_status.build().get_user_function()
+
+    def get(rid: str) -> func.HttpResponse:
+        req = func.HttpRequest(method="GET", url=f"http://localhost/api/requests/{rid}", body=b"",
+                               route_params={"request_id": rid})  # fmt: skip
+        return fn(req)
+
+    response = get(request_id)
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    body = json.loads(response.get_body())
+    assert (body["request_id"], body["state"], body["input_name"]) == (request_id, "submitted", "status.csv")
+    assert body["submitted_at"] and body["output_location"] is None
+    assert get("f" * 32).status_code == 404
+    assert get("../../etc").status_code == 404
+    fa_env.receive("scoring", lambda m: m.message_id == request_id)
+
+
+def test_result_published_on_the_bus_reaches_the_writer_subscription(fa_env: AppEnv) -> None:
+    """The writer's trigger binding (session-enabled `writer`) receives what the scoring service publishes."""
+    output = b'{"a": 1, "prediction": 1, "probability": 0.5}\n'
+    result = InferenceResult(request_id="4" * 32, status=ResultStatus.SUCCEEDED, input_name="s.jsonl", model="churn",
+                             rows_scored=1, output=OutputRef.inline(output, DataFormat.JSONL, None))  # fmt: skip
+    session = "session-" + fa_env.input
+    with ServiceBusClient.from_connection_string(fa_env.bus_connection) as client:
+        with client.get_topic_sender("inference-results") as sender:
+            sender.send_messages(ServiceBusMessage(result.to_json(), message_id=result.message_id, session_id=session,
+                                                   application_properties=result.application_properties()))  # type: ignore[arg-type]  # fmt: skip
+        with client.get_subscription_receiver("inference-results", "writer", session_id=session) as receiver:
+            [received] = receiver.receive_messages(max_message_count=1, max_wait_time=10)
+            from .fa_support import function_message
+
+            write_result.build().get_user_function()(function_message(received))
+            receiver.complete_message(received)
+    assert fa_env.read(fa_env.output, "s.jsonl") == output
+
+
+@pytest.mark.parametrize(("name", "record"), [("a/../../b.csv", "errors/a/_/_/b.csv.error.json"),
+                                              ("c\\d.csv", "errors/c_d.csv.error.json")])  # fmt: skip
+def test_submit_blob_path_tricks_get_an_error_record_under_a_safe_name(fa_env: AppEnv, name: str, record: str) -> None:
+    stream = UnreadableStream(data=b"", name=f"{fa_env.input}/{name}", uri="", length=10,
+                              blob_properties={"ContentLength": 10, "ETag": '"0x1"'}, metadata={})  # fmt: skip
+    submit_blob.build().get_user_function()(stream)
+    document = json.loads(fa_env.read(fa_env.output, record))
+    assert document["error"]["code"] == "invalid_name" and document["input"]["name"] == name
+    assert fa_env.ledger_record(derive_request_id(fa_env.input, name, '"0x1"'))["state"] == "failed"

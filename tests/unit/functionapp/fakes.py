@@ -1,0 +1,149 @@
+"""Hand-written fakes of the function app's own ports (shared.ports), for unit tests."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from shared.ports import BlobInfo, BlobNotFound, EndpointReply, OutgoingMessage, PreconditionFailed
+from shared.settings import Settings, load_settings
+
+ACCOUNT = "https://acct.blob.example"
+
+
+@dataclass
+class StoredBlob:
+    data: bytes
+    etag: str
+    content_type: str
+    metadata: dict[str, str]
+
+
+class FakeBlobStore:
+    def __init__(self) -> None:
+        self.blobs: dict[tuple[str, str], StoredBlob] = {}
+        self._etags = itertools.count(1)
+        self.copies: list[tuple[str, str, str]] = []
+        self.fail_next_writes: dict[tuple[str, str], int] = {}
+
+    def put(self, container: str, name: str, data: bytes, metadata: Mapping[str, str] | None = None) -> str:
+        etag = f'"0x{next(self._etags):04X}"'
+        self.blobs[(container, name)] = StoredBlob(data, etag, "application/octet-stream", dict(metadata or {}))
+        return etag
+
+    def url(self, container: str, name: str) -> str:
+        return f"{ACCOUNT}/{container}/{name}"
+
+    def properties(self, container: str, name: str) -> BlobInfo:
+        blob = self.blobs.get((container, name))
+        if blob is None:
+            raise BlobNotFound(name)
+        return BlobInfo(name, self.url(container, name), blob.etag, len(blob.data), dict(blob.metadata))
+
+    def read(self, container: str, name: str) -> tuple[bytes, str]:
+        blob = self.blobs.get((container, name))
+        if blob is None:
+            raise BlobNotFound(name)
+        return blob.data, blob.etag
+
+    def write(
+        self,
+        container: str,
+        name: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+        if_none_match_any: bool = False,
+    ) -> str:
+        key = (container, name)
+        if self.fail_next_writes.get(key, 0) > 0:
+            # Simulates another writer winning the race just before this write.
+            self.fail_next_writes[key] -= 1
+            raise PreconditionFailed(name)
+        current = self.blobs.get(key)
+        if if_match is not None and (current is None or current.etag != if_match):
+            raise PreconditionFailed(name)
+        if if_none_match_any and current is not None:
+            raise PreconditionFailed(name)
+        etag = self.put(container, name, data, metadata)
+        self.blobs[key].content_type = content_type
+        return etag
+
+    def copy_from_url(
+        self, source_url: str, container: str, name: str, *, content_type: str, metadata: Mapping[str, str]
+    ) -> None:
+        path = source_url.split("?")[0][len(ACCOUNT) + 1 :]
+        src_container, _, src_name = path.partition("/")
+        data, _ = self.read(src_container, src_name)
+        self.copies.append((source_url, container, name))
+        self.write(container, name, data, content_type=content_type, metadata=metadata)
+
+    def delete(self, container: str, name: str) -> None:
+        self.blobs.pop((container, name), None)
+
+    def list(self, container: str, prefix: str) -> Iterator[BlobInfo]:
+        for (c, n), _ in sorted(self.blobs.items()):
+            if c == container and n.startswith(prefix):
+                yield self.properties(c, n)
+
+    def read_sas_url(self, container: str, name: str, ttl: timedelta) -> str:
+        return f"{self.url(container, name)}?sig=fake&ttl={int(ttl.total_seconds())}"
+
+    def names(self, container: str) -> list[str]:
+        return sorted(n for c, n in self.blobs if c == container)
+
+
+@dataclass
+class Sent:
+    topic: str
+    message: OutgoingMessage
+    at: datetime | None = None
+
+
+class FakeBus:
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+
+    def publish(self, topic: str, message: OutgoingMessage) -> None:
+        self.sent.append(Sent(topic, message))
+
+    def schedule(self, topic: str, message: OutgoingMessage, at: datetime) -> None:
+        self.sent.append(Sent(topic, message, at))
+
+
+@dataclass
+class FakeEndpoint:
+    replies: list[EndpointReply] = field(default_factory=lambda: [EndpointReply(202, '{"status": "accepted"}')])
+    bodies: list[bytes] = field(default_factory=list)
+
+    def post(self, body: bytes) -> EndpointReply:
+        self.bodies.append(body)
+        return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+
+
+@dataclass
+class FixedClock:
+    moment: datetime = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+BASE_ENV = {
+    "DataStorage": "UseDevelopmentStorage=true",
+    "ServiceBus": "Endpoint=sb://127.0.0.1:5673;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true",
+    "SCORING_URI": "http://127.0.0.1:5001/score",
+    "SCORING_KEY": "secret",
+    "MODEL_ROUTES": "churn-v2=scoring-churn-v2",
+    "SCORING_URI__CHURN_V2": "http://127.0.0.1:5002/score",
+    "SCORING_DEPLOYMENT__CHURN_V2": "blue",
+    "MAX_INPUT_BYTES": "1000",
+}
+
+
+def make_settings(**overrides: str) -> Settings:
+    return load_settings({**BASE_ENV, **overrides})

@@ -1,0 +1,71 @@
+"""Adapter details that need no service: Retry-After parsing, identity credential choice, client construction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+from shared.bus import ServiceBusPublisher
+from shared.endpoint import HttpScoringEndpoint, parse_retry_after
+from shared.settings import Connection, ScoringRoute
+from shared.storage import AzureBlobStore, credential_for, service_client
+
+
+def test_retry_after_seconds_and_http_dates() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(" 1.5 ") == 1.5
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now) == 0.0
+    assert parse_retry_after("-5") == 0.0
+    for bad in (None, "", "soon"):
+        assert parse_retry_after(bad) is None
+
+
+def test_identity_credentials() -> None:
+    user_assigned = Connection("DataStorage", endpoint="https://a.blob.core.windows.net", client_id="abc")
+    assert isinstance(credential_for(user_assigned), ManagedIdentityCredential)
+    assert isinstance(
+        credential_for(Connection("ServiceBus", endpoint="ns.servicebus.windows.net")), DefaultAzureCredential
+    )
+
+
+def test_identity_blob_client_uses_the_service_uri() -> None:
+    store = AzureBlobStore(Connection("DataStorage", endpoint="https://acct.blob.core.windows.net", client_id="abc"))
+    assert store.url("input", "d/a b.csv") == "https://acct.blob.core.windows.net/input/d/a%20b.csv"
+
+
+def test_blob_clients_are_per_thread_and_reused_within_a_thread() -> None:
+    import threading
+
+    conn = Connection("DataStorage", connection_string="UseDevelopmentStorage=true")
+    mine = service_client(conn)
+    assert service_client(conn) is mine
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(service_client(conn)))
+    thread.start()
+    thread.join()
+    assert other[0] is not mine
+
+
+def test_service_bus_client_from_namespace_or_connection_string() -> None:
+    by_identity = ServiceBusPublisher(Connection("ServiceBus", endpoint="ns.servicebus.windows.net"))._client()
+    assert by_identity.fully_qualified_namespace == "ns.servicebus.windows.net"
+    by_key = ServiceBusPublisher(
+        Connection(
+            "ServiceBus",
+            connection_string="Endpoint=sb://127.0.0.1:5673;SharedAccessKeyName=k;"
+            "SharedAccessKey=v;UseDevelopmentEmulator=true",
+        )
+    )._client()
+    assert by_key.fully_qualified_namespace.startswith("127.0.0.1")
+
+
+def test_endpoint_headers() -> None:
+    route = ScoringRoute(model="churn-v2", subscription="s", uri="http://x/score", key="k", deployment="blue")
+    headers = HttpScoringEndpoint(route, connect_timeout=1, read_timeout=2)._headers()
+    assert headers["Authorization"] == "Bearer k" and headers["azureml-model-deployment"] == "blue"
+    bare = ScoringRoute(model="churn", subscription="s", uri="http://x/score", key=None, deployment=None)
+    assert set(HttpScoringEndpoint(bare, connect_timeout=1, read_timeout=2)._headers()) == {"Content-Type", "Accept"}

@@ -1,0 +1,77 @@
+"""Indexing: the app exposes exactly the expected functions and bindings (what the host reads)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+
+def load_app(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
+    for key in ("MODEL_ROUTES", "BLOB_TRIGGER_SOURCE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    import shared.triggers.score_request
+    import shared.triggers.submit_blob
+
+    importlib.reload(shared.triggers.submit_blob)
+    importlib.reload(shared.triggers.score_request)
+    import function_app
+
+    return importlib.reload(function_app)
+
+
+@pytest.fixture
+def restore_modules(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    yield monkeypatch
+    monkeypatch.undo()
+    load_app(monkeypatch)
+
+
+def bindings(app_module: ModuleType) -> dict[str, list[dict[str, Any]]]:
+    functions = app_module.app.get_functions()
+    return {f.get_function_name(): json.loads(f.get_function_json())["bindings"] for f in functions}
+
+
+def test_functions_and_bindings_with_two_model_routes(restore_modules: pytest.MonkeyPatch) -> None:
+    found = bindings(load_app(restore_modules, MODEL_ROUTES="churn-v2=scoring-churn-v2"))
+    assert sorted(found) == ["reconcile", "request_status", "score_request", "score_request_churn_v2",
+                             "submit_blob", "write_result"]  # fmt: skip
+    assert found["submit_blob"] == [{"direction": "IN", "type": "blobTrigger", "name": "blob",
+                                     "path": "%INPUT_CONTAINER%/{name}", "connection": "DataStorage",
+                                     "source": "LogsAndContainerScan"}]  # fmt: skip
+    for name, subscription in (
+        ("score_request", "%SCORING_SUBSCRIPTION%"),
+        ("score_request_churn_v2", "scoring-churn-v2"),
+    ):
+        [trigger] = found[name]
+        assert trigger == {"direction": "IN", "type": "serviceBusTrigger", "name": "msg", "connection": "ServiceBus",
+                           "topicName": "%REQUEST_TOPIC%", "subscriptionName": subscription}  # fmt: skip
+    [writer] = found["write_result"]
+    assert writer["type"] == "serviceBusTrigger" and writer["isSessionsEnabled"] is True
+    assert (writer["topicName"], writer["subscriptionName"], writer["connection"]) == (
+        "%RESULT_TOPIC%", "%WRITER_SUBSCRIPTION%", "ServiceBus")  # fmt: skip
+    [timer] = found["reconcile"]
+    assert (timer["type"], timer["schedule"]) == ("timerTrigger", "%RECONCILE_SCHEDULE%")
+    http_in, http_out = found["request_status"]
+    assert (http_in["type"], http_in["authLevel"], http_in["route"], http_in["methods"]) == (
+        "httpTrigger", "FUNCTION", "requests/{request_id}", ["GET"])  # fmt: skip
+    assert (http_out["type"], http_out["name"]) == ("http", "$return")
+
+
+def test_single_route_and_event_grid_source(restore_modules: pytest.MonkeyPatch) -> None:
+    found = bindings(load_app(restore_modules, BLOB_TRIGGER_SOURCE="EventGrid"))
+    assert "score_request_churn_v2" not in found and "score_request" in found
+    assert found["submit_blob"][0]["source"] == "EventGrid"
+
+
+def test_user_functions_are_the_trigger_modules(restore_modules: pytest.MonkeyPatch) -> None:
+    app_module = load_app(restore_modules, MODEL_ROUTES="churn-v2=scoring-churn-v2")
+    users = {f.get_function_name(): f.get_user_function() for f in app_module.app.get_functions()}
+    assert users["score_request_churn_v2"].__module__ == "shared.triggers.score_request"
+    assert users["request_status"].__module__ == "shared.triggers.request_status"

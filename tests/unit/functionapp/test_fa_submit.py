@@ -1,0 +1,146 @@
+"""submit use case with fakes: request building, idempotent re-fires, and rejection of bad files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from shared.contracts import InferenceRequest, RequestState, derive_request_id
+from shared.ledger import Ledger
+from shared.ports import BlobInfo
+from shared.submit import SubmitOutcome, name_problem, submit_blob
+
+from .fakes import FakeBlobStore, FakeBus, FixedClock, make_settings
+
+SETTINGS = make_settings()
+
+
+class ReadCountingStore(FakeBlobStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_reads = 0
+
+    def read(self, container: str, name: str) -> tuple[bytes, str]:
+        if container == "input":
+            self.input_reads += 1
+        return super().read(container, name)
+
+
+def run(blobs: FakeBlobStore, bus: FakeBus, name: str) -> SubmitOutcome:
+    """As the trigger does: what the host passed (here the fake's properties) goes along as ``trigger_info``."""
+    ledger = Ledger(blobs, "ledger")
+    hint = blobs.properties("input", name) if ("input", name) in blobs.blobs else None
+    return submit_blob("input", name, settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=FixedClock().now(),
+                       trigger_info=hint)  # fmt: skip
+
+
+def test_publishes_a_request_without_reading_the_file() -> None:
+    blobs, bus = ReadCountingStore(), FakeBus()
+    etag = blobs.put("input", "batch/a.csv", b"x,y\n1,2\n", {"session_id": "client-7"})
+    assert run(blobs, bus, "batch/a.csv") == SubmitOutcome.PUBLISHED
+    assert blobs.input_reads == 0
+    [sent] = bus.sent
+    request = InferenceRequest.from_json(sent.message.body)
+    assert request.request_id == derive_request_id("input", "batch/a.csv", etag)
+    assert sent.topic == "inference-requests" and sent.at is None
+    assert sent.message.message_id == request.request_id
+    assert sent.message.session_id == request.session_id == "client-7"
+    assert sent.message.application_properties["model"] == "churn"
+    assert sent.message.application_properties["content_type"] == "text/csv"
+    assert (request.size, request.blob_url, request.format) == (8, "https://acct.blob.example/input/batch/a.csv", "csv")
+    record = Ledger(blobs, "ledger").get(request.request_id)
+    assert record is not None and record.state == RequestState.SUBMITTED and record.session_id == "client-7"
+
+
+def test_refired_trigger_yields_the_same_request_and_message_id() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    blobs.put("input", "a.jsonl.gz", b"\x1f\x8b...")
+    run(blobs, bus, "a.jsonl.gz")
+    run(blobs, bus, "a.jsonl.gz")
+    assert len({s.message.message_id for s in bus.sent}) == 1
+    request = InferenceRequest.from_json(bus.sent[0].message.body)
+    assert (request.format, request.compression) == ("jsonl", "gzip")
+    assert request.session_id == "a.jsonl.gz"  # derived from the path without metadata
+
+
+def test_no_republish_once_accepted_but_a_new_version_is_a_new_request() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    blobs.put("input", "a.csv", b"1")
+    run(blobs, bus, "a.csv")
+    first = InferenceRequest.from_json(bus.sent[0].message.body)
+    ledger = Ledger(blobs, "ledger")
+    ledger.update(first.request_id, lambda r: r and replace(r, state=RequestState.ACCEPTED))
+    assert run(blobs, bus, "a.csv") == SubmitOutcome.ALREADY_IN_FLIGHT
+    blobs.put("input", "a.csv", b"2")
+    assert run(blobs, bus, "a.csv") == SubmitOutcome.PUBLISHED
+    assert InferenceRequest.from_json(bus.sent[-1].message.body).request_id != first.request_id
+
+
+@pytest.mark.parametrize(
+    ("name", "metadata", "model"),
+    [("churn-v2/a.csv", {}, "churn-v2"), ("x/a.csv", {"model": "churn-v2"}, "churn-v2"),
+     ("unknown/a.csv", {}, "churn"), ("churn-v2/a.csv", {"Model": "churn"}, "churn")],
+)  # fmt: skip
+def test_model_route_from_metadata_or_path_prefix(name: str, metadata: dict[str, str], model: str) -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    blobs.put("input", name, b"1", metadata)
+    run(blobs, bus, name)
+    assert bus.sent[0].message.application_properties["model"] == model
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "metadata", "code"),
+    [("../etc/a.csv", 1, {}, "invalid_name"), ("a\\b.csv", 1, {}, "invalid_name"), ("a\x07.csv", 1, {}, "invalid_name"),
+     ("d//a.csv", 1, {}, "invalid_name"), ("x" * 1001 + ".csv", 1, {}, "invalid_name"),
+     ("a.parquet", 1, {}, "unsupported_format"), ("a.csv", 0, {}, "empty_file"), ("a.csv", 1001, {}, "too_large"),
+     ("a.csv", 1, {"model": "gpt"}, "unknown_model"), ("a.csv", 1, {"session_id": "s" * 129}, "invalid_request")],
+)  # fmt: skip
+def test_bad_files_get_an_error_record_and_a_failed_ledger_entry(
+    name: str, size: int, metadata: dict[str, str], code: str
+) -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    etag = blobs.put("input", name, b"x" * size, metadata)
+    assert run(blobs, bus, name) == SubmitOutcome.REJECTED
+    assert bus.sent == []
+    [error_name] = blobs.names("output")
+    assert error_name.startswith("errors/") and error_name.endswith(".error.json")
+    assert ".." not in error_name.split("/") and "\\" not in error_name and "\x07" not in error_name
+    document = json.loads(blobs.read("output", error_name)[0])
+    assert document["error"]["code"] == code and document["input"]["name"] == name
+    record = Ledger(blobs, "ledger").get(derive_request_id("input", name, etag))
+    assert record is not None and record.state == RequestState.FAILED and record.error_code == code
+    assert record.error_location == f"output/{error_name}"
+
+
+def test_good_name_error_record_follows_the_contract() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    blobs.put("input", "dir/a.csv", b"")
+    run(blobs, bus, "dir/a.csv")
+    assert blobs.names("output") == ["errors/dir/a.csv.error.json"]
+
+
+def test_a_blob_gone_before_submission_is_skipped() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    assert run(blobs, bus, "a.csv") == SubmitOutcome.GONE
+    assert bus.sent == [] and blobs.blobs == {}
+
+
+def test_name_problem_accepts_ordinary_paths() -> None:
+    assert name_problem("2026/01/customers-01.csv.gz") is None
+    assert name_problem("a..b.csv") is None
+
+
+class NoPathTricksStore(FakeBlobStore):
+    def properties(self, container: str, name: str) -> BlobInfo:
+        assert name_problem(name) is None, f"an unsafe name reached storage: {name!r}"
+        return super().properties(container, name)
+
+
+def test_unsafe_names_are_never_sent_to_storage() -> None:
+    blobs, bus = NoPathTricksStore(), FakeBus()
+    ledger = Ledger(blobs, "ledger")
+    outcome = submit_blob("input", "a/../../b.csv", settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger,
+                          now=FixedClock().now())  # fmt: skip
+    assert outcome == SubmitOutcome.REJECTED and blobs.names("output") == ["errors/a/_/_/b.csv.error.json"]

@@ -1,0 +1,111 @@
+"""write use case with fakes: idempotent outputs (inline and copied), error records, ledger outcome."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from shared.contracts import DataFormat, ErrorInfo, InferenceResult, OutputRef, RequestState, ResultStatus, RowError
+from shared.ledger import Ledger
+from shared.write import OutputMismatch, WriteOutcome, write_result
+
+from .fakes import FakeBlobStore, FixedClock, make_settings
+
+SETTINGS = make_settings()
+NOW = FixedClock().now()
+RID = "0" * 31 + "1"
+OUT = b"a,b,prediction,probability\n1,2,1,0.9\n"
+
+
+def ok_inline(attempt: int = 1) -> InferenceResult:
+    output = OutputRef.inline(OUT, DataFormat.CSV, None)
+    return InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="d/a.csv", model="churn",
+                           rows_scored=1, output=output, attempt=attempt)  # fmt: skip
+
+
+def write(blobs: FakeBlobStore, result: InferenceResult) -> WriteOutcome:
+    return write_result(result.to_json(), settings=SETTINGS, blobs=blobs, ledger=Ledger(blobs, "ledger"), now=NOW)
+
+
+def test_inline_output_is_written_once_with_identical_bytes() -> None:
+    blobs = FakeBlobStore()
+    Ledger(blobs, "ledger").mark_inflight(RID, NOW, 1)
+    result = ok_inline()
+    assert write(blobs, result) == WriteOutcome.WRITTEN
+    first = blobs.blobs[("output", "d/a.csv")]
+    assert write(blobs, ok_inline()) == WriteOutcome.ALREADY_WRITTEN
+    second = blobs.blobs[("output", "d/a.csv")]
+    assert first.data == second.data == OUT and first.etag == second.etag  # not rewritten
+    assert blobs.names("output") == ["d/a.csv"]
+    assert first.metadata == {"request_id": RID, "sha256": hashlib.sha256(OUT).hexdigest()}
+    assert first.content_type == "text/csv"
+    record = Ledger(blobs, "ledger").get(RID)
+    assert record is not None and record.state == RequestState.SUCCEEDED
+    assert (record.output_location, record.rows_scored, record.completed_at) == (
+        "output/d/a.csv",
+        1,
+        result.completed_at,
+    )
+    assert list(Ledger(blobs, "ledger").inflight()) == []
+
+
+def test_large_output_is_copied_from_the_results_blob_and_checked() -> None:
+    blobs = FakeBlobStore()
+    data = b"x" * 300_000
+    blobs.put("results", f"{RID}/1/a.csv", data)
+    url = blobs.url("results", f"{RID}/1/a.csv")
+    ref = OutputRef(format=DataFormat.CSV, compression=None, size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(), blob_url=url)  # fmt: skip
+    result = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="a.csv", model="churn",
+                             rows_scored=5, output=ref)  # fmt: skip
+    assert write(blobs, result) == WriteOutcome.WRITTEN
+    assert blobs.read("output", "a.csv")[0] == data and len(blobs.copies) == 1
+    assert write(blobs, result) == WriteOutcome.ALREADY_WRITTEN and len(blobs.copies) == 1
+    wrong = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="b.csv", model="churn",
+                            output=OutputRef(DataFormat.CSV, None, 7, "f" * 64, blob_url=url))  # fmt: skip
+    with pytest.raises(OutputMismatch):
+        write(blobs, wrong)
+
+
+def test_failed_result_writes_an_error_record_with_row_errors() -> None:
+    blobs = FakeBlobStore()
+    result = InferenceResult(request_id=RID, status=ResultStatus.FAILED, input_name="d/a.csv", model="churn",
+                             rows_failed=2, row_errors=(RowError(1, "tenure: not a number"), RowError(3, "bad")),
+                             error=ErrorInfo("no_valid_rows", "no row could be scored"))  # fmt: skip
+    assert write(blobs, result) == WriteOutcome.ERROR_RECORDED
+    document = json.loads(blobs.read("output", "errors/d/a.csv.error.json")[0])
+    assert document["error"] == {"code": "no_valid_rows", "message": "no row could be scored"}
+    assert document["rows_failed"] == 2 and document["row_errors"][0] == {"row": 1, "message": "tenure: not a number"}
+    record = Ledger(blobs, "ledger").get(RID)
+    assert record is not None and record.state == RequestState.FAILED
+    assert (record.error_location, record.rows_failed) == ("output/errors/d/a.csv.error.json", 2)
+
+
+def test_failure_after_success_is_ignored_and_success_after_failure_wins() -> None:
+    blobs = FakeBlobStore()
+    failed = InferenceResult(request_id=RID, status=ResultStatus.FAILED, input_name="d/a.csv", model="churn",
+                             error=ErrorInfo("internal_error", "boom"))  # fmt: skip
+    write(blobs, failed)
+    write(blobs, ok_inline(attempt=2))
+    assert write(blobs, failed) == WriteOutcome.SUPERSEDED
+    record = Ledger(blobs, "ledger").get(RID)
+    assert record is not None and record.state == RequestState.SUCCEEDED
+
+
+def test_ledger_conflict_is_retried_not_clobbered() -> None:
+    blobs = FakeBlobStore()
+    blobs.fail_next_writes[("ledger", f"requests/{RID}.json")] = 2
+    write(blobs, ok_inline())
+    record = Ledger(blobs, "ledger").get(RID)
+    assert record is not None and record.state == RequestState.SUCCEEDED
+
+
+def test_result_with_an_unsafe_input_name_is_refused() -> None:
+    blobs = FakeBlobStore()
+    bad = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="../x.csv", model="churn",
+                          output=OutputRef.inline(OUT, DataFormat.CSV, None))  # fmt: skip
+    with pytest.raises(ValueError, match="unusable input name"):
+        write(blobs, bad)
+    assert blobs.names("output") == []
