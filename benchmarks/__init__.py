@@ -1,0 +1,1 @@
+"""Benchmarks of the project's components, run as modules (`python -m benchmarks.<name>`)."""
