@@ -1,0 +1,243 @@
+"""Service Bus queue/topic triggers with the real azure-servicebus SDK, peek-lock.
+
+Each receiving thread owns its client, receiver and lock renewer. Plain entities get ``maxConcurrentCalls``
+threads; session entities get ``maxConcurrentSessions`` threads that each accept the next available session and
+keep it until it has been idle for ``sessionIdleTimeout``. With ``autoCompleteMessages`` (host.json, or the
+binding's own setting) the host completes a message when the function succeeds and abandons it when it fails;
+with it off the host settles nothing and stops renewing the lock when the function returns, so an unsettled
+message comes back after its lock expires (the Python model has no message actions here).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from azure.servicebus import (
+    NEXT_AVAILABLE_SESSION,
+    AutoLockRenewer,
+    ServiceBusClient,
+    ServiceBusReceivedMessage,
+    ServiceBusReceiver,
+)
+from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
+
+from . import clients
+from .indexing import FunctionSpec
+from .invoker import Invoker
+from .servicebus_message import to_function_message, to_function_messages
+from .servicebus_output import ServiceBusOutputs
+
+logger = logging.getLogger(__name__)
+
+_RECEIVE_WAIT = 1.0  # short waits keep threads responsive to shutdown
+_SESSION_ACCEPT_WAIT = 2
+_LOCAL_CONCURRENCY_CAP = 8
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
+
+
+def parse_timespan(value: Any, setting: str) -> float:
+    """Seconds from a .NET TimeSpan string (``[d.]hh:mm:ss``) or a number."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _TIMESPAN.match(str(value).strip())
+    if not match:
+        raise ValueError(f"host.json {setting}: '{value}' is not a TimeSpan like 00:05:00")
+    days, hours, minutes, seconds = match.groups()
+    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+@dataclass(frozen=True)
+class ServiceBusOptions:
+    auto_complete: bool = True
+    max_concurrent_calls: int = 8
+    max_concurrent_sessions: int = 8
+    max_lock_renewal: float = 300.0
+    max_message_batch_size: int = 1000
+    session_idle_timeout: float = 60.0
+    prefetch_count: int = 0
+
+
+def servicebus_options(host_json: dict[str, Any], cpu_count: int) -> ServiceBusOptions:
+    """``extensions.serviceBus`` (v5 names, with the v2-era ``messageHandlerOptions`` names as a fallback).
+
+    When a concurrency is not set the local host caps the runtime's default (16 x cores calls, 8 sessions) at 8,
+    since each receiving thread holds its own connection.
+    """
+    extensions = host_json.get("extensions") or {}
+    section = dict(extensions.get("serviceBus") or {})
+    legacy = dict(section.get("messageHandlerOptions") or {})
+    legacy_sessions = dict(section.get("sessionHandlerOptions") or {})
+
+    def pick(*candidates: Any, default: Any) -> Any:
+        return next((c for c in candidates if c is not None), default)
+
+    return ServiceBusOptions(
+        auto_complete=bool(pick(section.get("autoCompleteMessages"), legacy.get("autoComplete"), default=True)),
+        max_concurrent_calls=int(
+            pick(section.get("maxConcurrentCalls"), legacy.get("maxConcurrentCalls"),
+                 default=min(16 * cpu_count, _LOCAL_CONCURRENCY_CAP))
+        ),
+        max_concurrent_sessions=int(
+            pick(section.get("maxConcurrentSessions"), legacy_sessions.get("maxConcurrentSessions"),
+                 default=_LOCAL_CONCURRENCY_CAP)
+        ),
+        max_lock_renewal=parse_timespan(
+            pick(section.get("maxAutoLockRenewalDuration"), legacy.get("maxAutoRenewDuration"), default="00:05:00"),
+            "extensions.serviceBus.maxAutoLockRenewalDuration",
+        ),
+        max_message_batch_size=int(section.get("maxMessageBatchSize") or 1000),
+        session_idle_timeout=parse_timespan(
+            pick(section.get("sessionIdleTimeout"), default="00:01:00"), "extensions.serviceBus.sessionIdleTimeout"
+        ),
+        prefetch_count=int(section.get("prefetchCount") or 0),
+    )  # fmt: skip
+
+
+class ServiceBusTrigger:
+    def __init__(self, spec: FunctionSpec, invoker: Invoker, stop: threading.Event, options: ServiceBusOptions) -> None:
+        self.spec = spec
+        self._invoker = invoker
+        self._stop = stop
+        trigger = spec.trigger
+        binding_auto = trigger.get("autoCompleteMessages")
+        self.auto_complete = options.auto_complete if binding_auto is None else bool(binding_auto)
+        self.sessions = bool(trigger.get("isSessionsEnabled"))
+        self.many = str(trigger.get("cardinality", "one")).lower() == "many"
+        self._options = options
+        self._connection = spec.connection(trigger)
+        self.queue = trigger.get("queueName")
+        self.topic = trigger.get("topicName")
+        self.subscription = trigger.get("subscriptionName")
+        if not self.queue and not (self.topic and self.subscription):
+            raise ValueError(
+                f"function '{spec.name}': a Service Bus trigger needs queueName or topicName+subscriptionName"
+            )
+        if not self.auto_complete:
+            logger.warning(
+                "function '%s': autoCompleteMessages is off; the host will not settle its messages, "
+                "so each one is redelivered when its lock expires",
+                spec.name,
+            )
+        count = options.max_concurrent_sessions if self.sessions else options.max_concurrent_calls
+        target: Callable[[], None] = self._session_loop if self.sessions else self._receive_loop
+        self._threads = [
+            threading.Thread(target=target, name=f"sb-{spec.name}-{i}", daemon=True) for i in range(max(1, count))
+        ]
+
+    @property
+    def entity(self) -> str:
+        return str(self.queue) if self.queue else f"{self.topic}/Subscriptions/{self.subscription}"
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _receiver(self, client: ServiceBusClient, **kwargs: Any) -> ServiceBusReceiver:
+        common: dict[str, Any] = {"prefetch_count": self._options.prefetch_count, **kwargs}
+        if self.queue:
+            return client.get_queue_receiver(str(self.queue), **common)
+        return client.get_subscription_receiver(str(self.topic), str(self.subscription), **common)
+
+    def _renewer(self) -> AutoLockRenewer:
+        return AutoLockRenewer(max_lock_renewal_duration=self._options.max_lock_renewal, max_workers=1)
+
+    def _receive_loop(self) -> None:
+        with ServiceBusOutputs() as outputs:
+            while not self._stop.is_set():
+                try:
+                    with clients.servicebus(self._connection) as client, self._renewer() as renewer:
+                        renewing = renewer if self.auto_complete else None
+                        with self._receiver(client, auto_lock_renewer=renewing) as receiver:
+                            while not self._stop.is_set():
+                                self._receive_once(receiver, outputs)
+                except Exception as exc:  # noqa: BLE001 - a receiver outlives any connection error
+                    logger.warning("Service Bus trigger '%s' on %s: %s; reconnecting", self.spec.name, self.entity, exc)
+                    self._stop.wait(2.0)
+
+    def _session_loop(self) -> None:
+        with ServiceBusOutputs() as outputs:
+            while not self._stop.is_set():
+                try:
+                    # Without retries the SDK honours the accept wait; with them it waits four times as long.
+                    with clients.servicebus(self._connection, retry_total=0) as client, self._renewer() as renewer:
+                        while not self._stop.is_set():
+                            self._one_session(client, renewer, outputs)
+                except Exception as exc:  # noqa: BLE001 - a receiver outlives any connection error
+                    logger.warning("Service Bus trigger '%s' on %s: %s; reconnecting", self.spec.name, self.entity, exc)
+                    self._stop.wait(2.0)
+
+    def _one_session(self, client: ServiceBusClient, renewer: AutoLockRenewer, outputs: ServiceBusOutputs) -> None:
+        receiver = self._receiver(
+            client, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=_SESSION_ACCEPT_WAIT, auto_lock_renewer=renewer
+        )
+        try:
+            with receiver:  # entering accepts the next session with messages, or times out
+                logger.debug("function '%s' accepted session %s", self.spec.name, receiver.session.session_id)
+                idle_since = time.monotonic()
+                while not self._stop.is_set() and time.monotonic() - idle_since < self._options.session_idle_timeout:
+                    if self._receive_once(receiver, outputs):
+                        idle_since = time.monotonic()
+        except OperationTimeoutError:
+            return  # no session available right now
+        except ServiceBusError as exc:
+            logger.warning("function '%s': session ended: %s", self.spec.name, exc)
+
+    def _receive_once(self, receiver: ServiceBusReceiver, outputs: ServiceBusOutputs) -> bool:
+        batch = self._options.max_message_batch_size if self.many else 1
+        messages = receiver.receive_messages(max_message_count=batch, max_wait_time=_RECEIVE_WAIT)
+        if not messages:
+            return False
+        if self.many:
+            self._handle(receiver, messages, outputs)
+        else:
+            for message in messages:
+                self._handle(receiver, [message], outputs)
+        return True
+
+    def _handle(
+        self, receiver: ServiceBusReceiver, messages: list[ServiceBusReceivedMessage], outputs: ServiceBusOutputs
+    ) -> None:
+        try:
+            value = to_function_messages(messages) if self.many else to_function_message(messages[0])
+        except Exception as exc:  # noqa: BLE001 - a message the converter rejects must not stop the receiver
+            logger.error("function '%s': cannot convert message %s: %s", self.spec.name, messages[0].message_id, exc)
+            if self.auto_complete:
+                self._settle(receiver, messages, succeeded=False)
+            return
+        reason = f"New ServiceBus message detected on '{self.entity}'."
+        if self.auto_complete:
+            result = self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs)
+        else:
+            # Renew only while the function runs; afterwards the lock is left to expire.
+            renewer = self._renewer()
+            try:
+                for message in messages:
+                    renewer.register(receiver, message)
+                self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs)
+            finally:
+                renewer.close(wait=False)
+            return
+        self._settle(receiver, messages, result.succeeded)
+
+    def _settle(self, receiver: ServiceBusReceiver, messages: list[ServiceBusReceivedMessage], succeeded: bool) -> None:
+        for message in messages:
+            try:
+                if succeeded:
+                    receiver.complete_message(message)
+                else:
+                    receiver.abandon_message(message)
+            except ServiceBusError as exc:
+                logger.warning(
+                    "function '%s': could not settle message %s: %s", self.spec.name, message.message_id, exc
+                )

@@ -1,0 +1,118 @@
+"""Blob trigger through the real host process against Azurite: trigger fields, lazy reads, receipts, poison."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+import uuid
+
+from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.queue import QueueClient
+
+from tests.fixtures.azurite import Azurite
+
+from .conftest import FixtureApp
+
+YEARLY = "0 0 0 1 1 *"
+
+
+def settings(azurite: Azurite, container: str, host_id: str) -> dict[str, str]:
+    return {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "DataStorage": azurite.connection_string,
+        "WATCH_CONTAINER": container,
+        "TICK_SCHEDULE": YEARLY,
+        "AzureFunctionsWebHost__hostid": host_id,
+    }
+
+
+def new_container(azurite: Azurite) -> str:
+    name = f"watch-{uuid.uuid4().hex[:10]}"
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        service.create_container(name)
+    return name
+
+
+def test_fields_lazy_read_and_once_per_etag_across_restarts(fixture_app: FixtureApp, azurite: Azurite) -> None:
+    container = new_container(azurite)
+    host_id = f"blob-{uuid.uuid4().hex[:8]}"
+    fixture_app.write_settings(settings(azurite, container, host_id))
+    big = os.urandom(3 * 1024 * 1024 + 17)
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        blobs = service.get_container_client(container)
+        blobs.upload_blob(
+            "in/small.csv", b"a,b\n1,2\n", metadata={"origin": "test"},
+            content_settings=ContentSettings(content_type="text/csv"),
+        )  # fmt: skip
+        blobs.upload_blob("big.bin", big, metadata={"read": "yes"})
+        host = fixture_app.start(extra_args=["--blob-poll-interval", "0.3"])
+
+        entries = fixture_app.wait_for("on_blob", lambda e: len(e) >= 2)
+        by_name = {e["name"]: e for e in entries}
+        small = by_name[f"{container}/in/small.csv"]
+        assert small["uri"].endswith(f"/{container}/in/small.csv")
+        assert small["length"] == 8
+        assert small["metadata"] == {"origin": "test"}
+        assert small["content_type"] == "text/csv"
+        assert small["downloaded"] is False  # looked only at properties: no download
+        large = by_name[f"{container}/big.bin"]
+        assert large["downloaded"] is True
+        assert large["read_bytes"] == len(big)
+        assert large["sha256"] == hashlib.sha256(big).hexdigest()
+
+        # Receipts: a restarted host does not run the same blob versions again...
+        host.stop()
+        restarted = fixture_app.start(extra_args=["--blob-poll-interval", "0.3"])
+        blobs.upload_blob("later.txt", b"x")
+        fixture_app.wait_for("on_blob", lambda e: any(x["name"].endswith("/later.txt") for x in e))
+        # ...but a new version (new ETag) of a blob is processed again.
+        blobs.upload_blob("in/small.csv", b"a,b\n3,4\n5,6\n", overwrite=True, metadata={"origin": "v2"})
+        entries = fixture_app.wait_for("on_blob", lambda e: any(x["metadata"] == {"origin": "v2"} for x in e))
+        names = [e["name"] for e in entries]
+        assert names.count(f"{container}/in/small.csv") == 2
+        assert names.count(f"{container}/big.bin") == 1
+        assert restarted.stop() == 0
+
+
+def test_failing_blob_is_retried_then_poisoned(fixture_app: FixtureApp, azurite: Azurite) -> None:
+    container = new_container(azurite)
+    host_id = f"poison-{uuid.uuid4().hex[:8]}"
+    fixture_app.write_settings(settings(azurite, container, host_id))
+    fixture_app.write_host_json({"queues": {"maxDequeueCount": 3}})
+    poison = QueueClient.from_connection_string(azurite.connection_string, "webjobs-blobtrigger-poison")
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        blob = service.get_container_client(container).upload_blob("bad.csv", b"x", metadata={"fail": "yes"})
+        etag = blob.get_blob_properties().etag
+    fixture_app.start(extra_args=["--blob-poll-interval", "0.2"])
+
+    fixture_app.wait_for("on_blob", lambda e: len(e) >= 3)
+    with poison:
+        message = None
+        for _ in range(100):
+            found = [m for m in poison.receive_messages(visibility_timeout=1) if container in _decode(m.content)]
+            if found:
+                message = json.loads(_decode(found[0].content))
+                poison.delete_message(found[0])
+                break
+            fixture_app.wait_for("on_blob", lambda e: True, timeout=0.2)
+    assert message == {
+        "Type": "BlobTrigger",
+        "FunctionId": "Host.Functions.on_blob",
+        "BlobType": "BlockBlob",
+        "ContainerName": container,
+        "BlobName": "bad.csv",
+        "ETag": etag.strip('"'),
+    }
+    # Poisoned: later scans (every 0.2 s) leave it alone.
+    time.sleep(1.5)
+    assert len(fixture_app.recorded("on_blob")) == 3
+
+
+def _decode(content: str) -> str:
+    try:
+        return base64.b64decode(content, validate=True).decode()
+    except ValueError:
+        return content

@@ -1,0 +1,198 @@
+"""Service Bus triggers and outputs through the real host process against the Service Bus emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage
+
+from tests.fixtures.azurite import Azurite
+from tests.fixtures.servicebus import ServiceBusEmulator, ServiceBusFactory
+
+from .conftest import FixtureApp
+
+
+def _entities() -> dict[str, Any]:
+    queue = {"Name": "work", "Properties": {"LockDuration": "PT5S", "MaxDeliveryCount": 5}}
+    return {
+        "UserConfig": {
+            "Namespaces": [
+                {
+                    "Name": "fixturens",
+                    "Queues": [
+                        queue,
+                        {"Name": "done", "Properties": {}},
+                        {"Name": "slow", "Properties": {"LockDuration": "PT2S"}},
+                        {"Name": "batch", "Properties": {}},
+                        {"Name": "manual", "Properties": {"LockDuration": "PT2S", "MaxDeliveryCount": 3}},
+                    ],
+                    "Topics": [
+                        {
+                            "Name": "events",
+                            "Properties": {},
+                            "Subscriptions": [{"Name": "sessions", "Properties": {"RequiresSession": True}}],
+                        }
+                    ],
+                }
+            ],
+            "Logging": {"Type": "File"},
+        }
+    }
+
+
+@pytest.fixture
+def bus(servicebus_factory: ServiceBusFactory, tmp_path: Path) -> ServiceBusEmulator:
+    config = tmp_path / "entities.json"
+    config.write_text(json.dumps(_entities()), encoding="utf-8")
+    return servicebus_factory(config)
+
+
+def start_host(app: FixtureApp, azurite: Azurite, bus: ServiceBusEmulator, extensions: dict[str, Any]) -> None:
+    app.write_settings(
+        {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "DataStorage": azurite.connection_string,
+            "ServiceBus": bus.connection_string,
+            "WATCH_CONTAINER": f"watch-{uuid.uuid4().hex[:8]}",
+            "TICK_SCHEDULE": "0 0 0 1 1 *",
+            "WORK_QUEUE": "work",
+            "DONE_QUEUE": "done",
+            "EVENTS_TOPIC": "events",
+            "AzureFunctionsWebHost__hostid": f"sb-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    app.write_host_json({"serviceBus": {"maxConcurrentCalls": 2, "maxConcurrentSessions": 2, **extensions}})
+    app.start(env={**os.environ, "FIXTURE_SERVICEBUS": "1"})
+
+
+def receive_done(client: ServiceBusClient, count: int, timeout: float = 30) -> list[ServiceBusReceivedMessage]:
+    received: list[ServiceBusReceivedMessage] = []
+    deadline = time.monotonic() + timeout
+    with client.get_queue_receiver("done") as receiver:
+        while len(received) < count and time.monotonic() < deadline:
+            for message in receiver.receive_messages(max_message_count=count, max_wait_time=1):
+                receiver.complete_message(message)
+                received.append(message)
+    return received
+
+
+def test_message_fields_output_binding_and_completion(
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp
+) -> None:
+    start_host(fixture_app, azurite, bus, {"sessionIdleTimeout": "00:00:02"})
+    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
+        with client.get_queue_sender("work") as sender:
+            sender.send_messages(
+                ServiceBusMessage(
+                    b'{"n": 1}', message_id="m-1", content_type="application/json", correlation_id="c-1",
+                    subject="subj", to="someone", reply_to="back", application_properties={"model": "churn", "n": 3},
+                    time_to_live=timedelta(minutes=10),
+                )
+            )  # fmt: skip
+        (done,) = receive_done(client, 1)
+        assert str(done) == 'done:{"n": 1}'
+        assert done.content_type == "text/plain"
+        (entry,) = fixture_app.wait_for("on_work", lambda e: len(e) == 1)
+        assert entry["body"] == '{"n": 1}'
+        assert (entry["message_id"], entry["content_type"], entry["correlation_id"]) == (
+            "m-1",
+            "application/json",
+            "c-1",
+        )
+        assert (entry["subject"], entry["label"], entry["to"], entry["reply_to"]) == ("subj", "subj", "someone", "back")
+        assert entry["delivery_count"] == 1
+        assert entry["user_properties"] == {"model": "churn", "n": 3}
+        assert entry["application_properties"] == {"model": "churn", "n": 3}
+        assert entry["time_to_live"] == 600
+        assert isinstance(entry["sequence_number"], int)
+        assert entry["enqueued_time_utc"] and entry["locked_until"] and entry["expires_at_utc"]
+        assert uuid.UUID(entry["lock_token"])
+        # Completed: nothing is left on the work queue.
+        with client.get_queue_receiver("work") as receiver:
+            assert receiver.peek_messages(max_message_count=5) == []
+
+
+def test_exception_abandons_and_the_message_is_redelivered(
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp
+) -> None:
+    start_host(fixture_app, azurite, bus, {})
+    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
+        with client.get_queue_sender("work") as sender:
+            sender.send_messages(ServiceBusMessage("fail-once"))
+        (done,) = receive_done(client, 1)
+        assert str(done) == "done:fail-once"
+    entries = fixture_app.recorded("on_work")
+    assert [e["delivery_count"] for e in entries] == [1, 2]
+    assert entries[0]["message_id"] == entries[1]["message_id"]
+
+
+def test_sessions_each_message_in_order_per_session(
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp
+) -> None:
+    start_host(fixture_app, azurite, bus, {"sessionIdleTimeout": "00:00:02"})
+    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
+        with client.get_topic_sender("events") as sender:
+            batch = sender.create_message_batch()
+            for index in range(3):
+                for session in ("s-a", "s-b", "s-c"):
+                    batch.add_message(ServiceBusMessage(f"{session}-{index}", session_id=session))
+            sender.send_messages(batch)
+        done = receive_done(client, 9, timeout=60)
+    bodies = sorted(str(m) for m in done)
+    assert bodies == sorted(f"session:{s}:{s}-{i}" for s in ("s-a", "s-b", "s-c") for i in range(3))
+    entries = fixture_app.recorded("on_session_event")
+    for session in ("s-a", "s-b", "s-c"):
+        in_session = [e["body"] for e in entries if e["session_id"] == session]
+        assert in_session == [f"{session}-{i}" for i in range(3)]
+
+
+def test_lock_is_renewed_while_a_slow_function_runs(
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp
+) -> None:
+    start_host(fixture_app, azurite, bus, {})
+    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
+        with client.get_queue_sender("slow") as sender:
+            sender.send_messages(ServiceBusMessage("5"))  # sleeps 5 s under a 2 s lock
+        fixture_app.wait_for("on_slow", lambda e: len(e) == 1, timeout=30)
+        time.sleep(3)  # a lost lock would show up as a second delivery by now
+        assert [e["delivery_count"] for e in fixture_app.recorded("on_slow")] == [1]
+        with client.get_queue_receiver("slow") as receiver:
+            assert receiver.peek_messages(max_message_count=5) == []
+
+
+def test_cardinality_many_gets_a_list(bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp) -> None:
+    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
+        with client.get_queue_sender("batch") as sender:
+            batch = sender.create_message_batch()
+            for index in range(5):
+                batch.add_message(ServiceBusMessage(f"b{index}", message_id=f"id-{index}"))
+            sender.send_messages(batch)
+        # Sent before the host starts, so one receive call can see them all.
+        start_host(fixture_app, azurite, bus, {"maxMessageBatchSize": 10})
+        entries = fixture_app.wait_for("on_batch", lambda e: sum(len(x["bodies"]) for x in e) >= 5)
+        assert sorted(b for e in entries for b in e["bodies"]) == [f"b{i}" for i in range(5)]
+        assert sorted(i for e in entries for i in e["ids"]) == [f"id-{i}" for i in range(5)]
+        assert max(len(e["bodies"]) for e in entries) > 1
+        time.sleep(1)
+        with client.get_queue_receiver("batch") as receiver:
+            assert receiver.peek_messages(max_message_count=10) == []
+
+
+def test_auto_complete_off_leaves_settlement_to_lock_expiry(
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp
+) -> None:
+    start_host(fixture_app, azurite, bus, {})
+    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
+        with client.get_queue_sender("manual") as sender:
+            sender.send_messages(ServiceBusMessage("left alone"))
+        # Not completed although the function succeeded: redelivered after each 2 s lock expires.
+        entries = fixture_app.wait_for("on_manual", lambda e: len(e) >= 2, timeout=30)
+        assert [e["delivery_count"] for e in entries[:2]] == [1, 2]
+        assert entries[0]["message_id"] == entries[1]["message_id"]

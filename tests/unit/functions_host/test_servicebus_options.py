@@ -1,0 +1,48 @@
+"""host.json Service Bus options and the trigger-metadata formats the worker's converters read."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from azure.functions import meta
+
+from devstack.functions_host.servicebus_message import _timespan
+from devstack.functions_host.servicebus_trigger import parse_timespan, servicebus_options
+
+
+def test_v5_names_win_and_defaults_apply() -> None:
+    options = servicebus_options(
+        {"extensions": {"serviceBus": {"autoCompleteMessages": False, "maxConcurrentCalls": 3,
+                                       "maxAutoLockRenewalDuration": "00:10:00", "sessionIdleTimeout": "00:00:05"}}},
+        cpu_count=2,
+    )  # fmt: skip
+    assert options.auto_complete is False
+    assert options.max_concurrent_calls == 3
+    assert options.max_lock_renewal == 600
+    assert options.session_idle_timeout == 5
+    defaults = servicebus_options({}, cpu_count=2)
+    assert defaults.auto_complete is True
+    assert defaults.max_lock_renewal == 300
+    assert defaults.max_concurrent_calls == 8
+
+
+def test_legacy_message_handler_options() -> None:
+    options = servicebus_options(
+        {"extensions": {"serviceBus": {"messageHandlerOptions": {"autoComplete": False, "maxConcurrentCalls": 2}}}}, 4
+    )
+    assert (options.auto_complete, options.max_concurrent_calls) == (False, 2)
+
+
+def test_timespans() -> None:
+    assert parse_timespan("1.00:00:30", "x") == 86430
+    assert parse_timespan(12, "x") == 12
+    with pytest.raises(ValueError, match="not a TimeSpan"):
+        parse_timespan("five minutes", "x")
+
+
+@pytest.mark.parametrize("delta", [timedelta(minutes=5), timedelta(hours=23, seconds=59), timedelta(days=14)])
+def test_time_to_live_format_is_readable_by_the_worker_converter(delta: timedelta) -> None:
+    text = _timespan(delta)
+    assert text is not None
+    assert meta._BaseConverter._parse_timedelta(text) == delta
