@@ -15,7 +15,7 @@ node_modules/.bin/azurite: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch node_modules/.bin/azurite
 
-$(MODEL_DIR)/MLmodel: $(VENV_STAMP) scoring/train.py scoring/data.py
+$(MODEL_DIR)/MLmodel: $(VENV_STAMP) scoring/train.py scoring/data.py scoring/features.py scoring/schema.py
 	$(PY) -m scoring.train --out $(MODEL_DIR)
 
 setup: $(VENV_STAMP) node_modules/.bin/azurite $(MODEL_DIR)/MLmodel
@@ -41,8 +41,9 @@ down:
 status:
 	$(PY) -m devstack status
 
+# make logs NAME=scoring shows one service's log
 logs:
-	$(PY) -m devstack logs
+	$(PY) -m devstack logs $(NAME)
 
 demo: setup
 	$(PY) -m devstack demo
@@ -53,5 +54,7 @@ bench: setup
 chaos: setup
 	$(PY) -m benchmarks.chaos
 
+# Stops a running local stack first: its pid files live in .devstack/.
 clean:
+	-if [ -x $(PY) ]; then $(PY) -m devstack down; fi
 	rm -rf .devstack .pytest_cache .mypy_cache .ruff_cache

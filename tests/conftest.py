@@ -2,4 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.azurite",
+    "tests.fixtures.servicebus",
+    "tests.fixtures.scoring",
+    "tests.fixtures.stack",
 ]

@@ -1,0 +1,52 @@
+"""Azure ML entry script (``scoring_script``) for the churn model under the AML inference server.
+
+``init()`` runs once per server worker: it reads the settings, loads the MLflow model found under
+``AZUREML_MODEL_DIR`` and, when a Service Bus setting is present, starts the async workers.
+``run(raw_data)`` receives the request body as text and returns an ``AMLResponse`` so the status code
+(200, 202, 400, 413, 429, 503) and headers such as ``Retry-After`` reach the caller. The design (sync
+and async paths, bounded queue, worker threads, streaming, result publishing) is described in the
+``scoring.service`` package docstring.
+
+The server imports this file as a loose module, so the repository root (the parent of ``scoring/``) is
+put on ``sys.path`` to make ``scoring`` and ``shared`` importable wherever the code folder is mounted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from azureml_inference_server_http.api.aml_response import AMLResponse  # noqa: E402
+
+from scoring.service.app import ScoringService  # noqa: E402
+from scoring.service.settings import ScoringSettings  # noqa: E402
+
+_service: ScoringService | None = None
+
+
+def init() -> None:
+    global _service
+    # The server configures only its own loggers (the root logger is left at WARNING): give the service's
+    # loggers their own handler, in the server's line format, and keep the Azure SDKs' per-request HTTP
+    # logging out of the service log.
+    service_logger = logging.getLogger("scoring")
+    if not service_logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"))
+        service_logger.addHandler(handler)
+        service_logger.setLevel(logging.INFO)
+        service_logger.propagate = False
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    _service = ScoringService.start(ScoringSettings.from_env())
+
+
+def run(raw_data: str) -> AMLResponse:
+    if _service is None:
+        return AMLResponse({"message": "the scoring service is not initialised"}, 503, json_str=True)
+    reply = _service.handle(raw_data)
+    return AMLResponse(reply.body, reply.status, reply.headers)

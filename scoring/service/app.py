@@ -1,0 +1,142 @@
+"""The scoring service behind the AML entry script: routes a request body to sync or async handling.
+
+A body is async when it says ``"mode": "async"`` or carries the ``async-scoring-request`` schema; it is
+then validated (contract, reply topic, model name, input name) and queued, and answered 202 at once.
+Everything else is a sync request. Every outcome is a :class:`Reply` (status, JSON text, headers), so
+the HTTP layer stays a one-liner.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from scoring.service.dispatcher import Dispatcher
+from scoring.service.errors import RequestRejected
+from scoring.service.job import ScoringJob
+from scoring.service.model import ChurnModel
+from scoring.service.publisher import ServiceBusPublisher
+from scoring.service.settings import ScoringSettings
+from scoring.service.storage import ResultsStore
+from scoring.service.sync_api import score_sync
+from scoring.service.validation import Validator
+from shared.contracts import (
+    MAX_ROW_ERRORS_REPORTED,
+    SCORING_REQUEST_SCHEMA,
+    AsyncScoringRequest,
+    ContractError,
+    ErrorCode,
+)
+
+logger = logging.getLogger(__name__)
+
+MODE_KEY = "mode"
+SCHEMA_KEY = "schema"
+MODE_ASYNC = "async"
+MODE_SYNC = "sync"
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: str
+    headers: dict[str, str] = field(default_factory=lambda: dict(JSON_HEADERS))
+
+
+def _json_reply(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, json.dumps(payload), {**JSON_HEADERS, **(headers or {})})
+
+
+def _safe_input_name(name: str) -> bool:
+    path = PurePosixPath(name)
+    return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name and len(name) <= 1024
+
+
+class ScoringService:
+    def __init__(self, settings: ScoringSettings, model: ChurnModel, dispatcher: Dispatcher | None) -> None:
+        self.settings = settings
+        self.model = model
+        self.validator = Validator(model.spec, MAX_ROW_ERRORS_REPORTED)
+        self.dispatcher = dispatcher
+
+    @classmethod
+    def start(cls, settings: ScoringSettings) -> ScoringService:
+        model = ChurnModel.load(settings.model_dir)
+        dispatcher = None
+        if settings.async_enabled:
+
+            def make_processor() -> Any:
+                store = ResultsStore(settings)  # one storage client per worker thread
+                return ScoringJob(settings, model, store.blob).run
+
+            dispatcher = Dispatcher(
+                workers=settings.workers,
+                queue_size=settings.queue_size,
+                dedupe_entries=settings.dedupe_entries,
+                retry_after_seconds=settings.retry_after_seconds,
+                publish_attempts=settings.publish_attempts,
+                make_processor=make_processor,
+                make_publisher=lambda: ServiceBusPublisher(settings),
+            )
+        else:
+            logger.warning(
+                "async scoring is off: set RESULT_SERVICEBUS_CONNECTION or RESULT_SERVICEBUS_NAMESPACE to enable it"
+            )
+        logger.info("scoring service ready: %s", settings)
+        return cls(settings, model, dispatcher)
+
+    def handle(self, raw: str) -> Reply:
+        try:
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:
+                raise RequestRejected(400, f"the request body is not JSON ({exc})") from exc
+            if not isinstance(body, dict):
+                raise RequestRejected(400, "the request body must be a JSON object")
+            if body.get(MODE_KEY) == MODE_ASYNC or body.get(SCHEMA_KEY) == SCORING_REQUEST_SCHEMA:
+                return self._submit(body)
+            if body.get(MODE_KEY, MODE_SYNC) != MODE_SYNC:
+                raise RequestRejected(400, f"{MODE_KEY!r} must be {MODE_SYNC!r} or {MODE_ASYNC!r}")
+            return Reply(200, score_sync(body, self.model, self.validator, self.settings.max_sync_rows))
+        except RequestRejected as exc:
+            return _json_reply(exc.status, {"message": exc.message, **exc.details}, exc.headers)
+
+    def _submit(self, body: dict[str, Any]) -> Reply:
+        try:
+            request = AsyncScoringRequest.from_json(body)
+        except ContractError as exc:
+            raise RequestRejected(400, str(exc), details={"code": ErrorCode.INVALID_REQUEST.value}) from exc
+        s = self.settings
+        if request.reply.topic != s.result_topic:
+            raise RequestRejected(
+                400, f"reply.topic must be {s.result_topic!r}, got {request.reply.topic!r}",
+                details={"code": ErrorCode.INVALID_REQUEST.value},
+            )  # fmt: skip
+        if request.model != s.model_name:
+            raise RequestRejected(
+                400, f"this deployment serves model {s.model_name!r}, not {request.model!r}",
+                details={"code": ErrorCode.UNKNOWN_MODEL.value},
+            )  # fmt: skip
+        if not _safe_input_name(request.input_name):
+            raise RequestRejected(
+                400,
+                "input_name must be a relative blob name without '..'",
+                details={"code": ErrorCode.INVALID_NAME.value},
+            )
+        if not request.blob_url.startswith(("https://", "http://")):
+            raise RequestRejected(
+                400, "blob_url must be an http(s) URL", details={"code": ErrorCode.INVALID_REQUEST.value}
+            )
+        if self.dispatcher is None:
+            raise RequestRejected(
+                503, "async scoring is not configured on this deployment (RESULT_SERVICEBUS_CONNECTION is not set)"
+            )
+        earlier = self.dispatcher.submit(request)
+        payload: dict[str, Any] = {"request_id": request.request_id, "attempt": request.attempt, "status": "accepted"}
+        if earlier is not None:
+            payload["duplicate_of"] = earlier.value
+        return _json_reply(202, payload)

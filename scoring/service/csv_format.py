@@ -1,0 +1,190 @@
+"""CSV input: header checks and chunk scoring that appends ``prediction,probability`` to the raw lines.
+
+Fast path (a chunk without any quote character, which is what machine-written telco files look like):
+each physical line is one record, so the field count per line is counted with numpy, the chunk is
+parsed by Arrow's CSV reader into string columns, and each good row's output is its original line
+bytes plus ``,<label>,<probability>`` - no re-serialisation of the input values. Slow path (a chunk
+holding quotes, so fields may contain commas or newlines): Python's csv module reads the records and a
+csv writer writes them back with the two added fields.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from scoring.service.chunk import ChunkResult, probability_array, probability_text, row_errors
+from scoring.service.errors import ScoringError
+from scoring.service.model import ChurnModel
+from scoring.service.validation import Validator
+from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, ErrorCode
+
+_COMMA = 44
+_NEWLINE = 10
+_CR = 13
+
+
+@dataclass(frozen=True)
+class CsvHeader:
+    names: tuple[str, ...]
+    line_ending: bytes  # b"\n" or b"\r\n", as the input uses
+
+    def output_head(self, raw_line: bytes) -> bytes:
+        """The output's header line, without its line break (each row brings its own leading one)."""
+        return raw_line + f",{PREDICTION_COLUMN},{PROBABILITY_COLUMN}".encode()
+
+
+def decode(chunk: bytes, first_row: int) -> str:
+    try:
+        return chunk.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        row = first_row + chunk.count(b"\n", 0, exc.start)
+        raise ScoringError(
+            ErrorCode.UNDECODABLE, f"the input is not UTF-8 text: byte {chunk[exc.start]:#04x} near data row {row}"
+        ) from exc
+
+
+def split_header(chunk: bytes) -> tuple[CsvHeader, bytes, bytes]:
+    """(header, its raw line without the line ending, the rest of the chunk)."""
+    end = chunk.find(b"\n")
+    raw = chunk[:end] if end >= 0 else chunk
+    rest = chunk[end + 1 :] if end >= 0 else b""
+    ending = b"\r\n" if raw.endswith(b"\r") else b"\n"
+    raw = raw.removesuffix(b"\r")
+    text = decode(raw, 0).removeprefix("\ufeff")
+    try:
+        names = next(csv.reader([text]))
+    except csv.Error as exc:
+        raise ScoringError(ErrorCode.MALFORMED_DATA, f"the header line is not CSV ({exc})") from exc
+    names = [n.strip() for n in names]
+    if (len(names) == 1 and names[0] == "") or not text.strip():
+        raise ScoringError(ErrorCode.MALFORMED_DATA, "the first line is empty; expected a header row")
+    return CsvHeader(tuple(names), ending), raw, rest
+
+
+class CsvScorer:
+    def __init__(self, header: CsvHeader, validator: Validator, model: ChurnModel) -> None:
+        validator.check_header(header.names)
+        self.header = header
+        self.validator = validator
+        self.model = model
+        self._types = {name: pa.large_string() for name in header.names}
+
+    def score(self, chunk: bytes, first_row: int) -> ChunkResult:
+        """Score one chunk of whole records; ``first_row`` is the 1-based data row number of its first record."""
+        decode(chunk, first_row)
+        if b'"' in chunk:
+            return self._score_quoted(chunk, first_row)
+        return self._score_plain(chunk, first_row)
+
+    def _score_plain(self, chunk: bytes, first_row: int) -> ChunkResult:
+        view = np.frombuffer(chunk, dtype=np.uint8)
+        newlines = np.flatnonzero(view == _NEWLINE)  # record_chunks ends every chunk with a newline
+        starts = np.concatenate(([0], newlines[:-1] + 1))
+        ends = newlines - ((newlines > starts) & (view[newlines - 1] == _CR))
+        keep = ends > starts  # blank lines are not rows (Arrow's reader skips them too)
+        starts, ends = starts[keep], ends[keep]
+        if not len(starts):
+            return ChunkResult(b"", 0, 0)
+        commas = np.flatnonzero(view == _COMMA)
+        fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
+        width = len(self.header.names)
+        shaped = fields == width
+        rows = np.arange(first_row, first_row + len(starts))
+        errors = [(int(i), f"expected {width} fields, found {int(fields[i])}") for i in np.flatnonzero(~shaped)]
+        bad_shape = len(errors)
+        if bad_shape == len(starts):
+            return ChunkResult(b"", len(starts), 0, row_errors(errors[: self.validator.max_errors], rows), bad_shape)
+        body = chunk
+        if bad_shape:
+            body = b"".join(chunk[a:b] + b"\n" for a, b, ok in zip(starts, ends, shaped, strict=True) if ok)
+        checked = self.validator.check_text(self._parse(body))
+        shaped_index = np.flatnonzero(shaped)
+        errors = sorted(errors[: self.validator.max_errors] + [(int(shaped_index[i]), m) for i, m in checked.errors])
+        good = shaped_index[checked.good]
+        data = b""
+        if len(good):
+            labels, proba = self.model.predict(checked.frame)
+            data = self._append_fields(chunk, ends, good, labels, proba)
+        failed = bad_shape + checked.error_count
+        return ChunkResult(data, len(starts), len(good), row_errors(errors[: self.validator.max_errors], rows), failed)
+
+    def _append_fields(
+        self, chunk: bytes, ends: np.ndarray, good: np.ndarray, labels: np.ndarray, proba: np.ndarray
+    ) -> bytes:
+        """The good rows' raw bytes, each preceded by its line break and followed by ``,label,probability``.
+
+        Row i is the byte range from the end of row i-1 to the end of row i, so it starts with the
+        input's own line break; an Arrow array over those ranges (no copy of the rows) is joined with
+        the suffixes in one vectorised call.
+        """
+        ending = self.header.line_ending
+        offsets = np.concatenate(([0], ends + len(ending))).astype(np.int64)
+        rows = pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(ending + chunk)]
+        )
+        blank = pa.scalar(b"", pa.large_binary())
+        suffix = pc.binary_join_element_wise(
+            blank,
+            pa.array(labels.astype(str), type=pa.large_string()).cast(pa.large_binary()),
+            probability_array(proba).cast(pa.large_binary()),
+            pa.scalar(b",", pa.large_binary()),
+        )
+        joined = pc.binary_join_element_wise(rows.take(pa.array(good)), suffix, blank)
+        value_offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)
+        first, last = value_offsets[joined.offset], value_offsets[joined.offset + len(joined)]
+        return bytes(memoryview(joined.buffers()[2])[first:last])
+
+    def _parse(self, body: bytes) -> pa.Table:
+        try:
+            return pacsv.read_csv(
+                io.BytesIO(body),
+                read_options=pacsv.ReadOptions(column_names=list(self.header.names), use_threads=True),
+                parse_options=pacsv.ParseOptions(quote_char=False),
+                convert_options=pacsv.ConvertOptions(column_types=self._types, strings_can_be_null=False),
+            )
+        except pa.ArrowInvalid as exc:
+            raise ScoringError(ErrorCode.MALFORMED_DATA, f"the CSV data could not be parsed ({exc})") from exc
+
+    def _score_quoted(self, chunk: bytes, first_row: int) -> ChunkResult:
+        text = decode(chunk, first_row)
+        try:
+            records = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
+        except csv.Error as exc:
+            raise ScoringError(
+                ErrorCode.MALFORMED_DATA, f"the CSV data could not be parsed near row {first_row}: {exc}"
+            ) from exc
+        width = len(self.header.names)
+        shaped = np.fromiter((len(r) == width for r in records), dtype=bool, count=len(records))
+        rows = np.arange(first_row, first_row + len(records))
+        errors = [
+            (int(i), f"expected {width} fields, found {len(records[i])}")
+            for i in np.flatnonzero(~shaped)[: self.validator.max_errors]
+        ]
+        good_records = [r for r, ok in zip(records, shaped, strict=True) if ok]
+        if not good_records:
+            return ChunkResult(b"", len(records), 0, row_errors(errors, rows), len(records))
+        columns = list(zip(*good_records, strict=True))
+        table = pa.table(
+            {n: pa.array(c, type=pa.large_string()) for n, c in zip(self.header.names, columns, strict=True)}
+        )
+        checked = self.validator.check_text(table)
+        shaped_rows = np.flatnonzero(shaped)
+        errors = sorted(errors + [(int(shaped_rows[i]), m) for i, m in checked.errors])[: self.validator.max_errors]
+        kept = [r for r, ok in zip(good_records, checked.good, strict=True) if ok]
+        data = b""
+        if kept:
+            labels, proba = self.model.predict(checked.frame)
+            ending = self.header.line_ending.decode()
+            out = io.StringIO(newline="")
+            writer = csv.writer(out, lineterminator=ending)
+            writer.writerows([*r, label, p] for r, label, p in zip(kept, labels, probability_text(proba), strict=True))
+            data = (ending + out.getvalue()[: -len(ending)]).encode()  # leading line break, like the fast path
+        failed = int((~shaped).sum()) + checked.error_count
+        return ChunkResult(data, len(records), len(kept), row_errors(errors, rows), failed)

@@ -1,0 +1,139 @@
+"""Accepting async requests: a bounded queue, worker threads, and de-duplication of accepted requests.
+
+``submit`` never blocks the HTTP handler: it records the request under (request_id, attempt), puts it
+on the queue and returns at once, or rejects it with 429 + Retry-After when the queue is full. A request
+already queued, running or recently done is acknowledged again without new work (a re-delivered
+Service Bus message or a client retry must not score a file twice). The table of known requests is
+bounded: queued and running entries are bounded by the queue size and worker count, and only the
+``dedupe_entries`` most recent finished ones are remembered.
+
+Each worker thread owns its publisher (Service Bus client + sender) and its scoring job (with its own
+storage clients) for its whole life; no SDK client is shared between threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from enum import StrEnum
+
+from scoring.service.errors import RequestRejected
+from scoring.service.publisher import ResultPublisher
+from shared.contracts import AsyncScoringRequest, InferenceResult
+
+logger = logging.getLogger(__name__)
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+
+
+Key = tuple[str, int]
+Process = Callable[[AsyncScoringRequest], InferenceResult]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        workers: int,
+        queue_size: int,
+        dedupe_entries: int,
+        retry_after_seconds: int,
+        publish_attempts: int,
+        make_processor: Callable[[], Process],
+        make_publisher: Callable[[], AbstractContextManager[ResultPublisher]],
+    ) -> None:
+        self._queue: queue.Queue[AsyncScoringRequest] = queue.Queue(queue_size)
+        self._states: OrderedDict[Key, JobState] = OrderedDict()
+        self._lock = threading.Lock()
+        self._dedupe_entries = dedupe_entries
+        self._retry_after = retry_after_seconds
+        self._publish_attempts = publish_attempts
+        self._make_processor = make_processor
+        self._make_publisher = make_publisher
+        self._threads = [
+            threading.Thread(target=self._work, name=f"scoring-worker-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, request: AsyncScoringRequest) -> JobState | None:
+        """None when newly accepted, else the state of the earlier copy of this request."""
+        key = (request.request_id, request.attempt)
+        with self._lock:
+            known = self._states.get(key)
+            if known is not None:
+                return known
+            try:
+                self._queue.put_nowait(request)
+            except queue.Full:
+                raise RequestRejected(
+                    429,
+                    f"the scoring queue is full ({self._queue.maxsize} requests waiting); retry later",
+                    headers={"Retry-After": str(self._retry_after)},
+                ) from None
+            self._states[key] = JobState.QUEUED
+        return None
+
+    def state(self, request_id: str, attempt: int) -> JobState | None:
+        with self._lock:
+            return self._states.get((request_id, attempt))
+
+    def _set(self, key: Key, state: JobState) -> None:
+        with self._lock:
+            self._states[key] = state
+            self._states.move_to_end(key)
+            if state == JobState.DONE:
+                self._forget_old()
+
+    def _forget_old(self) -> None:
+        done = [k for k, v in self._states.items() if v == JobState.DONE]
+        for key in done[: max(0, len(done) - self._dedupe_entries)]:
+            del self._states[key]
+
+    def _work(self) -> None:
+        process = self._make_processor()
+        while True:
+            try:
+                with self._make_publisher() as publisher:
+                    while True:
+                        self._one(process, publisher)
+            except Exception:
+                # The publisher itself broke (for example its connection could not be opened):
+                # back off and build a fresh one; the request that was in flight was already recorded.
+                logger.exception("result publisher failed; reopening it")
+                time.sleep(self._retry_after)
+
+    def _one(self, process: Process, publisher: ResultPublisher) -> None:
+        request = self._queue.get()
+        key = (request.request_id, request.attempt)
+        self._set(key, JobState.RUNNING)
+        try:
+            result = process(request)
+            self._publish(publisher, result, request)
+        except BaseException:
+            # No result went out: forget the request so that a retry of it is accepted as new work.
+            with self._lock:
+                self._states.pop(key, None)
+            raise
+        self._set(key, JobState.DONE)
+
+    def _publish(self, publisher: ResultPublisher, result: InferenceResult, request: AsyncScoringRequest) -> None:
+        for attempt in range(1, self._publish_attempts + 1):
+            try:
+                publisher.publish(result, request.reply.session_id)
+                return
+            except Exception:
+                if attempt == self._publish_attempts:
+                    logger.exception("could not publish the result of %s; giving up", request.request_id)
+                    raise
+                logger.warning("publishing the result of %s failed (try %d); retrying", request.request_id, attempt)
+                time.sleep(min(2**attempt, 10))

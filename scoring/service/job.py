@@ -1,0 +1,241 @@
+"""Scoring one async request: stream the input blob, score chunk by chunk, and build the InferenceResult.
+
+Three stages overlap: a reader thread downloads, inflates and cuts the blob into record-aligned chunks
+(handing them over through a queue of two, so memory stays bounded whatever the input size), the job's
+own thread validates and predicts, and the output sink's thread stages finished blocks to the results
+blob. Input problems end as a failed result with a stable ErrorCode; bad rows are left out, counted and
+the first few reported; a file without a single good row fails with ``no_valid_rows``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+
+from scoring.service.chunk import ChunkResult
+from scoring.service.csv_format import CsvScorer, split_header
+from scoring.service.errors import ScoringError
+from scoring.service.jsonl_format import JsonlScorer
+from scoring.service.model import ChurnModel
+from scoring.service.settings import ScoringSettings
+from scoring.service.sink import BlockWriter, OutputSink
+from scoring.service.source import blob_pieces, decompressed, record_chunks
+from scoring.service.storage import input_blob, redact
+from scoring.service.validation import Validator
+from shared.contracts import (
+    GZIP,
+    INLINE_OUTPUT_MAX_BYTES,
+    MAX_ROW_ERRORS_REPORTED,
+    AsyncScoringRequest,
+    DataFormat,
+    ErrorCode,
+    ErrorInfo,
+    InferenceResult,
+    OutputRef,
+    ResultStatus,
+    RowError,
+)
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+_HANDOVER_CHUNKS = 2
+_GZIP_LEVEL = 1  # outputs are re-read once by the writer: favour speed over size
+
+
+def results_blob_name(request: AsyncScoringRequest) -> str:
+    return f"{request.request_id}/{request.attempt}/{request.input_name}"
+
+
+def failed(request: AsyncScoringRequest, code: ErrorCode, message: str, **counts: object) -> InferenceResult:
+    return InferenceResult(
+        request_id=request.request_id,
+        status=ResultStatus.FAILED,
+        input_name=request.input_name,
+        model=request.model,
+        error=ErrorInfo(code=code.value, message=message),
+        attempt=request.attempt,
+        **counts,  # type: ignore[arg-type]
+    )
+
+
+class _Prefetch:
+    """Runs a chunk iterator in a thread, handing chunks over through a small bounded queue."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(_HANDOVER_CHUNKS)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(chunks,), name="input-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, chunks: Iterator[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                if not self._put(chunk):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consuming thread
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, bytes)
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+class _Totals:
+    def __init__(self) -> None:
+        self.rows = 0
+        self.scored = 0
+        self.failed = 0
+        self.errors: list[RowError] = []
+
+    def add(self, part: ChunkResult) -> None:
+        self.rows += part.rows
+        self.scored += part.scored
+        self.failed += part.failed
+        room = MAX_ROW_ERRORS_REPORTED - len(self.errors)
+        if room > 0:
+            self.errors.extend(part.errors[:room])
+
+
+class ScoringJob:
+    """Everything one worker thread needs to score requests (model, settings, its results store)."""
+
+    def __init__(
+        self, settings: ScoringSettings, model: ChurnModel, open_results_blob: Callable[[str], BlockWriter]
+    ) -> None:
+        self.settings = settings
+        self.model = model
+        self.validator = Validator(model.spec, MAX_ROW_ERRORS_REPORTED)
+        self._open_results_blob = open_results_blob
+
+    def run(self, request: AsyncScoringRequest) -> InferenceResult:
+        started = time.perf_counter()
+        try:
+            result = self._score(request)
+        except ScoringError as exc:
+            result = failed(request, exc.code, exc.message)
+        except Exception:
+            logger.exception("scoring %s failed unexpectedly", request.request_id)
+            result = failed(request, ErrorCode.INTERNAL, "the scoring service failed on this input; see its logs")
+        logger.info(
+            "request %s (%s, attempt %d): %s, %d rows scored, %d failed in %.2f s",
+            request.request_id,
+            redact(request.blob_url),
+            request.attempt,
+            result.status,
+            result.rows_scored,
+            result.rows_failed,
+            time.perf_counter() - started,
+        )
+        return result
+
+    def _chunks(self, request: AsyncScoringRequest) -> Iterator[bytes]:
+        s = self.settings
+        pieces = decompressed(
+            blob_pieces(input_blob(request.blob_url), s.max_input_bytes), request.compression, s.max_data_bytes
+        )
+        quotes = request.format == DataFormat.CSV
+        return record_chunks(pieces, chunk_bytes=s.chunk_bytes, max_record_bytes=s.max_record_bytes, quotes=quotes)
+
+    def _score(self, request: AsyncScoringRequest) -> InferenceResult:
+        content_type = request.format.content_type
+        sink = OutputSink(
+            INLINE_OUTPUT_MAX_BYTES, lambda: self._open_results_blob(results_blob_name(request)), content_type
+        )
+        compressor = (
+            zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if request.compression == GZIP else None
+        )
+
+        def write(data: bytes) -> None:
+            sink.write(compressor.compress(data) if compressor else data)
+
+        prefetch = _Prefetch(self._chunks(request))
+        totals = _Totals()
+        try:
+            chunks = iter(prefetch)
+            first = next(chunks, None)
+            if first is None:
+                raise ScoringError(ErrorCode.EMPTY_FILE, "the input is empty")
+            scorer: CsvScorer | JsonlScorer
+            tail = b""
+            if request.format == DataFormat.CSV:
+                header, raw_header, first = split_header(first)
+                scorer = CsvScorer(header, self.validator, self.model)
+                write(header.output_head(raw_header))
+                tail = header.line_ending
+            else:
+                scorer = JsonlScorer(self.validator, self.model)
+            for chunk in _chain(first, chunks):
+                part = scorer.score(chunk, totals.rows + 1)
+                totals.add(part)
+                write(part.data)
+            if totals.rows == 0:
+                if request.format == DataFormat.CSV:
+                    raise ScoringError(ErrorCode.HEADER_ONLY, "the input has a header but no data rows")
+                raise ScoringError(ErrorCode.EMPTY_FILE, "the input holds no JSON lines")
+            if totals.scored == 0:
+                sink.abort()
+                example = totals.errors[0] if totals.errors else RowError(1, "no row passed validation")
+                return failed(
+                    request,
+                    ErrorCode.NO_VALID_ROWS,
+                    f"none of the {totals.rows} rows is valid; row {example.row}: {example.message}",
+                    rows_failed=totals.failed,
+                    row_errors=tuple(totals.errors),
+                )
+            write(tail)
+            if compressor:
+                sink.write(compressor.flush())
+            outcome = sink.finish()
+        except BaseException:
+            sink.abort()
+            raise
+        finally:
+            prefetch.close()
+        if outcome.inline is not None:
+            output = OutputRef.inline(outcome.inline, request.format, request.compression)
+        else:
+            output = OutputRef(
+                request.format, request.compression, outcome.size, outcome.sha256, blob_url=outcome.blob_url
+            )
+        return InferenceResult(
+            request_id=request.request_id,
+            status=ResultStatus.SUCCEEDED,
+            input_name=request.input_name,
+            model=request.model,
+            rows_scored=totals.scored,
+            rows_failed=totals.failed,
+            row_errors=tuple(totals.errors),
+            output=output,
+            attempt=request.attempt,
+        )
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest

@@ -1,0 +1,118 @@
+"""Azure Storage clients of the scoring service: the input blob (SAS URL) and the results container.
+
+Input: ``BlobClient.from_blob_url`` with the SAS in the URL; a URL without a SAS signature is read with
+DefaultAzureCredential (managed identity in Azure). Results: a connection string (local stack) or an
+account URL with DefaultAzureCredential. With an account key at hand the referenced results URL carries
+a short read-only SAS, so the writer needs no credential of its own for this account; with an identity
+the URL is plain and the reader's identity needs read access to the container. URLs are never logged
+with their query string.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import (
+    BlobBlock,
+    BlobClient,
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContentSettings,
+    ExponentialRetry,
+    generate_blob_sas,
+)
+
+from scoring.service.settings import ScoringSettings
+
+logger = logging.getLogger(__name__)
+
+RESULT_SAS_TTL = timedelta(hours=24)
+
+
+def redact(url: str) -> str:
+    """The URL without its query string (SAS tokens are secrets)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+@cache
+def _credential() -> Any:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def _input_retry() -> ExponentialRetry:
+    # The SDK's default waits 15 s, 18 s, 24 s... between tries: over a minute before an unreachable
+    # account is reported. A few quick tries keep transient errors covered and failures prompt.
+    return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3)
+
+
+def input_blob(url: str) -> BlobClient:
+    options: dict[str, Any] = {"retry_policy": _input_retry(), "connection_timeout": 10}
+    if "sig" in parse_qs(urlsplit(url).query):
+        return BlobClient.from_blob_url(url, **options)
+    return BlobClient.from_blob_url(url, credential=_credential(), **options)
+
+
+class ResultsBlob:
+    """One results blob written block by block (the ``BlockWriter`` port of the output sink)."""
+
+    def __init__(self, client: BlobClient, account_key: str | None) -> None:
+        self._client = client
+        self._key = account_key
+
+    def stage(self, block_id: str, data: bytes) -> None:
+        self._client.stage_block(block_id, data, length=len(data))
+
+    def commit(self, block_ids: list[str], content_type: str) -> None:
+        self._client.commit_block_list(
+            [BlobBlock(block_id) for block_id in block_ids], content_settings=ContentSettings(content_type=content_type)
+        )
+
+    @property
+    def url(self) -> str:
+        if self._key is None:
+            return str(self._client.url)
+        sas = generate_blob_sas(
+            account_name=str(self._client.account_name),
+            container_name=self._client.container_name,
+            blob_name=self._client.blob_name,
+            account_key=self._key,
+            permission=BlobSasPermissions(read=True),
+            expiry=datetime.now(UTC) + RESULT_SAS_TTL,
+        )
+        return f"{self._client.url}?{sas}"
+
+
+class ResultsStore:
+    """Factory of results blobs; one service client per store (stores are per worker thread)."""
+
+    def __init__(self, settings: ScoringSettings) -> None:
+        if settings.results_connection:
+            self._service = BlobServiceClient.from_connection_string(settings.results_connection)
+        elif settings.results_account_url:
+            self._service = BlobServiceClient(settings.results_account_url, credential=_credential())
+        else:
+            raise ValueError("RESULTS_STORAGE_CONNECTION or RESULTS_STORAGE_ACCOUNT_URL is required")
+        self._container = settings.results_container
+        credential = self._service.credential
+        self._key: str | None = getattr(credential, "account_key", None)
+        self._container_checked = False
+
+    def blob(self, name: str) -> ResultsBlob:
+        if not self._container_checked:
+            container = self._service.get_container_client(self._container)
+            if not container.exists():
+                try:
+                    container.create_container()
+                    logger.info("created results container %s", self._container)
+                except ResourceExistsError:
+                    pass  # another worker created it a moment ago
+            self._container_checked = True
+        return ResultsBlob(self._service.get_blob_client(self._container, name), self._key)

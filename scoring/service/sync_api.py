@@ -1,0 +1,138 @@
+"""Synchronous scoring: rows in the request body, a label and a churn probability per row in the answer.
+
+Accepted bodies (one of these keys; ``"mode": "sync"`` may be added):
+
+* ``{"data": [{column: value, ...}, ...]}``
+* ``{"dataframe_records": [{...}, ...]}`` (MLflow serving)
+* ``{"dataframe_split": {"columns": [...], "data": [[...], ...]}}`` (MLflow serving; ``index`` ignored)
+* ``{"input_data": {"columns": [...], "data": [[...], ...]}}`` (Azure ML's MLflow format)
+
+Answer: ``{"predictions": [{"prediction": "Yes", "probability": 0.73}, ...]}`` in input order.
+
+* ``{"csv": "<header line>\\n<row>\\n..."}``: CSV text, answered with ``{"csv": ..., "rows": n}``: the
+  same text with ``prediction,probability`` appended to every line (what an async CSV file gets). For
+  large batches this is several times faster than JSON rows: one string to decode, Arrow's CSV reader,
+  and the input lines kept as they are.
+
+Any bad row rejects the request with 400 (a sync caller expects one answer per row), listing the first
+bad rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from operator import itemgetter
+from typing import Any
+
+from scoring.service.chunk import probability_text
+from scoring.service.csv_format import CsvScorer, split_header
+from scoring.service.errors import RequestRejected, ScoringError
+from scoring.service.model import ChurnModel
+from scoring.service.validation import Validator
+from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN
+
+DATA_KEY = "data"
+RECORDS_KEY = "dataframe_records"
+SPLIT_KEY = "dataframe_split"
+INPUT_DATA_KEY = "input_data"
+RECORD_KEYS = (DATA_KEY, RECORDS_KEY)
+SPLIT_KEYS = (SPLIT_KEY, INPUT_DATA_KEY)
+CSV_KEY = "csv"
+ACCEPTED_KEYS = (*RECORD_KEYS, *SPLIT_KEYS, CSV_KEY)
+
+
+def _bad(message: str, **extra: Any) -> RequestRejected:
+    return RequestRejected(400, message, details=extra)
+
+
+def _columns_from_records(records: Any, key: str, validator: Validator) -> tuple[dict[str, list[Any]], int]:
+    if not isinstance(records, list) or not records:
+        raise _bad(f"{key!r} must be a non-empty list of row objects")
+    if not all(type(r) is dict for r in records):
+        raise _bad(f"every entry of {key!r} must be a JSON object (one row: column -> value)")
+    names = list(records[0])
+    validator.check_header(names)
+    # Same size plus every name of row 1 present means the same keys (a lookup fails otherwise).
+    odd = [i + 1 for i, r in enumerate(records) if len(r) != len(names)]
+    if odd:
+        raise _bad(f"rows {odd[:10]} do not have the same columns as row 1 ({names})")
+    # itemgetter + zip transpose the rows in C, several times faster than one list per column.
+    values = (
+        zip(*map(itemgetter(*names), records), strict=True) if len(names) > 1 else ([r[names[0]] for r in records],)
+    )
+    return {n: list(v) for n, v in zip(names, values, strict=True)}, len(records)
+
+
+def _columns_from_split(split: Any, key: str, validator: Validator) -> tuple[dict[str, list[Any]], int]:
+    if (
+        not isinstance(split, Mapping)
+        or not isinstance(split.get("columns"), list)
+        or not isinstance(split.get("data"), list)
+    ):
+        raise _bad(f"{key!r} must be an object with 'columns' (list of names) and 'data' (list of rows)")
+    names, rows = split["columns"], split["data"]
+    if not all(isinstance(n, str) for n in names):
+        raise _bad(f"{key}.columns must hold column names (strings)")
+    if not rows:
+        raise _bad(f"{key}.data holds no rows")
+    validator.check_header(names)
+    odd = [i + 1 for i, r in enumerate(rows) if not isinstance(r, list) or len(r) != len(names)]
+    if odd:
+        raise _bad(f"{key}.data rows {odd[:10]} are not lists of {len(names)} values")
+    return {n: list(values) for n, values in zip(names, zip(*rows, strict=True), strict=True)}, len(rows)
+
+
+def score_sync(body: Mapping[str, Any], model: ChurnModel, validator: Validator, max_rows: int) -> str:
+    """The JSON answer for a sync request body (already parsed), or RequestRejected."""
+    present = [k for k in ACCEPTED_KEYS if k in body]
+    if len(present) != 1:
+        raise _bad(f"a sync request needs exactly one of the keys {list(ACCEPTED_KEYS)}; found {present or 'none'}")
+    key = present[0]
+    if key == CSV_KEY:
+        return _score_csv_text(body[key], model, validator, max_rows)
+    try:
+        if key in RECORD_KEYS:
+            columns, rows = _columns_from_records(body[key], key, validator)
+        else:
+            columns, rows = _columns_from_split(body[key], key, validator)
+    except ScoringError as exc:
+        raise _bad(exc.message, code=exc.code.value) from exc
+    if rows > max_rows:
+        raise RequestRejected(413, f"{rows} rows in one request; the limit is {max_rows} (use async mode for files)")
+    checked = validator.check_values(columns, rows)
+    if checked.error_count:
+        row_errors = [{"row": i + 1, "message": m} for i, m in checked.errors]
+        raise _bad(f"{checked.error_count} of {rows} rows are invalid", row_errors=row_errors)
+    labels, proba = model.predict(checked.frame)
+    quoted = {label: json.dumps(str(label)) for label in set(labels.tolist())}
+    items = ",".join(
+        f'{{"{PREDICTION_COLUMN}":{quoted[label]},"{PROBABILITY_COLUMN}":{p}}}'
+        for label, p in zip(labels.tolist(), probability_text(proba), strict=True)
+    )
+    return f'{{"predictions":[{items}]}}'
+
+
+def _score_csv_text(text: Any, model: ChurnModel, validator: Validator, max_rows: int) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise _bad(f"{CSV_KEY!r} must be CSV text: a header line and one line per row")
+    data = text.encode()
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    try:
+        header, raw_header, rows_text = split_header(data)
+        scorer = CsvScorer(header, validator, model)
+        if rows_text.count(b"\n") > max_rows and b'"' not in rows_text:
+            raise RequestRejected(413, f"more than {max_rows} rows in one request; use async mode for files")
+        result = scorer.score(rows_text, 1)
+    except ScoringError as exc:
+        raise _bad(exc.message, code=exc.code.value) from exc
+    if result.rows == 0:
+        raise _bad(f"{CSV_KEY!r} holds a header but no rows")
+    if result.rows > max_rows:
+        raise RequestRejected(413, f"{result.rows} rows in one request; the limit is {max_rows}")
+    if result.failed:
+        row_errors = [{"row": e.row, "message": e.message} for e in result.errors]
+        raise _bad(f"{result.failed} of {result.rows} rows are invalid", row_errors=row_errors)
+    output = (header.output_head(raw_header) + result.data + header.line_ending).decode()
+    return json.dumps({CSV_KEY: output, "rows": result.rows})

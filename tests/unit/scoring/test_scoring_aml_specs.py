@@ -1,0 +1,102 @@
+"""The Azure ML specs in scoring/aml load with azure-ai-ml and agree with the scoring code."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.metadata
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scoring.service.settings import DEFAULT_RESULT_TOPIC, DEFAULT_RESULTS_CONTAINER, ScoringSettings
+
+REPO = Path(__file__).resolve().parents[3]
+AML = REPO / "scoring" / "aml"
+
+pytestmark = pytest.mark.filterwarnings("ignore")  # azure-ai-ml warns on import (marshmallow)
+
+
+class ReadingEnv(dict[str, str]):
+    """An environment mapping that records which names the settings read."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_environment_pins_what_the_score_script_needs() -> None:
+    from azure.ai.ml import load_environment
+
+    environment = load_environment(source=AML / "environment.yml")
+    assert environment.image and environment.conda_file
+    pins = dict(
+        line.strip().removeprefix("- ").split("==")
+        for line in (AML / "conda.yml").read_text().splitlines()
+        if "==" in line
+    )
+    for package in ("azureml-inference-server-http", "mlflow", "scikit-learn", "pandas", "pyarrow", "cloudpickle",
+                    "azure-servicebus", "azure-storage-blob", "azure-identity"):  # fmt: skip
+        assert pins.get(package) == importlib.metadata.version(package), package
+    # The model's own requirements (written by scoring.train) are satisfied by the environment.
+    model_requirements = REPO / "scoring" / "model" / "requirements.txt"
+    if model_requirements.exists():
+        for line in model_requirements.read_text().split():
+            name, _, version = line.partition("==")
+            assert pins.get(name) == version, line
+
+
+def test_endpoint_uses_key_auth() -> None:
+    from azure.ai.ml import load_online_endpoint
+
+    endpoint = load_online_endpoint(source=AML / "endpoint.yml")
+    assert endpoint.auth_mode == "key"
+
+
+def test_deployment_agrees_with_the_code() -> None:
+    from azure.ai.ml import load_online_deployment
+
+    deployment = load_online_deployment(source=AML / "deployment.yml")
+    code_root = (AML / str(deployment.code_configuration.code)).resolve()
+    assert code_root == REPO
+    assert (code_root / deployment.code_configuration.scoring_script) == REPO / "scoring" / "score.py"
+    assert deployment.request_settings.request_timeout_ms > 0
+    assert deployment.request_settings.max_concurrent_requests_per_instance >= 1
+    assert deployment.liveness_probe is not None and deployment.readiness_probe is not None
+    assert deployment.app_insights_enabled is True
+    env = dict(deployment.environment_variables)
+    assert env["RESULT_TOPIC"] == DEFAULT_RESULT_TOPIC
+    assert env["RESULTS_CONTAINER"] == DEFAULT_RESULTS_CONTAINER
+    topics = json.loads((REPO / "infra" / "servicebus-entities.json").read_text())["UserConfig"]["Namespaces"][0]
+    assert env["RESULT_TOPIC"] in {t["Name"] for t in topics["Topics"]}
+    # Every variable the deployment sets is one the service reads (or one of the server's own).
+    reading = ReadingEnv({"AZUREML_MODEL_DIR": "/m"})
+    ScoringSettings.from_env(reading)
+    server_settings = {"WORKER_COUNT"}
+    assert set(env) - server_settings <= reading.read
+    # The placeholders are refused until infra/deploy_aml.sh replaces them.
+    with pytest.raises(ValueError, match="RESULT_SERVICEBUS_NAMESPACE still holds a template placeholder"):
+        ScoringSettings.from_env({**env, "AZUREML_MODEL_DIR": "/m"})
+    filled = {k: re.sub(r"<[^>]+>", "x", v) for k, v in env.items()}
+    assert ScoringSettings.from_env({**filled, "AZUREML_MODEL_DIR": "/m"}).async_enabled
+
+
+def test_amlignore_keeps_the_code_the_score_script_imports() -> None:
+    patterns = [p.strip() for p in (REPO / ".amlignore").read_text().splitlines() if p.strip() and p[0] != "#"]
+
+    def ignored(path: str) -> bool:
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) + "/" for i in range(len(parts) - 1)]
+        return any(fnmatch.fnmatch(path, p) or any(fnmatch.fnmatch(d, p) for d in prefixes) for p in patterns)
+
+    for needed in ("scoring/score.py", "scoring/service/app.py", "shared/contracts.py", "shared/__init__.py"):
+        assert not ignored(needed), needed
+    for unwanted in ("tests/conftest.py", ".venv/bin/python", "scoring/model/MLmodel", "node_modules/x/y.js"):
+        assert ignored(unwanted), unwanted
+    assert yaml.safe_load((AML / "deployment.yml").read_text())["code_configuration"]["code"] == "../.."

@@ -1,0 +1,250 @@
+"""Unit tests of the scoring service's parts with small hand-written fakes of our own ports."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import threading
+import time
+from contextlib import AbstractContextManager
+from types import TracebackType
+
+import pytest
+
+from scoring.service.dispatcher import Dispatcher, JobState
+from scoring.service.errors import RequestRejected, ScoringError
+from scoring.service.settings import ScoringSettings, SettingsError
+from scoring.service.sink import BLOCK_BYTES, OutputSink
+from scoring.service.source import decompressed, record_chunks
+from shared.contracts import (
+    AsyncScoringRequest,
+    DataFormat,
+    ErrorCode,
+    ErrorInfo,
+    InferenceResult,
+    ReplyTo,
+    ResultStatus,
+)
+
+# ---------------------------------------------------------------------------------------------- source
+
+
+def test_record_chunks_never_cut_inside_a_quoted_field() -> None:
+    records = [f'{i},"a\nb, ""c""\n",x\n'.encode() if i % 3 == 0 else f"{i},plain,x\n".encode() for i in range(500)]
+    data = b"".join(records)
+    pieces = [data[i : i + 37] for i in range(0, len(data), 37)]
+    chunks = list(record_chunks(pieces, chunk_bytes=100, max_record_bytes=1000, quotes=True))
+    assert b"".join(chunks) == data
+    assert len(chunks) > 10
+    for chunk in chunks:
+        assert chunk.count(b'"') % 2 == 0 and chunk.endswith(b"\n")
+
+
+def test_record_chunks_add_a_final_newline_and_refuse_endless_records() -> None:
+    assert list(record_chunks([b"a\nb"], chunk_bytes=10, max_record_bytes=10, quotes=False)) == [b"a\nb\n"]
+    with pytest.raises(ScoringError) as caught:
+        list(record_chunks([b"x" * 50] * 10, chunk_bytes=64, max_record_bytes=100, quotes=False))
+    assert caught.value.code == ErrorCode.MALFORMED_DATA
+
+
+def test_decompression_stops_at_the_limit_and_detects_corrupt_streams() -> None:
+    bomb = gzip.compress(b"0" * 10_000_000)
+    with pytest.raises(ScoringError) as caught:
+        for _ in decompressed([bomb], "gzip", 1_000_000):
+            pass
+    assert caught.value.code == ErrorCode.TOO_LARGE
+    assert b"".join(decompressed([gzip.compress(b"ab"), gzip.compress(b"cd")], "gzip", 100)) == b"abcd"
+    with pytest.raises(ScoringError) as truncated:
+        list(decompressed([gzip.compress(b"x" * 1000)[:-12]], "gzip", 10_000))
+    assert truncated.value.code == ErrorCode.UNDECODABLE
+
+
+# ---------------------------------------------------------------------------------------------- sink
+
+
+class FakeBlob:
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.staged: dict[str, bytes] = {}
+        self.committed: list[str] | None = None
+        self.fail_after = fail_after
+
+    def stage(self, block_id: str, data: bytes) -> None:
+        if self.fail_after is not None and len(self.staged) >= self.fail_after:
+            raise OSError("storage went away")
+        self.staged[block_id] = data
+
+    def commit(self, block_ids: list[str], content_type: str) -> None:
+        self.committed = block_ids
+
+    @property
+    def url(self) -> str:
+        return "http://results/blob"
+
+    def content(self) -> bytes:
+        assert self.committed is not None
+        return b"".join(self.staged[b] for b in self.committed)
+
+
+def test_sink_keeps_small_outputs_inline() -> None:
+    blob = FakeBlob()
+    sink = OutputSink(100, lambda: blob, "text/csv")
+    sink.write(b"a" * 60)
+    sink.write(b"b" * 40)
+    outcome = sink.finish()
+    assert outcome.inline == b"a" * 60 + b"b" * 40 and outcome.blob_url is None
+    assert blob.committed is None
+
+
+def test_sink_stages_blocks_and_commits_large_outputs() -> None:
+    blob = FakeBlob()
+    sink = OutputSink(100, lambda: blob, "text/csv")
+    parts = [bytes([65 + i % 26]) * (BLOCK_BYTES // 3) for i in range(10)]
+    for part in parts:
+        sink.write(part)
+    outcome = sink.finish()
+    whole = b"".join(parts)
+    assert outcome.inline is None and outcome.blob_url == blob.url
+    assert blob.content() == whole and outcome.size == len(whole)
+    assert outcome.sha256 == hashlib.sha256(whole).hexdigest()
+    assert len(blob.committed or []) == 4
+
+
+def test_sink_surfaces_upload_failures() -> None:
+    blob = FakeBlob(fail_after=1)
+    sink = OutputSink(10, lambda: blob, "text/csv")
+    with pytest.raises(OSError, match="storage went away"):
+        for _ in range(8):
+            sink.write(b"x" * BLOCK_BYTES)
+            time.sleep(0.05)
+        sink.finish()
+    sink.abort()
+    assert blob.committed is None
+
+
+# ---------------------------------------------------------------------------------------------- dispatcher
+
+
+class FakePublisher(AbstractContextManager["FakePublisher"]):
+    def __init__(self, sent: list[tuple[InferenceResult, str]]) -> None:
+        self.sent = sent
+
+    def publish(self, result: InferenceResult, session_id: str) -> None:
+        self.sent.append((result, session_id))
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+
+def _request(request_id: str, attempt: int = 1) -> AsyncScoringRequest:
+    return AsyncScoringRequest(
+        request_id=request_id,
+        blob_url="https://x/y/z.csv",
+        reply=ReplyTo("inference-results", f"session-{request_id}"),
+        input_name="z.csv",
+        format=DataFormat.CSV,
+        attempt=attempt,
+    )
+
+
+def _result(request: AsyncScoringRequest) -> InferenceResult:
+    return InferenceResult(
+        request_id=request.request_id,
+        status=ResultStatus.FAILED,
+        input_name=request.input_name,
+        model=request.model,
+        error=ErrorInfo("empty_file", "the input is empty"),
+        attempt=request.attempt,
+    )
+
+
+def _dispatcher(
+    gate: threading.Event,
+    sent: list[tuple[InferenceResult, str]],
+    publisher: type[FakePublisher] | None = None,
+    **kw: int,
+) -> Dispatcher:
+    def make_processor() -> object:
+        def process(request: AsyncScoringRequest) -> InferenceResult:
+            gate.wait(10)
+            return _result(request)
+
+        return process
+
+    settings = {"workers": 1, "queue_size": 2, "dedupe_entries": 3, "retry_after_seconds": 5, "publish_attempts": 1}
+    return Dispatcher(
+        **{**settings, **kw},  # type: ignore[arg-type]
+        make_processor=make_processor,  # type: ignore[arg-type]
+        make_publisher=lambda: (publisher or FakePublisher)(sent),
+    )
+
+
+def _wait_for(condition: object, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_dispatcher_refuses_when_full_and_deduplicates() -> None:
+    gate, sent = threading.Event(), []
+    dispatcher = _dispatcher(gate, sent)
+    assert dispatcher.submit(_request("a")) is None
+    _wait_for(lambda: dispatcher.state("a", 1) == JobState.RUNNING)
+    assert dispatcher.submit(_request("b")) is None
+    assert dispatcher.submit(_request("c")) is None
+    with pytest.raises(RequestRejected) as full:
+        dispatcher.submit(_request("d"))
+    assert full.value.status == 429 and full.value.headers == {"Retry-After": "5"}
+    assert dispatcher.submit(_request("a")) == JobState.RUNNING
+    assert dispatcher.submit(_request("b")) == JobState.QUEUED
+    gate.set()
+    _wait_for(lambda: len(sent) == 3)
+    assert [(r.request_id, s) for r, s in sent] == [("a", "session-a"), ("b", "session-b"), ("c", "session-c")]
+    assert dispatcher.submit(_request("a")) == JobState.DONE
+    assert dispatcher.submit(_request("a", attempt=2)) is None
+
+
+def test_dispatcher_remembers_a_bounded_number_of_finished_requests() -> None:
+    gate, sent = threading.Event(), []
+    gate.set()
+    dispatcher = _dispatcher(gate, sent, queue_size=50, dedupe_entries=3)
+    for i in range(10):
+        dispatcher.submit(_request(f"r{i}"))
+    _wait_for(lambda: len(sent) == 10)
+    _wait_for(lambda: dispatcher.state("r9", 1) == JobState.DONE)
+    assert [dispatcher.state(f"r{i}", 1) for i in range(10)] == [None] * 7 + [JobState.DONE] * 3
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+def test_settings_fail_fast_naming_the_setting() -> None:
+    with pytest.raises(SettingsError, match="AZUREML_MODEL_DIR"):
+        ScoringSettings.from_env({})
+    with pytest.raises(SettingsError, match="SCORING_QUEUE_SIZE must be an integer"):
+        ScoringSettings.from_env({"AZUREML_MODEL_DIR": "/m", "SCORING_QUEUE_SIZE": "many"})
+    with pytest.raises(SettingsError, match="RESULTS_STORAGE_CONNECTION"):
+        ScoringSettings.from_env({"AZUREML_MODEL_DIR": "/m", "RESULT_SERVICEBUS_CONNECTION": "Endpoint=sb://x"})
+    settings = ScoringSettings.from_env(
+        {
+            "AZUREML_MODEL_DIR": "/m",
+            "RESULT_SERVICEBUS_CONNECTION": "secret",
+            "RESULTS_STORAGE_CONNECTION": "storage-secret",
+        }
+    )
+    assert settings.async_enabled and settings.result_topic == "inference-results"
+    assert "secret" not in repr(settings)
+
+
+class BrokenPublisher(FakePublisher):
+    def publish(self, result: InferenceResult, session_id: str) -> None:
+        raise ConnectionError("broker unreachable")
+
+
+def test_a_result_that_could_not_be_published_does_not_block_a_retry() -> None:
+    gate, sent = threading.Event(), []
+    gate.set()
+    dispatcher = _dispatcher(gate, sent, BrokenPublisher, retry_after_seconds=0)
+    dispatcher.submit(_request("lost"))
+    _wait_for(lambda: dispatcher.state("lost", 1) is None)
+    assert dispatcher.submit(_request("lost")) is None  # accepted again, not acknowledged as a duplicate
