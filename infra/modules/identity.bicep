@@ -1,0 +1,16 @@
+// The function app's user-assigned managed identity. A user-assigned identity exists before the app, so
+// role assignments can be granted before the host first starts.
+param name string
+param location string
+param tags object
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output name string = identity.name
+output principalId string = identity.properties.principalId
+output clientId string = identity.properties.clientId
