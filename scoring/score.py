@@ -2,9 +2,12 @@
 
 ``init()`` runs once per server worker: it reads the settings, loads the MLflow model found under
 ``AZUREML_MODEL_DIR`` and, when a Service Bus setting is present, starts the async workers.
-``run(raw_data)`` receives the request body as text and returns an ``AMLResponse`` so the status code
-(200, 202, 400, 413, 429, 503) and headers such as ``Retry-After`` reach the caller. The design (sync
-and async paths, bounded queue, worker threads, streaming, result publishing) is described in the
+``run(request)`` is decorated with ``@rawhttp``, so the server hands it the Flask request as it came:
+the body is read once as bytes (an undecorated ``run`` gets it decoded to ``str`` first, a copy of
+every byte, only for the service to parse it again) and its ``Content-Type`` chooses between a JSON
+body and a ``text/csv`` body. ``run`` returns an ``AMLResponse`` so the status code (200, 202, 400, 405,
+413, 415, 429, 503) and headers such as ``Retry-After`` reach the caller. The design (sync and async
+paths, bounded queue, worker threads, streaming, result publishing) is described in the
 ``scoring.service`` package docstring.
 
 The server imports this file as a loose module, so the repository root (the parent of ``scoring/``) is
@@ -16,11 +19,13 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from azureml_inference_server_http.api.aml_request import rawhttp  # noqa: E402
 from azureml_inference_server_http.api.aml_response import AMLResponse  # noqa: E402
 
 from scoring.service.app import ScoringService  # noqa: E402
@@ -45,8 +50,14 @@ def init() -> None:
     _service = ScoringService.start(ScoringSettings.from_env())
 
 
-def run(raw_data: str) -> AMLResponse:
+@rawhttp
+def run(request: Any) -> AMLResponse:
+    # With @rawhttp every method reaches run(); the server answered OPTIONS with an empty 200 before.
+    if request.method == "OPTIONS":
+        return AMLResponse("", 200)
+    if request.method != "POST":
+        return AMLResponse({"message": "POST a JSON or text/csv body to /score"}, 405, {"Allow": "POST"}, json_str=True)
     if _service is None:
         return AMLResponse({"message": "the scoring service is not initialised"}, 503, json_str=True)
-    reply = _service.handle(raw_data)
+    reply = _service.handle(request.get_data(), request.mimetype)
     return AMLResponse(reply.body, reply.status, reply.headers)

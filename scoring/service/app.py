@@ -1,9 +1,10 @@
 """The scoring service behind the AML entry script: routes a request body to sync or async handling.
 
-A body is async when it says ``"mode": "async"`` or carries the ``async-scoring-request`` schema; it is
-then validated (contract, reply topic, model name, input name) and queued, and answered 202 at once.
-Everything else is a sync request. Every outcome is a :class:`Reply` (status, JSON text, headers), so
-the HTTP layer stays a one-liner.
+A ``text/csv`` body is a sync CSV request, answered in CSV. A JSON body is async when it says
+``"mode": "async"`` or carries the ``async-scoring-request`` schema; it is then validated (contract,
+reply topic, model name, input name) and queued, and answered 202 at once. Every other JSON body is a
+sync request. Every outcome is a :class:`Reply` (status, body, headers), so the HTTP layer stays a
+one-liner.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from scoring.service.model import ChurnModel
 from scoring.service.publisher import ServiceBusPublisher
 from scoring.service.settings import ScoringSettings
 from scoring.service.storage import ResultsStore
-from scoring.service.sync_api import score_sync
+from scoring.service.sync_api import score_csv_body, score_sync
 from scoring.service.validation import Validator
 from shared.contracts import (
     MAX_ROW_ERRORS_REPORTED,
@@ -38,12 +39,14 @@ SCHEMA_KEY = "schema"
 MODE_ASYNC = "async"
 MODE_SYNC = "sync"
 JSON_HEADERS = {"Content-Type": "application/json"}
+CSV_HEADERS = {"Content-Type": "text/csv; charset=utf-8"}
+CSV_MEDIA_TYPES = frozenset({"text/csv", "application/csv"})
 
 
 @dataclass(frozen=True)
 class Reply:
     status: int
-    body: str
+    body: str | bytes
     headers: dict[str, str] = field(default_factory=lambda: dict(JSON_HEADERS))
 
 
@@ -89,11 +92,16 @@ class ScoringService:
         logger.info("scoring service ready: %s", settings)
         return cls(settings, model, dispatcher)
 
-    def handle(self, raw: str) -> Reply:
+    def handle(self, raw: bytes | str, media_type: str = "application/json") -> Reply:
+        """Answer one request body; ``media_type`` is the Content-Type without parameters (JSON unless CSV)."""
         try:
+            if media_type in CSV_MEDIA_TYPES:
+                return Reply(
+                    200, score_csv_body(raw, self.model, self.validator, self.settings.max_sync_rows), CSV_HEADERS
+                )
             try:
-                body = json.loads(raw)
-            except ValueError as exc:
+                body = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+            except ValueError as exc:  # UnicodeDecodeError included
                 raise RequestRejected(400, f"the request body is not JSON ({exc})") from exc
             if not isinstance(body, dict):
                 raise RequestRejected(400, "the request body must be a JSON object")

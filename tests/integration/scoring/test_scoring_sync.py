@@ -10,6 +10,7 @@ from typing import Any
 import mlflow.sklearn
 import pandas as pd
 import pytest
+import requests
 
 from scoring.sample import frame
 from tests.fixtures.scoring import ScoringServer
@@ -48,14 +49,14 @@ def test_data_records_are_scored_like_the_model_scores_them(scoring_server: Scor
 def test_mlflow_body_shapes_are_accepted(scoring_server: ScoringServer, shape: str) -> None:
     records = _records(25, seed=4)
     columns = list(records[0])
-    split = {"columns": columns, "data": [[r[c] for c in columns] for r in records]}
-    body = {
+    split: dict[str, Any] = {"columns": columns, "data": [[r[c] for c in columns] for r in records]}
+    bodies: dict[str, dict[str, Any]] = {
         "mode-sync": {"mode": "sync", "data": records},
         "dataframe_records": {"dataframe_records": records},
         "dataframe_split": {"dataframe_split": {**split, "index": list(range(25))}},
         "input_data": {"input_data": split},
-    }[shape]
-    response = post(scoring_server.score_url, body)
+    }
+    response = post(scoring_server.score_url, bodies[shape])
     assert response.status_code == 200, response.text
     _check_predictions(response.json(), _expected(scoring_server.model_dir, records))
 
@@ -162,3 +163,79 @@ def test_csv_text_with_a_bad_row_names_it(scoring_server: ScoringServer) -> None
     assert response.status_code == 400
     assert response.json()["row_errors"][0]["row"] == 3
     assert "'Weekly' is not one of" in response.json()["row_errors"][0]["message"]
+
+
+# --------------------------------------------------------------------------------------- text/csv bodies
+
+
+def _post_csv(score_url: str, data: bytes, content_type: str = "text/csv") -> requests.Response:
+    return requests.post(score_url, data=data, headers={"Content-Type": content_type}, timeout=60)
+
+
+@pytest.mark.parametrize("content_type", ["text/csv", "text/csv; charset=utf-8", "application/csv"])
+def test_text_csv_body_is_answered_in_csv_with_two_fields_per_line(
+    scoring_server: ScoringServer, content_type: str
+) -> None:
+    data = frame(400, seed=8)
+    text = data.to_csv(index=False)
+    response = _post_csv(scoring_server.score_url, text.encode(), content_type)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/csv")
+    out = response.text.splitlines()
+    assert out[0] == text.splitlines()[0] + ",prediction,probability"
+    expected = _expected(scoring_server.model_dir, json.loads(data.to_json(orient="records")))
+    assert len(out) == 401
+    for line_in, line_out, p in zip(text.splitlines()[1:], out[1:], expected, strict=True):
+        prefix, label, probability = line_out.rsplit(",", 2)
+        assert prefix == line_in and math.isclose(float(probability), p, abs_tol=1e-6)
+        assert label == ("Yes" if p > 0.5 else "No")
+
+
+def test_text_csv_body_answers_what_the_csv_json_shape_answers(scoring_server: ScoringServer) -> None:
+    text = frame(50, seed=9).to_csv(index=False)
+    raw = _post_csv(scoring_server.score_url, text.encode())
+    wrapped = post(scoring_server.score_url, {"csv": text})
+    assert raw.status_code == wrapped.status_code == 200
+    assert raw.text == wrapped.json()["csv"]
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "expect"),
+    [
+        (b"", 400, "header line"),
+        (b"customerID,gender\nx,Male\n", 400, "missing columns"),
+        (b"\xff\xfeno,csv\n", 400, "not UTF-8"),
+    ],
+)
+def test_bad_text_csv_bodies_get_a_readable_400(
+    scoring_server: ScoringServer, data: bytes, status: int, expect: str
+) -> None:
+    response = _post_csv(scoring_server.score_url, data)
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert expect in response.json()["message"]
+
+
+def test_text_csv_bad_row_and_too_many_rows(scoring_server: ScoringServer) -> None:
+    lines = frame(5, seed=10).to_csv(index=False).splitlines()
+    lines[2] = lines[2].rsplit(",", 1)[0] + ",lots"
+    response = _post_csv(scoring_server.score_url, "\n".join(lines).encode())
+    assert response.status_code == 400
+    assert response.json()["row_errors"][0]["row"] == 2
+    assert "TotalCharges: 'lots' is not a number" in response.json()["row_errors"][0]["message"]
+    big = _post_csv(scoring_server.score_url, frame(20001, seed=11).to_csv(index=False).encode())
+    assert big.status_code == 413 and "20000" in big.json()["message"]
+
+
+def test_score_route_answers_only_post_and_options(scoring_server: ScoringServer) -> None:
+    get = requests.get(scoring_server.score_url, timeout=30)
+    assert get.status_code == 405 and "POST" in get.json()["message"]
+    assert requests.options(scoring_server.score_url, timeout=30).status_code == 200
+
+
+def test_rows_with_other_keys_than_row_one_get_a_400(scoring_server: ScoringServer) -> None:
+    records = _records(4)
+    records[2] = {("tenur" if k == "tenure" else k): v for k, v in records[2].items()}
+    response = post(scoring_server.score_url, {"data": records})
+    assert response.status_code == 400, response.text
+    assert "rows [3] do not have the same columns" in response.json()["message"]

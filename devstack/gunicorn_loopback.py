@@ -1,0 +1,24 @@
+"""Gunicorn settings file that keeps ``azmlinfsrv`` on loopback.
+
+The AML inference server hard-codes ``-b 0.0.0.0:<port>`` on gunicorn's command line, which outranks every
+other way of setting the address. Gunicorn's ``on_starting`` hook runs before the listening sockets are
+created, so it can swap the wildcard address for 127.0.0.1. Start the server with the environment
+variable ``GUNICORN_CMD_ARGS`` set to :data:`CMD_ARGS`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+WILDCARD = "0.0.0.0"
+LOOPBACK = "127.0.0.1"
+CMD_ARGS = f"--config {Path(__file__).resolve()}"
+
+# One fixed per-user control socket would be shared by two servers side by side (gunicorn 23+).
+control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    binds = [address.replace(WILDCARD, LOOPBACK, 1) for address in server.cfg.bind]
+    server.cfg.set("bind", binds)
