@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusReceivedMessage
 
 from shared.settings import get_settings
+from tests.support.function_app import fresh_function_app
 
 
 def set_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
@@ -71,12 +71,5 @@ def run_like_host(
 
 def indexed_function(name: str) -> Callable[..., Any]:
     """Index the app the way the host does, under the current environment, and return one user function."""
-    import function_app
-    import shared.triggers.score_request
-    import shared.triggers.submit_blob
-
-    importlib.reload(shared.triggers.submit_blob)
-    importlib.reload(shared.triggers.score_request)
-    app = importlib.reload(function_app).app
-    [function] = [f for f in app.get_functions() if f.get_function_name() == name]
+    [function] = [f for f in fresh_function_app().get_functions() if f.get_function_name() == name]
     return function.get_user_function()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.settings import load_settings
+from tests.support.function_app import fresh_function_app
 
 REPO = Path(__file__).resolve().parents[3]
 BINDING_EXPRESSION = re.compile(r"%([A-Za-z0-9_]+)%")
@@ -63,9 +64,7 @@ def test_example_settings_load_and_resolve_every_binding_expression() -> None:
     assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
     assert "UseDevelopmentEmulator=true" in values["ServiceBus"] and "127.0.0.1:5673" in values["ServiceBus"]
     assert values["SCORING_URI"] == "http://127.0.0.1:5001/score"
-    import function_app
-
-    for function in function_app.app.get_functions():
+    for function in fresh_function_app().get_functions():
         for binding in json.loads(function.get_function_json())["bindings"]:
             for value in binding.values():
                 for name in BINDING_EXPRESSION.findall(str(value)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Iterator
 from types import ModuleType
@@ -10,20 +9,18 @@ from typing import Any
 
 import pytest
 
+from tests.support.function_app import fresh_function_app
+
 
 def load_app(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
     for key in ("MODEL_ROUTES", "BLOB_TRIGGER_SOURCE"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    import shared.triggers.score_request
-    import shared.triggers.submit_blob
-
-    importlib.reload(shared.triggers.submit_blob)
-    importlib.reload(shared.triggers.score_request)
+    fresh_function_app()
     import function_app
 
-    return importlib.reload(function_app)
+    return function_app
 
 
 @pytest.fixture
