@@ -1,0 +1,379 @@
+"""The local stack: settings (ports, base dir) and the four services, in dependency order.
+
+``LocalStack(settings)`` is the API used by ``python -m devstack`` and by the test fixture: ``up()``,
+``down()``, ``statuses()``; its settings expose the connection strings and URLs a client needs.
+
+Order: Azurite (blob/queue/table) -> Service Bus emulator -> scoring server (azmlinfsrv) -> local
+functions host, each healthy before the next starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from devstack import gunicorn_loopback, procs
+from devstack.ports import LOOPBACK
+from devstack.runner import Runner, ServiceSpec, ServiceStatus, StackError
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The well-known development account Azurite serves (public and documented by Microsoft).
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+SB_KEY_NAME = "RootManageSharedAccessKey"
+SB_KEY = "SAS_KEY_VALUE"
+
+CONTAINERS = ("input", "output", "ledger", "results")
+RESULT_TOPIC = "inference-results"
+RESULTS_CONTAINER = "results"
+
+SERVICEBUS_READY = r"servicebus emulator ready"
+FUNCTIONS_READY = r"functions host ready on "
+FUNCTIONS_KEY_ENV = "FUNCTIONS_HOST_KEY"
+STATE_FILE = "stack.json"  # the settings of the last `up`, so status/down/demo find the same ports
+
+# setting field -> (environment variable, command-line flag)
+PORT_SETTINGS: dict[str, tuple[str, str]] = {
+    "blob_port": ("DEVSTACK_BLOB_PORT", "--blob-port"),
+    "queue_port": ("DEVSTACK_QUEUE_PORT", "--queue-port"),
+    "table_port": ("DEVSTACK_TABLE_PORT", "--table-port"),
+    "servicebus_port": ("DEVSTACK_SERVICEBUS_PORT", "--servicebus-port"),
+    "scoring_port": ("DEVSTACK_SCORING_PORT", "--scoring-port"),
+    "functions_port": ("DEVSTACK_FUNCTIONS_PORT", "--functions-port"),
+}
+BASE_DIR_ENV = "DEVSTACK_BASE_DIR"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Where the stack keeps its data and which loopback ports it uses."""
+
+    base_dir: Path
+    repo: Path = REPO
+    blob_port: int = 10000
+    queue_port: int = 10001
+    table_port: int = 10002
+    servicebus_port: int = 5673
+    scoring_port: int = 5001
+    functions_port: int = 7071
+    # Extra app settings for the scoring server and the functions host (they win over local.settings.json),
+    # e.g. a small MAX_INPUT_BYTES or short RESULT_DEADLINE_MINUTES for tests; not saved in stack.json.
+    extra_settings: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, base_dir: Path | None = None, ports: Mapping[str, int | None] | None = None) -> StackSettings:
+        """Flags (``base_dir``/``ports``) win over ``DEVSTACK_*`` variables, which win over the last ``up``."""
+        env_base = os.environ.get(BASE_DIR_ENV)
+        base = (base_dir or (Path(env_base) if env_base else REPO / ".devstack")).resolve()
+        settings = cls._saved(base) or cls(base_dir=base)
+        for name, (variable, option) in PORT_SETTINGS.items():
+            raw = os.environ.get(variable)
+            given = (ports or {}).get(name)
+            if given is not None:
+                settings = replace(settings, **{name: _port(str(given), option)})  # type: ignore[arg-type]
+            elif raw:
+                settings = replace(settings, **{name: _port(raw, variable)})  # type: ignore[arg-type]
+        return settings
+
+    @classmethod
+    def _saved(cls, base: Path) -> StackSettings | None:
+        try:
+            data = json.loads((base / STATE_FILE).read_text())
+            settings = cls(base_dir=base)
+            for name in PORT_SETTINGS:
+                settings = replace(settings, **{name: int(data[name])})  # type: ignore[arg-type]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignoring %s: %s", base / STATE_FILE, exc)
+            return None
+        return settings
+
+    def save(self) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in asdict(self).items() if k in PORT_SETTINGS}
+        (self.base_dir / STATE_FILE).write_text(json.dumps(data, indent=2) + "\n")
+
+    # ------------------------------------------------------------------ endpoints
+
+    @property
+    def blob_endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.blob_port}/{DEV_ACCOUNT}"
+
+    @property
+    def queue_endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.queue_port}/{DEV_ACCOUNT}"
+
+    @property
+    def table_endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.table_port}/{DEV_ACCOUNT}"
+
+    @property
+    def storage_connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+            f"BlobEndpoint={self.blob_endpoint};QueueEndpoint={self.queue_endpoint};"
+            f"TableEndpoint={self.table_endpoint};"
+        )
+
+    @property
+    def servicebus_connection_string(self) -> str:
+        return (
+            f"Endpoint=sb://{LOOPBACK}:{self.servicebus_port};SharedAccessKeyName={SB_KEY_NAME};"
+            f"SharedAccessKey={SB_KEY};UseDevelopmentEmulator=true"
+        )
+
+    @property
+    def scoring_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.scoring_port}/score"
+
+    @property
+    def functions_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.functions_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.base_dir / "logs"
+
+    @property
+    def functions_data_dir(self) -> Path:
+        return self.base_dir / "functions-host"
+
+    def functions_key(self) -> str | None:
+        """The local host's key: ``FUNCTIONS_HOST_KEY``, else the key file it generated on first start."""
+        if os.environ.get(FUNCTIONS_KEY_ENV):
+            return os.environ[FUNCTIONS_KEY_ENV]
+        try:
+            return (self.functions_data_dir / "host.key").read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+
+    @property
+    def model_dir(self) -> Path:
+        return self.repo / "scoring" / "model"
+
+    def function_app_settings(self) -> dict[str, str]:
+        """The app settings that depend on this stack's ports (they override local.settings.json)."""
+        return {
+            "AzureWebJobsStorage": self.storage_connection_string,
+            "DataStorage": self.storage_connection_string,
+            "ServiceBus": self.servicebus_connection_string,
+            "SCORING_URI": self.scoring_url,
+            **self.extra_settings,
+        }
+
+
+def _port(raw: str, name: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise StackError(f"{name} must be a port number, got {raw!r}") from None
+    if not 0 < port < 65536:
+        raise StackError(f"{name} must be between 1 and 65535, got {port}")
+    return port
+
+
+# ---------------------------------------------------------------------- the services
+
+
+def _venv_tool(name: str) -> str:
+    """Absolute path of a console script of this environment (the pid-file check compares full argv)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+def _check_tool(path: str) -> None:
+    if not Path(path).is_absolute():
+        name = Path(path).name
+        raise StackError(f"{name} is not installed: run `make setup` (it installs the project and its tools)")
+
+
+def azurite_bin(repo: Path) -> Path:
+    return repo / "node_modules" / ".bin" / "azurite"
+
+
+def check_node(repo: Path) -> None:
+    if shutil.which("node") is None:
+        raise StackError(
+            "Node.js is not installed (no `node` on PATH): install Node.js 18 or newer, then run `make setup`"
+        )
+    if not azurite_bin(repo).exists():
+        raise StackError(
+            "Azurite is not installed (node_modules/.bin/azurite is missing): run `npm ci` or `make setup`"
+        )
+
+
+def create_containers(connection_string: str) -> None:
+    from azure.core.exceptions import AzureError, ResourceExistsError
+    from azure.storage.blob import BlobServiceClient
+
+    try:
+        with BlobServiceClient.from_connection_string(connection_string) as service:
+            for name in CONTAINERS:
+                with contextlib.suppress(ResourceExistsError):
+                    service.create_container(name)
+    except AzureError as exc:
+        raise StackError(f"azurite is up but creating the containers failed: {exc}") from exc
+
+
+def ensure_model(settings: StackSettings, report: Callable[[str], None]) -> None:
+    if (settings.model_dir / "MLmodel").exists():
+        return
+    report(f"scoring: no trained model in {settings.model_dir}; training it (python -m scoring.train)")
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    log = settings.log_dir / "train.log"
+    with log.open("ab") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "scoring.train", "--out", str(settings.model_dir)],
+            cwd=settings.repo,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode != 0:
+        lines = "\n".join(f"    {line}" for line in procs.tail(log, 15))
+        raise StackError(f"training the model failed (exit {done.returncode}); last lines of {log}:\n{lines}")
+
+
+def _require_module(module: str, what: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise StackError(f"{what} ({module}) is not importable: run `make setup` from the repository root")
+
+
+def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[ServiceSpec]:
+    s = settings
+    repo = s.repo
+    flag = {name: option for name, (_variable, option) in PORT_SETTINGS.items()}
+
+    azurite_argv = (
+        str(azurite_bin(repo)), "--skipApiVersionCheck", "--loose", "--silent",
+        "--location", str(s.base_dir / "azurite"),
+        "--blobHost", LOOPBACK, "--blobPort", str(s.blob_port),
+        "--queueHost", LOOPBACK, "--queuePort", str(s.queue_port),
+        "--tableHost", LOOPBACK, "--tablePort", str(s.table_port),
+    )  # fmt: skip
+    azurite = ServiceSpec(
+        name="azurite",
+        argv=azurite_argv,
+        ports=(s.blob_port, s.queue_port, s.table_port),
+        cwd=repo,
+        start_timeout=60,
+        port_options={
+            s.blob_port: flag["blob_port"],
+            s.queue_port: flag["queue_port"],
+            s.table_port: flag["table_port"],
+        },
+        before_start=lambda: check_node(repo),
+        after_start=lambda: create_containers(s.storage_connection_string),
+        listens=f"blob {s.blob_endpoint}  queue :{s.queue_port}  table :{s.table_port}",
+    )
+
+    servicebus_argv = (
+        sys.executable, "-m", "devstack.servicebus",
+        "--config", str(repo / "infra" / "servicebus-entities.json"),
+        "--port", str(s.servicebus_port), "--data", str(s.base_dir / "servicebus"),
+        "--host", LOOPBACK, "--key-name", SB_KEY_NAME, "--key", SB_KEY,
+    )  # fmt: skip
+    servicebus = ServiceSpec(
+        name="servicebus",
+        argv=servicebus_argv,
+        ports=(s.servicebus_port,),
+        cwd=repo,
+        ready_line=SERVICEBUS_READY,
+        start_timeout=60,
+        port_options={s.servicebus_port: flag["servicebus_port"]},
+        before_start=lambda: _require_module("devstack.servicebus", "the Service Bus emulator"),
+        listens=f"amqp://{LOOPBACK}:{s.servicebus_port}",
+    )
+
+    azmlinfsrv = _venv_tool("azmlinfsrv")
+
+    def before_scoring() -> None:
+        _check_tool(azmlinfsrv)
+        ensure_model(s, report)
+
+    scoring_argv = (
+        azmlinfsrv, "--entry_script", str(repo / "scoring" / "score.py"),
+        "--model_dir", str(s.model_dir), "--port", str(s.scoring_port),
+    )  # fmt: skip
+    scoring = ServiceSpec(
+        name="scoring",
+        argv=scoring_argv,
+        ports=(s.scoring_port,),
+        env={
+            "RESULT_SERVICEBUS_CONNECTION": s.servicebus_connection_string,
+            "RESULTS_STORAGE_CONNECTION": s.storage_connection_string,
+            "RESULTS_CONTAINER": RESULTS_CONTAINER,
+            "RESULT_TOPIC": RESULT_TOPIC,
+            # loopback only, and no shared gunicorn control socket between two stacks side by side
+            "GUNICORN_CMD_ARGS": gunicorn_loopback.CMD_ARGS,
+            **s.extra_settings,
+        },
+        cwd=repo,
+        http_probe=f"http://{LOOPBACK}:{s.scoring_port}/",
+        start_timeout=120,
+        port_options={s.scoring_port: flag["scoring_port"]},
+        before_start=before_scoring,
+        listens=s.scoring_url,
+    )
+
+    functions_argv = (
+        sys.executable, "-m", "devstack.functions_host", "--script-root", str(repo), "--port", str(s.functions_port),
+        "--host", LOOPBACK, "--data-dir", str(s.functions_data_dir),
+    )  # fmt: skip
+    functions = ServiceSpec(
+        name="functions",
+        argv=functions_argv,
+        ports=(s.functions_port,),
+        env=s.function_app_settings(),
+        cwd=repo,
+        ready_line=FUNCTIONS_READY,
+        start_timeout=90,
+        port_options={s.functions_port: flag["functions_port"]},
+        before_start=lambda: _require_module("devstack.functions_host", "the local functions host"),
+        listens=s.functions_url,
+    )
+    return [azurite, servicebus, scoring, functions]
+
+
+class LocalStack:
+    """The whole local stack under one base directory."""
+
+    def __init__(self, settings: StackSettings, report: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self._report = report or (lambda line: logger.info("%s", line))
+        self.runner = Runner(settings.base_dir, build_specs(settings, self._report), self._report)
+
+    @property
+    def names(self) -> list[str]:
+        return [spec.name for spec in self.runner.specs]
+
+    def up(self, names: Sequence[str] | None = None) -> list[ServiceStatus]:
+        """Start all services (or only ``names``, still in dependency order)."""
+        self.settings.save()
+        return self.runner.up(names)
+
+    def down(self) -> list[str]:
+        return self.runner.down()
+
+    def statuses(self) -> list[ServiceStatus]:
+        return self.runner.statuses()
+
+    def running(self) -> bool:
+        return all(st.state == "running" and st.healthy for st in self.statuses())
+
+    def log_path(self, name: str) -> Path:
+        self.runner.spec(name)
+        return self.runner.log_path(name)
