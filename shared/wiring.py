@@ -1,8 +1,8 @@
 """Composition root: builds the adapters the triggers hand to the use cases.
 
 Every trigger calls :func:`services` once per invocation; tests pass fakes through its keyword arguments.
-Nothing here holds an SDK client across invocations (blob clients are per thread inside the storage
-adapter, Service Bus clients and HTTP sessions per call).
+No SDK client is shared between threads: blob and Service Bus clients are kept per thread inside their
+adapters, HTTP sessions are per call.
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-from shared.bus import ServiceBusPublisher
+from shared.bus import _sender, new_client
 from shared.endpoint import HttpScoringEndpoint, parse_retry_after
 from shared.settings import Connection, ScoringRoute
 from shared.storage import AzureBlobStore, credential_for, service_client
@@ -51,15 +52,15 @@ def test_blob_clients_are_per_thread_and_reused_within_a_thread() -> None:
 
 
 def test_service_bus_client_from_namespace_or_connection_string() -> None:
-    by_identity = ServiceBusPublisher(Connection("ServiceBus", endpoint="ns.servicebus.windows.net"))._client()
+    by_identity = new_client(Connection("ServiceBus", endpoint="ns.servicebus.windows.net"))
     assert by_identity.fully_qualified_namespace == "ns.servicebus.windows.net"
-    by_key = ServiceBusPublisher(
+    by_key = new_client(
         Connection(
             "ServiceBus",
             connection_string="Endpoint=sb://127.0.0.1:5673;SharedAccessKeyName=k;"
             "SharedAccessKey=v;UseDevelopmentEmulator=true",
         )
-    )._client()
+    )
     assert by_key.fully_qualified_namespace.startswith("127.0.0.1")
 
 
@@ -69,3 +70,22 @@ def test_endpoint_headers() -> None:
     assert headers["Authorization"] == "Bearer k" and headers["azureml-model-deployment"] == "blue"
     bare = ScoringRoute(model="churn", subscription="s", uri="http://x/score", key=None, deployment=None)
     assert set(HttpScoringEndpoint(bare, connect_timeout=1, read_timeout=2)._headers()) == {"Content-Type", "Accept"}
+
+
+def test_service_bus_senders_are_reused_within_a_thread_and_never_shared_across_threads() -> None:
+    connection = Connection(
+        "ServiceBus",
+        connection_string="Endpoint=sb://127.0.0.1:5673;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true",
+    )
+
+    def two_senders() -> tuple[object, object]:
+        with _sender(connection, "t") as first, _sender(connection, "t") as second:
+            return first, second
+
+    first, second = two_senders()
+    assert first is second
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.extend(two_senders()))
+    thread.start()
+    thread.join()
+    assert other[0] is other[1] and other[0] is not first
