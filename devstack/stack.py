@@ -21,7 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from devstack import gunicorn_loopback, procs
+from devstack import azurite, gunicorn_loopback, procs
+from devstack.azurite import DEV_ACCOUNT as DEV_ACCOUNT  # re-exported for scripts that know the stack
+from devstack.azurite import DEV_KEY as DEV_KEY
 from devstack.ports import LOOPBACK
 from devstack.runner import Runner, ServiceSpec, ServiceStatus, StackError
 
@@ -29,9 +31,6 @@ logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The well-known development account Azurite serves (public and documented by Microsoft).
-DEV_ACCOUNT = "devstoreaccount1"
-DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 SB_KEY_NAME = "RootManageSharedAccessKey"
 SB_KEY = "SAS_KEY_VALUE"
 
@@ -110,23 +109,19 @@ class StackSettings:
 
     @property
     def blob_endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.blob_port}/{DEV_ACCOUNT}"
+        return azurite.endpoint(self.blob_port)
 
     @property
     def queue_endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.queue_port}/{DEV_ACCOUNT}"
+        return azurite.endpoint(self.queue_port)
 
     @property
     def table_endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.table_port}/{DEV_ACCOUNT}"
+        return azurite.endpoint(self.table_port)
 
     @property
     def storage_connection_string(self) -> str:
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-            f"BlobEndpoint={self.blob_endpoint};QueueEndpoint={self.queue_endpoint};"
-            f"TableEndpoint={self.table_endpoint};"
-        )
+        return azurite.connection_string(self.blob_port, self.queue_port, self.table_port)
 
     @property
     def servicebus_connection_string(self) -> str:

@@ -8,15 +8,12 @@ from azure.servicebus import ServiceBusClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from devstack import azurite
+
 from .settings import Connection
 
-# Azurite's well-known development account (public, documented by Microsoft) for "UseDevelopmentStorage=true".
-_DEV_ACCOUNT = "devstoreaccount1"
-_DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-DEVELOPMENT_STORAGE = (
-    f"DefaultEndpointsProtocol=http;AccountName={_DEV_ACCOUNT};AccountKey={_DEV_KEY};"
-    f"BlobEndpoint=http://127.0.0.1:10000/{_DEV_ACCOUNT};QueueEndpoint=http://127.0.0.1:10001/{_DEV_ACCOUNT};"
-)
+# What "UseDevelopmentStorage=true" means: Azurite's development account on its default ports.
+DEVELOPMENT_STORAGE = azurite.connection_string(azurite.DEFAULT_BLOB_PORT, azurite.DEFAULT_QUEUE_PORT)
 
 
 def _storage_connection_string(value: str) -> str:
