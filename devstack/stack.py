@@ -41,6 +41,7 @@ RESULTS_CONTAINER = "results"
 SERVICEBUS_READY = r"servicebus emulator ready"
 FUNCTIONS_READY = r"functions host ready on "
 FUNCTIONS_KEY_ENV = "FUNCTIONS_HOST_KEY"
+BLOB_POLL_SECONDS = 0.5
 STATE_FILE = "stack.json"  # the settings of the last `up`, so status/down/demo find the same ports
 
 # setting field -> (environment variable, command-line flag)
@@ -327,6 +328,8 @@ def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[
     functions_argv = (
         sys.executable, "-m", "devstack.functions_host", "--script-root", str(repo), "--port", str(s.functions_port),
         "--host", LOOPBACK, "--data-dir", str(s.functions_data_dir),
+        # a container scan on loopback costs one listing; scanning often keeps drop-to-submit latency low
+        "--blob-poll-interval", str(BLOB_POLL_SECONDS),
     )  # fmt: skip
     functions = ServiceSpec(
         name="functions",

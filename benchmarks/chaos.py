@@ -1,0 +1,310 @@
+"""Fault injection: ``kill -9`` each stack service in turn while files flow, then check nothing was lost.
+
+``python -m benchmarks.chaos [--files 300] [--rows 100] [--pace 0.2]`` (``make chaos``)
+
+An isolated local stack (free ports, temporary base dir) runs with short deadlines so ``reconcile``
+re-submits requests a killed service lost: ``RESULT_DEADLINE_MINUTES=1``, a reconcile timer every 10 s,
+quick scoring retries. While an uploader drops CSV files into ``input``, the scoring server (its whole
+process group: gunicorn and its workers), the functions host, the Service Bus emulator and Azurite are
+killed with SIGKILL one after the other and restarted with ``LocalStack.up([name])``. The files carry
+``session_id`` metadata spread over a few sessions, as from several clients.
+
+Afterwards every input must have exactly one output whose rows match the MLflow model loaded in this
+process (prediction and probability, row by row), or exactly one error record; none missing, none with
+both. The counts are printed; the exit status is 0 only when that holds.
+
+Azurite keeps its metadata in LokiJS databases that are saved to disk every 5 seconds (``autosaveInterval:
+5000`` in its blob, queue and table metadata stores), so a SIGKILL loses the writes it acknowledged in the
+last few seconds: uploaded inputs, outputs, ledger records, trigger receipts. The pipeline's own state
+recovers from that (a lost receipt re-fires the trigger, a lost ledger update or output is redone by
+``reconcile`` from the in-flight marker or a re-delivered message), but a lost *input* is gone before the
+pipeline could know of it. So after Azurite restarts, the uploader checks every file it uploaded and uploads
+again the ones that are missing, as a client that verifies its uploads would; those are counted and shown,
+not hidden. Outputs that were seen and later disappeared are counted too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient
+
+from benchmarks.flow import (
+    INPUT,
+    OUTPUT,
+    OutputWatcher,
+    ReferenceModel,
+    isolated_settings,
+    load_average,
+    secrets_in_logs,
+)
+from devstack.stack import LocalStack
+from scoring.sample import frame, to_csv
+
+logger = logging.getLogger(__name__)
+
+CHAOS_SETTINGS = {
+    "RESULT_DEADLINE_MINUTES": "1",
+    "RECONCILE_SCHEDULE": "*/10 * * * * *",
+    "MAX_RESUBMITS": "5",
+    "SCORING_RETRY_BASE_SECONDS": "1",
+    "SCORING_RETRY_MAX_SECONDS": "10",
+    "SCORING_CONNECT_TIMEOUT_SECONDS": "2",
+}
+KILL_ORDER = ("scoring", "functions", "servicebus", "azurite")
+RETRY_PAUSE = 0.5
+SESSIONS = 8  # host.json maxConcurrentSessions: every session receiver of the writer stays busy
+
+
+@dataclass
+class ChaosReport:
+    files: int
+    outputs_ok: int = 0
+    outputs_wrong: dict[str, list[str]] = field(default_factory=dict)
+    error_records: dict[str, str] = field(default_factory=dict)  # name -> code: message
+    missing: list[str] = field(default_factory=list)
+    both: list[str] = field(default_factory=list)
+    reuploaded_after_azurite_loss: list[str] = field(default_factory=list)
+    outputs_lost_after_seen: list[str] = field(default_factory=list)
+    kills: list[dict[str, Any]] = field(default_factory=list)
+    secrets_in_logs: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    load_avg: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        accounted = self.outputs_ok + len(self.error_records)
+        return (
+            accounted == self.files
+            and not self.outputs_wrong
+            and not self.missing
+            and not self.both
+            and not self.secrets_in_logs
+        )
+
+    def lines(self) -> list[str]:
+        out = [
+            f"files dropped: {self.files}; outputs matching the model: {self.outputs_ok}; "
+            f"outputs that do not match: {len(self.outputs_wrong)}; error records: {len(self.error_records)}; "
+            f"missing: {len(self.missing)}; output and error record both: {len(self.both)}",
+            f"inputs Azurite lost on kill -9 (re-uploaded by the client): {len(self.reuploaded_after_azurite_loss)}; "
+            f"outputs seen, then lost with Azurite: {len(self.outputs_lost_after_seen)}",
+        ]
+        for kill in self.kills:
+            out.append(
+                f"  killed {kill['service']} (pid {kill['pid']}, {kill['processes']} processes) after "
+                f"{kill['uploaded']} uploads; back in {kill['restart_s']:.1f} s"
+            )
+        out += [f"  wrong output {n}: {p}" for n, p in list(self.outputs_wrong.items())[:10]]
+        out += [f"  error record {n}: {e}" for n, e in list(self.error_records.items())[:10]]
+        out += [f"  missing {n}" for n in self.missing[:10]]
+        out += [f"  both {n}" for n in self.both[:10]]
+        out += [f"  secret in log: {line}" for line in self.secrets_in_logs[:10]]
+        out.append(f"{'PASS' if self.ok else 'FAIL'} in {self.seconds:.0f} s; load average {self.load_avg}")
+        return out
+
+
+class Uploader(threading.Thread):
+    """Drops the files at a steady pace, retrying through outages; remembers what it uploaded."""
+
+    def __init__(self, connection_string: str, files: dict[str, bytes], pace: float) -> None:
+        super().__init__(name="chaos-uploader", daemon=True)
+        self._connection_string = connection_string
+        self._files = files
+        self._pace = pace
+        self.uploaded: list[str] = []
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with BlobServiceClient.from_connection_string(self._connection_string, retry_total=0) as service:
+                inputs = service.get_container_client(INPUT)
+                for name, data in self._files.items():
+                    upload_until_done(partial(inputs.upload_blob, name, data, overwrite=True, metadata=metadata(name)))
+                    with self.lock:
+                        self.uploaded.append(name)
+                    time.sleep(self._pace)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.uploaded)
+
+
+def upload_until_done(call: Callable[[], object], timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            call()
+            return
+        except AzureError as exc:
+            if time.monotonic() > deadline:
+                raise
+            logger.info("storage call failed (%s); retrying", type(exc).__name__)
+            time.sleep(RETRY_PAUSE)
+
+
+def kill_service(stack: LocalStack, name: str) -> tuple[int, int]:
+    """SIGKILL the service's whole process group; returns (pid, processes killed)."""
+    from benchmarks.flow import process_tree, service_pids
+
+    pid = service_pids(stack)[name]
+    members = len(process_tree(pid))
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        stat = Path(f"/proc/{pid}/stat")
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        except OSError:
+            break
+        time.sleep(0.05)
+    return pid, members
+
+
+def reupload_lost(connection_string: str, uploader: Uploader, files: dict[str, bytes]) -> list[str]:
+    """After Azurite restarts: upload again the files it acknowledged but lost."""
+    lost = []
+    with uploader.lock:
+        done = list(uploader.uploaded)
+    with BlobServiceClient.from_connection_string(connection_string, retry_total=0) as service:
+        inputs = service.get_container_client(INPUT)
+        for name in done:
+            try:
+                inputs.get_blob_client(name).get_blob_properties()
+            except ResourceNotFoundError:
+                lost.append(name)
+                again = partial(inputs.upload_blob, name, files[name], overwrite=True, metadata=metadata(name))
+                upload_until_done(again)
+    return lost
+
+
+def metadata(name: str) -> dict[str, str]:
+    """Files are spread over a few reply sessions, as from several clients (each client uses one session)."""
+    folder, _, stem = name.rpartition("/")
+    return {"session_id": f"{folder}-s{int(stem.split('.')[0]) % SESSIONS}"}
+
+
+def make_files(count: int, rows: int, prefix: str) -> dict[str, bytes]:
+    data = frame(count * rows, seed=105)
+    return {f"{prefix}{i:04d}.csv": to_csv(data.iloc[i * rows : (i + 1) * rows]) for i in range(count)}
+
+
+def run(
+    *, files: int, rows: int, pace: float, settle_timeout: float, base_dir: Path | None = None, quiet: bool = False
+) -> ChaosReport:
+    say: Callable[[str], None] = (lambda _line: None) if quiet else (lambda line: print(line, flush=True))
+    started = time.monotonic()
+    base = base_dir or Path(tempfile.mkdtemp(prefix="chaos-"))
+    stack = LocalStack(isolated_settings(base, CHAOS_SETTINGS), report=lambda line: logger.info("%s", line))
+    prefix = f"chaos-{uuid.uuid4().hex[:6]}/"
+    payloads = make_files(files, rows, prefix)
+    report = ChaosReport(files=files)
+    conn = stack.settings.storage_connection_string
+    try:
+        stack.up()
+        say(f"stack up in {time.monotonic() - started:.0f} s; dropping {files} files of {rows} rows")
+        with BlobServiceClient.from_connection_string(conn) as service:
+            watcher = OutputWatcher(service.get_container_client(OUTPUT), payloads, [prefix, f"errors/{prefix}"])
+            uploader = Uploader(conn, payloads, pace)
+            uploader.start()
+            for step, name in enumerate(KILL_ORDER, 1):
+                while uploader.is_alive() and uploader.count() < files * step // (len(KILL_ORDER) + 1):
+                    time.sleep(0.1)
+                _safe_poll(watcher)
+                uploaded = uploader.count()
+                pid, members = kill_service(stack, name)
+                say(f"kill -9 {name} (pid {pid}, {members} processes) after {uploaded} uploads")
+                time.sleep(1.0)
+                down_at = time.monotonic()
+                stack.up([name])
+                report.kills.append(
+                    {"service": name, "pid": pid, "processes": members, "uploaded": uploaded,
+                     "restart_s": time.monotonic() - down_at}
+                )  # fmt: skip
+                if name == "azurite":
+                    report.reuploaded_after_azurite_loss = reupload_lost(conn, uploader, payloads)
+            uploader.join()
+            if uploader.error is not None:
+                raise RuntimeError(f"the uploader failed: {uploader.error}") from uploader.error
+            say("all files uploaded and every service restarted; waiting for the pipeline to finish")
+            deadline = time.monotonic() + settle_timeout
+            while time.monotonic() < deadline and _safe_poll(watcher).missing(payloads):
+                time.sleep(1.0)
+            time.sleep(5.0)  # late duplicates would show up now
+            judge(report, watcher, payloads)
+        report.secrets_in_logs = secrets_in_logs(stack.settings.log_dir)
+    finally:
+        stack.down()
+        if base_dir is None:
+            shutil.rmtree(base, ignore_errors=True)
+    report.seconds = time.monotonic() - started
+    report.load_avg = load_average()
+    return report
+
+
+def _safe_poll(watcher: OutputWatcher) -> Any:
+    try:
+        return watcher.poll()
+    except AzureError as exc:
+        logger.info("listing outputs failed (%s)", type(exc).__name__)
+        return watcher.outcomes
+
+
+def judge(report: ChaosReport, watcher: OutputWatcher, payloads: dict[str, bytes]) -> None:
+    seen = watcher.poll()
+    now = watcher.current()
+    model = ReferenceModel()
+    report.outputs_lost_after_seen = [n for n in seen.outputs if n not in now.outputs]
+    report.missing = now.missing(payloads)
+    report.both = now.both(payloads)
+    for name, data in payloads.items():
+        if name in now.errors and name not in now.outputs:
+            error = watcher.error_record(name)["error"]
+            report.error_records[name] = f"{error['code']}: {error['message']}"
+        elif name in now.outputs:
+            problems = model.check_csv(data, watcher.output(name))
+            if problems:
+                report.outputs_wrong[name] = problems
+            elif name not in now.errors:
+                report.outputs_ok += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=300)
+    parser.add_argument("--rows", type=int, default=100, help="rows per file")
+    parser.add_argument("--pace", type=float, default=0.2, help="seconds between uploads")
+    parser.add_argument("--settle-timeout", type=float, default=600.0, help="seconds to wait for the last outputs")
+    parser.add_argument("--keep", type=Path, help="use this base dir and keep it (logs) afterwards")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    report = run(
+        files=args.files, rows=args.rows, pace=args.pace, settle_timeout=args.settle_timeout, base_dir=args.keep
+    )
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

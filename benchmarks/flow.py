@@ -1,0 +1,232 @@
+"""Driving files through a running local stack and judging what comes out; shared by benchmarks and e2e tests.
+
+* :func:`isolated_settings`: a :class:`StackSettings` on free loopback ports under its own base dir.
+* :class:`OutputWatcher`: lists the output container under a prefix and remembers when each input's output
+  or error record was first seen (client-side, so latency figures include the polling interval).
+* :class:`ReferenceModel`: the MLflow model loaded in this process; checks a scored CSV row by row.
+* :func:`service_pids` / :func:`peak_rss_kib`: the stack's processes and their RSS high-water marks.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from azure.storage.blob import ContainerClient
+
+from devstack.ports import free_port
+from devstack.stack import PORT_SETTINGS, LocalStack, StackSettings
+from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, output_blob_name
+from shared.errors import safe_error_name
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_DIR = REPO / "scoring" / "model"
+OUTPUT = "output"
+INPUT = "input"
+# The service writes probabilities rounded for text output; anything closer than this is the same number.
+PROBABILITY_TOLERANCE = 1e-5
+_SAS_SIGNATURE = re.compile(r"[?&]sig=[A-Za-z0-9%+/=]{16,}")
+
+
+def isolated_settings(base_dir: Path, extra: Mapping[str, str] | None = None) -> StackSettings:
+    ports: list[int] = []
+    while len(ports) < len(PORT_SETTINGS):
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    settings = StackSettings(base_dir=base_dir, extra_settings=dict(extra or {}))
+    return replace(settings, **dict(zip(PORT_SETTINGS, ports, strict=True)))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Seen:
+    kind: str  # "output" or "error"
+    blob: str
+    at: float  # time.monotonic() when first listed
+
+
+@dataclass
+class Outcomes:
+    """What the output container holds for each input name."""
+
+    outputs: dict[str, Seen] = field(default_factory=dict)
+    errors: dict[str, Seen] = field(default_factory=dict)
+
+    def first(self, name: str) -> Seen | None:
+        seen = [s for s in (self.outputs.get(name), self.errors.get(name)) if s is not None]
+        return min(seen, key=lambda s: s.at) if seen else None
+
+    def both(self, names: Iterable[str]) -> list[str]:
+        return [n for n in names if n in self.outputs and n in self.errors]
+
+    def missing(self, names: Iterable[str]) -> list[str]:
+        return [n for n in names if n not in self.outputs and n not in self.errors]
+
+
+class OutputWatcher:
+    """Polls the output container for the outputs and error records of a known set of input names."""
+
+    def __init__(self, container: ContainerClient, names: Iterable[str], prefixes: Iterable[str]) -> None:
+        self.container = container
+        self._by_output = {output_blob_name(n): n for n in names}
+        self._by_error = {safe_error_name(n): n for n in names}
+        self._prefixes = sorted(set(prefixes))
+        self.outcomes = Outcomes()
+
+    def _listed(self, into: Outcomes) -> Outcomes:
+        now = time.monotonic()
+        for prefix in self._prefixes:
+            for item in self.container.list_blobs(name_starts_with=prefix):
+                if item.name in self._by_output:
+                    into.outputs.setdefault(self._by_output[item.name], Seen("output", item.name, now))
+                if item.name in self._by_error:
+                    into.errors.setdefault(self._by_error[item.name], Seen("error", item.name, now))
+        return into
+
+    def poll(self) -> Outcomes:
+        """Everything seen so far (a blob that disappeared later stays in this history)."""
+        return self._listed(self.outcomes)
+
+    def current(self) -> Outcomes:
+        """What exists right now."""
+        return self._listed(Outcomes())
+
+    def wait(self, names: Iterable[str], timeout: float, interval: float = 0.1) -> list[str]:
+        """Polls until every name has an outcome or ``timeout`` passes; returns the names still missing."""
+        wanted = list(names)
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = self.poll().missing(wanted)
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(interval)
+
+    def error_record(self, name: str) -> dict[str, Any]:
+        data = self.container.download_blob(safe_error_name(name)).readall()
+        record: dict[str, Any] = json.loads(data)
+        return record
+
+    def output(self, name: str) -> bytes:
+        return bytes(self.container.download_blob(output_blob_name(name)).readall())
+
+
+class ReferenceModel:
+    """The model the service serves, loaded here with MLflow, to check outputs row by row."""
+
+    def __init__(self, model_dir: Path = MODEL_DIR) -> None:
+        import mlflow.sklearn
+
+        self.pipeline = mlflow.sklearn.load_model(str(model_dir))
+        self.positive = [str(c) for c in self.pipeline.classes_].index("Yes")
+        self.negative = "No"
+
+    def check_csv(self, source: bytes, scored: bytes) -> list[str]:
+        """Problems with ``scored`` as the output for ``source`` (empty when every row matches)."""
+        import pandas as pd
+
+        frame = pd.read_csv(io.BytesIO(source))
+        proba = self.pipeline.predict_proba(frame)[:, self.positive]
+        rows = list(csv.DictReader(io.StringIO(scored.decode())))
+        problems: list[str] = []
+        if len(rows) != len(frame):
+            return [f"{len(rows)} output rows for {len(frame)} input rows"]
+        ids = frame["customerID"].astype(str).tolist()
+        for i, (row, p) in enumerate(zip(rows, proba, strict=True)):
+            want = "Yes" if p > 0.5 else self.negative
+            try:
+                got = float(row[PROBABILITY_COLUMN])
+            except (KeyError, ValueError):
+                problems.append(f"row {i + 1}: no probability")
+                continue
+            if row.get("customerID") != ids[i]:
+                problems.append(f"row {i + 1}: customerID {row.get('customerID')!r}, input has {ids[i]!r}")
+            if not math.isclose(got, float(p), abs_tol=PROBABILITY_TOLERANCE):
+                problems.append(f"row {i + 1}: probability {got}, model says {p:.6f}")
+            if row.get(PREDICTION_COLUMN) != want:
+                problems.append(f"row {i + 1}: prediction {row.get(PREDICTION_COLUMN)!r}, model says {want!r}")
+            if len(problems) >= 5:
+                break
+        return problems
+
+
+def service_pids(stack: LocalStack) -> dict[str, int]:
+    return {s.name: s.pid for s in stack.statuses() if s.pid is not None}
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants (from /proc; gunicorn's workers are children of its master)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def peak_rss_kib(pid: int) -> int | None:
+    """VmHWM (peak resident set) of one process in KiB, or None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def secrets_in_logs(log_dir: Path, extra: Iterable[str] = ()) -> list[str]:
+    """Lines of the stack's logs that show a key, a SAS signature or a connection string (``file:line: what``)."""
+    from devstack.stack import DEV_KEY, SB_KEY
+
+    needles = {"the Azurite account key": DEV_KEY, "the Service Bus key": SB_KEY, "a connection string": "AccountKey="}
+    needles["a Service Bus connection string"] = "SharedAccessKey="
+    needles.update({f"configured key #{i}": value for i, value in enumerate(extra) if len(value) >= 8})
+    found = []
+    for path in sorted(log_dir.rglob("*.log")):
+        with path.open(errors="replace") as lines:
+            for number, line in enumerate(lines, 1):
+                what = [label for label, needle in needles.items() if needle in line]
+                if _SAS_SIGNATURE.search(line):
+                    what.append("a SAS signature")
+                if what:
+                    found.append(f"{path.name}:{number}: {', '.join(what)}: {line.strip()[:160]}")
+    return found
+
+
+def cpu_seconds(stack: LocalStack) -> dict[str, float]:
+    """User + system CPU seconds used so far by each service's process tree."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, pid in service_pids(stack).items():
+        total = 0
+        for member in process_tree(pid):
+            try:
+                fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        used[name] = total / ticks
+    return used
+
+
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]

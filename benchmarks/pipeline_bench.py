@@ -1,0 +1,420 @@
+"""The whole pipeline on an isolated local stack: files dropped into ``input`` until their output is written.
+
+Each figure is a ratio against a baseline measured in the same run (the baselines run after the stack is
+stopped, so they do not compete with it for the CPU):
+
+* one large CSV (default 1,000,000 rows, made by ``python -m scoring.sample``): rows/s from the end of the
+  upload until the output blob exists, vs a plain pandas script on the same file from local disk
+  (``read_csv`` + ``predict_proba`` + ``to_csv``; goal >= 1.0x);
+* many small files (default 1,000 of 100 rows) dropped as fast as one uploader can: files/s, vs the same
+  pandas script looping over the files; and drop -> output latency p50/p95 (goal p50 <= 500 ms), both in
+  that burst and for files dropped one at a time into an idle pipeline, with the time split into stages
+  from the request ledger (blob scan -> submitted -> accepted by the endpoint -> scored -> written);
+* peak RSS (VmHWM, whole process tree: gunicorn's workers count) of each stack process during the large
+  run, vs the same during a run of a file a tenth the size (goal: about 1.0x, bounded by chunk size).
+
+    python -m benchmarks.pipeline_bench [--rows N] [--files N] [--file-rows N] [--sequential N] [--quick]
+
+Results go to ``benchmarks/results/pipeline.json``; input files are cached in ``benchmarks/data/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from benchmarks.flow import (
+    INPUT,
+    MODEL_DIR,
+    OUTPUT,
+    REPO,
+    OutputWatcher,
+    cpu_seconds,
+    isolated_settings,
+    load_average,
+    peak_rss_kib,
+    process_tree,
+    service_pids,
+)
+from devstack.stack import LocalStack
+from scoring.sample import frame, to_csv
+from shared.contracts import derive_request_id
+
+logger = logging.getLogger(__name__)
+
+RESULTS = REPO / "benchmarks" / "results" / "pipeline.json"
+DATA = REPO / "benchmarks" / "data"
+GOALS = {"large_ratio": 1.0, "latency_p50_ms": 500.0, "memory_ratio": 1.0}
+LEDGER = "ledger"
+
+
+def ensure_model() -> None:
+    if not (MODEL_DIR / "MLmodel").exists():
+        subprocess.run([sys.executable, "-m", "scoring.train", "--out", str(MODEL_DIR)], cwd=REPO, check=True)
+
+
+def sample_file(rows: int) -> Path:
+    path = DATA / f"churn-{rows}.csv"
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "scoring.sample", "--rows", str(rows), "--seed", "103", "--out", str(path)]
+        subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def _ts(text: str | None) -> float | None:
+    return None if not text else datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def ledger_stages(ledger: ContainerClient, request_id: str, dropped_at: float) -> dict[str, float] | None:
+    """Milliseconds spent in each stage, from the ledger's timestamps (all clocks are this machine's)."""
+    try:
+        record = json.loads(ledger.download_blob(f"requests/{request_id}.json").readall())
+    except ResourceNotFoundError:
+        return None
+    submitted, accepted = _ts(record.get("submitted_at")), _ts(record.get("accepted_at"))
+    completed, written = _ts(record.get("completed_at")), _ts(record.get("updated_at"))
+    if None in (submitted, accepted, completed, written):
+        return None
+    assert submitted and accepted and completed and written
+    return {
+        "blob scan -> submitted": (submitted - dropped_at) * 1000,
+        "submitted -> accepted": (accepted - submitted) * 1000,
+        "accepted -> scored": (completed - accepted) * 1000,
+        "scored -> writer": (written - completed) * 1000,
+    }
+
+
+def _stage_medians(stages: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(s[key] for s in stages) for key in stages[0]} if stages else {}
+
+
+class Dropper:
+    """Uploads files and records when each upload finished (wall clock and monotonic)."""
+
+    def __init__(self, service: BlobServiceClient) -> None:
+        self.inputs = service.get_container_client(INPUT)
+        self.outputs = service.get_container_client(OUTPUT)
+        self.ledger = service.get_container_client(LEDGER)
+        self.dropped: dict[str, tuple[float, float, str]] = {}  # name -> (wall, monotonic, request id)
+
+    def drop(self, name: str, data: bytes, session: str | None = None) -> None:
+        metadata = {"session_id": session} if session else None
+        blob = self.inputs.get_blob_client(name)
+        etag = blob.upload_blob(data, overwrite=True, max_concurrency=4, metadata=metadata)["etag"]
+        self.dropped[name] = (time.time(), time.monotonic(), derive_request_id(INPUT, name, etag))
+
+
+def small_files(count: int, rows: int) -> list[bytes]:
+    data = frame(count * rows, seed=104)
+    return [to_csv(data.iloc[i * rows : (i + 1) * rows]) for i in range(count)]
+
+
+def run_sequential(dropper: Dropper, files: list[bytes], timeout: float) -> dict[str, Any]:
+    """One file at a time into an idle pipeline: the latency floor."""
+    prefix = f"seq-{uuid.uuid4().hex[:6]}/"
+    latencies = []
+    for i, data in enumerate(files):
+        name = f"{prefix}{i:04d}.csv"
+        watcher = OutputWatcher(dropper.outputs, [name], [prefix, f"errors/{prefix}"])
+        dropper.drop(name, data)
+        if watcher.wait([name], timeout, interval=0.02):
+            raise RuntimeError(f"{name}: no output after {timeout:.0f} s")
+        seen = watcher.outcomes.first(name)
+        assert seen is not None
+        if seen.kind != "output":
+            raise RuntimeError(f"{name}: an error record instead of an output")
+        latencies.append((seen.at - dropper.dropped[name][1]) * 1000)
+    time.sleep(2.0)  # the writer updates the ledger just after it writes the output
+    stages = [
+        split
+        for name, (wall, _, request_id) in dropper.dropped.items()
+        if name.startswith(prefix) and (split := ledger_stages(dropper.ledger, request_id, wall)) is not None
+    ]
+    return {
+        "files": len(files),
+        "p50_ms": statistics.median(latencies),
+        "p95_ms": percentile(latencies, 0.95),
+        "stages_p50_ms": _stage_medians(stages),
+    }
+
+
+def run_burst(
+    dropper: Dropper, stack: LocalStack, files: list[bytes], timeout: float, shared_session: bool
+) -> dict[str, Any]:
+    """All files as fast as one uploader can; in one session (as the CLI uploads) or each in its own."""
+    prefix = f"burst-{uuid.uuid4().hex[:6]}/"
+    session = prefix.rstrip("/") if shared_session else None
+    names = [f"{prefix}{i:05d}.csv" for i in range(len(files))]
+    watcher = OutputWatcher(dropper.outputs, names, [prefix, f"errors/{prefix}"])
+    cpu_before = cpu_seconds(stack)
+    started = time.monotonic()
+    for name, data in zip(names, files, strict=True):
+        dropper.drop(name, data, session)
+    upload_s = time.monotonic() - started
+    missing = watcher.wait(names, timeout, interval=0.2)
+    finished = time.monotonic()
+    cpu_after = cpu_seconds(stack)
+    time.sleep(2.0)  # the writer updates the ledger just after it writes the output
+    outcomes = watcher.poll()
+    errors = [n for n in names if n in outcomes.errors]
+    latencies = [(outcomes.outputs[n].at - dropper.dropped[n][1]) * 1000 for n in names if n in outcomes.outputs]
+    stages = [
+        s
+        for n in names[:: max(1, len(names) // 200)]
+        if n in outcomes.outputs and (s := ledger_stages(dropper.ledger, dropper.dropped[n][2], dropper.dropped[n][0]))
+    ]
+    return {
+        "files": len(names),
+        "sessions": "one for all files" if shared_session else "one per file",
+        "cpu_share": {k: (cpu_after[k] - cpu_before.get(k, 0.0)) / (finished - started) for k in cpu_after},
+        "upload_s": upload_s,
+        "total_s": finished - started,
+        "files_per_s": len(latencies) / (finished - started),
+        "p50_ms": statistics.median(latencies) if latencies else None,
+        "p95_ms": percentile(latencies, 0.95) if latencies else None,
+        "missing": len(missing),
+        "error_records": len(errors),
+        "stages_p50_ms": _stage_medians(stages),
+        "poll_interval_s": 0.2,
+    }
+
+
+def reset_peaks(stack: LocalStack) -> None:
+    """Resets VmHWM of every stack process (writing 5 to clear_refs), so peaks belong to the next run."""
+    for pid in service_pids(stack).values():
+        for member in process_tree(pid):
+            try:
+                Path(f"/proc/{member}/clear_refs").write_text("5")
+            except OSError as exc:
+                logger.warning("could not reset the peak RSS of pid %s: %s", member, exc)
+
+
+def peaks(stack: LocalStack) -> dict[str, dict[str, int]]:
+    result = {}
+    for name, pid in service_pids(stack).items():
+        values = [v for v in (peak_rss_kib(p) for p in process_tree(pid)) if v is not None]
+        result[name] = {"processes": len(values), "max_kib": max(values, default=0), "sum_kib": sum(values)}
+    return result
+
+
+def run_large(dropper: Dropper, stack: LocalStack, path: Path, rows: int, timeout: float) -> dict[str, Any]:
+    name = f"large-{uuid.uuid4().hex[:6]}/{path.name}"
+    data = path.read_bytes()
+    watcher = OutputWatcher(dropper.outputs, [name], [name.split("/")[0], f"errors/{name.split('/')[0]}"])
+    reset_peaks(stack)
+    started = time.monotonic()
+    dropper.drop(name, data)
+    dropped = time.monotonic()
+    del data
+    if watcher.wait([name], timeout, interval=0.1):
+        raise RuntimeError(f"{name}: no output after {timeout:.0f} s")
+    seen = watcher.outcomes.first(name)
+    assert seen is not None
+    if seen.kind != "output":
+        raise RuntimeError(f"{name}: error record {watcher.error_record(name)['error']}")
+    elapsed = seen.at - dropped
+    wall, _, request_id = dropper.dropped[name]
+    # The writer may still touch the blob (Copy Blob, then its content type) until the ledger says succeeded.
+    deadline = time.monotonic() + 60
+    while _state(dropper.ledger, request_id) != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    size = dropper.outputs.get_blob_client(name).get_blob_properties().size
+    lines = sum(chunk.count(b"\n") for chunk in dropper.outputs.download_blob(name).chunks())
+    if lines != rows + 1:
+        raise RuntimeError(f"{name}: {lines - 1} rows in the output, {rows} expected")
+    return {
+        "rows": rows,
+        "input_bytes": path.stat().st_size,
+        "output_bytes": size,
+        "upload_s": dropped - started,
+        "drop_to_output_s": elapsed,
+        "rows_per_s": rows / elapsed,
+        "stages_ms": ledger_stages(dropper.ledger, request_id, wall),
+        "peak_rss": peaks(stack),
+    }
+
+
+def _state(ledger: ContainerClient, request_id: str) -> str | None:
+    try:
+        state: str = json.loads(ledger.download_blob(f"requests/{request_id}.json").readall())["state"]
+    except ResourceNotFoundError:
+        return None
+    return state
+
+
+def pandas_script(paths: list[Path]) -> float:
+    """Seconds a plain script takes: read_csv, predict_proba, to_csv with the two added columns."""
+    import mlflow.sklearn
+    import pandas as pd
+
+    pipeline = mlflow.sklearn.load_model(str(MODEL_DIR))
+    positive = list(pipeline.classes_).index("Yes")
+    started = time.perf_counter()
+    for path in paths:
+        data = pd.read_csv(path)
+        proba = pipeline.predict_proba(data)[:, positive]
+        data["prediction"] = pd.Series(proba > 0.5).map({True: "Yes", False: "No"})
+        data["probability"] = proba.round(6)
+        data.to_csv(io.StringIO() if len(data) < 10_000 else path.with_suffix(".scored.csv"), index=False)
+    elapsed = time.perf_counter() - started
+    for path in paths:
+        path.with_suffix(".scored.csv").unlink(missing_ok=True)
+    return elapsed
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    ensure_model()
+    large, medium = sample_file(args.rows), sample_file(max(1000, args.rows // 10))
+    small = small_files(args.files + args.sequential, args.file_rows)
+    base = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
+    stack = LocalStack(isolated_settings(base), report=lambda line: logger.info("%s", line))
+    figures: dict[str, Any] = {"load_avg_before": load_average()}
+    try:
+        stack.up()
+        with BlobServiceClient.from_connection_string(stack.settings.storage_connection_string) as service:
+            dropper = Dropper(service)
+            run_sequential(dropper, small[:2], args.timeout)  # warm-up: first imports, connections, containers
+            figures["sequential"] = run_sequential(dropper, small[2 : 2 + args.sequential], args.timeout)
+            burst = small[args.sequential :]
+            figures["burst"] = run_burst(dropper, stack, burst[: args.files], args.timeout, shared_session=True)
+            figures["burst_own_sessions"] = run_burst(
+                dropper, stack, burst[: args.own_session_files], args.timeout, shared_session=False
+            )
+            figures["medium"] = run_large(dropper, stack, medium, max(1000, args.rows // 10), args.timeout)
+            figures["large"] = run_large(dropper, stack, large, args.rows, args.timeout)
+        figures["load_avg_during"] = load_average()
+    finally:
+        stack.down()
+        shutil.rmtree(base, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
+        paths = []
+        for i, data in enumerate(small[args.sequential :][: args.files]):
+            paths.append(Path(tmp) / f"{i:05d}.csv")
+            paths[-1].write_bytes(data)
+        figures["pandas_small_files_s"] = pandas_script(paths)
+    figures["pandas_large_s"] = pandas_script([large])
+    figures["pandas_large_rows_per_s"] = args.rows / figures["pandas_large_s"]
+    figures["pandas_files_per_s"] = args.files / figures["pandas_small_files_s"]
+    figures["large"]["ratio_vs_pandas"] = figures["large"]["rows_per_s"] / figures["pandas_large_rows_per_s"]
+    for key in ("burst", "burst_own_sessions"):
+        figures[key]["ratio_vs_pandas"] = figures[key]["files_per_s"] / figures["pandas_files_per_s"]
+    figures["memory_ratio"] = {
+        name: figures["large"]["peak_rss"][name]["sum_kib"] / max(1, figures["medium"]["peak_rss"][name]["sum_kib"])
+        for name in figures["large"]["peak_rss"]
+    }
+    figures["goals"] = GOALS
+    figures["machine"] = {"cpus": os.cpu_count(), "load_avg_after": load_average()}
+    figures["settings"] = {k: v for k, v in vars(args).items() if k != "out"}
+    figures["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return figures
+
+
+def table(f: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """Rows of (measure, pipeline, baseline, ratio, goal) for the combined table."""
+    lg, md, bu, sq, ob = f["large"], f["medium"], f["burst"], f["sequential"], f["burst_own_sessions"]
+    rows = [
+        (f"{lg['rows']:,}-row CSV: rows/s drop -> output", f"{lg['rows_per_s']:,.0f}",
+         f"pandas script {f['pandas_large_rows_per_s']:,.0f}", f"{lg['ratio_vs_pandas']:.2f}x", ">= 1.0x"),
+        (f"{bu['files']} small files, one session: files/s", f"{bu['files_per_s']:,.1f}",
+         f"pandas loop {f['pandas_files_per_s']:,.1f}", f"{bu['ratio_vs_pandas']:.2f}x", ""),
+        ("  latency in that burst p50 / p95 (ms)", f"{bu['p50_ms']:,.0f} / {bu['p95_ms']:,.0f}", "", "",
+         "p50 <= 500 ms"),
+        (f"{ob['files']} small files, one session each: files/s", f"{ob['files_per_s']:,.1f}",
+         f"pandas loop {f['pandas_files_per_s']:,.1f}", f"{ob['ratio_vs_pandas']:.2f}x", ""),
+        ("  latency in that burst p50 / p95 (ms)", f"{ob['p50_ms']:,.0f} / {ob['p95_ms']:,.0f}", "", "",
+         "p50 <= 500 ms"),
+        (f"  one file at a time p50 / p95 (ms, n={sq['files']})", f"{sq['p50_ms']:,.0f} / {sq['p95_ms']:,.0f}", "",
+         f"{500 / sq['p50_ms']:.2f}x of goal", "p50 <= 500 ms"),
+    ]  # fmt: skip
+    for name, ratio in f["memory_ratio"].items():
+        peak = lg["peak_rss"][name]
+        rows.append(
+            (f"  peak RSS {name} ({peak['processes']} proc)", f"{peak['sum_kib'] / 1024:,.0f} MiB",
+             f"{md['rows']:,} rows: {md['peak_rss'][name]['sum_kib'] / 1024:,.0f} MiB", f"{ratio:.2f}x", "~1.0x")
+        )  # fmt: skip
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str, str, str]]) -> None:
+    header = ("measure", "measured", "baseline (same run)", "ratio", "goal")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(5)]
+    for line in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+
+
+def print_details(f: dict[str, Any]) -> None:
+    print(f"idle pipeline, median per stage (ms): {_fmt(f['sequential']['stages_p50_ms'])}")
+    for key in ("burst", "burst_own_sessions"):
+        b = f[key]
+        cpu = ", ".join(f"{k} {v:.0%}" for k, v in b["cpu_share"].items())
+        print(f"burst of {b['files']} ({b['sessions']}), median per stage (ms): {_fmt(b['stages_p50_ms'])}; "
+              f"uploads took {b['upload_s']:.1f} s; missing {b['missing']}, error records {b['error_records']}; "
+              f"CPU (share of one core): {cpu}")  # fmt: skip
+    print("outputs are seen by listing the output container every 0.2 s (idle runs: 0.02 s)")
+    lg = f["large"]
+    print(f"large file: upload {lg['upload_s']:.1f} s, drop -> output {lg['drop_to_output_s']:.1f} s, stages (ms): "
+          f"{_fmt(lg['stages_ms'] or {})}")  # fmt: skip
+    print(f"load average before / during / after: {f['load_avg_before']} / {f['load_avg_during']} / "
+          f"{f['machine']['load_avg_after']} on {f['machine']['cpus']} CPUs")  # fmt: skip
+
+
+def _fmt(stages: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:,.0f}" for k, v in stages.items())
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bench", description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=1_000_000, help="rows of the large CSV")
+    p.add_argument("--files", type=int, default=1000, help="small files in the burst")
+    p.add_argument("--file-rows", type=int, default=100, help="rows per small file")
+    p.add_argument("--sequential", type=int, default=20, help="small files dropped one at a time")
+    p.add_argument("--own-session-files", type=int, default=100, help="small files dropped each in its own session")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for any one phase")
+    p.add_argument("--quick", action="store_true", help="a small smoke run (50,000 rows, 50 files)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    return p
+
+
+def quick(args: argparse.Namespace) -> argparse.Namespace:
+    if args.quick:
+        args.rows, args.files, args.sequential, args.own_session_files = 50_000, 50, 5, 16
+        args.timeout = min(args.timeout, 300.0)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = quick(parser().parse_args(argv))
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    figures = run(args)
+    print_table(table(figures))
+    print_details(figures)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
