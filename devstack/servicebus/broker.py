@@ -124,11 +124,10 @@ class Broker:
                 callback()
             except Exception:
                 logger.exception("broker timer failed")
-        for key, (sq, session) in list(self.owned_sessions.items()):
+        for sq, session in list(self.owned_sessions.values()):
             if session.owner is not None and session.locked_until <= now:
                 owner = session.owner
                 self.release_session(sq, session, expired=True)
-                del self.owned_sessions[key]
                 owner.session_lost(session.sid)
         for item in list(self.waiting):
             sq, _consumer, deadline, done = item
@@ -486,14 +485,16 @@ class Broker:
         if consumer in sq.consumers:
             sq.consumers.remove(consumer)
         self.waiting = [w for w in self.waiting if w[1] is not consumer]
-        for key, (owned_sq, session) in list(self.owned_sessions.items()):
+        for owned_sq, session in list(self.owned_sessions.values()):
             if session.owner is consumer:
                 self.release_session(owned_sq, session, expired=False)
-                del self.owned_sessions[key]
 
     # ------------------------------------------------------------ sessions
 
     def release_session(self, sq: SubQueue, session: Session, *, expired: bool) -> None:
+        # Forget the lock before offering the session: a waiting receiver may take it over at once, and its
+        # new entry in owned_sessions must survive (else its lock would never expire nor be released).
+        self.owned_sessions.pop((id(sq), session.sid), None)
         session.owner = None
         session.locked_until = 0
         held = [m for m in sq.locks.values() if (m.session_id or "") == session.sid]
