@@ -25,7 +25,12 @@ from azure.servicebus import (
     ServiceBusReceivedMessage,
     ServiceBusReceiver,
 )
-from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
+from azure.servicebus.exceptions import (
+    OperationTimeoutError,
+    ServiceBusCommunicationError,
+    ServiceBusConnectionError,
+    ServiceBusError,
+)
 
 from . import clients
 from .indexing import FunctionSpec
@@ -37,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 _RECEIVE_WAIT = 1.0  # short waits keep threads responsive to shutdown
 _SESSION_ACCEPT_WAIT = 2
+_RECONNECT_PAUSE = 1.0
 _LOCAL_CONCURRENCY_CAP = 8
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
 
@@ -192,6 +198,9 @@ class ServiceBusTrigger:
             return  # no session available right now
         except ServiceBusError as exc:
             logger.warning("function '%s': session ended: %s", self.spec.name, exc)
+            if isinstance(exc, (ServiceBusConnectionError, ServiceBusCommunicationError)):
+                # session receivers do not retry: pause, or an unreachable broker turns this into a busy loop
+                self._stop.wait(_RECONNECT_PAUSE)
 
     def _receive_once(self, receiver: ServiceBusReceiver, outputs: ServiceBusOutputs) -> bool:
         batch = self._options.max_message_batch_size if self.many else 1
