@@ -15,7 +15,6 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "${here}/.." && pwd)"
-names="${here}/names.json"
 aml_dir="${repo}/scoring/aml"
 model_dir="${repo}/scoring/model"
 dry_run=0
@@ -47,13 +46,8 @@ done
 
 command -v python3 >/dev/null || fail "python3 is required (it reads infra/names.json)"
 
-name_of() {
-  python3 -c 'import json, sys
-value = json.load(open(sys.argv[1]))
-for key in sys.argv[2].split("."):
-    value = value[key]
-print(value)' "$names" "$1"
-}
+# shellcheck source-path=SCRIPTDIR source=names.sh
+source "${here}/names.sh"
 
 # Changes something in Azure: printed (to stderr, in order with the log) instead of run with --dry-run.
 az_change() {

@@ -8,20 +8,14 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-names="${here}/../names.json"
 
 fail() {
   echo "postdeploy: $*" >&2
   exit 1
 }
 
-name_of() {
-  python3 -c 'import json, sys
-value = json.load(open(sys.argv[1]))
-for key in sys.argv[2].split("."):
-    value = value[key]
-print(value)' "$names" "$1"
-}
+# shellcheck source-path=SCRIPTDIR source=../names.sh
+source "${here}/../names.sh"
 
 if [[ "${AZURE_HOSTING_PLAN:-FlexConsumption}" != "FlexConsumption" ]]; then
   echo "postdeploy: hosting plan ${AZURE_HOSTING_PLAN}: the blob trigger polls; no Event Grid subscription needed."
