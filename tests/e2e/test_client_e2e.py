@@ -95,15 +95,16 @@ def test_submit_wait_scores_good_files_and_reports_bad_ones(stack: StackEndpoint
     assert failure["error"]["code"] == "missing_columns" and "Contract" in failure["error"]["message"]
     assert not (out_dir / "missing.csv").exists()
 
-    # the function app's ledger agrees, through the status and watch commands
+    # The function app's ledger agrees, through the watch and status commands. The client's copy of a result
+    # can arrive before the writer has recorded it, so watch (which waits for terminal states) goes first.
     ids = [by_name["good.csv"]["request_id"], by_name["missing.csv"]["request_id"]]
+    watch = cli(stack, "watch", *ids, "--timeout", "60", "--json")
+    assert watch.returncode == 1, watch.stderr
+    assert [r["state"] for r in json.loads(watch.stdout)["requests"]] == ["succeeded", "failed"]
     status = cli(stack, "status", ids[0])
     assert status.returncode == 0 and f"{ids[0]}: succeeded" in status.stdout, status.stderr
     failed = cli(stack, "status", ids[1], "--json")
     assert failed.returncode == 1 and json.loads(failed.stdout)["state"] == "failed"
-    watch = cli(stack, "watch", *ids, "--timeout", "60", "--json")
-    assert watch.returncode == 1, watch.stderr
-    assert [r["state"] for r in json.loads(watch.stdout)["requests"]] == ["succeeded", "failed"]
 
 
 def test_submit_wait_text_mode_exits_0_when_all_succeed(stack: StackEndpoints, tmp_path: Path) -> None:
