@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks.chaos import KILL_ORDER, run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 FILES = 40
 
