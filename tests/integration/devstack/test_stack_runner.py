@@ -87,6 +87,10 @@ def test_down_stops_services_and_their_children(runner: Runner) -> None:
     for st in statuses:
         assert st.pid is not None and not procs.is_alive(st.pid)
         assert not runner.pid_path(st.name).exists()
+    # the group's leftovers get SIGKILL, which the kernel completes asynchronously: allow it a moment
+    deadline = time.monotonic() + 5
+    while any(procs.is_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not any(procs.is_alive(pid) for pid in children)
     assert [s.state for s in runner.statuses()] == [State.STOPPED, State.STOPPED]
 
