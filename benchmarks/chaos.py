@@ -80,7 +80,8 @@ class ChaosReport:
     missing: list[str] = field(default_factory=list)
     both: list[str] = field(default_factory=list)
     reuploaded_after_azurite_loss: list[str] = field(default_factory=list)
-    outputs_lost_after_seen: list[str] = field(default_factory=list)
+    outputs_lost_after_seen: list[str] = field(default_factory=list)  # and not written again
+    outputs_lost_then_recreated: list[str] = field(default_factory=list)
     kills: list[dict[str, Any]] = field(default_factory=list)
     secrets_in_logs: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -103,7 +104,8 @@ class ChaosReport:
             f"outputs that do not match: {len(self.outputs_wrong)}; error records: {len(self.error_records)}; "
             f"missing: {len(self.missing)}; output and error record both: {len(self.both)}",
             f"inputs Azurite lost on kill -9 (re-uploaded by the client): {len(self.reuploaded_after_azurite_loss)}; "
-            f"outputs seen, then lost with Azurite: {len(self.outputs_lost_after_seen)}",
+            f"outputs lost with Azurite after they were seen: {len(self.outputs_lost_then_recreated)} written "
+            f"again by reconcile, {len(self.outputs_lost_after_seen)} not",
         ]
         for kill in self.kills:
             out.append(
@@ -247,7 +249,9 @@ def run(
                 raise RuntimeError(f"the uploader failed: {uploader.error}") from uploader.error
             say("all files uploaded and every service restarted; waiting for the pipeline to finish")
             deadline = time.monotonic() + settle_timeout
-            while time.monotonic() < deadline and _safe_poll(watcher).missing(payloads):
+            # Wait on what exists now, not on what was ever seen: an output Azurite lost after it was seen
+            # is re-created by reconcile (its ledger record and in-flight marker went back with it).
+            while time.monotonic() < deadline and _safe_current(watcher).missing(payloads):
                 time.sleep(1.0)
             time.sleep(5.0)  # late duplicates would show up now
             judge(report, watcher, payloads)
@@ -269,11 +273,24 @@ def _safe_poll(watcher: OutputWatcher) -> Any:
         return watcher.outcomes
 
 
+def _safe_current(watcher: OutputWatcher) -> Any:
+    """What exists now; outputs seen before and gone now are remembered in ``watcher.gone``."""
+    try:
+        history = watcher.poll()
+        now = watcher.current()
+    except AzureError as exc:
+        logger.info("listing outputs failed (%s)", type(exc).__name__)
+        return watcher.outcomes
+    watcher.gone.update(n for n in history.outputs if n not in now.outputs)
+    return now
+
+
 def judge(report: ChaosReport, watcher: OutputWatcher, payloads: dict[str, bytes]) -> None:
     seen = watcher.poll()
     now = watcher.current()
     model = ReferenceModel()
     report.outputs_lost_after_seen = [n for n in seen.outputs if n not in now.outputs]
+    report.outputs_lost_then_recreated = sorted(n for n in watcher.gone if n in now.outputs)
     report.missing = now.missing(payloads)
     report.both = now.both(payloads)
     for name, data in payloads.items():

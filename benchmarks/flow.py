@@ -81,6 +81,7 @@ class OutputWatcher:
         self._by_error = {safe_error_name(n): n for n in names}
         self._prefixes = sorted(set(prefixes))
         self.outcomes = Outcomes()
+        self.gone: set[str] = set()  # outputs seen once and absent in a later listing
 
     def _listed(self, into: Outcomes) -> Outcomes:
         now = time.monotonic()

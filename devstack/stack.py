@@ -41,7 +41,7 @@ RESULTS_CONTAINER = "results"
 SERVICEBUS_READY = r"servicebus emulator ready"
 FUNCTIONS_READY = r"functions host ready on "
 FUNCTIONS_KEY_ENV = "FUNCTIONS_HOST_KEY"
-BLOB_POLL_SECONDS = 0.5
+BLOB_POLL_SECONDS = 0.2
 STATE_FILE = "stack.json"  # the settings of the last `up`, so status/down/demo find the same ports
 
 # setting field -> (environment variable, command-line flag)

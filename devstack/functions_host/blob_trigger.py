@@ -17,6 +17,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from azure.storage.blob import BlobProperties, BlobServiceClient, ContainerClien
 from azure.storage.queue import QueueClient
 
 from . import clients
+from .blob_listing import ContainerLister, bare_etag
 from .blob_stream import LazyBlobInputStream
 from .host_storage import function_id, hosts_container
 from .indexing import FunctionSpec
@@ -99,7 +101,7 @@ class BlobTrigger:
         self._options = options
         self.container, self._pattern = compile_path(str(spec.trigger["path"]))
         self._receipt_prefix = f"blobreceipts/{host_id}/{function_id(spec.name)}/"
-        self._work: queue.Queue[BlobProperties] = queue.Queue()
+        self._work: queue.Queue[tuple[str, str]] = queue.Queue()  # (name, etag) of blobs to run the function on
         self._lock = threading.Lock()
         self._in_flight: set[tuple[str, str]] = set()
         self._done: set[tuple[str, str]] = set()
@@ -123,12 +125,14 @@ class BlobTrigger:
     # -- scanning ---------------------------------------------------------------------------------------------
     def _scan_loop(self) -> None:
         data = clients.blob_service(self._data).get_container_client(self.container)
+        listing = ContainerLister(data)
         receipts = hosts_container(self._host_storage)
         missing_logged = False
         try:
             while not self._stop.is_set():
+                started = time.monotonic()
                 try:
-                    self._scan(data, receipts)
+                    self._scan(listing, receipts)
                     missing_logged = False
                 except ResourceNotFoundError:
                     if not missing_logged:
@@ -138,18 +142,20 @@ class BlobTrigger:
                         missing_logged = True
                 except Exception as exc:  # noqa: BLE001 - a poller outlives any storage error
                     logger.warning("blob trigger '%s': scan failed: %s", self.spec.name, exc)
-                self._stop.wait(self._options.poll_interval)
+                # A big container makes each scan slow: then pause twice as long as the scan took, so
+                # scanning takes at most a third of a core (and of the storage service) whatever the size.
+                self._stop.wait(max(self._options.poll_interval, 2 * (time.monotonic() - started)))
         finally:
+            listing.close()
             data.close()
             receipts.close()
 
-    def _scan(self, data: ContainerClient, receipts: ContainerClient) -> None:
-        for props in data.list_blobs(include=["metadata"]):
+    def _scan(self, listing: ContainerLister, receipts: ContainerClient) -> None:
+        for key in listing:
             if self._stop.is_set():
                 return
-            if not self._pattern.fullmatch(props.name):
+            if not self._pattern.fullmatch(key[0]):
                 continue
-            key = (props.name, str(props.etag))
             with self._lock:
                 if key in self._done or key in self._in_flight:
                     continue
@@ -160,7 +166,7 @@ class BlobTrigger:
                 continue
             with self._lock:
                 self._in_flight.add(key)
-            self._work.put(props)
+            self._work.put(key)
 
     # -- processing -------------------------------------------------------------------------------------------
     def _work_loop(self) -> None:
@@ -170,7 +176,7 @@ class BlobTrigger:
         try:
             while not self._stop.is_set():
                 try:
-                    props = self._work.get(timeout=0.5)
+                    key = self._work.get(timeout=0.5)
                 except queue.Empty:
                     continue
                 if service is None or receipts is None:
@@ -178,12 +184,16 @@ class BlobTrigger:
                         self._data, max_single_get_size=_DOWNLOAD_CHUNK, max_chunk_get_size=_DOWNLOAD_CHUNK
                     )
                     receipts = hosts_container(self._host_storage)
-                key = (props.name, str(props.etag))
                 try:
-                    self._process(service, receipts, outputs, props)
+                    props = service.get_blob_client(self.container, key[0]).get_blob_properties()
+                    # A blob deleted or overwritten since the scan: the next scan sees what is there now.
+                    if bare_etag(str(props.etag)) == key[1]:
+                        self._process(service, receipts, outputs, props)
+                except ResourceNotFoundError:
+                    pass
                 except Exception as exc:  # noqa: BLE001 - the worker thread must survive storage errors
                     # Storage trouble around the invocation: the next scan tries again.
-                    logger.warning("blob trigger '%s': %s: %s", self.spec.name, props.name, exc)
+                    logger.warning("blob trigger '%s': %s: %s", self.spec.name, key[0], exc)
                 finally:
                     with self._lock:
                         self._in_flight.discard(key)
@@ -197,11 +207,12 @@ class BlobTrigger:
         self, service: BlobServiceClient, receipts: ContainerClient, outputs: ServiceBusOutputs, props: BlobProperties
     ) -> None:
         etag = str(props.etag)
-        receipt = self.receipt_name(props.name, etag)
+        key = (props.name, bare_etag(etag))
+        receipt = self.receipt_name(*key)
         state = _receipt_state(receipts, receipt) or {}
         if state and state.get("Incomplete") != "true":
             with self._lock:
-                self._done.add((props.name, etag))
+                self._done.add(key)
             return
         attempt = int(state.get("Attempts", "0")) + 1
         receipts.upload_blob(receipt, b"", overwrite=True, metadata={"Incomplete": "true", "Attempts": str(attempt)})
@@ -227,7 +238,7 @@ class BlobTrigger:
         if result.succeeded:
             receipts.get_blob_client(receipt).set_blob_metadata({"Attempts": str(attempt)})
             with self._lock:
-                self._done.add((props.name, etag))
+                self._done.add(key)
             return
         if attempt < self._options.max_dequeue_count:
             logger.warning(
@@ -238,7 +249,7 @@ class BlobTrigger:
         self._poison(props, etag)
         receipts.get_blob_client(receipt).set_blob_metadata({"Attempts": str(attempt), "Poisoned": "true"})
         with self._lock:
-            self._done.add((props.name, etag))
+            self._done.add(key)
 
     def _poison(self, props: BlobProperties, etag: str) -> None:
         message = json.dumps(

@@ -1,26 +1,28 @@
 """Service Bus queue/topic triggers with the real azure-servicebus SDK, peek-lock.
 
-Each receiving thread owns its client, receiver and lock renewer. Plain entities get ``maxConcurrentCalls``
-threads; session entities get ``maxConcurrentSessions`` threads that each accept the next available session and
-keep it until it has been idle for ``sessionIdleTimeout``. With ``autoCompleteMessages`` (host.json, or the
-binding's own setting) the host completes a message when the function succeeds and abandons it when it fails;
-with it off the host settles nothing and stops renewing the lock when the function returns, so an unsettled
-message comes back after its lock expires (the Python model has no message actions here).
+Each receiving thread owns its client and receiver; one :class:`LockRenewer` thread per trigger keeps the
+locks of the messages being processed (and of the sessions held) while the function runs. Plain entities get
+``maxConcurrentCalls`` threads; session entities get ``maxConcurrentSessions`` threads that each accept the
+next available session and keep it until it has been idle for ``sessionIdleTimeout``. With
+``autoCompleteMessages`` (host.json, or the binding's own setting) the host completes a message when the
+function succeeds and abandons it when it fails; with it off the host settles nothing and stops renewing the
+lock when the function returns, so an unsettled message comes back after its lock expires (the Python model
+has no message actions here).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from azure.servicebus import (
     NEXT_AVAILABLE_SESSION,
-    AutoLockRenewer,
     ServiceBusClient,
     ServiceBusReceivedMessage,
     ServiceBusReceiver,
@@ -35,6 +37,7 @@ from azure.servicebus.exceptions import (
 from . import clients
 from .indexing import FunctionSpec
 from .invoker import Invoker
+from .lock_renewal import LockRenewer
 from .servicebus_message import to_function_message, to_function_messages
 from .servicebus_output import ServiceBusOutputs
 
@@ -42,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 _RECEIVE_WAIT = 1.0  # short waits keep threads responsive to shutdown
 _SESSION_ACCEPT_WAIT = 2
+_SESSION_CYCLE = _SESSION_ACCEPT_WAIT + 1.0  # accept wait + the SDK's open and close
 _RECONNECT_PAUSE = 1.0
 _LOCAL_CONCURRENCY_CAP = 8
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
@@ -131,16 +135,23 @@ class ServiceBusTrigger:
                 spec.name,
             )
         count = options.max_concurrent_sessions if self.sessions else options.max_concurrent_calls
-        target: Callable[[], None] = self._session_loop if self.sessions else self._receive_loop
+        count = max(1, count)
         self._threads = [
-            threading.Thread(target=target, name=f"sb-{spec.name}-{i}", daemon=True) for i in range(max(1, count))
+            threading.Thread(
+                target=partial(self._session_loop, i * _SESSION_CYCLE / count) if self.sessions else self._receive_loop,
+                name=f"sb-{spec.name}-{i}",
+                daemon=True,
+            )
+            for i in range(count)
         ]
+        self._locks: LockRenewer | None = None
 
     @property
     def entity(self) -> str:
         return str(self.queue) if self.queue else f"{self.topic}/Subscriptions/{self.subscription}"
 
     def start(self) -> None:
+        self._locks = LockRenewer(self.spec.name, self._options.max_lock_renewal)
         for thread in self._threads:
             thread.start()
 
@@ -148,6 +159,14 @@ class ServiceBusTrigger:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._locks is not None:
+            self._locks.close()
+
+    @property
+    def locks(self) -> LockRenewer:
+        if self._locks is None:
+            raise RuntimeError(f"the Service Bus trigger of '{self.spec.name}' was not started")
+        return self._locks
 
     def _receiver(self, client: ServiceBusClient, **kwargs: Any) -> ServiceBusReceiver:
         common: dict[str, Any] = {"prefetch_count": self._options.prefetch_count, **kwargs}
@@ -155,40 +174,39 @@ class ServiceBusTrigger:
             return client.get_queue_receiver(str(self.queue), **common)
         return client.get_subscription_receiver(str(self.topic), str(self.subscription), **common)
 
-    def _renewer(self) -> AutoLockRenewer:
-        return AutoLockRenewer(max_lock_renewal_duration=self._options.max_lock_renewal, max_workers=1)
-
     def _receive_loop(self) -> None:
         with ServiceBusOutputs() as outputs:
             while not self._stop.is_set():
                 try:
-                    with clients.servicebus(self._connection) as client, self._renewer() as renewer:
-                        renewing = renewer if self.auto_complete else None
-                        with self._receiver(client, auto_lock_renewer=renewing) as receiver:
-                            while not self._stop.is_set():
-                                self._receive_once(receiver, outputs)
+                    with clients.servicebus(self._connection) as client, self._receiver(client) as receiver:
+                        while not self._stop.is_set():
+                            self._receive_once(receiver, outputs)
                 except Exception as exc:  # noqa: BLE001 - a receiver outlives any connection error
                     logger.warning("Service Bus trigger '%s' on %s: %s; reconnecting", self.spec.name, self.entity, exc)
                     self._stop.wait(2.0)
 
-    def _session_loop(self) -> None:
+    def _session_loop(self, stagger: float) -> None:
+        # Opening and closing a session receiver takes the SDK about a second (it polls the link every 50 ms
+        # and joins a keep-alive thread that sleeps in 1 s steps) during which that thread accepts nothing.
+        # Threads started together would stay in step and leave the same gap every cycle, so each starts
+        # its cycle at its own offset and some thread is always waiting for the next session.
+        self._stop.wait(stagger)
         with ServiceBusOutputs() as outputs:
             while not self._stop.is_set():
                 try:
                     # Without retries the SDK honours the accept wait; with them it waits four times as long.
-                    with clients.servicebus(self._connection, retry_total=0) as client, self._renewer() as renewer:
+                    with clients.servicebus(self._connection, retry_total=0) as client:
                         while not self._stop.is_set():
-                            self._one_session(client, renewer, outputs)
+                            self._one_session(client, outputs)
                 except Exception as exc:  # noqa: BLE001 - a receiver outlives any connection error
                     logger.warning("Service Bus trigger '%s' on %s: %s; reconnecting", self.spec.name, self.entity, exc)
                     self._stop.wait(2.0)
 
-    def _one_session(self, client: ServiceBusClient, renewer: AutoLockRenewer, outputs: ServiceBusOutputs) -> None:
-        receiver = self._receiver(
-            client, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=_SESSION_ACCEPT_WAIT, auto_lock_renewer=renewer
-        )
+    def _one_session(self, client: ServiceBusClient, outputs: ServiceBusOutputs) -> None:
+        receiver = self._receiver(client, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=_SESSION_ACCEPT_WAIT)
         try:
-            with receiver:  # entering accepts the next session with messages, or times out
+            # entering accepts the next session with messages, or times out
+            with receiver, self.locks.session(receiver):
                 logger.debug("function '%s' accepted session %s", self.spec.name, receiver.session.session_id)
                 idle_since = time.monotonic()
                 while not self._stop.is_set() and time.monotonic() - idle_since < self._options.session_idle_timeout:
@@ -225,19 +243,15 @@ class ServiceBusTrigger:
                 self._settle(receiver, messages, succeeded=False)
             return
         reason = f"New ServiceBus message detected on '{self.entity}'."
-        if self.auto_complete:
-            result = self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs)
-        else:
-            # Renew only while the function runs; afterwards the lock is left to expire.
-            renewer = self._renewer()
-            try:
+        # Locks are renewed only while the function runs (a session's own lock covers its messages); without
+        # auto-complete the host settles nothing, so the lock is then left to expire.
+        with contextlib.ExitStack() as held:
+            if not self.sessions:
                 for message in messages:
-                    renewer.register(receiver, message)
-                self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs)
-            finally:
-                renewer.close(wait=False)
-            return
-        self._settle(receiver, messages, result.succeeded)
+                    held.enter_context(self.locks.message(receiver, message))
+            result = self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs)
+        if self.auto_complete:
+            self._settle(receiver, messages, result.succeeded)
 
     def _settle(self, receiver: ServiceBusReceiver, messages: list[ServiceBusReceivedMessage], succeeded: bool) -> None:
         for message in messages:

@@ -141,6 +141,14 @@ if os.environ.get("FIXTURE_SERVICEBUS") == "1":
         time.sleep(float(msg.get_body().decode()))
         record("on_slow", _message_entry(msg))
 
+    @app.service_bus_queue_trigger(
+        arg_name="msg", queue_name="slow-sessions", connection="ServiceBus", is_sessions_enabled=True
+    )
+    def on_slow_session(msg: func.ServiceBusMessage) -> None:
+        # Runs longer than the session lock: the host must renew the session's lock, not the message's.
+        time.sleep(float(msg.get_body().decode()))
+        record("on_slow_session", _message_entry(msg))
+
     @app.service_bus_queue_trigger(arg_name="msgs", queue_name="batch", connection="ServiceBus", cardinality="many")
     # azure.functions' annotation check (the worker's too) accepts typing.List here, not the builtin list[...].
     def on_batch(msgs: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006

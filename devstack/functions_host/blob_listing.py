@@ -1,0 +1,92 @@
+"""Container listing for the blob trigger's scan: each blob's name and ETag, cheaply.
+
+The scan lists the whole container several times a second. azure-storage-blob's ``list_blobs`` builds a full
+``BlobProperties`` per blob through its generic XML deserializer, about 0.3 ms of CPU each (a container of
+1,500 blobs cost 450 ms per scan), while the scan needs only names and ETags. When the connection holds an
+account key (connection strings, Azurite), :class:`ContainerLister` therefore calls the List Blobs REST
+operation itself with a short-lived list-only container SAS over one ``requests`` session and reads the XML
+with ElementTree (about 100 ms for 1,500 blobs, most of it the storage service's own time). Identity
+connections use the SDK's listing. The blob's full properties are read later, only for blobs not seen before.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import requests
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
+from azure.storage.blob import ContainerClient, ContainerSasPermissions, generate_container_sas
+
+_SAS_LIFETIME = timedelta(hours=1)
+_SAS_RENEW_BEFORE = timedelta(minutes=10)
+_TIMEOUT_SECONDS = 30
+
+
+def bare_etag(etag: str) -> str:
+    return etag.strip('"')
+
+
+class ContainerLister:
+    """Yields ``(name, etag)`` for every blob of one container; owned by one thread."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+        credential = container.credential
+        self._key: str | None = getattr(credential, "account_key", None)
+        self._session = requests.Session() if self._key else None
+        self._sas = ""
+        self._sas_expiry: datetime | None = None
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        if self._session is None:
+            for props in self._container.list_blobs():
+                yield props.name, bare_etag(str(props.etag))
+            return
+        marker = ""
+        while True:
+            root = self._page(marker)
+            for blob in root.iter("Blob"):
+                name, etag = blob.findtext("Name"), blob.findtext("Properties/Etag")
+                if name is not None and etag is not None:
+                    yield name, bare_etag(etag)
+            marker = root.findtext("NextMarker") or ""
+            if not marker:
+                return
+
+    def _page(self, marker: str) -> ET.Element:
+        assert self._session is not None
+        params = {"restype": "container", "comp": "list"}
+        if marker:
+            params["marker"] = marker
+        try:
+            response = self._session.get(f"{self._container.url}?{self._signature()}", params=params,
+                                         timeout=_TIMEOUT_SECONDS)  # fmt: skip
+        except requests.RequestException as exc:
+            # requests' messages quote the URL, signature included: name only the failure's type.
+            failure = type(exc).__name__
+            raise ServiceRequestError(f"listing {self._container.container_name} failed: {failure}") from None
+        if response.status_code == 404:
+            raise ResourceNotFoundError(f"container {self._container.container_name} does not exist")
+        if response.status_code != 200:
+            raise HttpResponseError(f"listing {self._container.container_name} answered {response.status_code}")
+        return ET.fromstring(response.content)
+
+    def _signature(self) -> str:
+        now = datetime.now(UTC)
+        if self._sas_expiry is None or now > self._sas_expiry - _SAS_RENEW_BEFORE:
+            self._sas_expiry = now + _SAS_LIFETIME
+            self._sas = generate_container_sas(
+                str(self._container.account_name),
+                self._container.container_name,
+                account_key=self._key,
+                permission=ContainerSasPermissions(list=True),
+                start=now - timedelta(minutes=5),
+                expiry=self._sas_expiry,
+            )
+        return self._sas
