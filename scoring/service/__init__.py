@@ -3,7 +3,10 @@
 Design
 ------
 * One process (``WORKER_COUNT=1`` on the server) loads the MLflow model once (``model``) and validates
-  every input against the model's own signature and recorded category levels (``validation``).
+  every input against the model's own signature and recorded category levels (``validation``). The
+  churn pipeline (one-hot features into a logistic regression) is scored in a compiled form (``linear``)
+  from the level codes validation computed, checked at load against ``predict_proba``; any other
+  pipeline gets a DataFrame.
 * Sync requests (``sync_api``) are scored in the request: JSON rows, MLflow's ``dataframe_split`` /
   ``dataframe_records`` / ``input_data`` bodies, or CSV text. Bad input is a 400 naming the rows.
 * Async requests (``app``) carry a ``shared.contracts.AsyncScoringRequest``. They are validated and put

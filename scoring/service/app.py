@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+import msgspec
+import numpy as np
+
+from scoring.service.chunk import probability_array
 from scoring.service.dispatcher import Dispatcher
 from scoring.service.errors import RequestRejected
 from scoring.service.job import ScoringJob
@@ -33,6 +37,8 @@ from shared.contracts import (
 )
 
 logger = logging.getLogger(__name__)
+
+_DECODER = msgspec.json.Decoder()
 
 MODE_KEY = "mode"
 SCHEMA_KEY = "schema"
@@ -54,6 +60,23 @@ def _json_reply(status: int, payload: dict[str, Any], headers: dict[str, str] | 
     return Reply(status, json.dumps(payload), {**JSON_HEADERS, **(headers or {})})
 
 
+def _parse_json(raw: bytes | str) -> Any:
+    """The JSON body, read by msgspec (about twice as fast as the json module on row-shaped bodies).
+
+    msgspec refuses a few things the json module reads (NaN and Infinity, numbers beyond float range,
+    lone surrogates); those bodies, and bad ones, go through the json module as before, so what is
+    accepted and how a bad body is described do not change.
+    """
+    try:
+        return _DECODER.decode(raw)
+    except ValueError:  # msgspec's errors and UnicodeDecodeError
+        pass
+    try:
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise RequestRejected(400, f"the request body is not JSON ({exc})") from exc
+
+
 def _safe_input_name(name: str) -> bool:
     path = PurePosixPath(name)
     return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name and len(name) <= 1024
@@ -69,6 +92,7 @@ class ScoringService:
     @classmethod
     def start(cls, settings: ScoringSettings) -> ScoringService:
         model = ChurnModel.load(settings.model_dir)
+        probability_array(np.zeros(1))  # builds its lookup table now rather than in the first request
         dispatcher = None
         if settings.async_enabled:
 
@@ -99,10 +123,7 @@ class ScoringService:
                 return Reply(
                     200, score_csv_body(raw, self.model, self.validator, self.settings.max_sync_rows), CSV_HEADERS
                 )
-            try:
-                body = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-            except ValueError as exc:  # UnicodeDecodeError included
-                raise RequestRejected(400, f"the request body is not JSON ({exc})") from exc
+            body = _parse_json(raw)
             if not isinstance(body, dict):
                 raise RequestRejected(400, "the request body must be a JSON object")
             if body.get(MODE_KEY) == MODE_ASYNC or body.get(SCHEMA_KEY) == SCORING_REQUEST_SCHEMA:

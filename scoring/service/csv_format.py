@@ -1,11 +1,14 @@
 """CSV input: header checks and chunk scoring that appends ``prediction,probability`` to the raw lines.
 
 Fast path (a chunk without any quote character, which is what machine-written telco files look like):
-each physical line is one record, so the field count per line is counted with numpy, the chunk is
-parsed by Arrow's CSV reader into string columns, and each good row's output is its original line
-bytes plus ``,<label>,<probability>`` - no re-serialisation of the input values. Slow path (a chunk
-holding quotes, so fields may contain commas or newlines): Python's csv module reads the records and a
-csv writer writes them back with the two added fields.
+each physical line is one record. Arrow's CSV reader parses the chunk with the numeric columns typed as
+float64; when every row is good (the usual case) that is all the parsing and checking there is. A chunk
+the typed read refuses (a wrong field count, a field that is not a number) or with any bad row is
+parsed again as text and checked column by column, with numpy counting the fields per line, so each
+bad row is reported with its reason. Either way each good row's output is its original line bytes
+plus ``,<label>,<probability>`` - no re-serialisation of the input values. Slow path (a chunk holding
+quotes, so fields may contain commas or newlines): Python's csv module reads the records and a csv
+writer writes them back with the two added fields.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import pyarrow.csv as pacsv
 from scoring.service.chunk import ChunkResult, probability_array, probability_text, row_errors
 from scoring.service.errors import ScoringError
 from scoring.service.model import ChurnModel
-from scoring.service.validation import Validator
+from scoring.service.validation import Checked, Validator
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, ErrorCode
 
 _COMMA = 44
@@ -38,6 +41,12 @@ class CsvHeader:
     def output_head(self, raw_line: bytes) -> bytes:
         """The output's header line, without its line break (each row brings its own leading one)."""
         return raw_line + f",{PREDICTION_COLUMN},{PROBABILITY_COLUMN}".encode()
+
+
+def check_utf8(chunk: bytes, first_row: int) -> None:
+    """Fail with the data row near the first byte that is not UTF-8 (ASCII, the usual case, is checked fastest)."""
+    if not chunk.isascii():
+        decode(chunk, first_row)
 
 
 def decode(chunk: bytes, first_row: int) -> str:
@@ -75,10 +84,13 @@ class CsvScorer:
         self.validator = validator
         self.model = model
         self._types = {name: pa.large_string() for name in header.names}
+        self._typed = validator.typed_columns(header.names)
+        negative, positive = model.label_texts
+        self._suffix_heads = pa.array([f",{negative},".encode(), f",{positive},".encode()], type=pa.large_binary())
 
     def score(self, chunk: bytes, first_row: int) -> ChunkResult:
         """Score one chunk of whole records; ``first_row`` is the 1-based data row number of its first record."""
-        decode(chunk, first_row)
+        check_utf8(chunk, first_row)
         if b'"' in chunk:
             return self._score_quoted(chunk, first_row)
         return self._score_plain(chunk, first_row)
@@ -86,10 +98,17 @@ class CsvScorer:
     def _score_plain(self, chunk: bytes, first_row: int) -> ChunkResult:
         view = np.frombuffer(chunk, dtype=np.uint8)
         newlines = np.flatnonzero(view == _NEWLINE)  # record_chunks ends every chunk with a newline
+        if not len(newlines):
+            return ChunkResult(b"", 0, 0)
         starts = np.concatenate(([0], newlines[:-1] + 1))
         ends = newlines - ((newlines > starts) & (view[newlines - 1] == _CR))
         keep = ends > starts  # blank lines are not rows (Arrow's reader skips them too)
-        starts, ends = starts[keep], ends[keep]
+        if keep.all():
+            fast = self._score_typed(chunk, ends)
+            if fast is not None:
+                return fast
+        else:
+            starts, ends = starts[keep], ends[keep]
         if not len(starts):
             return ChunkResult(b"", 0, 0)
         commas = np.flatnonzero(view == _COMMA)
@@ -110,33 +129,53 @@ class CsvScorer:
         good = shaped_index[checked.good]
         data = b""
         if len(good):
-            labels, proba = self.model.predict(checked.frame)
-            data = self._append_fields(chunk, ends, good, labels, proba)
+            data = self._append_fields(chunk, ends, good, checked)
         failed = bad_shape + checked.error_count
         return ChunkResult(data, len(starts), len(good), row_errors(errors[: self.validator.max_errors], rows), failed)
 
-    def _append_fields(
-        self, chunk: bytes, ends: np.ndarray, good: np.ndarray, labels: np.ndarray, proba: np.ndarray
-    ) -> bytes:
+    def _score_typed(self, chunk: bytes, ends: np.ndarray) -> ChunkResult | None:
+        """The whole chunk scored from one typed read, or None when any row needs the row-by-row checks."""
+        try:
+            table = pacsv.read_csv(
+                pa.BufferReader(chunk),
+                read_options=pacsv.ReadOptions(column_names=list(self.header.names), use_threads=True),
+                parse_options=pacsv.ParseOptions(quote_char=False),
+                # No null spellings: an empty or "NA" number fails the read, and the text path names the row.
+                # score() has checked the chunk is UTF-8.
+                convert_options=pacsv.ConvertOptions(
+                    column_types=self._typed, strings_can_be_null=False, null_values=[], check_utf8=False
+                ),
+            )
+        except pa.ArrowException:  # the text path reads it again and names the bad rows
+            return None
+        if table.num_rows != len(ends):
+            return None
+        checked = self.validator.check_typed(table)
+        if checked is None:
+            return None
+        return ChunkResult(self._append_fields(chunk, ends, None, checked), len(ends), len(ends))
+
+    def _append_fields(self, chunk: bytes, ends: np.ndarray, good: np.ndarray | None, checked: Checked) -> bytes:
         """The good rows' raw bytes, each preceded by its line break and followed by ``,label,probability``.
 
         Row i is the byte range from the end of row i-1 to the end of row i, so it starts with the
         input's own line break; an Arrow array over those ranges (no copy of the rows) is joined with
-        the suffixes in one vectorised call.
+        the label and probability texts in one vectorised call. ``good`` None means every row.
         """
+        positive, proba = self.model.score(checked)
         ending = self.header.line_ending
         offsets = np.concatenate(([0], ends + len(ending))).astype(np.int64)
         rows = pa.LargeBinaryArray.from_buffers(
             pa.large_binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(ending + chunk)]
         )
-        blank = pa.scalar(b"", pa.large_binary())
-        suffix = pc.binary_join_element_wise(
-            blank,
-            pa.array(labels.astype(str), type=pa.large_string()).cast(pa.large_binary()),
+        if good is not None:
+            rows = rows.take(pa.array(good))
+        joined = pc.binary_join_element_wise(
+            rows,
+            self._suffix_heads.take(pa.array(positive.view(np.int8))),
             probability_array(proba).cast(pa.large_binary()),
-            pa.scalar(b",", pa.large_binary()),
+            pa.scalar(b"", pa.large_binary()),
         )
-        joined = pc.binary_join_element_wise(rows.take(pa.array(good)), suffix, blank)
         value_offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)
         first, last = value_offsets[joined.offset], value_offsets[joined.offset + len(joined)]
         return bytes(memoryview(joined.buffers()[2])[first:last])
@@ -180,7 +219,8 @@ class CsvScorer:
         kept = [r for r, ok in zip(good_records, checked.good, strict=True) if ok]
         data = b""
         if kept:
-            labels, proba = self.model.predict(checked.frame)
+            positive, proba = self.model.score(checked)
+            labels = self.model.labels(positive)
             ending = self.header.line_ending.decode()
             out = io.StringIO(newline="")
             writer = csv.writer(out, lineterminator=ending)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from scoring.service.chunk import ChunkResult, probability_text, row_errors
-from scoring.service.csv_format import decode
+from scoring.service.csv_format import check_utf8
 from scoring.service.errors import ScoringError
 from scoring.service.model import ChurnModel
 from scoring.service.validation import Validator
@@ -65,7 +65,7 @@ class JsonlScorer:
         return obj, ""
 
     def score(self, chunk: bytes, first_row: int) -> ChunkResult:
-        decode(chunk, first_row)
+        check_utf8(chunk, first_row)
         lines = [line.rstrip() for line in chunk.split(b"\n")]
         lines = [line for line in lines if line]
         if not lines:
@@ -98,7 +98,8 @@ class JsonlScorer:
         kept = [lines[index[i]] for i in np.flatnonzero(checked.good)]
         data = b""
         if kept:
-            labels, proba = self.model.predict(checked.frame)
+            positive, proba = self.model.score(checked)
+            labels = self.model.labels(positive)
             data = b"".join(
                 [
                     line[:-1] + f',"{PREDICTION_COLUMN}":"{label}","{PROBABILITY_COLUMN}":{p}}}\n'.encode()

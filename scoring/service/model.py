@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow.sklearn
 import numpy as np
-import pandas as pd
 from mlflow.models import Model
+
+from scoring.service.linear import LinearScorer, compile_linear
+from scoring.service.spec import Column, Kind, ModelSpec
+
+if TYPE_CHECKING:
+    from scoring.service.validation import Checked
 
 logger = logging.getLogger(__name__)
 
@@ -28,45 +32,6 @@ _SEARCH_DEPTH = 4
 
 class ModelLoadError(RuntimeError):
     """No usable MLflow model under the model directory."""
-
-
-class Kind:
-    """Column kinds the service understands (MLflow signature type names)."""
-
-    STRING = "string"
-    LONG = "long"
-    INTEGER = "integer"
-    DOUBLE = "double"
-    FLOAT = "float"
-    NUMERIC = frozenset({LONG, INTEGER, DOUBLE, FLOAT})
-    WHOLE = frozenset({LONG, INTEGER})
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str
-    required: bool
-    levels: tuple[str, ...] | None = None  # allowed values of a categorical string column
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    columns: tuple[Column, ...]
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns)
-
-    @property
-    def required(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns if c.required)
-
-    def column(self, name: str) -> Column:
-        for column in self.columns:
-            if column.name == name:
-                return column
-        raise KeyError(name)
 
 
 def find_model_dir(root: Path) -> Path:
@@ -102,9 +67,13 @@ def _spec(meta: Model) -> ModelSpec:
 
 
 class ChurnModel:
-    """The scikit-learn pipeline plus its spec; ``predict`` gives labels and churn probabilities."""
+    """The scikit-learn pipeline plus its spec: labels and churn probabilities for validated rows.
 
-    def __init__(self, pipeline: Any, spec: ModelSpec, path: Path) -> None:
+    When the pipeline is the churn pipeline (see :mod:`scoring.service.linear`), rows are scored from the
+    level codes and numbers that validation produced; any other pipeline gets the validated DataFrame.
+    """
+
+    def __init__(self, pipeline: Any, spec: ModelSpec, path: Path, compiled: bool = True) -> None:
         self.pipeline = pipeline
         self.spec = spec
         self.path = path
@@ -112,17 +81,27 @@ class ChurnModel:
         if POSITIVE_LABEL not in classes or len(classes) != 2:
             raise ModelLoadError(f"expected a binary classifier with class {POSITIVE_LABEL!r}, got {classes}")
         self._positive = classes.index(POSITIVE_LABEL)
-        self._labels = np.asarray(classes, dtype=object)
+        self.label_texts = (classes[1 - self._positive], classes[self._positive])  # (negative, positive)
+        self.linear: LinearScorer | None = compile_linear(pipeline, spec, self._positive) if compiled else None
 
     @classmethod
-    def load(cls, root: Path) -> ChurnModel:
+    def load(cls, root: Path, compiled: bool = True) -> ChurnModel:
         path = find_model_dir(root)
         meta = Model.load(str(path / MLMODEL_FILE))
         pipeline = mlflow.sklearn.load_model(str(path))
-        logger.info("loaded model from %s", path)
-        return cls(pipeline, _spec(meta), path)
+        model = cls(pipeline, _spec(meta), path, compiled)
+        logger.info("loaded model from %s (%s)", path, "compiled linear scorer" if model.linear else "pipeline")
+        return model
 
-    def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        proba = self.pipeline.predict_proba(frame)[:, self._positive]
-        labels = np.where(proba > 0.5, self._labels[self._positive], self._labels[1 - self._positive])
-        return labels, proba
+    def score(self, checked: Checked) -> tuple[np.ndarray, np.ndarray]:
+        """(True where the label is the positive class, probability of the positive class) per good row."""
+        if self.linear is not None:
+            decision = self.linear.decision(checked.codes, checked.numbers)
+            # decision > 0 is how scikit-learn's predict picks the label.
+            return decision > 0, self.linear.probability(decision)
+        proba = self.pipeline.predict_proba(checked.frame)[:, self._positive]
+        return proba > 0.5, proba
+
+    def labels(self, positive: np.ndarray) -> np.ndarray:
+        """Label texts (object array) for a positive-class mask."""
+        return np.where(positive, self.label_texts[1], self.label_texts[0]).astype(object)

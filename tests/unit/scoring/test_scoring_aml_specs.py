@@ -42,7 +42,7 @@ def test_environment_pins_what_the_score_script_needs() -> None:
         if "==" in line
     )
     for package in ("azureml-inference-server-http", "mlflow", "scikit-learn", "pandas", "pyarrow", "cloudpickle",
-                    "azure-servicebus", "azure-storage-blob", "azure-identity"):  # fmt: skip
+                    "msgspec", "azure-servicebus", "azure-storage-blob", "azure-identity"):  # fmt: skip
         assert pins.get(package) == importlib.metadata.version(package), package
     # The model's own requirements (written by scoring.train) are satisfied by the environment.
     model_requirements = REPO / "scoring" / "model" / "requirements.txt"

@@ -7,9 +7,13 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from scoring.sample import sample_bytes
+from scoring.service.chunk import PROBABILITY_DECIMALS, probability_array
 from scoring.service.csv_format import CsvScorer, split_header
 from scoring.service.errors import ScoringError
 from scoring.service.jsonl_format import JsonlScorer
@@ -76,3 +80,29 @@ def test_jsonl_keys_are_checked_on_the_first_object(model: ChurnModel) -> None:
     with pytest.raises(ScoringError) as caught:
         JsonlScorer(Validator(model.spec, 20), model).score(b'{"a": 1}\n', 1)
     assert caught.value.code == ErrorCode.MISSING_COLUMNS
+
+
+def test_probability_texts_are_the_rounded_values_as_arrow_writes_them() -> None:
+    rng = np.random.default_rng(3)
+    edges = [0.0, 1.0, 0.5, 1e-7, 5e-7, 4.9999e-7, 0.9999995, 0.9999994, 0.1234565, 0.30000000000000004]
+    proba = np.concatenate([rng.random(200_000), rng.random(1000) * 1e-5, np.asarray(edges)])
+    expected = pc.cast(pc.round(pa.array(proba), PROBABILITY_DECIMALS), pa.large_string())
+    assert probability_array(proba).equals(expected)
+    assert probability_array(np.asarray(edges)).to_pylist()[:4] == ["0", "1", "0.5", "0"]
+
+
+def test_a_bad_row_does_not_change_the_other_rows_output(model: ChurnModel) -> None:
+    data = sample_bytes(300, "csv", seed=41)
+    header, _, rest = split_header(data)
+    lines = rest.splitlines(keepends=True)
+    broken = lines[:]
+    fields = broken[7].split(b",")
+    fields[header.names.index("tenure")] = b"NA"
+    broken[7] = b",".join(fields)
+    scorer = CsvScorer(header, Validator(model.spec, 20), model)
+    clean = scorer.score(b"".join(lines), 1)  # every row good: the typed read
+    partial = scorer.score(b"".join(broken), 1)  # one bad row: the row-by-row checks
+    assert (clean.failed, partial.failed, partial.scored) == (0, 1, 299)
+    assert [(e.row, e.message) for e in partial.errors] == [(8, "tenure: 'NA' is not a number")]
+    clean_lines = clean.data.split(b"\n")[1:]
+    assert partial.data.split(b"\n")[1:] == clean_lines[:7] + clean_lines[8:]

@@ -79,3 +79,14 @@ def test_records_with_other_keys_than_row_one_are_named(model: ChurnModel, valid
     with pytest.raises(RequestRejected) as caught:
         score_sync({"data": records}, model, validator, 1000)
     assert caught.value.status == 400 and "rows [4]" in caught.value.message
+
+
+def test_strings_that_are_not_unicode_text_are_bad_rows(model: ChurnModel, validator: Validator) -> None:
+    records = json.loads(frame(3, seed=26).to_json(orient="records"))
+    records[1]["gender"] = "\ud800Male"  # a lone surrogate: what JSON's "\ud800" decodes to
+    with pytest.raises(RequestRejected) as caught:
+        score_sync({"data": records}, model, validator, 1000)
+    assert caught.value.status == 400
+    assert caught.value.details["row_errors"] == [
+        {"row": 2, "message": "gender: '\\ud800Male' is not valid Unicode text"}
+    ]
