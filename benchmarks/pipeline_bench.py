@@ -178,8 +178,9 @@ def run_burst(
     cpu_before = cpu_seconds(stack)
     started = time.monotonic()
     for i, (name, data) in enumerate(zip(names, files, strict=True)):
-        if rate:
-            time.sleep(max(0.0, started + i / rate - time.monotonic()))
+        while rate and time.monotonic() < started + i / rate:
+            watcher.poll()  # outputs of earlier files appear while later ones are still to come
+            time.sleep(min(0.02, max(0.0, started + i / rate - time.monotonic())))
         dropper.drop(name, data, session)
     upload_s = time.monotonic() - started
     missing = watcher.wait(names, timeout, interval=0.2)

@@ -142,6 +142,10 @@ class BlobTrigger:
                         missing_logged = True
                 except Exception as exc:  # noqa: BLE001 - a poller outlives any storage error
                     logger.warning("blob trigger '%s': scan failed: %s", self.spec.name, exc)
+                    # Storage that was unreachable may come back from an earlier state (Azurite killed before
+                    # it saved its metadata): receipts it lost must be looked up again, not trusted from memory.
+                    with self._lock:
+                        self._done.clear()
                 # A big container makes each scan slow: then pause twice as long as the scan took, so
                 # scanning takes at most a third of a core (and of the storage service) whatever the size.
                 self._stop.wait(max(self._options.poll_interval, 2 * (time.monotonic() - started)))
