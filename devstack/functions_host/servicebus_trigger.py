@@ -187,9 +187,8 @@ class ServiceBusTrigger:
 
     def _session_loop(self, stagger: float) -> None:
         # Opening a session receiver takes the SDK about half a second (it polls the link every 50 ms), during
-        # which that thread accepts nothing.
-        # Threads started together would stay in step and leave the same gap every cycle, so each starts
-        # its cycle at its own offset and some thread is always waiting for the next session.
+        # which that thread accepts nothing. Threads started together would stay in step and leave the same gap
+        # every cycle, so each starts at its own offset and some thread is always waiting for the next session.
         self._stop.wait(stagger)
         with ServiceBusOutputs() as outputs:
             while not self._stop.is_set():
@@ -218,8 +217,11 @@ class ServiceBusTrigger:
             with receiver, self.locks.session(receiver):
                 logger.debug("function '%s' accepted session %s", self.spec.name, receiver.session.session_id)
                 idle_since = time.monotonic()
-                while not self._stop.is_set() and time.monotonic() - idle_since < self._options.session_idle_timeout:
-                    if self._receive_once(receiver, outputs):
+                while not self._stop.is_set():
+                    idle_left = self._options.session_idle_timeout - (time.monotonic() - idle_since)
+                    if idle_left <= 0:
+                        break
+                    if self._receive_once(receiver, outputs, wait=min(_RECEIVE_WAIT, idle_left)):
                         idle_since = time.monotonic()
         except OperationTimeoutError:
             return  # no session available right now
@@ -229,9 +231,11 @@ class ServiceBusTrigger:
                 # session receivers do not retry: pause, or an unreachable broker turns this into a busy loop
                 self._stop.wait(_RECONNECT_PAUSE)
 
-    def _receive_once(self, receiver: ServiceBusReceiver, outputs: ServiceBusOutputs) -> bool:
+    def _receive_once(
+        self, receiver: ServiceBusReceiver, outputs: ServiceBusOutputs, wait: float = _RECEIVE_WAIT
+    ) -> bool:
         batch = self._options.max_message_batch_size if self.many else 1
-        messages = receiver.receive_messages(max_message_count=batch, max_wait_time=_RECEIVE_WAIT)
+        messages = receiver.receive_messages(max_message_count=batch, max_wait_time=wait)
         if not messages:
             return False
         if self.many:
