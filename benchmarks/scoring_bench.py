@@ -13,7 +13,10 @@ measured in the same run:
 * p50 / p95 latency of a one-row sync request (goal p50 <= 10 ms);
 * async scoring of a 1,000,000-row CSV read from Azurite, from the POST to the result message received
   from the emulator (output staged to the results container), vs a plain pandas script on the same file
-  from local disk: ``read_csv`` + ``predict_proba`` + ``to_csv`` with the two added columns (goal >= 1.0x).
+  from local disk: ``read_csv`` + ``predict_proba`` + ``to_csv`` with the two added columns (goal >= 1.0x);
+* the server's peak resident memory (VmHWM summed over gunicorn's master and worker, reset before each
+  run) during that async run vs during an async run of a tenth of the rows just before it (goal about
+  1.0x: memory bounded by the chunk size, not the file size).
 
     python -m benchmarks.scoring_bench [--rows N] [--sync-requests N] [--latency-requests N] [--sync-only]
 
@@ -45,6 +48,7 @@ import psutil
 import requests
 from azure.servicebus import ServiceBusClient
 
+from benchmarks.flow import peak_rss_kib
 from devstack.ports import free_port
 from devstack.stack import LocalStack, StackSettings
 from scoring.sample import frame, sample_bytes
@@ -66,7 +70,7 @@ DATA = REPO / "benchmarks" / "data"
 MODEL = REPO / "scoring" / "model"
 SYNC_ROWS = 10_000
 JSON = "application/json"
-GOALS = {"sync_ratio": 0.7, "latency_p50_ms": 10.0, "async_ratio": 1.0}
+GOALS = {"sync_ratio": 0.7, "latency_p50_ms": 10.0, "async_ratio": 1.0, "memory_ratio": 1.0}
 
 
 def _timed(fn: Any, repeat: int) -> list[float]:
@@ -86,6 +90,19 @@ def _server_processes(port: int) -> list[psutil.Process]:
         if any("azmlinfsrv" in a for a in argv[:2]) and "--port" in argv and str(port) in argv:
             found.append(proc)
     return found
+
+
+def _reset_peaks(procs: list[psutil.Process]) -> None:
+    """Resets VmHWM (writing 5 to clear_refs) so the next peak belongs to the next run."""
+    for proc in procs:
+        try:
+            Path(f"/proc/{proc.pid}/clear_refs").write_text("5")
+        except OSError as exc:
+            logger.warning("could not reset the peak RSS of pid %s: %s", proc.pid, exc)
+
+
+def _peak_mib(procs: list[psutil.Process]) -> float:
+    return sum(peak_rss_kib(proc.pid) or 0 for proc in procs) / 1024
 
 
 def _cpu_seconds(procs: list[psutil.Process]) -> float:
@@ -341,7 +358,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         if not args.sync_only:
             assert path is not None
+            procs = _server_processes(settings.scoring_port)
+            small_rows = max(1000, args.rows // 10)
+            _reset_peaks(procs)
+            async_throughput(settings, input_file(small_rows), small_rows)
+            small_peak = _peak_mib(procs)
+            _reset_peaks(procs)
             figures["async"] = async_throughput(settings, path, args.rows)
+            large_peak = _peak_mib(procs)
+            figures["async_memory"] = {
+                "small_rows": small_rows,
+                "small_peak_mib": small_peak,
+                "large_peak_mib": large_peak,
+                "ratio": large_peak / small_peak if small_peak else float("nan"),
+                "processes": len(procs),
+            }
             figures["pandas_baseline"] = pandas_baseline(path, args.rows)
     finally:
         stack.down()
@@ -413,6 +444,13 @@ def print_table(f: dict[str, Any]) -> None:
         f"{a['input_bytes'] / 2**20:.0f} MiB in, {a['output_bytes'] / 2**20:.0f} MiB out); pandas: read "
         f"{b['read_s']:.1f} s, predict {b['predict_s']:.1f} s, write {b['write_s']:.1f} s"
     )
+    if "async_memory" in f:
+        m = f["async_memory"]
+        print(
+            f"async peak RSS of the server ({m['processes']} processes): {m['large_peak_mib']:.0f} MiB for "
+            f"{a['rows']:,} rows vs {m['small_peak_mib']:.0f} MiB for {m['small_rows']:,} rows = {m['ratio']:.2f}x "
+            "(goal about 1.0x)"
+        )
     print(f"load average at the end of the run: {f['machine']['load_avg']}")
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from scoring.service.chunk import probability_array
 from scoring.service.dispatcher import Dispatcher
 from scoring.service.errors import RequestRejected
+from scoring.service.heap import return_large_buffers
 from scoring.service.job import ScoringJob
 from scoring.service.model import ChurnModel
 from scoring.service.publisher import ServiceBusPublisher
@@ -91,6 +92,7 @@ class ScoringService:
 
     @classmethod
     def start(cls, settings: ScoringSettings) -> ScoringService:
+        return_large_buffers()
         model = ChurnModel.load(settings.model_dir)
         probability_array(np.zeros(1))  # builds its lookup table now rather than in the first request
         dispatcher = None

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from scoring.service.chunk import ChunkResult
 from scoring.service.csv_format import CsvScorer, split_header
 from scoring.service.errors import ScoringError
+from scoring.service.heap import release_unused
 from scoring.service.jsonl_format import JsonlScorer
 from scoring.service.model import ChurnModel
 from scoring.service.settings import ScoringSettings
@@ -141,6 +142,8 @@ class ScoringJob:
         except Exception:
             logger.exception("scoring %s failed unexpectedly", request.request_id)
             result = failed(request, ErrorCode.INTERNAL, "the scoring service failed on this input; see its logs")
+        finally:
+            release_unused()
         logger.info(
             "request %s (%s, attempt %d): %s, %d rows scored, %d failed in %.2f s",
             request.request_id,

@@ -22,9 +22,11 @@ from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
-BLOCK_BYTES = 8 * 1024 * 1024
+BLOCK_BYTES = 4 * 1024 * 1024
 _UPLOADERS = 3  # parallel stage_block calls: one request's latency no longer bounds the upload rate
-_PENDING_BLOCKS = 3
+# Blocks in flight (queued + being staged) are what the output side holds: a few chunks' worth, whatever
+# the output's size.
+_PENDING_BLOCKS = 1
 
 
 class BlockWriter(Protocol):
@@ -77,8 +79,10 @@ class OutputSink:
                 thread.start()
         if self._blob is not None:
             while len(self._buffer) >= BLOCK_BYTES:
-                self._hand_over(bytes(self._buffer[:BLOCK_BYTES]))
+                with memoryview(self._buffer) as view:
+                    block = bytes(view[:BLOCK_BYTES])
                 del self._buffer[:BLOCK_BYTES]
+                self._hand_over(block)
 
     def _hand_over(self, block: bytes) -> None:
         block_id = base64.b64encode(f"{len(self._block_ids):08d}".encode()).decode()

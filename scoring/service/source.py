@@ -44,7 +44,10 @@ def _describe_storage_error(exc: HttpResponseError) -> ScoringError:
 
 
 def blob_pieces(blob: BlobClient, max_input_bytes: int) -> Iterator[bytes]:
-    """The blob's bytes in the SDK's download chunks; refuses blobs over ``max_input_bytes`` before reading."""
+    """The blob's bytes in the SDK's download chunks; refuses blobs over ``max_input_bytes`` before reading.
+
+    Closes ``blob`` (its HTTP session) when the pieces are exhausted or the generator is closed.
+    """
     try:
         downloader = blob.download_blob(max_concurrency=_DOWNLOAD_CONCURRENCY)
         size = downloader.size
@@ -62,6 +65,8 @@ def blob_pieces(blob: BlobClient, max_input_bytes: int) -> Iterator[bytes]:
         raise ScoringError(
             ErrorCode.INTERNAL, f"could not read the input blob: its storage did not answer ({type(exc).__name__})"
         ) from exc
+    finally:
+        blob.close()
 
 
 def decompressed(pieces: Iterable[bytes], compression: str | None, max_data_bytes: int) -> Iterator[bytes]:
@@ -136,8 +141,10 @@ def record_chunks(pieces: Iterable[bytes], *, chunk_bytes: int, max_record_bytes
                     f"found no record boundary in {len(buffer)} bytes; records are limited to {max_record_bytes} bytes",
                 )
             continue
-        yield bytes(buffer[:cut])
+        with memoryview(buffer) as view:
+            chunk = bytes(view[:cut])  # one copy (slicing the bytearray itself would make two)
         del buffer[:cut]
+        yield chunk
     if buffer.strip():
         if not buffer.endswith(b"\n"):
             buffer += b"\n"

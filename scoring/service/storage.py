@@ -32,6 +32,7 @@ from scoring.service.settings import ScoringSettings
 logger = logging.getLogger(__name__)
 
 RESULT_SAS_TTL = timedelta(hours=24)
+DOWNLOAD_PIECE_BYTES = 4 * 1024 * 1024
 
 
 def redact(url: str) -> str:
@@ -54,7 +55,14 @@ def _input_retry() -> ExponentialRetry:
 
 
 def input_blob(url: str) -> BlobClient:
-    options: dict[str, Any] = {"retry_policy": _input_retry(), "connection_timeout": 10}
+    # The SDK's first GET fetches up to 32 MiB (max_single_get_size) and then re-slices that buffer piece
+    # by piece; asking for the same size as the later pieces keeps what the download holds at one piece.
+    options: dict[str, Any] = {
+        "retry_policy": _input_retry(),
+        "connection_timeout": 10,
+        "max_single_get_size": DOWNLOAD_PIECE_BYTES,
+        "max_chunk_get_size": DOWNLOAD_PIECE_BYTES,
+    }
     if "sig" in parse_qs(urlsplit(url).query):
         return BlobClient.from_blob_url(url, **options)
     return BlobClient.from_blob_url(url, credential=_credential(), **options)
