@@ -46,6 +46,7 @@ from benchmarks.flow import (
     OUTPUT,
     REPO,
     OutputWatcher,
+    Seen,
     cpu_seconds,
     isolated_settings,
     load_average,
@@ -127,6 +128,17 @@ class Dropper:
         self.dropped[name] = (time.time(), time.monotonic(), derive_request_id(INPUT, name, etag))
 
 
+def output_seen(watcher: OutputWatcher, name: str, timeout: float, interval: float) -> Seen:
+    """When ``name``'s output was first listed; raises if none comes in time or an error record does."""
+    if watcher.wait([name], timeout, interval=interval):
+        raise RuntimeError(f"{name}: no output after {timeout:.0f} s")
+    seen = watcher.outcomes.first(name)
+    assert seen is not None
+    if seen.kind != "output":
+        raise RuntimeError(f"{name}: error record {watcher.error_record(name)['error']}")
+    return seen
+
+
 def small_files(count: int, rows: int) -> list[bytes]:
     data = frame(count * rows, seed=104)
     return [to_csv(data.iloc[i * rows : (i + 1) * rows]) for i in range(count)]
@@ -140,12 +152,7 @@ def run_sequential(dropper: Dropper, files: list[bytes], timeout: float) -> dict
         name = f"{prefix}{i:04d}.csv"
         watcher = OutputWatcher(dropper.outputs, [name], [prefix, f"errors/{prefix}"])
         dropper.drop(name, data)
-        if watcher.wait([name], timeout, interval=0.02):
-            raise RuntimeError(f"{name}: no output after {timeout:.0f} s")
-        seen = watcher.outcomes.first(name)
-        assert seen is not None
-        if seen.kind != "output":
-            raise RuntimeError(f"{name}: an error record instead of an output")
+        seen = output_seen(watcher, name, timeout, interval=0.02)
         latencies.append((seen.at - dropper.dropped[name][1]) * 1000)
     time.sleep(2.0)  # the writer updates the ledger just after it writes the output
     stages = [
@@ -239,12 +246,7 @@ def run_large(dropper: Dropper, stack: LocalStack, path: Path, rows: int, timeou
     dropper.drop(name, data)
     dropped = time.monotonic()
     del data
-    if watcher.wait([name], timeout, interval=0.1):
-        raise RuntimeError(f"{name}: no output after {timeout:.0f} s")
-    seen = watcher.outcomes.first(name)
-    assert seen is not None
-    if seen.kind != "output":
-        raise RuntimeError(f"{name}: error record {watcher.error_record(name)['error']}")
+    seen = output_seen(watcher, name, timeout, interval=0.1)
     elapsed = seen.at - dropped
     wall, _, request_id = dropper.dropped[name]
     # The writer may still touch the blob (Copy Blob, then its content type) until the ledger says succeeded.
