@@ -119,31 +119,44 @@ class Ledger:
         self._container = container
 
     def get(self, request_id: str) -> LedgerRecord | None:
+        return self.read(request_id)[0]
+
+    def read(self, request_id: str) -> tuple[LedgerRecord | None, str | None]:
+        """The record and its ETag (``(None, None)`` when there is none); hand both to :meth:`update` as
+        ``known`` to save it a read when nothing changes in between."""
         try:
-            raw, _ = self._blobs.read(self._container, f"{RECORDS}{request_id}.json")
+            raw, etag = self._blobs.read(self._container, f"{RECORDS}{request_id}.json")
         except BlobNotFound:
-            return None
-        return LedgerRecord.from_json(raw)
+            return None, None
+        return LedgerRecord.from_json(raw), etag
 
     def location(self, request_id: str) -> str:
         return f"{self._container}/{RECORDS}{request_id}.json"
 
-    def update(self, request_id: str, transition: Transition) -> LedgerRecord | None:
-        """Applies ``transition`` atomically; returns the stored record (unchanged if it returned None)."""
-        name = f"{RECORDS}{request_id}.json"
+    def update(
+        self,
+        request_id: str,
+        transition: Transition,
+        *,
+        known: tuple[LedgerRecord | None, str | None] | None = None,
+    ) -> LedgerRecord | None:
+        """Applies ``transition`` atomically; returns the stored record (unchanged if it returned None).
+
+        ``known`` is a ``(record, etag)`` the caller already read (``(None, None)``: expected to be new); the
+        first try writes against it, and a record changed since then is read again like any conflict.
+        """
         for conflict in range(_MAX_CONFLICTS):
-            try:
-                raw, etag = self._blobs.read(self._container, name)
-                current: LedgerRecord | None = LedgerRecord.from_json(raw)
-            except BlobNotFound:
-                current, etag = None, None
+            if conflict == 0 and known is not None:
+                current, etag = known
+            else:
+                current, etag = self.read(request_id)
             new = transition(current)
             if new is None:
                 return current
             try:
                 self._blobs.write(
                     self._container,
-                    name,
+                    f"{RECORDS}{request_id}.json",
                     new.to_json(),
                     content_type="application/json",
                     metadata={"state": new.state.value},

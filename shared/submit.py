@@ -171,7 +171,8 @@ def submit_blob(
         model=model,
         submitted_at=iso(now),
     )
-    record = ledger.update(request_id, submitted(request, now))
+    # A new blob has no record yet: create it without reading first (a redelivery reads it on the conflict).
+    record = ledger.update(request_id, submitted(request, now), known=(None, None))
     if record is not None and record.state != RequestState.SUBMITTED:
         logger.info("request %s for %s is already %s; not publishing again", request_id, name, record.state)
         return SubmitOutcome.ALREADY_IN_FLIGHT

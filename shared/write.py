@@ -3,12 +3,14 @@
 The output is written in a single commit (one Put Blob for inline bytes; Put Blob From URL, or Copy Blob
 where the service lacks it, for outputs staged in the results container), so readers never see a partial
 file. It is idempotent: the output blob carries the request id and SHA-256 of its bytes in its metadata,
-and a result whose output is already there is not written again.
+and a result whose output is already there is not written again. Inline outputs are written create-only
+first, so the usual case (no output yet) costs one request; the comparison happens only on a conflict.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
@@ -16,7 +18,7 @@ from enum import StrEnum
 from shared.contracts import InferenceResult, RequestState, ResultStatus, output_blob_name
 from shared.errors import write_error_record
 from shared.ledger import Ledger, LedgerRecord, failed, iso, succeeded
-from shared.ports import BlobNotFound, BlobStore
+from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
 from shared.settings import Settings
 from shared.submit import name_problem
 
@@ -51,7 +53,7 @@ def _base_record(result: InferenceResult, settings: Settings, now: datetime) -> 
 
 def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: Ledger, now: datetime) -> WriteOutcome:
     result = InferenceResult.from_json(body)
-    record = ledger.get(result.request_id)
+    record, etag = ledger.read(result.request_id)
     input_name = record.input_name if record is not None else result.input_name
     if record is not None and record.input_name != result.input_name:
         logger.warning("result %s names input %r; the ledger says %r", result.request_id, result.input_name,
@@ -60,7 +62,9 @@ def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: L
         raise ValueError(f"result {result.request_id}: unusable input name {input_name!r}: {problem}")
     base = record or _base_record(result, settings, now)
     if result.status == ResultStatus.SUCCEEDED:
-        return _store_output(result, input_name, base, settings=settings, blobs=blobs, ledger=ledger, now=now)
+        return _store_output(
+            result, input_name, base, settings=settings, blobs=blobs, ledger=ledger, now=now, known=(record, etag)
+        )
     if record is not None and record.state == RequestState.SUCCEEDED:
         logger.info("failed result for %s attempt %s arrives after success; ignored", result.request_id,
                     result.attempt)  # fmt: skip
@@ -89,7 +93,11 @@ def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: L
         rows_scored=result.rows_scored,
         rows_failed=result.rows_failed,
     )
-    ledger.update(result.request_id, lambda current: _with_completed(transition(current), result.completed_at))
+    ledger.update(
+        result.request_id,
+        lambda current: _with_completed(transition(current), result.completed_at),
+        known=(record, etag),
+    )
     ledger.clear_inflight(result.request_id)
     logger.info("request %s failed (%s); error record %s", result.request_id, result.error.code, location)
     return WriteOutcome.ERROR_RECORDED
@@ -108,34 +116,60 @@ def _store_output(
     blobs: BlobStore,
     ledger: Ledger,
     now: datetime,
+    known: tuple[LedgerRecord | None, str | None],
 ) -> WriteOutcome:
     output = result.output
     assert output is not None
     container, name = settings.output_container, output_blob_name(input_name)
     metadata = {META_REQUEST_ID: result.request_id, META_SHA256: output.sha256}
-    outcome = WriteOutcome.WRITTEN
-    try:
-        existing = blobs.properties(container, name)
-        if existing.metadata.get(META_SHA256) == output.sha256 and existing.size == output.size:
-            outcome = WriteOutcome.ALREADY_WRITTEN
-    except BlobNotFound:
-        pass
-    if outcome == WriteOutcome.WRITTEN:
-        content_type = output.format.content_type if output.compression is None else "application/gzip"
-        if output.inline_b64 is not None:
-            blobs.write(container, name, output.inline_bytes(), content_type=content_type, metadata=metadata)
-        else:
-            assert output.blob_url is not None
-            blobs.copy_from_url(output.blob_url, container, name, content_type=content_type, metadata=metadata)
-            copied = blobs.properties(container, name)
-            if copied.size != output.size:
-                raise OutputMismatch(f"{container}/{name}: copied {copied.size} bytes, result says {output.size}")
+    content_type = output.format.content_type if output.compression is None else "application/gzip"
+    if output.inline_b64 is not None:
+        outcome = _write_inline(blobs, container, name, output.inline_bytes(), output.sha256, content_type, metadata)
+    elif _already_written(blobs, container, name, output.sha256, output.size):
+        outcome = WriteOutcome.ALREADY_WRITTEN
+    else:
+        assert output.blob_url is not None
+        blobs.copy_from_url(output.blob_url, container, name, content_type=content_type, metadata=metadata)
+        copied = blobs.properties(container, name)
+        if copied.size != output.size:
+            raise OutputMismatch(f"{container}/{name}: copied {copied.size} bytes, result says {output.size}")
+        outcome = WriteOutcome.WRITTEN
     location = f"{container}/{name}"
     ledger.update(
         result.request_id,
         succeeded(base, now, location, result.rows_scored, result.rows_failed, result.completed_at),
+        known=known,
     )
     ledger.clear_inflight(result.request_id)
     logger.info("request %s succeeded: %s (%s rows, %s failed)", result.request_id, location, result.rows_scored,
                 result.rows_failed)  # fmt: skip
     return outcome
+
+
+def _already_written(blobs: BlobStore, container: str, name: str, sha256: str, size: int) -> bool:
+    """The output blob exists with this content (a redelivered result): nothing to write again."""
+    try:
+        existing = blobs.properties(container, name)
+    except BlobNotFound:
+        return False
+    return existing.metadata.get(META_SHA256) == sha256 and existing.size == size
+
+
+def _write_inline(
+    blobs: BlobStore,
+    container: str,
+    name: str,
+    data: bytes,
+    sha256: str,
+    content_type: str,
+    metadata: Mapping[str, str],
+) -> WriteOutcome:
+    """Creates the output; only when one exists already is it compared (and replaced if it differs)."""
+    try:
+        blobs.write(container, name, data, content_type=content_type, metadata=metadata, if_none_match_any=True)
+        return WriteOutcome.WRITTEN
+    except PreconditionFailed:
+        if _already_written(blobs, container, name, sha256, len(data)):
+            return WriteOutcome.ALREADY_WRITTEN
+    blobs.write(container, name, data, content_type=content_type, metadata=metadata)
+    return WriteOutcome.WRITTEN

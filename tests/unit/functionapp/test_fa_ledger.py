@@ -51,3 +51,21 @@ def test_inflight_listing_skips_bad_markers() -> None:
     ledger.clear_inflight("r1")
     ledger.clear_inflight("r1")
     assert list(ledger.inflight()) == []
+
+
+def test_an_update_from_a_stale_read_is_retried_on_the_current_record() -> None:
+    ledger = Ledger(FakeBlobStore(), "ledger")
+    ledger.update(REQUEST.request_id, submitted(REQUEST, NOW))
+    stale = ledger.read(REQUEST.request_id)
+    ledger.update(REQUEST.request_id, accepted(REQUEST, NOW, 2))  # lands between the read and the update
+    ledger.update(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"), known=stale)
+    record = ledger.get(REQUEST.request_id)
+    assert record is not None and record.state == RequestState.SUCCEEDED and record.scoring_retries == 2
+
+
+def test_an_expected_new_record_that_exists_is_read_not_overwritten() -> None:
+    ledger = Ledger(FakeBlobStore(), "ledger")
+    ledger.update(REQUEST.request_id, submitted(REQUEST, NOW))
+    ledger.update(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"))
+    record = ledger.update(REQUEST.request_id, submitted(REQUEST, NOW), known=(None, None))
+    assert record is not None and record.state == RequestState.SUCCEEDED

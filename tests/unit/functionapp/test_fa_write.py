@@ -51,6 +51,14 @@ def test_inline_output_is_written_once_with_identical_bytes() -> None:
     assert list(Ledger(blobs, "ledger").inflight()) == []
 
 
+def test_an_inline_output_replaces_a_different_file_of_the_same_name() -> None:
+    blobs = FakeBlobStore()
+    blobs.put("output", "d/a.csv", b"an older output\n", {"request_id": "other", "sha256": "0" * 64})
+    assert write(blobs, ok_inline()) == WriteOutcome.WRITTEN
+    stored = blobs.blobs[("output", "d/a.csv")]
+    assert stored.data == OUT and stored.metadata["sha256"] == hashlib.sha256(OUT).hexdigest()
+
+
 def test_large_output_is_copied_from_the_results_blob_and_checked() -> None:
     blobs = FakeBlobStore()
     data = b"x" * 300_000
