@@ -12,7 +12,6 @@ import gzip
 import io
 import json
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -28,12 +27,6 @@ from tests.fixtures.stack import E2E_MAX_INPUT_BYTES, StackEndpoints
 pytestmark = pytest.mark.slow
 
 CORPUS_TIMEOUT = 360.0
-
-
-@pytest.fixture(scope="module")
-def blobs(stack: StackEndpoints) -> Iterator[BlobServiceClient]:
-    with BlobServiceClient.from_connection_string(stack.storage_connection_string) as service:
-        yield service
 
 
 def ledger_record(stack: StackEndpoints, request_id: str) -> dict[str, object]:

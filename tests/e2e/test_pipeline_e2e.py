@@ -7,7 +7,6 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ from tests.fixtures.stack import StackEndpoints
 pytestmark = pytest.mark.slow
 
 RESULT_TIMEOUT = 180.0
-
-
-@pytest.fixture(scope="module")
-def blobs(stack: StackEndpoints) -> Iterator[BlobServiceClient]:
-    with BlobServiceClient.from_connection_string(stack.storage_connection_string) as service:
-        yield service
 
 
 def upload(service: BlobServiceClient, name: str, data: bytes) -> None:

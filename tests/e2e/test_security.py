@@ -15,7 +15,6 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,12 +41,6 @@ from shared.storage import AzureBlobStore
 from tests.fixtures.stack import StackEndpoints
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def blobs(stack: StackEndpoints) -> Iterator[BlobServiceClient]:
-    with BlobServiceClient.from_connection_string(stack.storage_connection_string) as service:
-        yield service
 
 
 def app_settings(stack: StackEndpoints) -> tuple[dict[str, str], Settings]:
