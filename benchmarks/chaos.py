@@ -276,18 +276,17 @@ def _safe_poll(watcher: OutputWatcher) -> Any:
 def _safe_current(watcher: OutputWatcher) -> Any:
     """What exists now; outputs seen before and gone now are remembered in ``watcher.gone``."""
     try:
-        history = watcher.poll()
         now = watcher.current()
     except AzureError as exc:
         logger.info("listing outputs failed (%s)", type(exc).__name__)
         return watcher.outcomes
-    watcher.gone.update(n for n in history.outputs if n not in now.outputs)
+    watcher.gone.update(n for n in watcher.outcomes.outputs if n not in now.outputs)
     return now
 
 
 def judge(report: ChaosReport, watcher: OutputWatcher, payloads: dict[str, bytes]) -> None:
-    seen = watcher.poll()
     now = watcher.current()
+    seen = watcher.outcomes
     model = ReferenceModel()
     report.outputs_lost_after_seen = [n for n in seen.outputs if n not in now.outputs]
     report.outputs_lost_then_recreated = sorted(n for n in watcher.gone if n in now.outputs)

@@ -98,8 +98,13 @@ class OutputWatcher:
         return self._listed(self.outcomes)
 
     def current(self) -> Outcomes:
-        """What exists right now."""
-        return self._listed(Outcomes())
+        """What exists right now (from one listing, which also goes into the history ``poll`` keeps)."""
+        now = self._listed(Outcomes())
+        for name, seen in now.outputs.items():
+            self.outcomes.outputs.setdefault(name, seen)
+        for name, seen in now.errors.items():
+            self.outcomes.errors.setdefault(name, seen)
+        return now
 
     def wait(self, names: Iterable[str], timeout: float, interval: float = 0.1) -> list[str]:
         """Polls until every name has an outcome or ``timeout`` passes; returns the names still missing."""
