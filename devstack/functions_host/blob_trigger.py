@@ -101,7 +101,8 @@ class BlobTrigger:
         self._options = options
         self.container, self._pattern = compile_path(str(spec.trigger["path"]))
         self._receipt_prefix = f"blobreceipts/{host_id}/{function_id(spec.name)}/"
-        self._work: queue.Queue[tuple[str, str]] = queue.Queue()  # (name, etag) of blobs to run the function on
+        # (name, etag) of each blob to run the function on, with its receipt's metadata as the scan read it
+        self._work: queue.Queue[tuple[tuple[str, str], dict[str, str]]] = queue.Queue()
         self._lock = threading.Lock()
         self._in_flight: set[tuple[str, str]] = set()
         self._done: set[tuple[str, str]] = set()
@@ -170,7 +171,8 @@ class BlobTrigger:
                 continue
             with self._lock:
                 self._in_flight.add(key)
-            self._work.put(key)
+            # Only this host writes the receipt while the key is in flight, so the worker can go by this state.
+            self._work.put((key, state or {}))
 
     # -- processing -------------------------------------------------------------------------------------------
     def _work_loop(self) -> None:
@@ -180,7 +182,7 @@ class BlobTrigger:
         try:
             while not self._stop.is_set():
                 try:
-                    key = self._work.get(timeout=0.5)
+                    key, state = self._work.get(timeout=0.5)
                 except queue.Empty:
                     continue
                 if service is None or receipts is None:
@@ -192,7 +194,7 @@ class BlobTrigger:
                     props = service.get_blob_client(self.container, key[0]).get_blob_properties()
                     # A blob deleted or overwritten since the scan: the next scan sees what is there now.
                     if bare_etag(str(props.etag)) == key[1]:
-                        self._process(service, receipts, outputs, props)
+                        self._process(service, receipts, outputs, props, state)
                 except ResourceNotFoundError:
                     pass
                 except Exception as exc:  # noqa: BLE001 - the worker thread must survive storage errors
@@ -208,16 +210,17 @@ class BlobTrigger:
                     client.close()
 
     def _process(
-        self, service: BlobServiceClient, receipts: ContainerClient, outputs: ServiceBusOutputs, props: BlobProperties
+        self,
+        service: BlobServiceClient,
+        receipts: ContainerClient,
+        outputs: ServiceBusOutputs,
+        props: BlobProperties,
+        state: dict[str, str],
     ) -> None:
+        """Runs the function once for a blob whose receipt is missing or incomplete (``state``: its metadata)."""
         etag = str(props.etag)
         key = (props.name, bare_etag(etag))
         receipt = self.receipt_name(*key)
-        state = _receipt_state(receipts, receipt) or {}
-        if state and state.get("Incomplete") != "true":
-            with self._lock:
-                self._done.add(key)
-            return
         attempt = int(state.get("Attempts", "0")) + 1
         receipts.upload_blob(receipt, b"", overwrite=True, metadata={"Incomplete": "true", "Attempts": str(attempt)})
         blob = service.get_blob_client(self.container, props.name)
