@@ -4,9 +4,10 @@
 ``AZUREML_MODEL_DIR`` and, when a Service Bus setting is present, starts the async workers.
 ``run(request)`` is decorated with ``@rawhttp``, so the server hands it the Flask request as it came:
 the body is read once as bytes (an undecorated ``run`` gets it decoded to ``str`` first, a copy of
-every byte, only for the service to parse it again) and its ``Content-Type`` chooses between a JSON
-body and a ``text/csv`` body. ``run`` returns an ``AMLResponse`` so the status code (200, 202, 400, 405,
-413, 415, 429, 503) and headers such as ``Retry-After`` reach the caller. The design (sync and async
+every byte, only for the service to parse it again), in one pass where gunicorn serves it (see
+``scoring.service.body``), and its ``Content-Type`` chooses between a JSON body and a ``text/csv``
+body. ``run`` returns an ``AMLResponse`` so the status code (200, 202, 400, 405, 413, 415, 429, 503)
+and headers such as ``Retry-After`` reach the caller. The design (sync and async
 paths, bounded queue, worker threads, streaming, result publishing) is described in the
 ``scoring.service`` package docstring.
 
@@ -29,6 +30,7 @@ from azureml_inference_server_http.api.aml_request import rawhttp  # noqa: E402
 from azureml_inference_server_http.api.aml_response import AMLResponse  # noqa: E402
 
 from scoring.service.app import ScoringService  # noqa: E402
+from scoring.service.body import request_body  # noqa: E402
 from scoring.service.settings import ScoringSettings  # noqa: E402
 
 _service: ScoringService | None = None
@@ -59,5 +61,5 @@ def run(request: Any) -> AMLResponse:
         return AMLResponse({"message": "POST a JSON or text/csv body to /score"}, 405, {"Allow": "POST"}, json_str=True)
     if _service is None:
         return AMLResponse({"message": "the scoring service is not initialised"}, 503, json_str=True)
-    reply = _service.handle(request.get_data(), request.mimetype)
+    reply = _service.handle(request_body(request), request.mimetype)
     return AMLResponse(reply.body, reply.status, reply.headers)

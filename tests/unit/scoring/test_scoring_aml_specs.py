@@ -6,6 +6,7 @@ import fnmatch
 import importlib.metadata
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,11 @@ def test_environment_pins_what_the_score_script_needs() -> None:
     )
     for package in ("azureml-inference-server-http", "mlflow", "scikit-learn", "pandas", "pyarrow", "cloudpickle",
                     "msgspec", "azure-servicebus", "azure-storage-blob", "azure-identity"):  # fmt: skip
-        assert pins.get(package) == importlib.metadata.version(package), package
+        assert package in pins, package
+    # Every pin is the version the tests run with: pyproject.toml's scoring extra pins the same ones.
+    assert {package: importlib.metadata.version(package) for package in pins} == pins
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["scoring"]
+    assert dict(requirement.split("==") for requirement in extra) == pins
     # The model's own requirements (written by scoring.train) are satisfied by the environment.
     model_requirements = REPO / "scoring" / "model" / "requirements.txt"
     if model_requirements.exists():
