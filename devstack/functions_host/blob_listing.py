@@ -4,13 +4,18 @@ The scan lists the whole container several times a second. azure-storage-blob's 
 ``BlobProperties`` per blob through its generic XML deserializer, about 0.3 ms of CPU each (a container of
 1,500 blobs cost 450 ms per scan), while the scan needs only names and ETags. When the connection holds an
 account key (connection strings, Azurite), :class:`ContainerLister` therefore calls the List Blobs REST
-operation itself with a short-lived list-only container SAS over one ``requests`` session and reads the XML
-with ElementTree (about 100 ms for 1,500 blobs, most of it the storage service's own time). Identity
-connections use the SDK's listing. The blob's full properties are read later, only for blobs not seen before.
+operation itself with a short-lived list-only container SAS over one ``requests`` session. Each page is read
+with one regular expression (2 ms for 1,300 blobs, against 18 ms with ElementTree); a page the expression
+does not account for blob by blob (an escaped or encoded name) is read with ElementTree instead. Pages hold
+:data:`PAGE_SIZE` blobs, so the scan can act on the first blobs while Azurite still lists the rest (the
+whole listing costs the same). Identity connections use the SDK's listing. The blob's full properties are
+read later, only for blobs not seen before.
 """
 
 from __future__ import annotations
 
+import html
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +27,9 @@ from azure.storage.blob import ContainerClient, ContainerSasPermissions, generat
 _SAS_LIFETIME = timedelta(hours=1)
 _SAS_RENEW_BEFORE = timedelta(minutes=10)
 _TIMEOUT_SECONDS = 30
+PAGE_SIZE = 500
+_BLOB = re.compile(rb"<Blob><Name>([^<&]*)</Name>.*?<Etag>([^<]*)</Etag>", re.DOTALL)
+_NEXT_MARKER = re.compile(rb"<NextMarker>([^<]*)</NextMarker>")
 
 
 def bare_etag(etag: str) -> str:
@@ -31,8 +39,9 @@ def bare_etag(etag: str) -> str:
 class ContainerLister:
     """Yields ``(name, etag)`` for every blob of one container; owned by one thread."""
 
-    def __init__(self, container: ContainerClient) -> None:
+    def __init__(self, container: ContainerClient, page_size: int = PAGE_SIZE) -> None:
         self._container = container
+        self.page_size = page_size
         credential = container.credential
         self._key: str | None = getattr(credential, "account_key", None)
         self._session = requests.Session() if self._key else None
@@ -50,18 +59,14 @@ class ContainerLister:
             return
         marker = ""
         while True:
-            root = self._page(marker)
-            for blob in root.iter("Blob"):
-                name, etag = blob.findtext("Name"), blob.findtext("Properties/Etag")
-                if name is not None and etag is not None:
-                    yield name, bare_etag(etag)
-            marker = root.findtext("NextMarker") or ""
+            blobs, marker = parse_page(self._page(marker))
+            yield from blobs
             if not marker:
                 return
 
-    def _page(self, marker: str) -> ET.Element:
+    def _page(self, marker: str) -> bytes:
         assert self._session is not None
-        params = {"restype": "container", "comp": "list"}
+        params = {"restype": "container", "comp": "list", "maxresults": str(self.page_size)}
         if marker:
             params["marker"] = marker
         try:
@@ -75,7 +80,7 @@ class ContainerLister:
             raise ResourceNotFoundError(f"container {self._container.container_name} does not exist")
         if response.status_code != 200:
             raise HttpResponseError(f"listing {self._container.container_name} answered {response.status_code}")
-        return ET.fromstring(response.content)
+        return response.content
 
     def _signature(self) -> str:
         now = datetime.now(UTC)
@@ -90,3 +95,18 @@ class ContainerLister:
                 expiry=self._sas_expiry,
             )
         return self._sas
+
+
+def parse_page(page: bytes) -> tuple[list[tuple[str, str]], str]:
+    """(name, ETag) of each blob in one List Blobs answer, and its NextMarker ("" on the last page)."""
+    blobs = [(name.decode(), bare_etag(etag.decode())) for name, etag in _BLOB.findall(page)]
+    if len(blobs) != page.count(b"<Blob>"):  # a name the expression skips: read the page properly
+        root = ET.fromstring(page)
+        blobs = [
+            (name, bare_etag(etag))
+            for blob in root.iter("Blob")
+            if (name := blob.findtext("Name")) is not None and (etag := blob.findtext("Properties/Etag")) is not None
+        ]
+        return blobs, root.findtext("NextMarker") or ""
+    marker = _NEXT_MARKER.search(page)
+    return blobs, html.unescape(marker.group(1).decode()) if marker else ""
