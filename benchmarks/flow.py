@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -23,6 +24,7 @@ from typing import Any
 
 from azure.storage.blob import ContainerClient
 
+from devstack.functions_host.blob_listing import ContainerLister
 from devstack.ports import free_port
 from devstack.stack import PORT_SETTINGS, LocalStack, StackSettings
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, output_blob_name
@@ -79,18 +81,22 @@ class OutputWatcher:
         self.container = container
         self._by_output = {output_blob_name(n): n for n in names}
         self._by_error = {safe_error_name(n): n for n in names}
+        # Listed with the functions host's lister: the SDK's list_blobs would cost this process about 0.3 ms of
+        # CPU per blob on every poll, CPU the stack under test would then not have.
         self._prefixes = sorted(set(prefixes))
         self.outcomes = Outcomes()
         self.gone: set[str] = set()  # outputs seen once and absent in a later listing
 
     def _listed(self, into: Outcomes) -> Outcomes:
-        now = time.monotonic()
         for prefix in self._prefixes:
-            for item in self.container.list_blobs(name_starts_with=prefix):
-                if item.name in self._by_output:
-                    into.outputs.setdefault(self._by_output[item.name], Seen("output", item.name, now))
-                if item.name in self._by_error:
-                    into.errors.setdefault(self._by_error[item.name], Seen("error", item.name, now))
+            with contextlib.closing(ContainerLister(self.container, prefix=prefix)) as lister:
+                names = [name for name, _ in lister]
+            now = time.monotonic()  # after the answer: a blob in it may have been written just before
+            for name in names:
+                if name in self._by_output:
+                    into.outputs.setdefault(self._by_output[name], Seen("output", name, now))
+                if name in self._by_error:
+                    into.errors.setdefault(self._by_error[name], Seen("error", name, now))
         return into
 
     def poll(self) -> Outcomes:

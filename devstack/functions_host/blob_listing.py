@@ -37,11 +37,12 @@ def bare_etag(etag: str) -> str:
 
 
 class ContainerLister:
-    """Yields ``(name, etag)`` for every blob of one container; owned by one thread."""
+    """Yields ``(name, etag)`` for every blob of one container (or of those under ``prefix``); owned by one thread."""
 
-    def __init__(self, container: ContainerClient, page_size: int = PAGE_SIZE) -> None:
+    def __init__(self, container: ContainerClient, page_size: int = PAGE_SIZE, prefix: str = "") -> None:
         self._container = container
         self.page_size = page_size
+        self.prefix = prefix
         credential = container.credential
         self._key: str | None = getattr(credential, "account_key", None)
         self._session = requests.Session() if self._key else None
@@ -54,7 +55,7 @@ class ContainerLister:
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         if self._session is None:
-            for props in self._container.list_blobs():
+            for props in self._container.list_blobs(name_starts_with=self.prefix or None):
                 yield props.name, bare_etag(str(props.etag))
             return
         marker = ""
@@ -67,6 +68,8 @@ class ContainerLister:
     def _page(self, marker: str) -> bytes:
         assert self._session is not None
         params = {"restype": "container", "comp": "list", "maxresults": str(self.page_size)}
+        if self.prefix:
+            params["prefix"] = self.prefix
         if marker:
             params["marker"] = marker
         try:
