@@ -86,8 +86,10 @@ class OutputWatcher:
         self._prefixes = sorted(set(prefixes))
         self.outcomes = Outcomes()
         self.gone: set[str] = set()  # outputs seen once and absent in a later listing
+        self.last_listing_s = 0.0
 
     def _listed(self, into: Outcomes) -> Outcomes:
+        started = time.monotonic()
         for prefix in self._prefixes:
             with contextlib.closing(ContainerLister(self.container, prefix=prefix)) as lister:
                 names = [name for name, _ in lister]
@@ -97,6 +99,7 @@ class OutputWatcher:
                     into.outputs.setdefault(self._by_output[name], Seen("output", name, now))
                 if name in self._by_error:
                     into.errors.setdefault(self._by_error[name], Seen("error", name, now))
+        self.last_listing_s = time.monotonic() - started
         return into
 
     def poll(self) -> Outcomes:
@@ -112,6 +115,14 @@ class OutputWatcher:
             self.outcomes.errors.setdefault(name, seen)
         return now
 
+    def pause(self, interval: float) -> float:
+        """Seconds to wait before the next poll: ``interval``, or longer when listing has become slow.
+
+        Three times the last listing's time, so watching many outputs keeps to a quarter of the storage
+        service's time, which the stack under test needs.
+        """
+        return max(interval, 3 * self.last_listing_s)
+
     def wait(self, names: Iterable[str], timeout: float, interval: float = 0.1) -> list[str]:
         """Polls until every name has an outcome or ``timeout`` passes; returns the names still missing."""
         wanted = list(names)
@@ -120,7 +131,7 @@ class OutputWatcher:
             missing = self.poll().missing(wanted)
             if not missing or time.monotonic() > deadline:
                 return missing
-            time.sleep(interval)
+            time.sleep(self.pause(interval))
 
     def error_record(self, name: str) -> dict[str, Any]:
         data = self.container.download_blob(safe_error_name(name)).readall()

@@ -64,8 +64,8 @@ RESULTS = REPO / "benchmarks" / "results" / "pipeline.json"
 DATA = REPO / "benchmarks" / "data"
 GOALS = {"large_ratio": 1.0, "latency_p50_ms": 500.0, "memory_ratio": 1.0}
 LEDGER = "ledger"
-# How often bursts look for outputs: each look lists the phase's outputs in Azurite, which the stack shares; a
-# looser interval adds to the latency measured (half of it on average), a tighter one loads Azurite.
+# How often bursts look for outputs (at least; see OutputWatcher.pause): each look lists the phase's outputs in
+# Azurite, which the stack shares; a looser interval adds to the latency measured (half of it on average).
 POLL_SECONDS = 0.1
 
 
@@ -189,7 +189,7 @@ def run_burst(
     started = last_poll = time.monotonic()
     for i, (name, data) in enumerate(zip(names, files, strict=True)):
         while rate and time.monotonic() < started + i / rate:
-            if time.monotonic() >= last_poll + POLL_SECONDS:  # outputs of earlier files appear meanwhile
+            if time.monotonic() >= last_poll + watcher.pause(POLL_SECONDS):  # earlier files' outputs appear meanwhile
                 watcher.poll()
                 last_poll = time.monotonic()
             time.sleep(min(0.01, max(0.0, started + i / rate - time.monotonic())))
@@ -396,7 +396,10 @@ def print_details(f: dict[str, Any]) -> None:
         print(f"burst of {b['files']} ({b['sessions']}), median per stage (ms): {_fmt(b['stages_p50_ms'])}; "
               f"uploads took {b['upload_s']:.1f} s; missing {b['missing']}, error records {b['error_records']}; "
               f"CPU (share of one core): {cpu}")  # fmt: skip
-    print(f"outputs are seen by listing the output container every {POLL_SECONDS} s (idle runs: 0.02 s)")
+    print(
+        f"outputs are seen by listing the output container every {POLL_SECONDS} s or more (three times the"
+        " listing's time; idle runs: 0.02 s)"
+    )
     lg = f["large"]
     print(f"large file: upload {lg['upload_s']:.1f} s, drop -> output {lg['drop_to_output_s']:.1f} s, stages (ms): "
           f"{_fmt(lg['stages_ms'] or {})}")  # fmt: skip
