@@ -135,6 +135,10 @@ class Answer:
     headers: dict[str, str]
     body: bytes
 
+    def check(self, what: str) -> None:
+        if self.status != 200:
+            raise RuntimeError(f"{what}: HTTP {self.status}: {self.body[:500]!r}")
+
 
 def post(url: str, body: bytes, content_type: str) -> Answer:
     """One POST on a new connection, the way a load generator sends it.
@@ -155,8 +159,7 @@ def post(url: str, body: bytes, content_type: str) -> Answer:
 
 
 def _check_answer(shape: str, answer: Answer, rows: int) -> None:
-    if answer.status != 200:
-        raise RuntimeError(f"{shape}: HTTP {answer.status}: {answer.body[:500]!r}")
+    answer.check(shape)
     if shape == "csv":
         answered = answer.body.count(b"\n") - 1
     elif shape == "csv_in_json":
@@ -170,8 +173,8 @@ def _check_answer(shape: str, answer: Answer, rows: int) -> None:
 class Baselines:
     """In-process predictions on the same DataFrame, timed between the server requests so both see the same load.
 
-    Timed that way, each predict starts with the caches the request before it left (about 1.6x the time of
-    predicts run back to back on this machine). ``back_to_back_ms`` times pyfunc predicts in a row with
+    Timed that way, each predict starts with the caches the request before it left (1.2 to 1.7 times the time
+    of predicts run back to back on this machine). ``back_to_back_ms`` times pyfunc predicts in a row with
     nothing in between, the baseline's best case, reported beside the interleaved one.
     """
 
@@ -213,8 +216,7 @@ def measure_shape(
         walls.append(time.perf_counter() - t0)
         client_s += time.process_time() - c0
         busy_s += walls[-1]
-        if answer.status != 200:
-            raise RuntimeError(f"HTTP {answer.status}: {answer.body[:500]!r}")
+        answer.check(content_type)
         runs.append(float(answer.headers.get("x-ms-run-fn-exec-ms", "nan")))
         baselines.run_once()  # the server is idle meanwhile, so its CPU count stays its own
     server_s = _cpu_seconds(server) - server_cpu
