@@ -7,9 +7,8 @@ the body is read once as bytes (an undecorated ``run`` gets it decoded to ``str`
 every byte, only for the service to parse it again), in one pass where gunicorn serves it (see
 ``scoring.service.body``), and its ``Content-Type`` chooses between a JSON body and a ``text/csv``
 body. ``run`` returns an ``AMLResponse`` so the status code (200, 202, 400, 405, 413, 415, 429, 503)
-and headers such as ``Retry-After`` reach the caller. The design (sync and async
-paths, bounded queue, worker threads, streaming, result publishing) is described in the
-``scoring.service`` package docstring.
+and headers such as ``Retry-After`` reach the caller. The design (sync and async paths, bounded queue,
+worker threads, streaming, result publishing) is described in the ``scoring.service`` package docstring.
 
 The server imports this file as a loose module, so the repository root (the parent of ``scoring/``) is
 put on ``sys.path`` to make ``scoring`` and ``shared`` importable wherever the code folder is mounted.
