@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.fixtures.azurite",
     "tests.fixtures.servicebus",
     "tests.fixtures.scoring",
+    "tests.fixtures.models",
     "tests.fixtures.stack",
 ]
