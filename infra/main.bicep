@@ -48,6 +48,10 @@ param reconcileSchedule string = '0 */5 * * * *'
 @description('Extra model routes, model name to subscription of the request topic (MODEL_ROUTES), e.g. {"churn-v2": "scoring-churn-v2"}. Each gets its own score_request function; the function identity receives on those subscriptions.')
 param modelRoutes object = {}
 
+@minValue(2)
+@description('Days after which a staged output left in the results container is deleted by the lifecycle policy. Longer than the result topic\'s message time to live (one day), so an output is never removed before its result can be written.')
+param stagedResultsRetentionDays int = 7
+
 @allowed([
   2048
   4096
@@ -107,6 +111,8 @@ module storage 'modules/storage.bicep' = {
       names.containers.results
     ]
     poisonQueueName: names.blobTriggerPoisonQueue
+    resultsContainer: names.containers.results
+    stagedResultsRetentionDays: stagedResultsRetentionDays
     deploymentContainer: names.containers.deployment
     contentShareName: isFlex ? '' : 'func-${token}'
   }
@@ -146,10 +152,8 @@ module rbac 'modules/rbac.bicep' = {
     keyVaultName: keyVault.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
     containers: names.containers
-    poisonQueueName: names.blobTriggerPoisonQueue
     serviceBusRoles: names.serviceBus
     routeSubscriptions: map(items(modelRoutes), route => route.value)
-    blobTriggerScansAccount: !isFlex
   }
 }
 

@@ -95,6 +95,11 @@ resource subscriptionResources 'Microsoft.ServiceBus/namespaces/topics/subscript
   }
 ]
 
+// Service Bus answers 409 when one subscription's rules change concurrently, and ARM runs loop iterations
+// and independent resources in parallel. So rule changes run one at a time (@batchSize(1)), in one chain:
+// the listed Sql rules, then the Correlation rules, then the '$Default' overrides. Replacing '$Default'
+// last means a subscription never matches nothing while its rules are being created.
+@batchSize(1)
 resource sqlRules 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2022-10-01-preview' = [
   for rule in filter(rules, r => r.properties.FilterType =~ 'Sql'): {
     name: '${namespace.name}/${rule.topic}/${rule.subscription}/${rule.name}'
@@ -111,6 +116,7 @@ resource sqlRules 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@20
   }
 ]
 
+@batchSize(1)
 resource correlationRules 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2022-10-01-preview' = [
   for rule in filter(rules, r => r.properties.FilterType =~ 'Correlation'): {
     name: '${namespace.name}/${rule.topic}/${rule.subscription}/${rule.name}'
@@ -131,10 +137,12 @@ resource correlationRules 'Microsoft.ServiceBus/namespaces/topics/subscriptions/
     }
     dependsOn: [
       subscriptionResources
+      sqlRules
     ]
   }
 ]
 
+@batchSize(1)
 resource defaultRuleOverrides 'Microsoft.ServiceBus/namespaces/topics/subscriptions/rules@2022-10-01-preview' = [
   for sub in filteredSubscriptions: {
     name: '${namespace.name}/${sub.topic}/${sub.name}/$Default'
@@ -146,6 +154,8 @@ resource defaultRuleOverrides 'Microsoft.ServiceBus/namespaces/topics/subscripti
     }
     dependsOn: [
       subscriptionResources
+      sqlRules
+      correlationRules
     ]
   }
 ]

@@ -10,6 +10,12 @@ param dataContainers array
 param poisonQueueName string
 param deploymentContainer string
 
+@description('Container the scoring endpoint stages large outputs in; its blobs are deleted after stagedResultsRetentionDays.')
+param resultsContainer string
+
+@description('Days after which a staged output left in the results container is deleted (the writer deletes each one once its output is written).')
+param stagedResultsRetentionDays int
+
 @description('Azure Files share for Elastic Premium; empty on Flex Consumption.')
 param contentShareName string
 
@@ -47,6 +53,44 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
     }
   }
 ]
+
+// The writer deletes each staged output once the final output is written; this rule removes what is left
+// behind (results whose message was dead-lettered or expired, a delete that failed).
+resource dataLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: dataAccount
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          enabled: true
+          name: 'delete-staged-results'
+          type: 'Lifecycle'
+          definition: {
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: stagedResultsRetentionDays
+                }
+              }
+            }
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${resultsContainer}/'
+              ]
+            }
+          }
+        }
+      ]
+    }
+  }
+  dependsOn: [
+    containers
+  ]
+}
 
 resource dataQueues 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: dataAccount

@@ -155,6 +155,12 @@ def _function(name: str, args: list[Any], node: Mapping[str, Any], scope: Scope)
         return args[1] in args[0]
     if name == "flatten":
         return [item for inner in args[0] for item in inner]
+    if name == "concat":
+        if all(isinstance(arg, list) for arg in args):
+            return [item for arg in args for item in arg]
+        return "".join(_string(arg) for arg in args)
+    if name == "subscription_resource_id":
+        return "/".join(_string(arg) for arg in args if arg is not None)
     if name == "load_json_content":
         return json.loads((scope.path.parent / args[0]).read_text())
     return Dynamic(f"<{name}()>")
@@ -245,3 +251,65 @@ def function_app_settings(hosting_plan: str) -> dict[str, Any]:
     settings = app.lookup("allSettings")
     assert isinstance(settings, dict), f"allSettings did not evaluate to an object: {settings!r}"
     return settings
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One role assignment a template makes: who (an expression's value), which role id, on what resource."""
+
+    principal: Any
+    role_id: str
+    scope_type: str
+    scope_name: str
+    symbol: str
+
+
+def _iterations(config: Mapping[str, Any], scope: Scope) -> list[tuple[dict[str, Any], Mapping[str, Any]]]:
+    """(lambda variables, body) for each instance a resource declaration creates (loops and conditions)."""
+    loop = config.get("loop_type")
+    if loop is not None:
+        detail = loop["detail"]
+        items = evaluate(detail["array_name"], scope)
+        assert isinstance(items, list), f"loop over {detail['array_name']} did not evaluate to an array"
+        body = config["config"]
+        result = []
+        for i, item in enumerate(items):
+            names = {detail["item_name"]: item}
+            if "index_name" in detail:
+                names[detail["index_name"]] = i
+            result.append((names, body))
+        return result
+    if "condition" in config:
+        condition = evaluate(config["condition"], scope)
+        assert not isinstance(condition, Dynamic), f"condition {config['condition']!r} is not known before deployment"
+        return [({}, config["config"])] if condition else []
+    return [({}, config)]
+
+
+def _scope_resource(node: Any, scope: Scope) -> tuple[str, str]:
+    """(type, name) of the resource a ``scope:`` expression names (``x`` or ``x[i]``)."""
+    if isinstance(node, str):
+        symbol, index = node, None
+    else:
+        operands = node["operator"]["operands"]
+        symbol, index = operands["operand_1"], evaluate(operands["operand_2"], scope)
+    target = scope.tree["resources"][symbol]
+    instances = _iterations(target["config"], scope)
+    names, body = instances[0 if index is None else index]
+    inner = Scope(scope.path, scope.params, {**scope.lambdas, **names})
+    return target["type"], str(evaluate(body["name"], inner))
+
+
+def role_assignments(scope: Scope) -> list[Grant]:
+    """Every role assignment ``scope``'s file makes, with loops unrolled and conditions applied."""
+    grants = []
+    for symbol, resource in scope.tree.get("resources", {}).items():
+        if resource["type"] != "Microsoft.Authorization/roleAssignments":
+            continue
+        for names, body in _iterations(resource["config"], scope):
+            inner = Scope(scope.path, scope.params, {**scope.lambdas, **names})
+            role = str(evaluate(body["properties"]["roleDefinitionId"], inner)).rsplit("/", 1)[-1]
+            kind, name = _scope_resource(body["scope"], inner)
+            principal = evaluate(body["properties"]["principalId"], inner)
+            grants.append(Grant(principal, role, kind, name, symbol))
+    return grants

@@ -234,20 +234,6 @@ def test_containers_agree() -> None:
             assert settings[setting] == local[setting] == containers[key], setting
 
 
-def test_function_identity_roles_follow_what_the_app_does_with_each_container() -> None:
-    rbac = module_scope(main_scope(), "rbac")
-    roles = rbac.lookup("roleIds")
-    grants = {g["container"]: g["role"] for g in rbac.lookup("functionContainerGrants")}
-    containers = names()["containers"]
-    assert grants == {
-        containers["input"]: roles["blobDataReader"],  # read by the trigger, SAS source
-        containers["output"]: roles["blobDataContributor"],
-        containers["ledger"]: roles["blobDataContributor"],
-        containers["results"]: roles["blobDataReader"],  # the writer copies staged outputs from here
-    }
-    assert rbac.params["poisonQueueName"] == names()["blobTriggerPoisonQueue"]
-
-
 # --- Function app settings: Bicep, local example, code ---------------------------------------------------
 
 
