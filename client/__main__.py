@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from client.app import Console, real_adapters, run
+from client.adapters import real_adapters
+from client.app import run
+from client.console import Console
 
 
 def main() -> None:

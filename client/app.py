@@ -1,91 +1,23 @@
 """Wiring: parse arguments, resolve settings, build the adapters, run one command, map errors to exit codes.
 
-``run`` takes its streams and adapter factories as arguments so unit tests drive it with fakes.
+``run`` takes its streams (:mod:`client.console`) and adapter factories (:mod:`client.adapters`) as arguments
+so unit tests drive it with fakes; the commands import those two modules, never this one.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import sys
-import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any, TextIO
+from collections.abc import Mapping
 
+from client.adapters import Adapters
 from client.cli import parse_args, setting_overrides
+from client.console import Console
 from client.errors import CliError, ExitCode
-from client.ports import InputStore, OutputFetcher, ResultInbox, ScoringEndpoint, StatusSource
 from client.settings import ClientSettings, load_settings
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Console:
-    out: TextIO
-    err: TextIO
-    stdin: TextIO
-    err_is_tty: bool = False
-    out_is_tty: bool = False
-    stdin_is_tty: bool = False
-
-    @classmethod
-    def system(cls) -> Console:
-        return cls(sys.stdout, sys.stderr, sys.stdin, sys.stderr.isatty(), sys.stdout.isatty(), sys.stdin.isatty())
-
-    def print(self, text: str = "") -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-
-    def print_json(self, document: Any) -> None:
-        self.print(json.dumps(document, indent=2, ensure_ascii=False, default=str))
-
-
-@dataclass
-class Adapters:
-    """Factories for the ports; the real ones build SDK clients from the settings."""
-
-    input_store: Callable[[ClientSettings], InputStore]
-    output_fetcher: Callable[[ClientSettings], OutputFetcher]
-    inbox: Callable[[ClientSettings, str], AbstractContextManager[ResultInbox]]
-    scoring: Callable[[ClientSettings, float], ScoringEndpoint]
-    status: Callable[[ClientSettings], StatusSource]
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-
-
-def real_adapters() -> Adapters:
-    # The SDKs are imported only by the commands that need them, so --help and score stay quick.
-    def input_store(s: ClientSettings) -> InputStore:
-        from client.azure_io import BlobInputStore
-
-        return BlobInputStore(s.storage, s.input_container)
-
-    def output_fetcher(s: ClientSettings) -> OutputFetcher:
-        from client.azure_io import BlobOutputFetcher
-
-        return BlobOutputFetcher(s.storage)
-
-    def inbox(s: ClientSettings, session_id: str) -> AbstractContextManager[ResultInbox]:
-        from client.azure_io import open_session_inbox
-
-        return open_session_inbox(s.servicebus, s.result_topic, s.client_subscription, session_id)
-
-    def scoring(s: ClientSettings, timeout: float) -> ScoringEndpoint:
-        from client.http_io import HttpScoringEndpoint
-
-        return HttpScoringEndpoint(s.scoring_uri, s.scoring_key, s.scoring_deployment, timeout)
-
-    def status(s: ClientSettings) -> StatusSource:
-        from client.http_io import HttpStatusSource
-
-        return HttpStatusSource(s.functions_url, s.functions_key)
-
-    return Adapters(input_store, output_fetcher, inbox, scoring, status)
 
 
 def _dispatch(args: argparse.Namespace, settings: ClientSettings, adapters: Adapters, console: Console) -> ExitCode:

@@ -27,6 +27,7 @@ from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings, E
 from client.errors import ServiceError
 from client.ports import Delivery, Sink, UploadedBlob
 from client.settings import ServiceBusTarget, StorageTarget
+from shared.retry import CLIENT_STORAGE
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def blob_service(target: StorageTarget) -> BlobServiceClient:
     # The SDK's default backoff (15 s, then longer) leaves a user staring at a silent terminal for a minute
     # when storage is down; a CLI retries a few times quickly and then says so.
     options: dict[str, Any] = {
-        "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1),
+        "retry_policy": ExponentialRetry(**CLIENT_STORAGE.sdk_exponential()),
         "connection_timeout": 10,
     }
     if target.connection_string is not None:

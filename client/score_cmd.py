@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from client.app import Adapters, Console
+from client.adapters import Adapters
+from client.console import Console
 from client.errors import ExitCode, ScoringRejected, ServiceError, UsageError
 from client.localfiles import LocalRejection, read_rows
 from client.render import table

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from client.app import Adapters, Console
+from client.adapters import Adapters
+from client.console import Console
 from client.errors import ExitCode, UsageError
 from client.ports import StatusSource
 from client.render import table

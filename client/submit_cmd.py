@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from client.app import Adapters, Console
+from client.adapters import Adapters
+from client.console import Console
 from client.errors import CliError, ExitCode, UsageError
 from client.render import QuietReporter, TextReporter, submit_document
 from client.settings import ClientSettings

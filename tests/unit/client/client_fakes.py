@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from client.app import Adapters, Console
+from client.adapters import Adapters
+from client.console import Console
 from client.errors import ServiceError
 from client.ports import Delivery, Sink, UploadedBlob
 from client.settings import ClientSettings

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from client_fakes import FakeClock, World
 
-from client.app import Console, run
+from client.app import run
+from client.console import Console
 from client.render import TextReporter, human_bytes, job_line, table
 from client.submit import FileJob, JobState, SubmitRun
 from shared.contracts import ErrorInfo, RowError
