@@ -27,8 +27,8 @@ from azure.storage.blob import ContainerClient
 from devstack.functions_host.blob_listing import ContainerLister
 from devstack.ports import free_port
 from devstack.stack import PORT_SETTINGS, LocalStack, StackSettings
+from shared.blobnames import safe_error_name
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, output_blob_name
-from shared.errors import safe_error_name
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "scoring" / "model"

@@ -112,8 +112,17 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal_error"
 
 
+def iso(moment: datetime) -> str:
+    """The timestamp format of every document here: UTC, milliseconds, ``Z``."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
 
 
 def derive_request_id(container: str, blob_name: str, etag: str) -> str:
@@ -226,6 +235,15 @@ class InferenceRequest:
     @property
     def content_type(self) -> str:
         return self.format.content_type
+
+    @property
+    def message_id(self) -> str:
+        """Attempt 1 uses the request id itself, so a re-fired trigger is dropped by duplicate detection."""
+        return self.request_id if self.attempt == 1 else f"{self.request_id}:{self.attempt}"
+
+    def retry_message_id(self, retry: int) -> str:
+        """The id of the ``retry``-th scheduled copy of this attempt (a re-run schedules the same id)."""
+        return f"{self.request_id}:{self.attempt}:retry{retry}"
 
     def application_properties(self) -> dict[str, str]:
         return {PROP_MODEL: self.model, PROP_CONTENT_TYPE: self.content_type, PROP_REQUEST_ID: self.request_id}

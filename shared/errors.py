@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from shared.contracts import RowError, error_blob_name
-from shared.ledger import iso
+from shared.blobnames import safe_error_name
+from shared.contracts import RowError, iso
 from shared.ports import BlobStore
 
 ERROR_SCHEMA = "inference-error"
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
-
-
-def safe_error_name(input_name: str) -> str:
-    """Error record name for an input name that may itself be unsafe (control chars, ``..`` segments)."""
-    cleaned = _UNSAFE.sub("_", input_name)
-    segments = ["_" if s in ("", ".", "..") else s for s in cleaned.split("/")]
-    return error_blob_name("/".join(segments)[:900])
 
 
 def write_error_record(

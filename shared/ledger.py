@@ -19,30 +19,20 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 
-from shared.contracts import InferenceRequest, RequestState
+from shared.contracts import InferenceRequest, RequestState, iso, parse_iso
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
+from shared.retry import LEDGER_CONFLICT
 
 logger = logging.getLogger(__name__)
 
 RECORDS = "requests/"
 INFLIGHT = "inflight/"
-_MAX_CONFLICTS = 20
-_CONFLICT_PAUSE_SECONDS = 0.02
 TERMINAL = (RequestState.SUCCEEDED, RequestState.FAILED)
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)
@@ -145,7 +135,8 @@ class Ledger:
         ``known`` is a ``(record, etag)`` the caller already read (``(None, None)``: expected to be new); the
         first try writes against it, and a record changed since then is read again like any conflict.
         """
-        for conflict in range(_MAX_CONFLICTS):
+        conflict = 0
+        while True:
             if conflict == 0 and known is not None:
                 current, etag = known
             else:
@@ -165,10 +156,11 @@ class Ledger:
                 )
                 return new
             except PreconditionFailed:
+                if LEDGER_CONFLICT.gives_up(conflict):
+                    raise RuntimeError(f"ledger record {request_id}: too many concurrent updates") from None
                 logger.info("ledger record %s changed concurrently; retrying", request_id)
-                # Randomised pause so writers that collided do not collide again in lockstep.
-                time.sleep(random.uniform(0, _CONFLICT_PAUSE_SECONDS * min(conflict + 1, 5)))
-        raise RuntimeError(f"ledger record {request_id}: too many concurrent updates")
+                time.sleep(LEDGER_CONFLICT.delay(conflict))
+                conflict += 1
 
     def mark_inflight(self, request_id: str, since: datetime, attempt: int) -> None:
         self._blobs.write(

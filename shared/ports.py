@@ -90,6 +90,9 @@ class MessageBus(Protocol):
         ...
 
 
+TRANSIENT_STATUSES = frozenset({0, 408, 429, 500, 502, 503, 504})
+
+
 @dataclass(frozen=True)
 class EndpointReply:
     """What the endpoint answered; ``status`` 0 means no HTTP answer (connection error or timeout)."""
@@ -97,6 +100,11 @@ class EndpointReply:
     status: int
     body: str = ""
     retry_after_seconds: float | None = None
+
+    @property
+    def transient(self) -> bool:
+        """Throttled or unreachable: worth trying again later (:mod:`shared.retry`)."""
+        return self.status in TRANSIENT_STATUSES
 
 
 class ScoringEndpoint(Protocol):

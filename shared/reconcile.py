@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from shared.contracts import ErrorCode, InferenceRequest, detect_format
 from shared.errors import write_error_record
 from shared.ledger import Ledger, LedgerRecord, failed, submitted
+from shared.messages import request_message
 from shared.ports import BlobStore, MessageBus
 from shared.settings import Settings
-from shared.submit import request_message
 
 logger = logging.getLogger(__name__)
 

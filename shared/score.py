@@ -28,18 +28,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from shared.contracts import AsyncScoringRequest, ErrorCode, InferenceRequest, ReplyTo, RequestState
+from shared.contracts import AsyncScoringRequest, ErrorCode, InferenceRequest, ReplyTo, RequestState, iso
 from shared.errors import write_error_record
-from shared.ledger import Ledger, LedgerRecord, accepted, failed, iso
+from shared.ledger import Ledger, LedgerRecord, accepted, failed
+from shared.messages import retry_message
 from shared.ports import BlobStore, EndpointReply, MessageBus, ScoringEndpoint
 from shared.settings import ScoringRoute, Settings
-from shared.submit import request_message
 
 logger = logging.getLogger(__name__)
-
-PROP_SCORING_RETRY = "scoring_retry"
-TRANSIENT_STATUSES = frozenset({0, 408, 429, 500, 502, 503, 504})
-MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
 class ScoreOutcome(StrEnum):
@@ -61,15 +57,6 @@ class Delivery:
     message_id: str
     delivery_count: int
     scoring_retry: int
-
-
-def backoff_seconds(retry: int, retry_after: float | None, settings: Settings, rng: random.Random) -> float:
-    """Exponential back-off with jitter, capped; never shorter than the endpoint's Retry-After."""
-    exponential = min(settings.retry_max_seconds, settings.retry_base_seconds * (2**retry))
-    delay = exponential * rng.uniform(0.5, 1.0)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, MAX_RETRY_AFTER_SECONDS))
-    return delay
 
 
 def classify_rejection(reply: EndpointReply) -> tuple[str, str]:
@@ -131,20 +118,14 @@ def score_request(
         ledger.update(request.request_id, accepted(request, now, delivery.scoring_retry))
         logger.info("request %s attempt %s accepted by %s", request.request_id, request.attempt, route.model)
         return ScoreOutcome.ACCEPTED
-    if reply.status in TRANSIENT_STATUSES:
-        if delivery.scoring_retry >= settings.max_scoring_retries:
+    if reply.transient:
+        if settings.scoring_retry.gives_up(delivery.scoring_retry):
             message = f"scoring endpoint still unavailable after {delivery.scoring_retry} retries (HTTP {reply.status})"
             _fail(request, ErrorCode.ENDPOINT_UNAVAILABLE, message, None, settings, blobs, ledger, now)
             return ScoreOutcome.GAVE_UP
-        delay = backoff_seconds(delivery.scoring_retry, reply.retry_after_seconds, settings, rng or random.Random())
+        delay = settings.scoring_retry.delay(delivery.scoring_retry, reply.retry_after_seconds, rng)
         retry = delivery.scoring_retry + 1
-        copy = request_message(request)
-        copy = replace(
-            copy,
-            message_id=f"{request.request_id}:{request.attempt}:retry{retry}",
-            application_properties={**copy.application_properties, PROP_SCORING_RETRY: retry},
-        )
-        bus.schedule(settings.request_topic, copy, now + timedelta(seconds=delay))
+        bus.schedule(settings.request_topic, retry_message(request, retry), now + timedelta(seconds=delay))
         logger.warning("request %s: endpoint answered %s; retry %s in %.1f s", request.request_id, reply.status,
                        retry, delay)  # fmt: skip
         return ScoreOutcome.RESCHEDULED

@@ -22,6 +22,7 @@ from functools import lru_cache
 from urllib.parse import urlparse
 
 from shared.contracts import DEFAULT_MODEL
+from shared.retry import SCORING_ENDPOINT, RetryPolicy
 
 DATA_STORAGE = "DataStorage"
 SERVICE_BUS = "ServiceBus"
@@ -74,9 +75,7 @@ class Settings:
     sas_ttl_minutes: int
     result_deadline_minutes: int
     max_resubmits: int
-    retry_base_seconds: float
-    retry_max_seconds: float
-    max_scoring_retries: int
+    scoring_retry: RetryPolicy
     connect_timeout_seconds: float
     read_timeout_seconds: float
 
@@ -196,9 +195,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         sas_ttl_minutes=read.integer("SAS_TTL_MINUTES", 60, minimum=1),
         result_deadline_minutes=read.integer("RESULT_DEADLINE_MINUTES", 60, minimum=1),
         max_resubmits=read.integer("MAX_RESUBMITS", 2),
-        retry_base_seconds=read.number("SCORING_RETRY_BASE_SECONDS", 5.0),
-        retry_max_seconds=read.number("SCORING_RETRY_MAX_SECONDS", 300.0),
-        max_scoring_retries=read.integer("SCORING_MAX_RETRIES", 50),
+        scoring_retry=RetryPolicy(
+            tries=read.integer("SCORING_MAX_RETRIES", (SCORING_ENDPOINT.tries or 1) - 1) + 1,
+            base_seconds=read.number("SCORING_RETRY_BASE_SECONDS", SCORING_ENDPOINT.base_seconds),
+            max_seconds=read.number("SCORING_RETRY_MAX_SECONDS", SCORING_ENDPOINT.max_seconds),
+        ),
         connect_timeout_seconds=read.number("SCORING_CONNECT_TIMEOUT_SECONDS", 5.0),
         read_timeout_seconds=read.number("SCORING_READ_TIMEOUT_SECONDS", 30.0),
     )

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 
+from shared.blobnames import has_control_characters, name_problem
 from shared.contracts import (
     DataFormat,
     ErrorCode,
@@ -20,19 +20,19 @@ from shared.contracts import (
     RequestState,
     derive_request_id,
     detect_format,
+    iso,
 )
 from shared.errors import write_error_record
-from shared.ledger import Ledger, LedgerRecord, failed, iso, submitted
-from shared.ports import BlobInfo, BlobNotFound, BlobStore, MessageBus, OutgoingMessage
+from shared.ledger import Ledger, LedgerRecord, failed, submitted
+from shared.messages import request_message
+from shared.ports import BlobInfo, BlobNotFound, BlobStore, MessageBus
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MAX_NAME_LENGTH = 1000  # leaves room for "errors/" + ".error.json" within the 1024-character blob name limit
 MAX_SESSION_ID_LENGTH = 128  # Service Bus session id limit
 META_SESSION = "session_id"
 META_MODEL = "model"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class SubmitOutcome(StrEnum):
@@ -51,36 +51,6 @@ class Rejection(Exception):
         self.message = message
 
 
-def name_problem(name: str) -> str | None:
-    """Why ``name`` is not acceptable as an input name, or None."""
-    if not name:
-        return "the blob name is empty"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"the blob name is longer than {MAX_NAME_LENGTH} characters"
-    if _CONTROL.search(name):
-        return "the blob name contains control characters"
-    if "\\" in name:
-        return "the blob name contains a backslash"
-    if name.startswith("/") or any(seg in ("", ".", "..") for seg in name.split("/")):
-        return "the blob name has an empty, '.' or '..' path segment"
-    return None
-
-
-def request_message_id(request_id: str, attempt: int) -> str:
-    """Attempt 1 uses the request id itself, so a re-fired trigger is dropped by duplicate detection."""
-    return request_id if attempt == 1 else f"{request_id}:{attempt}"
-
-
-def request_message(request: InferenceRequest) -> OutgoingMessage:
-    return OutgoingMessage(
-        body=request.to_json(),
-        message_id=request_message_id(request.request_id, request.attempt),
-        session_id=request.session_id,
-        application_properties=request.application_properties(),
-        content_type="application/json",
-    )
-
-
 def derived_session_id(name: str) -> str:
     """Session of a file uploaded without ``session_id`` metadata: its own path (hashed if too long)."""
     return name if len(name) <= MAX_SESSION_ID_LENGTH else hashlib.sha256(name.encode()).hexdigest()
@@ -90,7 +60,7 @@ def choose_session(name: str, metadata: Mapping[str, str]) -> str:
     session = metadata.get(META_SESSION)
     if session is None:
         return derived_session_id(name)
-    if not session.strip() or len(session) > MAX_SESSION_ID_LENGTH or _CONTROL.search(session):
+    if not session.strip() or len(session) > MAX_SESSION_ID_LENGTH or has_control_characters(session):
         raise Rejection(
             ErrorCode.INVALID_REQUEST, f"metadata session_id must be 1-{MAX_SESSION_ID_LENGTH} printable characters"
         )

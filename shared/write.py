@@ -15,12 +15,12 @@ from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 
-from shared.contracts import InferenceResult, RequestState, ResultStatus, output_blob_name
+from shared.blobnames import name_problem
+from shared.contracts import InferenceResult, RequestState, ResultStatus, iso, output_blob_name
 from shared.errors import write_error_record
-from shared.ledger import Ledger, LedgerRecord, failed, iso, succeeded
+from shared.ledger import Ledger, LedgerRecord, failed, succeeded
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
 from shared.settings import Settings
-from shared.submit import name_problem
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
 import msgspec
@@ -29,6 +28,7 @@ from scoring.service.settings import ScoringSettings
 from scoring.service.storage import ResultsStore
 from scoring.service.sync_api import score_csv_body, score_sync
 from scoring.service.validation import Validator
+from shared.blobnames import name_problem
 from shared.contracts import (
     MAX_ROW_ERRORS_REPORTED,
     SCORING_REQUEST_SCHEMA,
@@ -36,6 +36,7 @@ from shared.contracts import (
     ContractError,
     ErrorCode,
 )
+from shared.retry import RESULT_PUBLISH
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +79,6 @@ def _parse_json(raw: bytes | str) -> Any:
         raise RequestRejected(400, f"the request body is not JSON ({exc})") from exc
 
 
-def _safe_input_name(name: str) -> bool:
-    path = PurePosixPath(name)
-    return bool(name) and not path.is_absolute() and ".." not in path.parts and "\\" not in name and len(name) <= 1024
-
-
 class ScoringService:
     def __init__(self, settings: ScoringSettings, model: ChurnModel, dispatcher: Dispatcher | None) -> None:
         self.settings = settings
@@ -107,7 +103,7 @@ class ScoringService:
                 queue_size=settings.queue_size,
                 dedupe_entries=settings.dedupe_entries,
                 retry_after_seconds=settings.retry_after_seconds,
-                publish_attempts=settings.publish_attempts,
+                publish_retry=RESULT_PUBLISH.with_tries(settings.publish_attempts),
                 make_processor=make_processor,
                 make_publisher=lambda: ServiceBusPublisher(settings),
             )
@@ -152,10 +148,10 @@ class ScoringService:
                 400, f"this deployment serves model {s.model_name!r}, not {request.model!r}",
                 details={"code": ErrorCode.UNKNOWN_MODEL.value},
             )  # fmt: skip
-        if not _safe_input_name(request.input_name):
+        if problem := name_problem(request.input_name):
             raise RequestRejected(
                 400,
-                "input_name must be a relative blob name without '..'",
+                f"input_name is not an acceptable blob name: {problem}",
                 details={"code": ErrorCode.INVALID_NAME.value},
             )
         if not request.blob_url.startswith(("https://", "http://")):

@@ -25,6 +25,7 @@ from enum import StrEnum
 from scoring.service.errors import RequestRejected
 from scoring.service.publisher import ResultPublisher
 from shared.contracts import AsyncScoringRequest, InferenceResult
+from shared.retry import PUBLISHER_REOPEN, RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Dispatcher:
         queue_size: int,
         dedupe_entries: int,
         retry_after_seconds: int,
-        publish_attempts: int,
+        publish_retry: RetryPolicy,
         make_processor: Callable[[], Process],
         make_publisher: Callable[[], AbstractContextManager[ResultPublisher]],
     ) -> None:
@@ -56,7 +57,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._dedupe_entries = dedupe_entries
         self._retry_after = retry_after_seconds
-        self._publish_attempts = publish_attempts
+        self._publish_retry = publish_retry
         self._make_processor = make_processor
         self._make_publisher = make_publisher
         self._threads = [
@@ -101,16 +102,19 @@ class Dispatcher:
 
     def _work(self) -> None:
         process = self._make_processor()
+        failures = 0
         while True:
             try:
                 with self._make_publisher() as publisher:
+                    failures = 0
                     while True:
                         self._one(process, publisher)
             except Exception:
                 # The publisher itself broke (for example its connection could not be opened):
                 # back off and build a fresh one; the request that was in flight was already recorded.
                 logger.exception("result publisher failed; reopening it")
-                time.sleep(self._retry_after)
+                time.sleep(PUBLISHER_REOPEN.delay(failures))
+                failures += 1
 
     def _one(self, process: Process, publisher: ResultPublisher) -> None:
         request = self._queue.get()
@@ -127,13 +131,11 @@ class Dispatcher:
         self._set(key, JobState.DONE)
 
     def _publish(self, publisher: ResultPublisher, result: InferenceResult, request: AsyncScoringRequest) -> None:
-        for attempt in range(1, self._publish_attempts + 1):
-            try:
-                publisher.publish(result, request.reply.session_id)
-                return
-            except Exception:
-                if attempt == self._publish_attempts:
-                    logger.exception("could not publish the result of %s; giving up", request.request_id)
-                    raise
-                logger.warning("publishing the result of %s failed (try %d); retrying", request.request_id, attempt)
-                time.sleep(min(2**attempt, 10))
+        try:
+            self._publish_retry.call(
+                lambda: publisher.publish(result, request.reply.session_id),
+                what=f"publishing the result of {request.request_id}",
+            )
+        except Exception:
+            logger.exception("could not publish the result of %s; giving up", request.request_id)
+            raise

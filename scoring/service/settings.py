@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.contracts import DEFAULT_MODEL
+from shared.retry import RESULT_PUBLISH
 
 DEFAULT_RESULT_TOPIC = "inference-results"
 DEFAULT_RESULTS_CONTAINER = "results"
@@ -62,7 +63,7 @@ class ScoringSettings:
     dedupe_entries: int = 4096
     retry_after_seconds: int = 10
     max_sync_rows: int = 100_000
-    publish_attempts: int = 3
+    publish_attempts: int = RESULT_PUBLISH.tries or 1
 
     @property
     def async_enabled(self) -> bool:

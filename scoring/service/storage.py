@@ -28,6 +28,7 @@ from azure.storage.blob import (
 )
 
 from scoring.service.settings import ScoringSettings
+from shared.retry import INPUT_READ
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,7 @@ def _credential() -> Any:
 
 
 def _input_retry() -> ExponentialRetry:
-    # The SDK's default waits 15 s, 18 s, 24 s... between tries: over a minute before an unreachable
-    # account is reported. A few quick tries keep transient errors covered and failures prompt.
-    return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3)
+    return ExponentialRetry(**INPUT_READ.sdk_exponential())
 
 
 def input_blob(url: str) -> BlobClient:

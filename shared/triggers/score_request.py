@@ -14,6 +14,7 @@ import azure.functions as func
 
 from shared import score
 from shared.contracts import DEFAULT_MODEL
+from shared.messages import PROP_SCORING_RETRY
 from shared.settings import SERVICE_BUS, extra_route_subscriptions, route_suffix
 from shared.wiring import services
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 def delivery_of(msg: func.ServiceBusMessage) -> score.Delivery:
     props = msg.application_properties or {}
     try:
-        retry = int(props.get(score.PROP_SCORING_RETRY, 0))
+        retry = int(props.get(PROP_SCORING_RETRY, 0))
     except (TypeError, ValueError):
         retry = 0
     return score.Delivery(

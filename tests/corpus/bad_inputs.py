@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from scoring.data import generate
+from shared.blobnames import MAX_INPUT_NAME_LENGTH as MAX_INPUT_NAME
 from shared.contracts import ErrorCode
 
 GOOD_ROWS = 40
-MAX_INPUT_NAME = 1000  # the longest input name the pipeline accepts
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def build_cases(*, size_limit: int, prefix: str = "corpus/") -> list[Case]:
     good_csv = _csv(frame)
     header = good_csv.split(b"\n", 1)[0] + b"\n"
     columns = list(frame.columns)
-    # Longer than the pipeline accepts (1000 characters) but within the 1024 that Blob Storage allows.
+    # Longer than the pipeline accepts (shared.blobnames) but within the 1024 that Blob Storage allows.
     long_name = "long-" + "n" * (MAX_INPUT_NAME + 10 - len(prefix) - len("long-.csv")) + ".csv"
 
     makers: list[tuple[str, Callable[[], bytes], Expect]] = [

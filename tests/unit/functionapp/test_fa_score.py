@@ -10,10 +10,11 @@ import pytest
 
 from shared.contracts import AsyncScoringRequest, InferenceRequest, RequestState
 from shared.ledger import Ledger
+from shared.messages import PROP_SCORING_RETRY, request_message
 from shared.ports import EndpointReply
-from shared.score import PROP_SCORING_RETRY, DeadLetter, Delivery, ScoreOutcome, backoff_seconds, score_request
+from shared.score import DeadLetter, Delivery, ScoreOutcome, score_request
 from shared.settings import Settings
-from shared.submit import request_message, submit_blob
+from shared.submit import submit_blob
 
 from .fakes import FakeBlobStore, FakeBus, FakeEndpoint, FixedClock, make_settings
 
@@ -86,11 +87,13 @@ def test_rescheduling_twice_for_the_same_delivery_uses_the_same_message_id() -> 
 
 def test_backoff_grows_exponentially_with_a_cap_and_honours_retry_after() -> None:
     rng = random.Random(7)
-    delays = [backoff_seconds(n, None, SETTINGS, rng) for n in range(8)]
+    policy = SETTINGS.scoring_retry
+    delays = [policy.delay(n, None, rng) for n in range(8)]
     assert all(4 * 2**n * 0.5 <= d <= 4 * 2**n for n, d in enumerate(delays[:4]))
     assert all(30 <= d <= 60 for d in delays[4:])
-    assert backoff_seconds(0, 500.0, SETTINGS, rng) == 500.0
-    assert backoff_seconds(0, 10**9, SETTINGS, rng) == 3600.0
+    assert policy.delay(0, 500.0, rng) == 500.0
+    assert policy.delay(0, 10**9, rng) == 3600.0
+    assert not policy.gives_up(2) and policy.gives_up(3)
 
 
 def test_gives_up_after_max_retries_with_an_error_record_not_a_dead_letter() -> None:

@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import pytest
 
+from shared.blobnames import MAX_INPUT_NAME_LENGTH, name_problem
 from shared.contracts import InferenceRequest, RequestState, derive_request_id
 from shared.ledger import Ledger
 from shared.ports import BlobInfo
-from shared.submit import SubmitOutcome, name_problem, submit_blob
+from shared.submit import SubmitOutcome, submit_blob
 
 from .fakes import FakeBlobStore, FakeBus, FixedClock, make_settings
 
@@ -93,7 +94,7 @@ def test_model_route_from_metadata_or_path_prefix(name: str, metadata: dict[str,
 @pytest.mark.parametrize(
     ("name", "size", "metadata", "code"),
     [("../etc/a.csv", 1, {}, "invalid_name"), ("a\\b.csv", 1, {}, "invalid_name"), ("a\x07.csv", 1, {}, "invalid_name"),
-     ("d//a.csv", 1, {}, "invalid_name"), ("x" * 1001 + ".csv", 1, {}, "invalid_name"),
+     ("d//a.csv", 1, {}, "invalid_name"), ("x" * MAX_INPUT_NAME_LENGTH + ".csv", 1, {}, "invalid_name"),
      ("a.parquet", 1, {}, "unsupported_format"), ("a.csv", 0, {}, "empty_file"), ("a.csv", 1001, {}, "too_large"),
      ("a.csv", 1, {"model": "gpt"}, "unknown_model"), ("a.csv", 1, {"session_id": "s" * 129}, "invalid_request")],
 )  # fmt: skip

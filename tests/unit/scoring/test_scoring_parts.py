@@ -25,6 +25,7 @@ from shared.contracts import (
     ReplyTo,
     ResultStatus,
 )
+from shared.retry import RESULT_PUBLISH
 
 # ---------------------------------------------------------------------------------------------- source
 
@@ -170,7 +171,13 @@ def _dispatcher(
 
         return process
 
-    settings = {"workers": 1, "queue_size": 2, "dedupe_entries": 3, "retry_after_seconds": 5, "publish_attempts": 1}
+    settings = {
+        "workers": 1,
+        "queue_size": 2,
+        "dedupe_entries": 3,
+        "retry_after_seconds": 5,
+        "publish_retry": RESULT_PUBLISH.with_tries(1),
+    }
     return Dispatcher(
         **{**settings, **kw},  # type: ignore[arg-type]
         make_processor=make_processor,  # type: ignore[arg-type]
