@@ -42,9 +42,9 @@ def real_adapters() -> Adapters:
         return open_session_inbox(s.servicebus, s.result_topic, s.client_subscription, session_id)
 
     def scoring(s: ClientSettings, timeout: float) -> ScoringEndpoint:
-        from client.http_io import HttpScoringEndpoint
+        from client.http_io import HttpSyncScoring
 
-        return HttpScoringEndpoint(s.scoring_uri, s.scoring_key, s.scoring_deployment, timeout)
+        return HttpSyncScoring(s.scoring_uri, s.scoring_key, s.scoring_deployment, timeout)
 
     def status(s: ClientSettings) -> StatusSource:
         from client.http_io import HttpStatusSource

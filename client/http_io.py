@@ -39,7 +39,7 @@ def _rejection(response: requests.Response) -> ScoringRejected | None:
     return ScoringRejected(response.status_code, body["message"], code if isinstance(code, str) else None, rows)
 
 
-class HttpScoringEndpoint:
+class HttpSyncScoring:
     """``POST {SCORING_URI}`` with ``{"data": rows}``, the key as a bearer token (as AML online endpoints expect)."""
 
     def __init__(self, uri: str, key: str | None, deployment: str | None, timeout: float) -> None:

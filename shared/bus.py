@@ -73,7 +73,7 @@ def _sender(connection: Connection, topic: str) -> Iterator[ServiceBusSender]:
         raise
 
 
-class ServiceBusPublisher:
+class AzureMessageBus:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 

@@ -48,9 +48,9 @@ def services(
 
         blobs = AzureBlobStore(settings.data_storage)
     if bus is None:
-        from shared.bus import ServiceBusPublisher
+        from shared.bus import AzureMessageBus
 
-        bus = ServiceBusPublisher(settings.service_bus)
+        bus = AzureMessageBus(settings.service_bus)
     if endpoint_for is None:
         timeouts = {"connect_timeout": settings.connect_timeout_seconds, "read_timeout": settings.read_timeout_seconds}
 
