@@ -51,8 +51,9 @@ demo: setup
 bench: setup
 	$(PY) -m benchmarks
 
+# make chaos REPEAT=10 runs it ten times in a row; CHAOS_ARGS passes any other option (--files, --keep ...)
 chaos: setup
-	$(PY) -m benchmarks.chaos
+	$(PY) -m benchmarks.chaos $(if $(REPEAT),--repeat $(REPEAT)) $(CHAOS_ARGS)
 
 # Stops a running local stack first: its pid files live in .devstack/.
 clean:

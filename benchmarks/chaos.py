@@ -1,6 +1,7 @@
 """Fault injection: ``kill -9`` each stack service in turn while files flow, then check nothing was lost.
 
-``python -m benchmarks.chaos [--files 300] [--rows 100] [--pace 0.2]`` (``make chaos``)
+``python -m benchmarks.chaos [--files 300] [--rows 100] [--pace 0.2] [--repeat N]`` (``make chaos``,
+``make chaos REPEAT=10``)
 
 An isolated local stack (free ports, temporary base dir) runs with short deadlines so ``reconcile``
 re-submits requests a killed service lost: ``RESULT_DEADLINE_MINUTES=1``, a reconcile timer every 10 s,
@@ -17,7 +18,8 @@ Azurite keeps its metadata in LokiJS databases that are saved to disk every 5 se
 5000`` in its blob, queue and table metadata stores), so a SIGKILL loses the writes it acknowledged in the
 last few seconds: uploaded inputs, outputs, ledger records, trigger receipts. The pipeline's own state
 recovers from that (a lost receipt re-fires the trigger, a lost ledger update or output is redone by
-``reconcile`` from the in-flight marker or a re-delivered message), but a lost *input* is gone before the
+``reconcile``, which keeps a request's in-flight marker until it has seen the output the record names, or
+by a re-delivered message), but a lost *input* is gone before the
 pipeline could know of it. So after Azurite restarts, the uploader checks every file it uploaded and uploads
 again the ones that are missing, as a client that verifies its uploads would; those are counted and shown,
 not hidden. Outputs that were seen and later disappeared are counted too.
@@ -26,6 +28,7 @@ not hidden. Outputs that were seen and later disappeared are counted too.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -68,6 +71,8 @@ CHAOS_SETTINGS = {
 }
 KILL_ORDER = ("scoring", "functions", "servicebus", "azurite")
 RETRY_PAUSE = 0.5
+PROGRESS_SECONDS = 30.0
+LEDGER = "ledger"
 SESSIONS = 8  # host.json maxConcurrentSessions: every session receiver of the writer stays busy
 
 
@@ -84,6 +89,8 @@ class ChaosReport:
     outputs_lost_then_recreated: list[str] = field(default_factory=list)
     kills: list[dict[str, Any]] = field(default_factory=list)
     secrets_in_logs: list[str] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)  # without an outcome when the settle time ran out
+    stuck: list[str] = field(default_factory=list)  # what the ledger said about those
     seconds: float = 0.0
     load_avg: list[float] = field(default_factory=list)
 
@@ -248,11 +255,11 @@ def run(
             if uploader.error is not None:
                 raise RuntimeError(f"the uploader failed: {uploader.error}") from uploader.error
             say("all files uploaded and every service restarted; waiting for the pipeline to finish")
-            deadline = time.monotonic() + settle_timeout
-            # Wait on what exists now, not on what was ever seen: an output Azurite lost after it was seen
-            # is re-created by reconcile (its ledger record and in-flight marker went back with it).
-            while time.monotonic() < deadline and _safe_current(watcher).missing(payloads):
-                time.sleep(1.0)
+            report.unsettled = settle(watcher, payloads, settle_timeout, say)
+            if report.unsettled:
+                report.stuck = diagnose(service, prefix, report.unsettled)
+                for line in report.stuck[:20]:
+                    say(f"  {line}")
             time.sleep(5.0)  # late duplicates would show up now
             judge(report, watcher, payloads)
         report.secrets_in_logs = secrets_in_logs(stack.settings.log_dir)
@@ -263,6 +270,54 @@ def run(
     report.seconds = time.monotonic() - started
     report.load_avg = load_average()
     return report
+
+
+def settle(watcher: OutputWatcher, payloads: dict[str, bytes], timeout: float, say: Callable[[str], None]) -> list[str]:
+    """Waits until every input has an outcome; says how many are missing every ``PROGRESS_SECONDS``.
+    Returns the inputs still missing when ``timeout`` ran out (empty when everything settled)."""
+    started = time.monotonic()
+    next_progress = started + PROGRESS_SECONDS
+    while True:
+        # Wait on what exists now, not on what was ever seen: an output Azurite lost after it was seen
+        # is written again once reconcile has found that the ledger record's output is gone.
+        missing = _safe_current(watcher).missing(payloads)
+        waited = time.monotonic() - started
+        if not missing:
+            say(f"every input has an outcome after {waited:.0f} s")
+            return []
+        if waited >= timeout:
+            say(f"settle time of {timeout:.0f} s ran out: {len(missing)} of {len(payloads)} inputs have no outcome")
+            return missing
+        if time.monotonic() >= next_progress:
+            say(f"  {waited:.0f} s: {len(missing)} inputs still without an outcome (first: {missing[0]})")
+            next_progress += PROGRESS_SECONDS
+        time.sleep(1.0)
+
+
+def diagnose(service: BlobServiceClient, prefix: str, names: list[str]) -> list[str]:
+    """What the ledger says about inputs without an outcome: record state, attempt and in-flight marker."""
+    ledger = service.get_container_client(LEDGER)
+    try:
+        markers = {b.name.removeprefix("inflight/") for b in ledger.list_blobs(name_starts_with="inflight/")}
+        records: dict[str, list[dict[str, Any]]] = {}
+        for blob in ledger.list_blobs(name_starts_with="requests/"):
+            record = json.loads(ledger.download_blob(blob.name).readall())
+            if record.get("input_name", "").startswith(prefix):
+                records.setdefault(record["input_name"], []).append(record)
+    except AzureError as exc:
+        return [f"the ledger could not be read: {type(exc).__name__}: {exc}"]
+    lines = []
+    for name in names:
+        found = records.get(name, [])
+        if not found:
+            lines.append(f"{name}: no ledger record")
+        for r in found:
+            lines.append(
+                f"{name}: request {r['request_id']} {r['state']} attempt {r['attempt']}, "
+                f"output {r.get('output_location')}, error {r.get('error_code')}, "
+                f"marker {'yes' if r['request_id'] in markers else 'no'}"
+            )
+    return lines
 
 
 def _safe_poll(watcher: OutputWatcher) -> Any:
@@ -304,6 +359,26 @@ def judge(report: ChaosReport, watcher: OutputWatcher, payloads: dict[str, bytes
                 report.outputs_ok += 1
 
 
+def summary(reports: list[ChaosReport]) -> list[str]:
+    """One line per run and the totals, for ``--repeat``."""
+    lines = []
+    for i, r in enumerate(reports, 1):
+        outputs_lost = len(r.outputs_lost_then_recreated) + len(r.outputs_lost_after_seen)
+        lines.append(
+            f"run {i}: {'PASS' if r.ok else 'FAIL'} in {r.seconds:.0f} s; lost {len(r.missing)}, "
+            f"outputs not matching the model (duplicated or missing rows included) {len(r.outputs_wrong)}, "
+            f"both {len(r.both)}, error records {len(r.error_records)}; "
+            f"Azurite lost {len(r.reuploaded_after_azurite_loss)} inputs and {outputs_lost} outputs "
+            f"({len(r.outputs_lost_then_recreated)} written again); load average {r.load_avg}"
+        )
+    passed = sum(r.ok for r in reports)
+    lines.append(
+        f"{passed} of {len(reports)} runs clean: {sum(len(r.missing) for r in reports)} lost, "
+        f"{sum(len(r.outputs_wrong) for r in reports)} not matching, {sum(len(r.both) for r in reports)} both"
+    )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=300)
@@ -311,15 +386,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pace", type=float, default=0.2, help="seconds between uploads")
     parser.add_argument("--settle-timeout", type=float, default=600.0, help="seconds to wait for the last outputs")
     parser.add_argument("--keep", type=Path, help="use this base dir and keep it (logs) afterwards")
+    parser.add_argument("--repeat", type=int, default=1, help="run this many times in a row (a fresh stack each)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-    report = run(
-        files=args.files, rows=args.rows, pace=args.pace, settle_timeout=args.settle_timeout, base_dir=args.keep
-    )
-    print("\n".join(report.lines()))
-    return 0 if report.ok else 1
+    reports = []
+    for i in range(args.repeat):
+        if args.repeat > 1:
+            print(f"=== run {i + 1} of {args.repeat}", flush=True)
+        base_dir = args.keep / f"run-{i + 1}" if args.keep and args.repeat > 1 else args.keep
+        report = run(
+            files=args.files, rows=args.rows, pace=args.pace, settle_timeout=args.settle_timeout, base_dir=base_dir
+        )
+        print("\n".join(report.lines()), flush=True)
+        reports.append(report)
+    if args.repeat > 1:
+        print("\n".join(summary(reports)))
+    return 0 if all(r.ok for r in reports) else 1
 
 
 if __name__ == "__main__":

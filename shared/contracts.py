@@ -389,6 +389,31 @@ class InferenceResult:
         if self.status == ResultStatus.FAILED and self.error is None:
             raise ContractError("a failed result needs an error")
 
+    @classmethod
+    def for_request(
+        cls,
+        request: AsyncScoringRequest,
+        *,
+        output: OutputRef | None = None,
+        error: ErrorInfo | None = None,
+        rows_scored: int = 0,
+        rows_failed: int = 0,
+        row_errors: tuple[RowError, ...] = (),
+    ) -> InferenceResult:
+        """The result of ``request``: succeeded with ``output``, or failed with ``error``."""
+        return cls(
+            request_id=request.request_id,
+            status=ResultStatus.SUCCEEDED if error is None else ResultStatus.FAILED,
+            input_name=request.input_name,
+            model=request.model,
+            rows_scored=rows_scored,
+            rows_failed=rows_failed,
+            row_errors=row_errors,
+            error=error,
+            output=output,
+            attempt=request.attempt,
+        )
+
     @property
     def message_id(self) -> str:
         return f"{self.request_id}:result:{self.attempt}"

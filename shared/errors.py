@@ -1,16 +1,34 @@
-"""Error records: ``errors/<input name>.error.json`` in the output container, one per failed input file."""
+"""Error records, ``errors/<input name>.error.json`` in the output container, and the rule that keeps one
+result per input file: an output or an error record, never both.
+
+An input can be scored more than once: a redelivered or resubmitted request, or a newer version of the
+file (a new ETag is a new request). Which result stands:
+
+* an output replaces the error record of its own request (a late success) and that of any other request
+  when its own request is for the input's current version (:func:`remove_superseded_error`);
+* an error record is not written, or is removed again right after, when an output exists and the
+  failed request is for a version of the input that is no longer there (:func:`write_error_record`).
+
+Both sides write first and check the other side after, so two writers racing on one input cannot both
+miss each other. A newer version that fails while an older one's output exists keeps both, as the user
+needs to see the error.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from shared.blobnames import safe_error_name
-from shared.contracts import RowError, iso
-from shared.ports import BlobStore
+from shared.blobnames import name_problem, safe_error_name
+from shared.contracts import RowError, error_blob_name, iso, output_blob_name
+from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
+
+logger = logging.getLogger(__name__)
 
 ERROR_SCHEMA = "inference-error"
+META_REQUEST_ID = "request_id"
 
 
 def write_error_record(
@@ -23,12 +41,17 @@ def write_error_record(
     message: str,
     now: datetime,
     input_container: str | None = None,
+    input_etag: str | None = None,
     attempt: int | None = None,
     rows_scored: int = 0,
     rows_failed: int = 0,
     row_errors: Sequence[RowError] = (),
-) -> str:
-    """Writes (or replaces) the record and returns its location ``<container>/<name>``."""
+) -> str | None:
+    """Writes (or replaces) the record and returns its location ``<container>/<name>``; None when an output
+    of a newer version of the input stands instead (see the module docstring)."""
+    if _stale_beside_output(blobs, container, input_container, input_name, input_etag):
+        logger.info("error %s for %r not recorded: an output of a newer version stands", code, input_name)
+        return None
     name = safe_error_name(input_name)
     document = {
         "schema": ERROR_SCHEMA,
@@ -45,6 +68,63 @@ def write_error_record(
     data = json.dumps(document, indent=2, sort_keys=True).encode()
     metadata = {"code": code}
     if request_id:
-        metadata["request_id"] = request_id
-    blobs.write(container, name, data, content_type="application/json", metadata=metadata)
+        metadata[META_REQUEST_ID] = request_id
+    etag = blobs.write(container, name, data, content_type="application/json", metadata=metadata)
+    if _stale_beside_output(blobs, container, input_container, input_name, input_etag):
+        logger.info("error %s for %r removed again: an output of a newer version was written", code, input_name)
+        _delete_if_unchanged(blobs, container, name, etag)
+        return None
     return f"{container}/{name}"
+
+
+def remove_superseded_error(
+    blobs: BlobStore,
+    container: str,
+    *,
+    input_container: str,
+    input_name: str,
+    request_id: str,
+    input_etag: str | None,
+) -> bool:
+    """After an output was written: removes an error record it supersedes; True if one was removed."""
+    name = error_blob_name(input_name)
+    try:
+        record = blobs.properties(container, name)
+    except BlobNotFound:
+        return False
+    own = record.metadata.get(META_REQUEST_ID) == request_id
+    if not own and not _is_current(blobs, input_container, input_name, input_etag):
+        return False
+    logger.info("error record %s/%s superseded by the output of %s", container, name, request_id)
+    return _delete_if_unchanged(blobs, container, name, record.etag)
+
+
+def _stale_beside_output(
+    blobs: BlobStore, container: str, input_container: str | None, input_name: str, input_etag: str | None
+) -> bool:
+    """An output exists for the input and this request's version of the input is gone or replaced."""
+    if name_problem(input_name) is not None or input_container is None or input_etag is None:
+        return False  # no output can exist for a refused name; an unknown version is taken as current
+    try:
+        blobs.properties(container, output_blob_name(input_name))
+    except BlobNotFound:
+        return False
+    return not _is_current(blobs, input_container, input_name, input_etag)
+
+
+def _is_current(blobs: BlobStore, input_container: str, input_name: str, input_etag: str | None) -> bool:
+    if input_etag is None:
+        return False
+    try:
+        current = blobs.properties(input_container, input_name)
+    except BlobNotFound:
+        return False
+    return current.etag.strip('"') == input_etag.strip('"')
+
+
+def _delete_if_unchanged(blobs: BlobStore, container: str, name: str, etag: str) -> bool:
+    try:
+        blobs.delete(container, name, if_match=etag)
+    except PreconditionFailed:
+        return False  # replaced meanwhile by a newer record: that one decides
+    return True

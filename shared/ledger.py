@@ -3,16 +3,21 @@
 Layout (container ``LEDGER_CONTAINER``):
 
 * ``requests/<request_id>.json``: the :class:`LedgerRecord` (source of truth for ``request_status``).
-* ``inflight/<request_id>``: an empty marker blob while a request is not finished (submitted, or accepted by
-  the endpoint and waiting for its result); its metadata (``since``: when the current attempt was submitted
-  or accepted, ``attempt``) lets ``reconcile`` find overdue requests with one listing instead of reading
-  every record. It is (re)written when an attempt is submitted and when it is accepted, and removed only
-  after the record is terminal, so a crash in between leaves a marker (re-checked), never a lost request.
+* ``inflight/<request_id>``: an empty marker blob from a request's first state until ``reconcile`` has seen
+  its result; its metadata (``since``: when the request last changed state, ``attempt``) lets ``reconcile``
+  find overdue requests with one listing instead of reading every record.
 
-Updates read the record with its ETag, apply a pure transition and write back with ``If-Match`` (or
-``If-None-Match: *`` for a new record); on a conflict they re-read and retry, so concurrent writers
-(a late result racing ``accepted``, two deliveries of one message) never clobber each other. Transitions
-never go back from a terminal state, except that a late success replaces a failure.
+The ledger owns both: :meth:`Ledger.advance` is the only way a request's state changes, and it writes the
+marker, then the record (with ``If-Match`` on the ETag it read, or ``If-None-Match: *`` for a new record);
+on a conflict it re-reads and retries, so concurrent writers (a late result racing ``accepted``, two
+deliveries of one message) never clobber each other. The marker goes first so that a crash in between
+leaves a marker that is checked again, never a changed record that nobody watches. A finished request
+keeps its marker: only :meth:`Ledger.release`, called by ``reconcile`` once it has checked that the
+output or error record the record names really exists, removes it (conditionally, so a marker rewritten in
+the meantime stays). A record that says an output exists is therefore never taken on trust.
+
+Transitions are pure functions of the current record; they never go back from a terminal state, except
+that a late success replaces a failure and a success whose output is gone is reopened as a new attempt.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 
-from shared.contracts import InferenceRequest, RequestState, iso, parse_iso
+from shared.contracts import InferenceRequest, InferenceResult, RequestState, detect_format, iso, parse_iso
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
 from shared.retry import LEDGER_CONFLICT
 
@@ -61,20 +66,85 @@ class LedgerRecord:
     dead_letter_reason: str | None = None
 
     @classmethod
-    def for_request(cls, request: InferenceRequest, state: RequestState, now: datetime) -> LedgerRecord:
+    def new(
+        cls,
+        request_id: str,
+        *,
+        container: str,
+        name: str,
+        model: str,
+        now: datetime,
+        attempt: int = 1,
+        url: str | None = None,
+        etag: str | None = None,
+        size: int | None = None,
+        session_id: str | None = None,
+        submitted_at: str | None = None,
+    ) -> LedgerRecord:
+        """The one constructor of a record: a request the ledger has not seen yet, in state ``submitted``.
+
+        Transitions start from it when there is no record (a rejected file, a result for a request whose
+        record is missing) and set the state they stand for."""
         return cls(
-            request_id=request.request_id,
-            state=state,
-            input_container=request.container,
-            input_name=request.blob_name,
+            request_id=request_id,
+            state=RequestState.SUBMITTED,
+            input_container=container,
+            input_name=name,
+            model=model,
+            attempt=attempt,
+            input_url=url,
+            etag=etag.strip('"') if etag is not None else None,
+            size=size,
+            session_id=session_id,
+            submitted_at=submitted_at,
+            updated_at=iso(now),
+        )
+
+    @classmethod
+    def for_request(cls, request: InferenceRequest, now: datetime) -> LedgerRecord:
+        return cls.new(
+            request.request_id,
+            container=request.container,
+            name=request.blob_name,
             model=request.model,
+            now=now,
             attempt=request.attempt,
-            input_url=request.blob_url,
+            url=request.blob_url,
             etag=request.etag,
             size=request.size,
             session_id=request.session_id,
             submitted_at=request.submitted_at,
-            updated_at=iso(now),
+        )
+
+    @classmethod
+    def for_result(cls, result: InferenceResult, input_container: str, now: datetime) -> LedgerRecord:
+        return cls.new(
+            result.request_id,
+            container=input_container,
+            name=result.input_name,
+            model=result.model,
+            now=now,
+            attempt=result.attempt,
+        )
+
+    def request(self, attempt: int) -> InferenceRequest | None:
+        """The request message for ``attempt`` of this record (None if the record lacks what it needs)."""
+        fmt = detect_format(self.input_name)
+        if fmt is None or self.input_url is None or self.etag is None or self.session_id is None:
+            return None
+        return InferenceRequest(
+            request_id=self.request_id,
+            container=self.input_container,
+            blob_name=self.input_name,
+            blob_url=self.input_url,
+            etag=self.etag,
+            size=self.size or 0,
+            format=fmt[0],
+            compression=fmt[1],
+            session_id=self.session_id,
+            model=self.model,
+            submitted_at=self.submitted_at or "",
+            attempt=attempt,
         )
 
     @property
@@ -103,6 +173,16 @@ class LedgerRecord:
 Transition = Callable[[LedgerRecord | None], LedgerRecord | None]
 
 
+@dataclass(frozen=True)
+class Marker:
+    """An in-flight marker as listed: which request, since when, its attempt, and the marker's ETag."""
+
+    request_id: str
+    since: datetime
+    attempt: int
+    etag: str
+
+
 class Ledger:
     def __init__(self, blobs: BlobStore, container: str) -> None:
         self._blobs = blobs
@@ -123,14 +203,16 @@ class Ledger:
     def location(self, request_id: str) -> str:
         return f"{self._container}/{RECORDS}{request_id}.json"
 
-    def update(
+    def advance(
         self,
         request_id: str,
         transition: Transition,
         *,
+        now: datetime,
         known: tuple[LedgerRecord | None, str | None] | None = None,
     ) -> LedgerRecord | None:
-        """Applies ``transition`` atomically; returns the stored record (unchanged if it returned None).
+        """Applies ``transition`` atomically to the record and its marker; returns the stored record
+        (unchanged if the transition returned None: then nothing is written at all).
 
         ``known`` is a ``(record, etag)`` the caller already read (``(None, None)``: expected to be new); the
         first try writes against it, and a record changed since then is read again like any conflict.
@@ -144,6 +226,7 @@ class Ledger:
             new = transition(current)
             if new is None:
                 return current
+            self._mark(request_id, now, new.attempt)
             try:
                 self._blobs.write(
                     self._container,
@@ -162,7 +245,7 @@ class Ledger:
                 time.sleep(LEDGER_CONFLICT.delay(conflict))
                 conflict += 1
 
-    def mark_inflight(self, request_id: str, since: datetime, attempt: int) -> None:
+    def _mark(self, request_id: str, since: datetime, attempt: int) -> None:
         self._blobs.write(
             self._container,
             f"{INFLIGHT}{request_id}",
@@ -171,17 +254,25 @@ class Ledger:
             metadata={"since": iso(since), "attempt": str(attempt)},
         )
 
-    def clear_inflight(self, request_id: str) -> None:
-        self._blobs.delete(self._container, f"{INFLIGHT}{request_id}")
+    def release(self, marker: Marker) -> bool:
+        """Removes a marker whose request's result was checked; False if it was rewritten since it was listed."""
+        try:
+            self._blobs.delete(self._container, f"{INFLIGHT}{marker.request_id}", if_match=marker.etag)
+        except PreconditionFailed:
+            logger.info("marker of %s changed since it was listed; kept", marker.request_id)
+            return False
+        return True
 
-    def inflight(self) -> Iterator[tuple[str, datetime, int]]:
-        """(request_id, since, attempt) of every in-flight marker, from one listing."""
+    def inflight(self) -> Iterator[Marker]:
+        """Every in-flight marker, from one listing."""
         for info in self._blobs.list(self._container, INFLIGHT):
             request_id = info.name[len(INFLIGHT) :]
             try:
-                yield request_id, parse_iso(info.metadata["since"]), int(info.metadata["attempt"])
+                since, attempt = parse_iso(info.metadata["since"]), int(info.metadata["attempt"])
             except (KeyError, ValueError):
                 logger.warning("ledger marker %s has bad metadata %s", info.name, info.metadata)
+                continue
+            yield Marker(request_id, since, attempt, info.etag)
 
 
 # ---- transitions (pure) ----------------------------------------------------------------------------
@@ -190,7 +281,7 @@ class Ledger:
 def submitted(request: InferenceRequest, now: datetime) -> Transition:
     def apply(current: LedgerRecord | None) -> LedgerRecord | None:
         if current is None:
-            return LedgerRecord.for_request(request, RequestState.SUBMITTED, now)
+            return LedgerRecord.for_request(request, now)
         if current.terminal or current.attempt >= request.attempt:
             return None
         return replace(current, state=RequestState.SUBMITTED, attempt=request.attempt, updated_at=iso(now))
@@ -200,7 +291,7 @@ def submitted(request: InferenceRequest, now: datetime) -> Transition:
 
 def accepted(request: InferenceRequest, now: datetime, scoring_retries: int) -> Transition:
     def apply(current: LedgerRecord | None) -> LedgerRecord | None:
-        base = current or LedgerRecord.for_request(request, RequestState.SUBMITTED, now)
+        base = current or LedgerRecord.for_request(request, now)
         if base.terminal or base.attempt > request.attempt:
             return None
         return replace(
@@ -243,7 +334,7 @@ def failed(
     *,
     code: str,
     message: str,
-    error_location: str,
+    error_location: str | None,
     rows_scored: int | None = None,
     rows_failed: int | None = None,
 ) -> Transition:
@@ -261,6 +352,27 @@ def failed(
             error_message=message,
             rows_scored=rows_scored,
             rows_failed=rows_failed,
+        )
+
+    return apply
+
+
+def reopened(attempt: int, now: datetime) -> Transition:
+    """A success whose output is gone: the request is submitted again as ``attempt`` (the record must still
+    be the succeeded one it was checked as, at an earlier attempt)."""
+
+    def apply(current: LedgerRecord | None) -> LedgerRecord | None:
+        if current is None or current.state != RequestState.SUCCEEDED or current.attempt >= attempt:
+            return None
+        return replace(
+            current,
+            state=RequestState.SUBMITTED,
+            attempt=attempt,
+            updated_at=iso(now),
+            completed_at=None,
+            output_location=None,
+            rows_scored=None,
+            rows_failed=None,
         )
 
     return apply

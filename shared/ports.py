@@ -57,8 +57,9 @@ class BlobStore(Protocol):
         """Server-side copy of a whole blob (the target appears only when complete); raises BlobNotFound."""
         ...
 
-    def delete(self, container: str, name: str) -> None:
-        """Deletes if present."""
+    def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
+        """Deletes if present; with ``if_match`` only that version (else raises PreconditionFailed, which
+        storage may also answer when the blob is already gone)."""
         ...
 
     def list(self, container: str, prefix: str) -> Iterator[BlobInfo]:

@@ -2,8 +2,8 @@
 
 Outcomes by the endpoint's answer:
 
-* 2xx: the endpoint accepted the work; the ledger says ``accepted`` and an in-flight marker starts the
-  result deadline that ``reconcile`` watches.
+* 2xx: the endpoint accepted the work; the ledger says ``accepted``, which restarts the result deadline
+  that ``reconcile`` watches.
 * throttled or unreachable (429, 503, other 5xx/408, connection errors, timeouts): a copy of the message
   is *scheduled* on the request topic for later (Retry-After honoured, else exponential back-off with a
   cap) and the function returns normally, so the trigger completes the original. The copy is sent
@@ -114,8 +114,7 @@ def score_request(
     ).to_json()
     reply = endpoint.post(body)
     if 200 <= reply.status < 300:
-        ledger.mark_inflight(request.request_id, now, request.attempt)
-        ledger.update(request.request_id, accepted(request, now, delivery.scoring_retry))
+        ledger.advance(request.request_id, accepted(request, now, delivery.scoring_retry), now=now)
         logger.info("request %s attempt %s accepted by %s", request.request_id, request.attempt, route.model)
         return ScoreOutcome.ACCEPTED
     if reply.transient:
@@ -150,19 +149,19 @@ def _fail(
         settings.output_container,
         input_name=request.blob_name,
         input_container=request.container,
+        input_etag=request.etag,
         request_id=request.request_id,
         attempt=request.attempt,
         code=code,
         message=message,
         now=now,
     )
-    base = LedgerRecord.for_request(request, RequestState.SUBMITTED, now)
+    base = LedgerRecord.for_request(request, now)
     transition = failed(base, now, code=code, message=message, error_location=location)
 
     def apply(current: LedgerRecord | None) -> LedgerRecord | None:
         new = transition(current)
         return None if new is None else replace(new, dead_letter_reason=dead_letter_reason, updated_at=iso(now))
 
-    ledger.update(request.request_id, apply)
-    ledger.clear_inflight(request.request_id)
+    ledger.advance(request.request_id, apply, now=now)
     logger.error("request %s failed: %s %s", request.request_id, code, message)

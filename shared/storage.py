@@ -182,11 +182,16 @@ class AzureBlobStore:
             return source_url
         return self.read_sas_url(container, unquote(name), timedelta(minutes=30))
 
-    def delete(self, container: str, name: str) -> None:
+    def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
+        conditions: dict[str, Any] = {}
+        if if_match is not None:
+            conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
         try:
-            self._service.get_blob_client(container, name).delete_blob()
+            self._service.get_blob_client(container, name).delete_blob(**conditions)
         except ResourceNotFoundError:
             logger.debug("delete: %s/%s was already gone", container, name)
+        except ResourceModifiedError as exc:
+            raise PreconditionFailed(f"{container}/{name}") from exc
 
     def list(self, container: str, prefix: str) -> Iterator[BlobInfo]:
         client = self._service.get_container_client(container)

@@ -142,11 +142,10 @@ def submit_blob(
         submitted_at=iso(now),
     )
     # A new blob has no record yet: create it without reading first (a redelivery reads it on the conflict).
-    record = ledger.update(request_id, submitted(request, now), known=(None, None))
+    record = ledger.advance(request_id, submitted(request, now), now=now, known=(None, None))
     if record is not None and record.state != RequestState.SUBMITTED:
         logger.info("request %s for %s is already %s; not publishing again", request_id, name, record.state)
         return SubmitOutcome.ALREADY_IN_FLIGHT
-    ledger.mark_inflight(request_id, now, request.attempt)
     bus.publish(settings.request_topic, request_message(request))
     logger.info("submitted %s/%s as request %s (model %s, session %s)", container, name, request_id, model, session)
     return SubmitOutcome.PUBLISHED
@@ -170,23 +169,22 @@ def _reject(
         settings.output_container,
         input_name=name,
         input_container=container,
+        input_etag=info.etag or None,
         request_id=request_id,
         code=rejection.code,
         message=rejection.message,
         now=now,
     )
-    base = LedgerRecord(
-        request_id=request_id,
-        state=RequestState.SUBMITTED,
-        input_container=container,
-        input_name=name,
+    base = LedgerRecord.new(
+        request_id,
+        container=container,
+        name=name,
         model=str(info.metadata.get(META_MODEL, "")),
-        input_url=info.url,
-        etag=info.etag.strip('"'),
+        now=now,
+        url=info.url,
+        etag=info.etag,
         size=info.size,
         submitted_at=iso(now),
-        updated_at=iso(now),
     )
-    ledger.update(
-        request_id, failed(base, now, code=rejection.code, message=rejection.message, error_location=location)
-    )
+    transition = failed(base, now, code=rejection.code, message=rejection.message, error_location=location)
+    ledger.advance(request_id, transition, now=now)

@@ -5,6 +5,9 @@ where the service lacks it, for outputs staged in the results container), so rea
 file. It is idempotent: the output blob carries the request id and SHA-256 of its bytes in its metadata,
 and a result whose output is already there is not written again. Inline outputs are written create-only
 first, so the usual case (no output yet) costs one request; the comparison happens only on a conflict.
+Whether an output or an error record stands for an input is decided in :mod:`shared.errors`; the request's
+state moves on through :meth:`shared.ledger.Ledger.advance`, and ``reconcile`` later checks that the
+output the record names exists.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from shared.blobnames import name_problem
-from shared.contracts import InferenceResult, RequestState, ResultStatus, iso, output_blob_name
-from shared.errors import write_error_record
+from shared.contracts import InferenceResult, RequestState, ResultStatus, output_blob_name
+from shared.errors import remove_superseded_error, write_error_record
 from shared.ledger import Ledger, LedgerRecord, failed, succeeded
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
 from shared.settings import Settings
@@ -39,18 +42,6 @@ class OutputMismatch(RuntimeError):
     """The copied output does not have the size the result announced (retried by the host)."""
 
 
-def _base_record(result: InferenceResult, settings: Settings, now: datetime) -> LedgerRecord:
-    return LedgerRecord(
-        request_id=result.request_id,
-        state=RequestState.ACCEPTED,
-        input_container=settings.input_container,
-        input_name=result.input_name,
-        model=result.model,
-        attempt=result.attempt,
-        updated_at=iso(now),
-    )
-
-
 def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: Ledger, now: datetime) -> WriteOutcome:
     result = InferenceResult.from_json(body)
     record, etag = ledger.read(result.request_id)
@@ -60,7 +51,7 @@ def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: L
                        record.input_name)  # fmt: skip
     if problem := name_problem(input_name):
         raise ValueError(f"result {result.request_id}: unusable input name {input_name!r}: {problem}")
-    base = record or _base_record(result, settings, now)
+    base = record or LedgerRecord.for_result(result, settings.input_container, now)
     if result.status == ResultStatus.SUCCEEDED:
         return _store_output(
             result, input_name, base, settings=settings, blobs=blobs, ledger=ledger, now=now, known=(record, etag)
@@ -75,6 +66,7 @@ def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: L
         settings.output_container,
         input_name=input_name,
         input_container=base.input_container,
+        input_etag=base.etag,
         request_id=result.request_id,
         attempt=result.attempt,
         code=result.error.code,
@@ -93,12 +85,12 @@ def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: L
         rows_scored=result.rows_scored,
         rows_failed=result.rows_failed,
     )
-    ledger.update(
+    ledger.advance(
         result.request_id,
         lambda current: _with_completed(transition(current), result.completed_at),
+        now=now,
         known=(record, etag),
     )
-    ledger.clear_inflight(result.request_id)
     logger.info("request %s failed (%s); error record %s", result.request_id, result.error.code, location)
     return WriteOutcome.ERROR_RECORDED
 
@@ -134,13 +126,21 @@ def _store_output(
         if copied.size != output.size:
             raise OutputMismatch(f"{container}/{name}: copied {copied.size} bytes, result says {output.size}")
         outcome = WriteOutcome.WRITTEN
+    remove_superseded_error(
+        blobs,
+        container,
+        input_container=base.input_container,
+        input_name=input_name,
+        request_id=result.request_id,
+        input_etag=base.etag,
+    )
     location = f"{container}/{name}"
-    ledger.update(
+    ledger.advance(
         result.request_id,
         succeeded(base, now, location, result.rows_scored, result.rows_failed, result.completed_at),
+        now=now,
         known=known,
     )
-    ledger.clear_inflight(result.request_id)
     logger.info("request %s succeeded: %s (%s rows, %s failed)", result.request_id, location, result.rows_scored,
                 result.rows_failed)  # fmt: skip
     return outcome

@@ -37,7 +37,6 @@ from shared.contracts import (
     ErrorInfo,
     InferenceResult,
     OutputRef,
-    ResultStatus,
     RowError,
 )
 
@@ -52,16 +51,16 @@ def results_blob_name(request: AsyncScoringRequest) -> str:
     return f"{request.request_id}/{request.attempt}/{request.input_name}"
 
 
-def failed(request: AsyncScoringRequest, code: ErrorCode, message: str, **counts: object) -> InferenceResult:
-    return InferenceResult(
-        request_id=request.request_id,
-        status=ResultStatus.FAILED,
-        input_name=request.input_name,
-        model=request.model,
-        error=ErrorInfo(code=code.value, message=message),
-        attempt=request.attempt,
-        **counts,  # type: ignore[arg-type]
-    )
+def failed(
+    request: AsyncScoringRequest,
+    code: ErrorCode,
+    message: str,
+    *,
+    rows_failed: int = 0,
+    row_errors: tuple[RowError, ...] = (),
+) -> InferenceResult:
+    error = ErrorInfo(code=code.value, message=message)
+    return InferenceResult.for_request(request, error=error, rows_failed=rows_failed, row_errors=row_errors)
 
 
 class _Prefetch:
@@ -225,16 +224,12 @@ class ScoringJob:
             output = OutputRef(
                 request.format, request.compression, outcome.size, outcome.sha256, blob_url=outcome.blob_url
             )
-        return InferenceResult(
-            request_id=request.request_id,
-            status=ResultStatus.SUCCEEDED,
-            input_name=request.input_name,
-            model=request.model,
+        return InferenceResult.for_request(
+            request,
+            output=output,
             rows_scored=totals.scored,
             rows_failed=totals.failed,
             row_errors=tuple(totals.errors),
-            output=output,
-            attempt=request.attempt,
         )
 
 

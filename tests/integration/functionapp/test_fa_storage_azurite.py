@@ -35,6 +35,11 @@ def test_conditional_writes_and_reads(fa_env: AppEnv) -> None:
         blobs.read(fa_env.ledger, "missing.json")
     with pytest.raises(BlobNotFound):
         blobs.properties(fa_env.ledger, "missing.json")
+    with pytest.raises(PreconditionFailed):
+        blobs.delete(fa_env.ledger, "x.json", if_match=etag)
+    blobs.delete(fa_env.ledger, "x.json", if_match=new)
+    with pytest.raises(BlobNotFound):
+        blobs.read(fa_env.ledger, "x.json")
 
 
 def test_listing_carries_metadata(fa_env: AppEnv) -> None:
@@ -82,7 +87,7 @@ def test_concurrent_ledger_updates_are_not_lost(fa_env: AppEnv) -> None:
                                size=1, format=DataFormat.CSV, compression=None, session_id="s", model="churn",
                                submitted_at="t")  # fmt: skip
     now = datetime.now(UTC)
-    Ledger(store(), fa_env.ledger).update(request.request_id, submitted(request, now))
+    Ledger(store(), fa_env.ledger).advance(request.request_id, submitted(request, now), now=now)
 
     def bump(current: LedgerRecord | None) -> LedgerRecord | None:
         assert current is not None
@@ -91,7 +96,7 @@ def test_concurrent_ledger_updates_are_not_lost(fa_env: AppEnv) -> None:
     def worker() -> None:
         ledger = Ledger(store(), fa_env.ledger)  # a client per thread, as in the worker's thread pool
         for _ in range(5):
-            ledger.update(request.request_id, bump)
+            ledger.advance(request.request_id, bump, now=now)
 
     threads = [threading.Thread(target=worker) for _ in range(6)]
     for t in threads:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -151,8 +152,7 @@ def test_reconcile_resubmits_an_overdue_request(fa_env: AppEnv, monkeypatch: pyt
     request = InferenceRequest.from_json(b"".join(message.body))
     ledger = Ledger(AzureBlobStore(get_settings().data_storage), fa_env.ledger)
     long_ago = datetime.now(UTC) - timedelta(minutes=5)
-    ledger.mark_inflight(request_id, long_ago, 1)
-    ledger.update(request_id, accepted(request, long_ago, 0))
+    ledger.advance(request_id, accepted(request, long_ago, 0), now=long_ago)
     reconcile.build().get_user_function()(func.timer.TimerRequest(past_due=False))
     again = fa_env.receive("scoring", lambda m: m.message_id == f"{request_id}:2")
     assert again is not None and again.session_id == "s-late"
@@ -160,7 +160,7 @@ def test_reconcile_resubmits_an_overdue_request(fa_env: AppEnv, monkeypatch: pyt
     record = fa_env.ledger_record(request_id)
     assert (record["state"], record["attempt"]) == ("submitted", 2)
     # The resubmitted attempt is overdue too and no resubmits are left: result_timeout.
-    ledger.mark_inflight(request_id, long_ago, 2)
+    ledger.advance(request_id, lambda r: r and replace(r, updated_at="long ago"), now=long_ago)
     reconcile.build().get_user_function()(func.timer.TimerRequest(past_due=True))
     record = fa_env.ledger_record(request_id)
     assert (record["state"], record["error_code"]) == ("failed", "result_timeout")

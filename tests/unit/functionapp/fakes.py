@@ -82,7 +82,10 @@ class FakeBlobStore:
         self.copies.append((source_url, container, name))
         self.write(container, name, data, content_type=content_type, metadata=metadata)
 
-    def delete(self, container: str, name: str) -> None:
+    def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
+        blob = self.blobs.get((container, name))
+        if if_match is not None and (blob is None or blob.etag != if_match):  # as Azurite answers
+            raise PreconditionFailed(name)
         self.blobs.pop((container, name), None)
 
     def list(self, container: str, prefix: str) -> Iterator[BlobInfo]:

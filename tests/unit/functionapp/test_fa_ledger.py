@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from shared.contracts import DataFormat, InferenceRequest, RequestState
-from shared.ledger import Ledger, LedgerRecord, accepted, failed, submitted, succeeded
+from shared.ledger import Ledger, LedgerRecord, accepted, failed, reopened, submitted, succeeded
 
 from .fakes import FakeBlobStore, FixedClock
 
@@ -13,24 +14,24 @@ NOW = FixedClock().now()
 REQUEST = InferenceRequest(request_id="a" * 32, container="input", blob_name="a.csv", blob_url="u", etag="e", size=1,
                            format=DataFormat.CSV, compression=None, session_id="s", model="churn",
                            submitted_at="t")  # fmt: skip
-BASE = LedgerRecord.for_request(REQUEST, RequestState.SUBMITTED, NOW)
+BASE = LedgerRecord.for_request(REQUEST, NOW)
 
 
 def test_late_accepted_does_not_undo_a_result() -> None:
     ledger = Ledger(FakeBlobStore(), "ledger")
-    ledger.update(REQUEST.request_id, submitted(REQUEST, NOW))
-    ledger.update(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"))
-    ledger.update(REQUEST.request_id, accepted(REQUEST, NOW, 0))
-    ledger.update(REQUEST.request_id, failed(BASE, NOW, code="x", message="m", error_location="e"))
+    ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
+    ledger.advance(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"), now=NOW)
+    ledger.advance(REQUEST.request_id, accepted(REQUEST, NOW, 0), now=NOW)
+    ledger.advance(REQUEST.request_id, failed(BASE, NOW, code="x", message="m", error_location="e"), now=NOW)
     record = ledger.get(REQUEST.request_id)
     assert record is not None and record.state == RequestState.SUCCEEDED and record.error_code is None
 
 
 def test_resubmission_raises_the_attempt_and_stale_attempts_are_ignored() -> None:
     ledger = Ledger(FakeBlobStore(), "ledger")
-    ledger.update(REQUEST.request_id, submitted(REQUEST, NOW))
-    ledger.update(REQUEST.request_id, submitted(replace(REQUEST, attempt=2), NOW))
-    ledger.update(REQUEST.request_id, accepted(REQUEST, NOW, 0))  # attempt 1 arrives late
+    ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
+    ledger.advance(REQUEST.request_id, submitted(replace(REQUEST, attempt=2), NOW), now=NOW)
+    ledger.advance(REQUEST.request_id, accepted(REQUEST, NOW, 0), now=NOW)  # attempt 1 arrives late
     record = ledger.get(REQUEST.request_id)
     assert record is not None and (record.state, record.attempt) == (RequestState.SUBMITTED, 2)
 
@@ -42,30 +43,56 @@ def test_record_round_trips_and_public_view_hides_counters() -> None:
     assert view["state"] == "submitted" and "scoring_retries" not in view
 
 
-def test_inflight_listing_skips_bad_markers() -> None:
+def test_every_state_change_writes_the_marker_and_a_finished_request_keeps_it() -> None:
     blobs = FakeBlobStore()
     ledger = Ledger(blobs, "ledger")
-    ledger.mark_inflight("r1", NOW, 2)
+    later = NOW + timedelta(minutes=5)
+    ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
+    assert [(m.request_id, m.since, m.attempt) for m in ledger.inflight()] == [(REQUEST.request_id, NOW, 1)]
+    ledger.advance(REQUEST.request_id, accepted(replace(REQUEST, attempt=2), later, 0), now=later)
+    assert [(m.since, m.attempt) for m in ledger.inflight()] == [(later, 2)]
+    ledger.advance(REQUEST.request_id, succeeded(BASE, later, "output/a.csv", 3, 0, "c"), now=later)
+    assert [m.request_id for m in ledger.inflight()] == [REQUEST.request_id]
+    etags = {key: blob.etag for key, blob in blobs.blobs.items()}
+    ledger.advance(REQUEST.request_id, accepted(REQUEST, later, 0), now=later)  # no change: nothing written
+    assert {key: blob.etag for key, blob in blobs.blobs.items()} == etags
+
+
+def test_inflight_listing_skips_bad_markers_and_release_is_conditional() -> None:
+    blobs = FakeBlobStore()
+    ledger = Ledger(blobs, "ledger")
+    ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
     blobs.put("ledger", "inflight/r2", b"", {"since": "yesterday", "attempt": "1"})
-    assert list(ledger.inflight()) == [("r1", NOW, 2)]
-    ledger.clear_inflight("r1")
-    ledger.clear_inflight("r1")
+    [marker] = ledger.inflight()
+    ledger.advance(REQUEST.request_id, accepted(REQUEST, NOW, 0), now=NOW)  # rewrites the marker
+    assert not ledger.release(marker)
+    [marker] = ledger.inflight()
+    assert ledger.release(marker) and not ledger.release(marker)
     assert list(ledger.inflight()) == []
+
+
+def test_reopened_moves_only_a_success_of_an_earlier_attempt_back_to_submitted() -> None:
+    ledger = Ledger(FakeBlobStore(), "ledger")
+    ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
+    assert ledger.advance(REQUEST.request_id, reopened(2, NOW), now=NOW) == ledger.get(REQUEST.request_id)
+    ledger.advance(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"), now=NOW)
+    record = ledger.advance(REQUEST.request_id, reopened(2, NOW), now=NOW)
+    assert record is not None and (record.state, record.attempt, record.output_location) == ("submitted", 2, None)
 
 
 def test_an_update_from_a_stale_read_is_retried_on_the_current_record() -> None:
     ledger = Ledger(FakeBlobStore(), "ledger")
-    ledger.update(REQUEST.request_id, submitted(REQUEST, NOW))
+    ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
     stale = ledger.read(REQUEST.request_id)
-    ledger.update(REQUEST.request_id, accepted(REQUEST, NOW, 2))  # lands between the read and the update
-    ledger.update(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"), known=stale)
+    ledger.advance(REQUEST.request_id, accepted(REQUEST, NOW, 2), now=NOW)  # lands between the read and the update
+    ledger.advance(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"), known=stale, now=NOW)
     record = ledger.get(REQUEST.request_id)
     assert record is not None and record.state == RequestState.SUCCEEDED and record.scoring_retries == 2
 
 
 def test_an_expected_new_record_that_exists_is_read_not_overwritten() -> None:
     ledger = Ledger(FakeBlobStore(), "ledger")
-    ledger.update(REQUEST.request_id, submitted(REQUEST, NOW))
-    ledger.update(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"))
-    record = ledger.update(REQUEST.request_id, submitted(REQUEST, NOW), known=(None, None))
+    ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
+    ledger.advance(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"), now=NOW)
+    record = ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), known=(None, None), now=NOW)
     assert record is not None and record.state == RequestState.SUCCEEDED

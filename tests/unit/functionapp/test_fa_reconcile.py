@@ -5,10 +5,19 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from shared.contracts import InferenceRequest, RequestState
+from shared.contracts import (
+    DataFormat,
+    ErrorInfo,
+    InferenceRequest,
+    InferenceResult,
+    OutputRef,
+    RequestState,
+    ResultStatus,
+)
 from shared.ledger import Ledger, accepted
 from shared.reconcile import reconcile
 from shared.submit import submit_blob
+from shared.write import write_result
 
 from .fakes import FakeBlobStore, FakeBus, FixedClock, make_settings
 
@@ -21,9 +30,7 @@ def accepted_request(blobs: FakeBlobStore) -> InferenceRequest:
     blobs.put("input", "a.csv", b"1", {"session_id": "s"})
     submit_blob("input", "a.csv", settings=SETTINGS, blobs=blobs, bus=bus, ledger=Ledger(blobs, "ledger"), now=T0)
     request = InferenceRequest.from_json(bus.sent[0].message.body)
-    ledger = Ledger(blobs, "ledger")
-    ledger.mark_inflight(request.request_id, T0, 1)
-    ledger.update(request.request_id, accepted(request, T0, 0))
+    Ledger(blobs, "ledger").advance(request.request_id, accepted(request, T0, 0), now=T0)
     return request
 
 
@@ -56,19 +63,70 @@ def test_overdue_requests_are_resubmitted_then_failed_with_result_timeout() -> N
     record = ledger.get(request.request_id)
     assert record is not None and record.state == RequestState.FAILED and record.error_code == "result_timeout"
     assert json.loads(blobs.read("output", "errors/a.csv.error.json")[0])["error"]["code"] == "result_timeout"
-    assert list(ledger.inflight()) == []
+    assert [m.request_id for m in ledger.inflight()] == [request.request_id]  # until the record is checked
+    report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=now + timedelta(minutes=31))
+    assert report.cleaned == [request.request_id] and list(ledger.inflight()) == []
 
 
-def test_markers_of_finished_requests_are_cleaned() -> None:
+def finish(blobs: FakeBlobStore, request: InferenceRequest, *, output: bool) -> None:
+    write_result(
+        InferenceResult(
+            request_id=request.request_id,
+            status=ResultStatus.SUCCEEDED if output else ResultStatus.FAILED,
+            input_name=request.blob_name,
+            model=request.model,
+            output=OutputRef.inline(b"a,prediction\n1,0\n", DataFormat.CSV, None) if output else None,
+            error=None if output else ErrorInfo(code="malformed_data", message="bad"),
+        ).to_json(),
+        settings=SETTINGS,
+        blobs=blobs,
+        ledger=Ledger(blobs, "ledger"),
+        now=T0,
+    )
+
+
+def test_markers_of_finished_requests_are_released_once_their_output_is_there() -> None:
     blobs, bus = FakeBlobStore(), FakeBus()
     request = accepted_request(blobs)
     ledger = Ledger(blobs, "ledger")
-    from shared.ledger import LedgerRecord, succeeded
-
-    ledger.update(request.request_id, succeeded(LedgerRecord.for_request(request, RequestState.ACCEPTED, T0), T0,
-                                                "output/a.csv", 1, 0, "2026-01-01T00:00:00Z"))  # fmt: skip
+    finish(blobs, request, output=True)
+    assert [m.request_id for m in ledger.inflight()] == [request.request_id]
     report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=T0 + timedelta(hours=2))
     assert report.cleaned == [request.request_id] and bus.sent == [] and list(ledger.inflight()) == []
+
+
+def test_a_success_whose_output_is_gone_is_resubmitted() -> None:
+    """Storage lost the output but kept the record saying "succeeded": the record is not taken on trust."""
+    blobs, bus = FakeBlobStore(), FakeBus()
+    request = accepted_request(blobs)
+    ledger = Ledger(blobs, "ledger")
+    finish(blobs, request, output=True)
+    blobs.delete("output", "a.csv")
+    now = T0 + timedelta(minutes=31)
+    report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=now)
+    assert report.reopened == [request.request_id] and report.cleaned == []
+    again = InferenceRequest.from_json(bus.sent[-1].message.body)
+    assert again.attempt == 2 and bus.sent[-1].message.message_id == f"{request.request_id}:2"
+    record = ledger.get(request.request_id)
+    assert record is not None and (record.state, record.attempt, record.output_location) == ("submitted", 2, None)
+    assert [m.attempt for m in ledger.inflight()] == [2]
+    finish(blobs, again, output=True)
+    report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=now + timedelta(minutes=31))
+    assert report.cleaned == [request.request_id] and blobs.names("output") == ["a.csv"]
+
+
+def test_a_failure_whose_error_record_is_gone_gets_it_again() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    request = accepted_request(blobs)
+    ledger = Ledger(blobs, "ledger")
+    finish(blobs, request, output=False)
+    blobs.delete("output", "errors/a.csv.error.json")
+    now = T0 + timedelta(minutes=31)
+    report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=now)
+    assert report.error_rewritten == [request.request_id] and bus.sent == []
+    assert json.loads(blobs.read("output", "errors/a.csv.error.json")[0])["error"]["code"] == "malformed_data"
+    report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=now)
+    assert report.cleaned == [request.request_id] and list(ledger.inflight()) == []
 
 
 def test_a_request_never_accepted_is_resubmitted_too() -> None:
@@ -77,7 +135,7 @@ def test_a_request_never_accepted_is_resubmitted_too() -> None:
     blobs.put("input", "stuck.csv", b"1")
     submit_blob("input", "stuck.csv", settings=SETTINGS, blobs=blobs, bus=bus, ledger=Ledger(blobs, "ledger"), now=T0)
     request = InferenceRequest.from_json(bus.sent[0].message.body)
-    assert [m[0] for m in Ledger(blobs, "ledger").inflight()] == [request.request_id]
+    assert [m.request_id for m in Ledger(blobs, "ledger").inflight()] == [request.request_id]
     report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=Ledger(blobs, "ledger"),
                        now=T0 + timedelta(minutes=31))  # fmt: skip
     assert report.resubmitted == [request.request_id]

@@ -52,7 +52,7 @@ def test_accepted_request_posts_a_sas_url_and_marks_the_ledger() -> None:
         "inference-results", "s1", "a.csv", "churn")  # fmt: skip
     record = Ledger(blobs, "ledger").get(request.request_id)
     assert record is not None and record.state == RequestState.ACCEPTED and record.accepted_at is not None
-    assert [i[0] for i in Ledger(blobs, "ledger").inflight()] == [request.request_id]
+    assert [m.request_id for m in Ledger(blobs, "ledger").inflight()] == [request.request_id]
     assert bus.sent == []
 
 

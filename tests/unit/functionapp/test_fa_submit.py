@@ -72,7 +72,7 @@ def test_no_republish_once_accepted_but_a_new_version_is_a_new_request() -> None
     run(blobs, bus, "a.csv")
     first = InferenceRequest.from_json(bus.sent[0].message.body)
     ledger = Ledger(blobs, "ledger")
-    ledger.update(first.request_id, lambda r: r and replace(r, state=RequestState.ACCEPTED))
+    ledger.advance(first.request_id, lambda r: r and replace(r, state=RequestState.ACCEPTED), now=FixedClock().now())
     assert run(blobs, bus, "a.csv") == SubmitOutcome.ALREADY_IN_FLIGHT
     blobs.put("input", "a.csv", b"2")
     assert run(blobs, bus, "a.csv") == SubmitOutcome.PUBLISHED

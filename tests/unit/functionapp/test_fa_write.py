@@ -8,7 +8,7 @@ import json
 import pytest
 
 from shared.contracts import DataFormat, ErrorInfo, InferenceResult, OutputRef, RequestState, ResultStatus, RowError
-from shared.ledger import Ledger
+from shared.ledger import Ledger, LedgerRecord
 from shared.write import OutputMismatch, WriteOutcome, write_result
 
 from .fakes import FakeBlobStore, FixedClock, make_settings
@@ -31,7 +31,6 @@ def write(blobs: FakeBlobStore, result: InferenceResult) -> WriteOutcome:
 
 def test_inline_output_is_written_once_with_identical_bytes() -> None:
     blobs = FakeBlobStore()
-    Ledger(blobs, "ledger").mark_inflight(RID, NOW, 1)
     result = ok_inline()
     assert write(blobs, result) == WriteOutcome.WRITTEN
     first = blobs.blobs[("output", "d/a.csv")]
@@ -48,7 +47,8 @@ def test_inline_output_is_written_once_with_identical_bytes() -> None:
         1,
         result.completed_at,
     )
-    assert list(Ledger(blobs, "ledger").inflight()) == []
+    # The marker stays until reconcile has checked the output (test_fa_reconcile).
+    assert [m.request_id for m in Ledger(blobs, "ledger").inflight()] == [RID]
 
 
 def test_an_inline_output_replaces_a_different_file_of_the_same_name() -> None:
@@ -100,6 +100,7 @@ def test_failure_after_success_is_ignored_and_success_after_failure_wins() -> No
     assert write(blobs, failed) == WriteOutcome.SUPERSEDED
     record = Ledger(blobs, "ledger").get(RID)
     assert record is not None and record.state == RequestState.SUCCEEDED
+    assert blobs.names("output") == ["d/a.csv"]  # the success removed its own earlier error record
 
 
 def test_ledger_conflict_is_retried_not_clobbered() -> None:
@@ -117,3 +118,45 @@ def test_result_with_an_unsafe_input_name_is_refused() -> None:
     with pytest.raises(ValueError, match="unusable input name"):
         write(blobs, bad)
     assert blobs.names("output") == []
+
+
+def versioned(blobs: FakeBlobStore, rid: str, *, succeeded: bool) -> InferenceResult:
+    """A request for the input's version stored now (its ETag in the ledger), and its result."""
+    etag = blobs.put("input", "d/a.csv", b"x").strip('"')
+    record = LedgerRecord.new(rid, container="input", name="d/a.csv", model="churn", now=NOW, etag=etag)
+    Ledger(blobs, "ledger").advance(rid, lambda current: current or record, now=NOW)
+    if succeeded:
+        return InferenceResult(request_id=rid, status=ResultStatus.SUCCEEDED, input_name="d/a.csv", model="churn",
+                               output=OutputRef.inline(OUT, DataFormat.CSV, None))  # fmt: skip
+    return InferenceResult(request_id=rid, status=ResultStatus.FAILED, input_name="d/a.csv", model="churn",
+                           error=ErrorInfo(code="blob_not_found", message="gone"))  # fmt: skip
+
+
+def test_the_current_versions_output_replaces_an_older_versions_error_record() -> None:
+    """The input was lost and uploaded again: the old request failed, the new one succeeds."""
+    blobs = FakeBlobStore()
+    old = versioned(blobs, "0" * 31 + "a", succeeded=False)
+    new = versioned(blobs, "0" * 31 + "b", succeeded=True)
+    assert write(blobs, old) == WriteOutcome.ERROR_RECORDED
+    assert write(blobs, new) == WriteOutcome.WRITTEN
+    assert blobs.names("output") == ["d/a.csv"]
+
+
+def test_an_older_versions_failure_after_the_current_output_is_not_recorded() -> None:
+    blobs = FakeBlobStore()
+    old = versioned(blobs, "0" * 31 + "a", succeeded=False)
+    new = versioned(blobs, "0" * 31 + "b", succeeded=True)
+    assert write(blobs, new) == WriteOutcome.WRITTEN
+    write(blobs, old)
+    assert blobs.names("output") == ["d/a.csv"]
+    record = Ledger(blobs, "ledger").get(old.request_id)
+    assert record is not None and record.state == RequestState.FAILED and record.error_location is None
+
+
+def test_a_newer_versions_failure_is_shown_beside_an_older_output() -> None:
+    blobs = FakeBlobStore()
+    old = versioned(blobs, "0" * 31 + "a", succeeded=True)
+    assert write(blobs, old) == WriteOutcome.WRITTEN
+    new = versioned(blobs, "0" * 31 + "b", succeeded=False)
+    assert write(blobs, new) == WriteOutcome.ERROR_RECORDED
+    assert blobs.names("output") == ["d/a.csv", "errors/d/a.csv.error.json"]
