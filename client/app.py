@@ -16,6 +16,7 @@ from client.cli import parse_args, setting_overrides
 from client.console import Console
 from client.errors import CliError, ExitCode
 from client.settings import ClientSettings, load_settings
+from shared.config import SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +50,11 @@ def run(
             logging.basicConfig(level=logging.DEBUG, stream=console.err)
         settings = load_settings(setting_overrides(args), os.environ if env is None else env, args.settings)
         return int(_dispatch(args, settings, adapters, console))
-    except CliError as exc:
+    except (CliError, SettingsError) as exc:
         if debug:
             logger.exception("failed")
         console.err.write(f"asyncinfer: error: {exc}\n")
-        return int(exc.exit_code)
+        return int(exc.exit_code if isinstance(exc, CliError) else ExitCode.USAGE)
     except KeyboardInterrupt:
         console.err.write("asyncinfer: interrupted\n")
         return int(ExitCode.INTERRUPTED)

@@ -24,12 +24,6 @@ class UsageError(CliError):
     exit_code = ExitCode.USAGE
 
 
-class ConfigError(CliError):
-    """A setting is missing or malformed; the message names the setting."""
-
-    exit_code = ExitCode.USAGE
-
-
 class ServiceError(CliError):
     """A service could not be reached or refused the request."""
 

@@ -4,18 +4,20 @@ The names are the function app's (``DataStorage``, ``ServiceBus``, ``INPUT_CONTA
 ``SCORING_URI``...) plus client-only ones (``CLIENT_SUBSCRIPTION``, ``FUNCTIONS_URL``, ``FUNCTIONS_KEY``), so one
 settings file can drive both. Identity-style settings (``DataStorage__blobServiceUri``,
 ``ServiceBus__fullyQualifiedNamespace``) select ``DefaultAzureCredential`` instead of a connection string.
+Values are read with :class:`shared.config.SettingsReader`; a bad one raises
+:class:`shared.config.SettingsError` naming the setting (and "(command line)" when a flag gave it).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from client.errors import ConfigError
+from shared.config import SettingsError, SettingsReader
 
 LOCAL_STORAGE = "UseDevelopmentStorage=true"
 LOCAL_SERVICEBUS = (
@@ -33,9 +35,6 @@ DEFAULTS: dict[str, str] = {
 }
 STORAGE = "DataStorage"
 SERVICEBUS = "ServiceBus"
-
-# name -> (value, the setting it came from), or None when no source sets it
-_Lookup = Callable[[str], tuple[str, str] | None]
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def parse_storage(value: str, source: str) -> StorageTarget:
     pairs = _pairs(value)
     if pairs.get("usedevelopmentstorage") == "true" or "accountname" in pairs or "blobendpoint" in pairs:
         return StorageTarget(connection_string=value, source=source)
-    raise ConfigError(
+    raise SettingsError(
         f"setting {source}: not a storage connection string (expected AccountName=...;AccountKey=... or "
         "BlobEndpoint=..., or UseDevelopmentStorage=true) nor a https:// blob service URL"
     )
@@ -100,38 +99,29 @@ def parse_servicebus(value: str, source: str) -> ServiceBusTarget:
     if "=" not in value:
         host = urlparse(value).hostname if "://" in value else value.strip("/")
         if not host or "/" in host or " " in host:
-            raise ConfigError(f"setting {source}: {value!r} is not a Service Bus namespace host name")
+            raise SettingsError(f"setting {source}: {value!r} is not a Service Bus namespace host name")
         return ServiceBusTarget(namespace=host, source=source)
     pairs = _pairs(value)
     endpoint = pairs.get("endpoint", "")
     if not endpoint.startswith("sb://"):
-        raise ConfigError(f"setting {source}: connection string needs Endpoint=sb://<namespace>")
+        raise SettingsError(f"setting {source}: connection string needs Endpoint=sb://<namespace>")
     if not ("sharedaccesskey" in pairs or "sharedaccesssignature" in pairs):
-        raise ConfigError(f"setting {source}: connection string needs SharedAccessKeyName/SharedAccessKey")
+        raise SettingsError(f"setting {source}: connection string needs SharedAccessKeyName/SharedAccessKey")
     return ServiceBusTarget(connection_string=value, source=source)
 
 
-def _url(value: str, name: str) -> str:
+def _url(value: str, source: str) -> str:
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError(f"setting {name}: {value!r} is not an http(s) URL")
+        raise SettingsError(f"setting {source}: {value!r} is not an http(s) URL")
     return value.rstrip("/")
 
 
-def _positive_int(value: str, name: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"setting {name}: {value!r} is not a whole number") from None
-    if number <= 0:
-        raise ConfigError(f"setting {name}: must be positive, got {number}")
-    return number
-
-
-def _name(value: str, name: str) -> str:
-    if not value.strip() or "/" in value:
-        raise ConfigError(f"setting {name}: {value!r} is not a valid entity name")
-    return value.strip()
+def _entity(read: SettingsReader, name: str) -> str:
+    value = read.text(name, DEFAULTS[name])
+    if "/" in value:
+        raise read.error(name, f"{value!r} is not a valid entity name")
+    return value
 
 
 def read_settings_file(path: Path) -> dict[str, str]:
@@ -139,12 +129,12 @@ def read_settings_file(path: Path) -> dict[str, str]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"settings file {path}: cannot read it ({exc.strerror})") from None
+        raise SettingsError(f"settings file {path}: cannot read it ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"settings file {path}: not valid JSON ({exc})") from None
+        raise SettingsError(f"settings file {path}: not valid JSON ({exc})") from None
     values = data.get("Values", data) if isinstance(data, dict) else None
     if not isinstance(values, dict):
-        raise ConfigError(f"settings file {path}: expected a JSON object with a 'Values' object")
+        raise SettingsError(f"settings file {path}: expected a JSON object with a 'Values' object")
     return {str(k): str(v) for k, v in values.items() if v is not None}
 
 
@@ -155,61 +145,46 @@ def load_settings(
 ) -> ClientSettings:
     """Resolve every setting once; ``flags`` maps setting names to command-line values (None = not given)."""
     environ = os.environ if env is None else env
-    file_values = read_settings_file(settings_file) if settings_file is not None else {}
-
-    def lookup(name: str) -> tuple[str, str] | None:
-        """(value, where it came from) for the first source that sets ``name``."""
-        flag = flags.get(name)
-        if flag is not None:
-            return flag, f"{name} (command line)"
-        for source in (environ, file_values):
-            value = source.get(name)
-            if value is not None and value.strip():
-                return value, name
-        return None
-
-    def get(name: str) -> str:
-        found = lookup(name)
-        return found[0] if found else DEFAULTS[name]
-
-    def optional(name: str) -> str | None:
-        found = lookup(name)
-        return found[0] if found else None
-
+    merged = read_settings_file(settings_file) if settings_file is not None else {}
+    merged |= {name: value for name, value in environ.items() if value.strip()}
+    given = {name: value for name, value in flags.items() if value is not None}
+    merged |= given
+    read = SettingsReader(merged, lambda name: f"{name} (command line)" if name in given else name)
     return ClientSettings(
-        storage=_storage(lookup),
-        servicebus=_servicebus(lookup),
-        input_container=_name(get("INPUT_CONTAINER"), "INPUT_CONTAINER"),
-        output_container=_name(get("OUTPUT_CONTAINER"), "OUTPUT_CONTAINER"),
-        result_topic=_name(get("RESULT_TOPIC"), "RESULT_TOPIC"),
-        client_subscription=_name(get("CLIENT_SUBSCRIPTION"), "CLIENT_SUBSCRIPTION"),
-        scoring_uri=_url(get("SCORING_URI"), "SCORING_URI"),
-        scoring_key=optional("SCORING_KEY"),
-        scoring_deployment=optional("SCORING_DEPLOYMENT"),
-        functions_url=_url(get("FUNCTIONS_URL"), "FUNCTIONS_URL"),
-        functions_key=optional("FUNCTIONS_KEY"),
-        max_input_bytes=_positive_int(get("MAX_INPUT_BYTES"), "MAX_INPUT_BYTES"),
+        storage=_storage(read),
+        servicebus=_servicebus(read),
+        input_container=_entity(read, "INPUT_CONTAINER"),
+        output_container=_entity(read, "OUTPUT_CONTAINER"),
+        result_topic=_entity(read, "RESULT_TOPIC"),
+        client_subscription=_entity(read, "CLIENT_SUBSCRIPTION"),
+        scoring_uri=read.url("SCORING_URI", DEFAULTS["SCORING_URI"]).rstrip("/"),
+        scoring_key=read.optional("SCORING_KEY"),
+        scoring_deployment=read.optional("SCORING_DEPLOYMENT"),
+        functions_url=read.url("FUNCTIONS_URL", DEFAULTS["FUNCTIONS_URL"]).rstrip("/"),
+        functions_key=read.optional("FUNCTIONS_KEY"),
+        max_input_bytes=read.integer("MAX_INPUT_BYTES", int(DEFAULTS["MAX_INPUT_BYTES"]), minimum=1),
     )
 
 
-def _storage(lookup: _Lookup) -> StorageTarget:
-    found = lookup(STORAGE)
-    if found:
-        return parse_storage(found[0], found[1])
-    for suffix in ("__blobServiceUri", "__serviceUri"):
-        found = lookup(STORAGE + suffix)
-        if found:
-            return StorageTarget(account_url=_url(found[0], found[1]), source=found[1])
+def _storage(read: SettingsReader) -> StorageTarget:
+    for name in (STORAGE, f"{STORAGE}__blobServiceUri", f"{STORAGE}__serviceUri"):
+        value = read.optional(name)
+        if value is None:
+            continue
+        if name == STORAGE:
+            return parse_storage(value, read.describe(name))
+        return StorageTarget(account_url=_url(value, read.describe(name)), source=read.describe(name))
     return StorageTarget(connection_string=LOCAL_STORAGE, source=f"{STORAGE} (default: local Azurite)")
 
 
-def _servicebus(lookup: _Lookup) -> ServiceBusTarget:
-    found = lookup(SERVICEBUS)
-    if found:
-        return parse_servicebus(found[0], found[1])
-    found = lookup(SERVICEBUS + "__fullyQualifiedNamespace")
-    if found:
-        if "=" in found[0]:
-            raise ConfigError(f"setting {found[1]}: expected a namespace host name, not a connection string")
-        return parse_servicebus(found[0], found[1])
+def _servicebus(read: SettingsReader) -> ServiceBusTarget:
+    value = read.optional(SERVICEBUS)
+    if value is not None:
+        return parse_servicebus(value, read.describe(SERVICEBUS))
+    name = f"{SERVICEBUS}__fullyQualifiedNamespace"
+    value = read.optional(name)
+    if value is not None:
+        if "=" in value:
+            raise read.error(name, "expects a namespace host name, not a connection string")
+        return parse_servicebus(value, read.describe(name))
     return ServiceBusTarget(connection_string=LOCAL_SERVICEBUS, source=f"{SERVICEBUS} (default: local emulator)")

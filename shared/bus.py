@@ -22,8 +22,8 @@ from datetime import datetime
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSender
 from azure.servicebus.exceptions import ServiceBusError
 
+from shared.config import Connection
 from shared.ports import OutgoingMessage
-from shared.settings import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def new_client(connection: Connection) -> ServiceBusClient:
         return ServiceBusClient.from_connection_string(connection.connection_string)
     from shared.storage import credential_for
 
-    return ServiceBusClient(str(connection.endpoint), credential_for(connection))
+    return ServiceBusClient(str(connection.fully_qualified_namespace), credential_for(connection))
 
 
 class _ThreadClients(threading.local):

@@ -1,7 +1,9 @@
-"""Scoring endpoint adapter (:class:`shared.ports.ScoringEndpoint`): POSTs JSON to the endpoint's scoring URI.
+"""Scoring endpoint adapters (:class:`shared.ports.ScoringEndpoint`).
 
-Each POST uses its own connection (no ``requests.Session`` kept), so nothing is shared between the worker's
-threads.
+:class:`HttpScoringEndpoint` POSTs JSON to the endpoint's scoring URI. Each POST uses its own connection (no
+``requests.Session`` kept), so nothing is shared between the worker's threads.
+:class:`UnconfiguredEndpoint` stands in for a route whose endpoint settings are missing or unresolved (the
+endpoint is not deployed yet): it answers like an unreachable endpoint, so the request is retried later.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from email.utils import parsedate_to_datetime
 import requests
 
 from shared.ports import EndpointReply
-from shared.settings import ScoringRoute
+from shared.settings import EndpointSettings
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +40,20 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+class UnconfiguredEndpoint:
+    """Answers every POST as unreachable (status 0), saying which setting is missing."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def post(self, body: bytes) -> EndpointReply:
+        return EndpointReply(status=0, body=f"scoring endpoint not configured: {self.reason}"[:_MAX_BODY_KEPT])
+
+
 class HttpScoringEndpoint:
-    def __init__(self, route: ScoringRoute, *, connect_timeout: float, read_timeout: float) -> None:
-        self._route = route
-        self._timeout = (connect_timeout, read_timeout)
+    def __init__(self, endpoint: EndpointSettings) -> None:
+        self._route = endpoint
+        self._timeout = (endpoint.connect_timeout_seconds, endpoint.read_timeout_seconds)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}

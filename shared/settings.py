@@ -1,4 +1,10 @@
-"""Function app settings: one frozen dataclass, read once from the environment, failing fast by name.
+"""Function app settings: what every function needs, and each model route's endpoint, read apart.
+
+:class:`Settings` (connections, container and topic names, limits, retry policy, the routed models) is read
+once per process by :func:`get_settings`. A route's scoring endpoint (:class:`EndpointSettings`: URI, key,
+deployment, timeouts) is read only by the function that calls it (:func:`get_endpoint`), so a missing or
+unresolved endpoint setting breaks ``score_request`` alone, never the blob trigger, the writer or the status
+route. Both are read with :class:`shared.config.SettingsReader` and fail with the setting's name.
 
 Connections follow the Functions conventions, so the same names serve the trigger bindings and our SDK
 clients: ``DataStorage`` / ``ServiceBus`` hold a connection string, or the identity style
@@ -17,12 +23,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from urllib.parse import urlparse
 
+from shared.config import Connection, SettingsError, SettingsReader
 from shared.contracts import DEFAULT_MODEL
 from shared.retry import SCORING_ENDPOINT, RetryPolicy
+
+__all__ = ["Connection", "EndpointSettings", "ScoringRoute", "Settings", "SettingsError"]
 
 DATA_STORAGE = "DataStorage"
 SERVICE_BUS = "ServiceBus"
@@ -30,31 +38,10 @@ BLOB_SOURCES = ("LogsAndContainerScan", "EventGrid")
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
-class SettingsError(RuntimeError):
-    """A required setting is missing or invalid; the message names it."""
-
-
-@dataclass(frozen=True)
-class Connection:
-    """A connection string, or an identity-based endpoint (``client_id`` picks a user-assigned identity)."""
-
-    name: str
-    connection_string: str | None = None
-    endpoint: str | None = None
-    client_id: str | None = None
-
-    @property
-    def uses_identity(self) -> bool:
-        return self.connection_string is None
-
-
 @dataclass(frozen=True)
 class ScoringRoute:
     model: str
     subscription: str  # a literal name or a %SETTING% binding expression
-    uri: str
-    key: str | None
-    deployment: str | None
 
     @property
     def function_suffix(self) -> str:
@@ -76,8 +63,6 @@ class Settings:
     result_deadline_minutes: int
     max_resubmits: int
     scoring_retry: RetryPolicy
-    connect_timeout_seconds: float
-    read_timeout_seconds: float
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -87,58 +72,20 @@ class Settings:
         return next((r for r in self.routes if r.model == model), None)
 
 
+@dataclass(frozen=True)
+class EndpointSettings:
+    """One route's scoring endpoint."""
+
+    model: str
+    uri: str
+    key: str | None = field(repr=False)
+    deployment: str | None
+    connect_timeout_seconds: float
+    read_timeout_seconds: float
+
+
 def route_suffix(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", model).upper()
-
-
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def text(self, name: str, default: str | None = None) -> str:
-        value = self.env.get(name, "").strip() or default
-        if not value:
-            raise SettingsError(f"setting {name} is required")
-        return value
-
-    def optional(self, name: str) -> str | None:
-        return self.env.get(name, "").strip() or None
-
-    def integer(self, name: str, default: int, minimum: int = 0) -> int:
-        raw = self.optional(name)
-        try:
-            value = default if raw is None else int(raw)
-        except ValueError as exc:
-            raise SettingsError(f"setting {name} must be an integer, got {raw!r}") from exc
-        if value < minimum:
-            raise SettingsError(f"setting {name} must be >= {minimum}, got {value}")
-        return value
-
-    def number(self, name: str, default: float) -> float:
-        raw = self.optional(name)
-        try:
-            value = default if raw is None else float(raw)
-        except ValueError as exc:
-            raise SettingsError(f"setting {name} must be a number, got {raw!r}") from exc
-        if value <= 0:
-            raise SettingsError(f"setting {name} must be > 0, got {value}")
-        return value
-
-    def url(self, name: str, default: str | None = None) -> str:
-        value = self.text(name, default)
-        parsed = urlparse(value)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise SettingsError(f"setting {name} must be an http(s) URL, got {value!r}")
-        return value
-
-    def connection(self, name: str, identity_key: str) -> Connection:
-        conn = self.optional(name)
-        if conn:
-            return Connection(name=name, connection_string=conn)
-        endpoint = self.optional(f"{name}__{identity_key}")
-        if not endpoint:
-            raise SettingsError(f"setting {name} (connection string) or {name}__{identity_key} is required")
-        return Connection(name=name, endpoint=endpoint, client_id=self.optional(f"{name}__clientId"))
 
 
 def parse_model_routes(raw: str | None) -> tuple[tuple[str, str], ...]:
@@ -158,33 +105,13 @@ def parse_model_routes(raw: str | None) -> tuple[tuple[str, str], ...]:
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
-    read = _Reader(env)
-    uri = read.url("SCORING_URI")
-    key = read.optional("SCORING_KEY")
-    routes = [
-        ScoringRoute(
-            model=DEFAULT_MODEL,
-            subscription=read.text("SCORING_SUBSCRIPTION", "scoring"),
-            uri=uri,
-            key=key,
-            deployment=read.optional("SCORING_DEPLOYMENT"),
-        )
-    ]
-    for model, subscription in parse_model_routes(read.optional("MODEL_ROUTES")):
-        suffix = route_suffix(model)
-        routes.append(
-            ScoringRoute(
-                model=model,
-                subscription=subscription,
-                uri=read.url(f"SCORING_URI__{suffix}", uri),
-                key=read.optional(f"SCORING_KEY__{suffix}") or key,
-                deployment=read.optional(f"SCORING_DEPLOYMENT__{suffix}"),
-            )
-        )
-    blob_trigger_source(env)  # validated here too, so a bad value fails the first invocation, not only indexing
+    read = SettingsReader(env)
+    routes = [ScoringRoute(model=DEFAULT_MODEL, subscription=read.text("SCORING_SUBSCRIPTION", "scoring"))]
+    routes += [ScoringRoute(*pair) for pair in parse_model_routes(read.optional("MODEL_ROUTES"))]
+    read.choice("BLOB_TRIGGER_SOURCE", BLOB_SOURCES)  # checked here too, so a bad value fails every invocation
     return Settings(
-        data_storage=read.connection(DATA_STORAGE, "blobServiceUri"),
-        service_bus=read.connection(SERVICE_BUS, "fullyQualifiedNamespace"),
+        data_storage=read.blob_connection(DATA_STORAGE),
+        service_bus=read.servicebus_connection(SERVICE_BUS),
         input_container=read.text("INPUT_CONTAINER", "input"),
         output_container=read.text("OUTPUT_CONTAINER", "output"),
         ledger_container=read.text("LEDGER_CONTAINER", "ledger"),
@@ -200,6 +127,26 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             base_seconds=read.number("SCORING_RETRY_BASE_SECONDS", SCORING_ENDPOINT.base_seconds),
             max_seconds=read.number("SCORING_RETRY_MAX_SECONDS", SCORING_ENDPOINT.max_seconds),
         ),
+    )
+
+
+def load_endpoint(env: Mapping[str, str], model: str) -> EndpointSettings:
+    """The endpoint of ``model``'s route; an extra route falls back to the default route's URI and key."""
+    read = SettingsReader(env)
+    if model == DEFAULT_MODEL:
+        uri, key = read.url("SCORING_URI"), read.optional("SCORING_KEY")
+        deployment = read.optional("SCORING_DEPLOYMENT")
+    else:
+        suffix = route_suffix(model)
+        own_uri = read.optional(f"SCORING_URI__{suffix}")
+        uri = read.url(f"SCORING_URI__{suffix}") if own_uri else read.url("SCORING_URI")
+        key = read.optional(f"SCORING_KEY__{suffix}") or read.optional("SCORING_KEY")
+        deployment = read.optional(f"SCORING_DEPLOYMENT__{suffix}")
+    return EndpointSettings(
+        model=model,
+        uri=uri,
+        key=key,
+        deployment=deployment,
         connect_timeout_seconds=read.number("SCORING_CONNECT_TIMEOUT_SECONDS", 5.0),
         read_timeout_seconds=read.number("SCORING_READ_TIMEOUT_SECONDS", 30.0),
     )
@@ -211,14 +158,17 @@ def get_settings() -> Settings:
     return load_settings(os.environ)
 
 
+@lru_cache(maxsize=32)
+def get_endpoint(model: str) -> EndpointSettings:
+    """A route's endpoint, read once on first use (a failed read is not kept: the next call reads again)."""
+    return load_endpoint(os.environ, model)
+
+
 def blob_trigger_source(env: Mapping[str, str] = os.environ) -> str:
     """Read at indexing time (the decorator needs it before any invocation)."""
-    source = env.get("BLOB_TRIGGER_SOURCE", "").strip() or BLOB_SOURCES[0]
-    if source not in BLOB_SOURCES:
-        raise SettingsError(f"setting BLOB_TRIGGER_SOURCE must be one of {BLOB_SOURCES}, got {source!r}")
-    return source
+    return SettingsReader(env).choice("BLOB_TRIGGER_SOURCE", BLOB_SOURCES)
 
 
 def extra_route_subscriptions(env: Mapping[str, str] = os.environ) -> tuple[tuple[str, str], ...]:
     """Read at indexing time: one score_request function is registered per extra route."""
-    return parse_model_routes(env.get("MODEL_ROUTES"))
+    return parse_model_routes(SettingsReader(env).optional("MODEL_ROUTES"))

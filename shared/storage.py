@@ -26,8 +26,8 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
+from shared.config import Connection
 from shared.ports import BlobInfo, BlobNotFound, PreconditionFailed
-from shared.settings import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def service_client(connection: Connection) -> BlobServiceClient:
         if connection.connection_string is not None:
             client = BlobServiceClient.from_connection_string(connection.connection_string)
         else:
-            client = BlobServiceClient(str(connection.endpoint), credential=credential_for(connection))
+            client = BlobServiceClient(str(connection.service_uri), credential=credential_for(connection))
         clients[connection] = client
     return client
 

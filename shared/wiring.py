@@ -1,27 +1,42 @@
 """Composition root: builds the adapters the triggers hand to the use cases.
 
 Every trigger calls :func:`services` once per invocation; tests pass fakes through its keyword arguments.
-No SDK client is shared between threads: blob and Service Bus clients are kept per thread inside their
-adapters, HTTP sessions are per call.
+Only the app-wide settings are read here; a route's endpoint settings are read when ``endpoint_for`` is
+called, which only ``score_request`` does. No SDK client is shared between threads: blob and Service Bus
+clients are kept per thread inside their adapters, HTTP sessions are per call.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared.endpoint import HttpScoringEndpoint
+from shared.config import SettingsError
+from shared.endpoint import HttpScoringEndpoint, UnconfiguredEndpoint
 from shared.ledger import Ledger
 from shared.ports import BlobStore, Clock, MessageBus, ScoringEndpoint
-from shared.settings import ScoringRoute, Settings, get_settings
+from shared.settings import Settings, get_endpoint, get_settings
 
-EndpointFactory = Callable[[ScoringRoute], ScoringEndpoint]
+logger = logging.getLogger(__name__)
+
+EndpointFactory = Callable[[str], ScoringEndpoint]  # model -> its route's endpoint
 
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+def configured_endpoint(model: str) -> ScoringEndpoint:
+    """The HTTP endpoint of ``model``'s route; while its settings are missing or unresolved (the endpoint is
+    not deployed yet), an endpoint that answers as unreachable, so the request backs off and is retried."""
+    try:
+        return HttpScoringEndpoint(get_endpoint(model))
+    except SettingsError as exc:
+        logger.warning("scoring endpoint of model %s is not configured yet: %s", model, exc)
+        return UnconfiguredEndpoint(str(exc))
 
 
 @dataclass(frozen=True)
@@ -51,17 +66,11 @@ def services(
         from shared.bus import AzureMessageBus
 
         bus = AzureMessageBus(settings.service_bus)
-    if endpoint_for is None:
-        timeouts = {"connect_timeout": settings.connect_timeout_seconds, "read_timeout": settings.read_timeout_seconds}
-
-        def endpoint_for(route: ScoringRoute) -> ScoringEndpoint:
-            return HttpScoringEndpoint(route, **timeouts)
-
     return Services(
         settings=settings,
         blobs=blobs,
         bus=bus,
         ledger=Ledger(blobs, settings.ledger_container),
         clock=clock or SystemClock(),
-        endpoint_for=endpoint_for,
+        endpoint_for=endpoint_for or configured_endpoint,
     )

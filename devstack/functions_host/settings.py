@@ -1,5 +1,8 @@
 """App settings for the local functions host: local.settings.json, %SETTING% expressions and connection names.
 
+Errors are :class:`shared.config.SettingsError` naming the function and the setting; connection names resolve
+with :class:`shared.config.SettingsReader`, the same rules the function app's own clients use.
+
 Precedence (same as Azure Functions Core Tools): a variable already set in the process environment wins over the
 same name in ``local.settings.json`` ``Values``; values from the file only fill in names that are not set.
 """
@@ -11,19 +14,17 @@ import logging
 import os
 import re
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.config import Connection, SettingsError, SettingsReader
+
+__all__ = ["Connection", "SettingsError", "resolve_connection"]
 logger = logging.getLogger(__name__)
 
 LOCAL_SETTINGS = "local.settings.json"
 LOCAL_SETTINGS_EXAMPLE = "local.settings.json.example"
 _EXPRESSION = re.compile(r"%([^%]+)%")
-
-
-class SettingsError(ValueError):
-    """A setting that a function needs is missing or malformed; the message names the function and the setting."""
 
 
 def load_local_settings(script_root: Path) -> dict[str, str]:
@@ -94,57 +95,9 @@ def resolve_binding(binding: dict[str, Any], environ: Mapping[str, str], functio
     return resolved
 
 
-@dataclass(frozen=True)
-class Connection:
-    """How a binding's ``connection`` name resolves: a connection string, or identity-style settings."""
-
-    name: str
-    connection_string: str | None = None
-    fully_qualified_namespace: str | None = None
-    service_uri: str | None = None
-    queue_service_uri: str | None = None
-    credential: str | None = None
-    client_id: str | None = None
-
-    @property
-    def uses_identity(self) -> bool:
-        return self.connection_string is None
-
-
-def _setting(environ: Mapping[str, str], prefix: str, key: str) -> str | None:
-    # The runtime accepts both "__" and ":" as the section separator.
-    for separator in ("__", ":"):
-        value = environ.get(f"{prefix}{separator}{key}")
-        if value:
-            return value
-    return None
-
-
 def resolve_connection(name: str, environ: Mapping[str, str], where: str) -> Connection:
-    """Resolve a connection name the way the runtime does: ``<name>``, then ``AzureWebJobs<name>``, then sections."""
-    for candidate in (name, f"AzureWebJobs{name}"):
-        value = environ.get(candidate)
-        if value:
-            return Connection(name=name, connection_string=value)
-    for prefix in (name, f"AzureWebJobs{name}"):
-        namespace = _setting(environ, prefix, "fullyQualifiedNamespace")
-        service_uri = _setting(environ, prefix, "blobServiceUri") or _setting(environ, prefix, "serviceUri")
-        account = _setting(environ, prefix, "accountName")
-        if account and not service_uri:
-            service_uri = f"https://{account}.blob.core.windows.net"
-        queue_uri = _setting(environ, prefix, "queueServiceUri")
-        if account and not queue_uri:
-            queue_uri = f"https://{account}.queue.core.windows.net"
-        if namespace or service_uri or queue_uri:
-            return Connection(
-                name=name,
-                fully_qualified_namespace=namespace,
-                service_uri=service_uri,
-                queue_service_uri=queue_uri,
-                credential=_setting(environ, prefix, "credential"),
-                client_id=_setting(environ, prefix, "clientId"),
-            )
-    raise SettingsError(
-        f"{where}: connection '{name}' is not configured; set '{name}' to a connection string, or "
-        f"'{name}__fullyQualifiedNamespace' (Service Bus) / '{name}__blobServiceUri' (Storage) for identity"
-    )
+    """Resolve a connection name the way the runtime does (:meth:`shared.config.SettingsReader.connection`)."""
+    try:
+        return SettingsReader(environ).connection(name)
+    except SettingsError as exc:
+        raise SettingsError(f"{where}: {exc}") from None

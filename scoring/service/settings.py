@@ -1,8 +1,9 @@
 """Settings of the scoring service, read once from the environment of the inference server.
 
 Missing optional integrations are explicit: without a Service Bus setting the service scores sync
-requests only and answers async ones with 503 naming the setting to add. Invalid values fail at
-start-up with the setting's name in the message. Secrets are kept out of ``repr``.
+requests only and answers async ones with 503 naming the setting to add. Invalid values (and template
+placeholders left from ``deployment.yml``) fail at start-up with the setting's name in the message, read
+with :class:`shared.config.SettingsReader`. Secrets are kept out of ``repr``.
 """
 
 from __future__ import annotations
@@ -12,36 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.config import SettingsError, SettingsReader
 from shared.contracts import DEFAULT_MODEL
 from shared.retry import RESULT_PUBLISH
+
+__all__ = ["ScoringSettings", "SettingsError"]
 
 DEFAULT_RESULT_TOPIC = "inference-results"
 DEFAULT_RESULTS_CONTAINER = "results"
 MIB = 1024 * 1024
-
-
-class SettingsError(ValueError):
-    """A setting is missing or invalid; the message names it."""
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _text(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    if "<" in value and ">" in value:
-        raise SettingsError(f"{name} still holds a template placeholder ({value!r}); set the real value")
-    return value or None
 
 
 @dataclass(frozen=True)
@@ -71,37 +51,37 @@ class ScoringSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ScoringSettings:
-        env = os.environ if env is None else env
-        model_dir = _text(env, "AZUREML_MODEL_DIR")
+        read = SettingsReader(os.environ if env is None else env, placeholders=False)
+        model_dir = read.optional("AZUREML_MODEL_DIR")
         if model_dir is None:
-            raise SettingsError("AZUREML_MODEL_DIR is not set (azmlinfsrv sets it from --model_dir)")
+            raise SettingsError("setting AZUREML_MODEL_DIR is not set (azmlinfsrv sets it from --model_dir)")
         settings = cls(
             model_dir=Path(model_dir),
-            result_topic=_text(env, "RESULT_TOPIC") or DEFAULT_RESULT_TOPIC,
-            model_name=_text(env, "SCORING_MODEL_NAME") or DEFAULT_MODEL,
-            servicebus_connection=_text(env, "RESULT_SERVICEBUS_CONNECTION"),
-            servicebus_namespace=_text(env, "RESULT_SERVICEBUS_NAMESPACE"),
-            results_connection=_text(env, "RESULTS_STORAGE_CONNECTION"),
-            results_account_url=_text(env, "RESULTS_STORAGE_ACCOUNT_URL"),
-            results_container=_text(env, "RESULTS_CONTAINER") or DEFAULT_RESULTS_CONTAINER,
-            max_input_bytes=_int(env, "MAX_INPUT_BYTES", cls.max_input_bytes),
-            max_data_bytes=_int(env, "SCORING_MAX_DATA_BYTES", cls.max_data_bytes),
-            max_record_bytes=_int(env, "SCORING_MAX_RECORD_BYTES", cls.max_record_bytes, minimum=1024),
-            chunk_bytes=_int(env, "SCORING_CHUNK_BYTES", cls.chunk_bytes, minimum=4096),
-            queue_size=_int(env, "SCORING_QUEUE_SIZE", cls.queue_size),
-            workers=_int(env, "SCORING_WORKERS", cls.workers),
-            dedupe_entries=_int(env, "SCORING_DEDUPE_ENTRIES", cls.dedupe_entries),
-            retry_after_seconds=_int(env, "SCORING_RETRY_AFTER_SECONDS", cls.retry_after_seconds),
-            max_sync_rows=_int(env, "SCORING_MAX_SYNC_ROWS", cls.max_sync_rows),
-            publish_attempts=_int(env, "SCORING_PUBLISH_ATTEMPTS", cls.publish_attempts),
+            result_topic=read.text("RESULT_TOPIC", DEFAULT_RESULT_TOPIC),
+            model_name=read.text("SCORING_MODEL_NAME", DEFAULT_MODEL),
+            servicebus_connection=read.optional("RESULT_SERVICEBUS_CONNECTION"),
+            servicebus_namespace=read.optional("RESULT_SERVICEBUS_NAMESPACE"),
+            results_connection=read.optional("RESULTS_STORAGE_CONNECTION"),
+            results_account_url=read.optional("RESULTS_STORAGE_ACCOUNT_URL"),
+            results_container=read.text("RESULTS_CONTAINER", DEFAULT_RESULTS_CONTAINER),
+            max_input_bytes=read.integer("MAX_INPUT_BYTES", cls.max_input_bytes, minimum=1),
+            max_data_bytes=read.integer("SCORING_MAX_DATA_BYTES", cls.max_data_bytes, minimum=1),
+            max_record_bytes=read.integer("SCORING_MAX_RECORD_BYTES", cls.max_record_bytes, minimum=1024),
+            chunk_bytes=read.integer("SCORING_CHUNK_BYTES", cls.chunk_bytes, minimum=4096),
+            queue_size=read.integer("SCORING_QUEUE_SIZE", cls.queue_size, minimum=1),
+            workers=read.integer("SCORING_WORKERS", cls.workers, minimum=1),
+            dedupe_entries=read.integer("SCORING_DEDUPE_ENTRIES", cls.dedupe_entries, minimum=1),
+            retry_after_seconds=read.integer("SCORING_RETRY_AFTER_SECONDS", cls.retry_after_seconds, minimum=1),
+            max_sync_rows=read.integer("SCORING_MAX_SYNC_ROWS", cls.max_sync_rows, minimum=1),
+            publish_attempts=read.integer("SCORING_PUBLISH_ATTEMPTS", cls.publish_attempts, minimum=1),
         )
         if settings.servicebus_connection and settings.servicebus_namespace:
-            raise SettingsError("set only one of RESULT_SERVICEBUS_CONNECTION and RESULT_SERVICEBUS_NAMESPACE")
+            raise SettingsError("set only one of settings RESULT_SERVICEBUS_CONNECTION and RESULT_SERVICEBUS_NAMESPACE")
         if settings.async_enabled and not (settings.results_connection or settings.results_account_url):
             raise SettingsError(
                 "async scoring needs RESULTS_STORAGE_CONNECTION or RESULTS_STORAGE_ACCOUNT_URL for outputs over "
                 "the inline limit"
             )
         if settings.results_connection and settings.results_account_url:
-            raise SettingsError("set only one of RESULTS_STORAGE_CONNECTION and RESULTS_STORAGE_ACCOUNT_URL")
+            raise SettingsError("set only one of settings RESULTS_STORAGE_CONNECTION and RESULTS_STORAGE_ACCOUNT_URL")
         return settings

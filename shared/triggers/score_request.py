@@ -47,7 +47,7 @@ def handle(msg: func.ServiceBusMessage, model: str) -> None:
         settings=svc.settings,
         blobs=svc.blobs,
         bus=svc.bus,
-        endpoint=svc.endpoint_for(route),
+        endpoint=svc.endpoint_for(model),
         ledger=svc.ledger,
         now=svc.clock.now(),
     )

@@ -36,7 +36,7 @@ from shared.contracts import AsyncScoringRequest, DataFormat, InferenceRequest, 
 from shared.endpoint import HttpScoringEndpoint
 from shared.ledger import Ledger
 from shared.ports import EndpointReply
-from shared.settings import ScoringRoute, Settings, load_settings
+from shared.settings import ScoringRoute, Settings, load_endpoint, load_settings
 from shared.storage import AzureBlobStore
 from tests.fixtures.stack import StackEndpoints
 
@@ -84,7 +84,7 @@ def test_sas_sent_to_the_scoring_server_is_read_only_and_short_lived(
         submitted_at=utc_now_iso(),
     )
     route: ScoringRoute = settings.routes[0]
-    endpoint = RecordingEndpoint(HttpScoringEndpoint(route, connect_timeout=5, read_timeout=30))
+    endpoint = RecordingEndpoint(HttpScoringEndpoint(load_endpoint(env, route.model)))
     before = datetime.now(UTC)
     outcome = score.score_request(
         score.Delivery(body=request.to_json(), message_id=request.request_id, delivery_count=1, scoring_retry=0),

@@ -18,7 +18,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusReceivedMessage, Servic
 from azure.storage.blob import BlobServiceClient
 
 from devstack.ports import LOOPBACK, free_port
-from shared.settings import get_settings
+from shared.settings import get_endpoint, get_settings
 
 BASE_ENV = {
     "REQUEST_TOPIC": "inference-requests",
@@ -113,8 +113,10 @@ def fa_env(azurite: Any, servicebus: Any, monkeypatch: pytest.MonkeyPatch) -> It
     for key in ("INPUT_CONTAINER", "OUTPUT_CONTAINER", "LEDGER_CONTAINER"):
         service.create_container(env[key])
     get_settings.cache_clear()
+    get_endpoint.cache_clear()
     yield AppEnv(env=env, blob_service=service, bus_connection=servicebus.connection_string)
     get_settings.cache_clear()
+    get_endpoint.cache_clear()
 
 
 @dataclass

@@ -10,14 +10,19 @@ import azure.functions as func
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusReceivedMessage
 
-from shared.settings import get_settings
+from shared.settings import get_endpoint, get_settings
 from tests.support.function_app import fresh_function_app
 
 
-def set_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+def set_env(monkeypatch: pytest.MonkeyPatch, **values: str | None) -> None:
+    """Set (or, with None, remove) settings; the app reads them again on its next invocation."""
     for key, value in values.items():
-        monkeypatch.setenv(key, value)
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
     get_settings.cache_clear()
+    get_endpoint.cache_clear()
 
 
 def function_message(message: ServiceBusReceivedMessage) -> func.ServiceBusMessage:

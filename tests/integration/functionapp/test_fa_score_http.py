@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from shared.contracts import AsyncScoringRequest, derive_request_id
+from shared.contracts import AsyncScoringRequest, ErrorInfo, InferenceResult, ResultStatus, derive_request_id
 from shared.score import DeadLetter
+from shared.triggers.write_result import write_result
 
 from .conftest import AppEnv, EndpointStandIn
 from .fa_support import indexed_function, run_like_host, set_env
-from .test_fa_submit_write import trigger
+from .test_fa_submit_write import result_message, trigger
 
 V2 = "scoring-churn-v2"
 
@@ -88,3 +89,37 @@ def test_unreachable_endpoint_is_retried_later(fa_env: AppEnv) -> None:
                             lambda msg: None)  # fmt: skip
     assert copy is not None
     assert fa_env.ledger_record(rid)["state"] == "submitted"
+
+
+UNRESOLVED = "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/scoring-uri/)"
+
+
+@pytest.mark.parametrize("uri", [None, UNRESOLVED], ids=["unset", "unresolved-key-vault-reference"])
+def test_an_endpoint_not_deployed_yet_breaks_nothing_and_is_retried_until_it_exists(
+    fa_env: AppEnv,
+    monkeypatch: pytest.MonkeyPatch,
+    endpoint_stand_in: Callable[..., EndpointStandIn],
+    uri: str | None,
+) -> None:
+    """Between provisioning and the endpoint's deployment the endpoint settings are unset or hold the raw Key
+    Vault reference: the blob trigger, the writer and the status route work; score_request backs off."""
+    set_env(monkeypatch, SCORING_URI=uri, SCORING_KEY=uri)
+    etag = fa_env.upload("early.csv", b"a\n1\n")
+    trigger(fa_env, "early.csv")  # the blob trigger does not need the endpoint
+    rid = derive_request_id(fa_env.input, "early.csv", etag)
+    write_result.build().get_user_function()(result_message(InferenceResult(
+        request_id="5" * 32, status=ResultStatus.FAILED, input_name="other.csv", model="churn",
+        error=ErrorInfo("no_valid_rows", "no row could be scored"))))  # fmt: skip
+    assert fa_env.ledger_record("5" * 32)["state"] == "failed"  # nor does the writer
+
+    score = indexed_function("score_request")
+    message, error = run_like_host(fa_env.bus_connection, "scoring", lambda m: m.message_id == rid, score)
+    assert message is not None and error is None, "an endpoint that does not exist yet must not fail the message"
+    assert fa_env.ledger_record(rid)["state"] == "submitted"
+
+    stand_in = endpoint_stand_in((202, {}, b'{"status": "accepted"}'))
+    set_env(monkeypatch, SCORING_URI=stand_in.uri, SCORING_KEY="deployed-key")  # what a restart with them sees
+    copy, error = run_like_host(fa_env.bus_connection, "scoring", lambda m: m.message_id == f"{rid}:1:retry1", score)
+    assert copy is not None and error is None, "the request was not rescheduled while the endpoint was missing"
+    assert [AsyncScoringRequest.from_json(r.body).request_id for r in stand_in.requests] == [rid]
+    assert fa_env.ledger_record(rid)["state"] == "accepted"

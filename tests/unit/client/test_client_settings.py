@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from client.errors import ConfigError
 from client.settings import LOCAL_SERVICEBUS, LOCAL_STORAGE, load_settings
+from shared.config import SettingsError
 
 AZURE_STORAGE = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net"
 AZURE_SB = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=abc"
@@ -98,19 +98,19 @@ def test_flag_may_give_an_account_url_or_namespace_instead_of_a_connection_strin
     ],
 )
 def test_bad_values_fail_naming_the_setting(env: dict[str, str], named: str) -> None:
-    with pytest.raises(ConfigError, match=f"setting {named}"):
+    with pytest.raises(SettingsError, match=f"setting {named}"):
         load_settings({}, env=env)
 
 
 def test_bad_flag_value_says_it_came_from_the_command_line() -> None:
-    with pytest.raises(ConfigError, match=r"setting DataStorage \(command line\)"):
+    with pytest.raises(SettingsError, match=r"setting DataStorage \(command line\)"):
         load_settings({"DataStorage": "nonsense"}, env={})
 
 
 def test_unreadable_settings_file_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "local.settings.json"
     bad.write_text("{not json")
-    with pytest.raises(ConfigError, match="not valid JSON"):
+    with pytest.raises(SettingsError, match="not valid JSON"):
         load_settings({}, env={}, settings_file=bad)
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(SettingsError, match="cannot read"):
         load_settings({}, env={}, settings_file=tmp_path / "missing.json")

@@ -9,8 +9,9 @@ from email.utils import format_datetime
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from shared.bus import _sender, new_client
+from shared.config import Connection
 from shared.endpoint import HttpScoringEndpoint, parse_retry_after
-from shared.settings import Connection, ScoringRoute
+from shared.settings import EndpointSettings
 from shared.storage import AzureBlobStore, credential_for, service_client
 
 
@@ -26,15 +27,14 @@ def test_retry_after_seconds_and_http_dates() -> None:
 
 
 def test_identity_credentials() -> None:
-    user_assigned = Connection("DataStorage", endpoint="https://a.blob.core.windows.net", client_id="abc")
+    user_assigned = Connection("DataStorage", service_uri="https://a.blob.core.windows.net", client_id="abc")
     assert isinstance(credential_for(user_assigned), ManagedIdentityCredential)
-    assert isinstance(
-        credential_for(Connection("ServiceBus", endpoint="ns.servicebus.windows.net")), DefaultAzureCredential
-    )
+    by_default = Connection("ServiceBus", fully_qualified_namespace="ns.servicebus.windows.net")
+    assert isinstance(credential_for(by_default), DefaultAzureCredential)
 
 
 def test_identity_blob_client_uses_the_service_uri() -> None:
-    store = AzureBlobStore(Connection("DataStorage", endpoint="https://acct.blob.core.windows.net", client_id="abc"))
+    store = AzureBlobStore(Connection("DataStorage", service_uri="https://acct.blob.core.windows.net", client_id="abc"))
     assert store.url("input", "d/a b.csv") == "https://acct.blob.core.windows.net/input/d/a%20b.csv"
 
 
@@ -52,7 +52,7 @@ def test_blob_clients_are_per_thread_and_reused_within_a_thread() -> None:
 
 
 def test_service_bus_client_from_namespace_or_connection_string() -> None:
-    by_identity = new_client(Connection("ServiceBus", endpoint="ns.servicebus.windows.net"))
+    by_identity = new_client(Connection("ServiceBus", fully_qualified_namespace="ns.servicebus.windows.net"))
     assert by_identity.fully_qualified_namespace == "ns.servicebus.windows.net"
     by_key = new_client(
         Connection(
@@ -65,11 +65,13 @@ def test_service_bus_client_from_namespace_or_connection_string() -> None:
 
 
 def test_endpoint_headers() -> None:
-    route = ScoringRoute(model="churn-v2", subscription="s", uri="http://x/score", key="k", deployment="blue")
-    headers = HttpScoringEndpoint(route, connect_timeout=1, read_timeout=2)._headers()
+    route = EndpointSettings("churn-v2", "http://x/score", key="k", deployment="blue", connect_timeout_seconds=1,
+                             read_timeout_seconds=2)  # fmt: skip
+    headers = HttpScoringEndpoint(route)._headers()
     assert headers["Authorization"] == "Bearer k" and headers["azureml-model-deployment"] == "blue"
-    bare = ScoringRoute(model="churn", subscription="s", uri="http://x/score", key=None, deployment=None)
-    assert set(HttpScoringEndpoint(bare, connect_timeout=1, read_timeout=2)._headers()) == {"Content-Type", "Accept"}
+    bare = EndpointSettings("churn", "http://x/score", None, None, connect_timeout_seconds=1, read_timeout_seconds=2)
+    assert set(HttpScoringEndpoint(bare)._headers()) == {"Content-Type", "Accept"}
+    assert "key=" not in repr(route), "the key stays out of repr"
 
 
 def test_service_bus_senders_are_reused_within_a_thread_and_never_shared_across_threads() -> None:

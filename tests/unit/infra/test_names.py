@@ -238,10 +238,12 @@ def test_containers_agree() -> None:
 
 
 def code_reads(settings: Mapping[str, str]) -> tuple[Any, set[str]]:
-    from shared.settings import blob_trigger_source, extra_route_subscriptions, load_settings
+    from shared.settings import blob_trigger_source, extra_route_subscriptions, load_endpoint, load_settings
 
     env = RecordingEnv(settings)
     loaded = load_settings(env)
+    for model in loaded.models:
+        load_endpoint(env, model)
     blob_trigger_source(env)
     extra_route_subscriptions(env)
     return loaded, env.read
