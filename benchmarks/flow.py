@@ -34,8 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "scoring" / "model"
 OUTPUT = "output"
 INPUT = "input"
-# The service writes probabilities rounded for text output; anything closer than this is the same number.
-PROBABILITY_TOLERANCE = 1e-5
+# The service writes the model's probabilities in full; this leaves room for the last bits only.
+PROBABILITY_TOLERANCE = 1e-9
 _SAS_SIGNATURE = re.compile(r"[?&]sig=[A-Za-z0-9%+/=]{16,}")
 
 
@@ -149,22 +149,24 @@ class ReferenceModel:
         import mlflow.sklearn
 
         self.pipeline = mlflow.sklearn.load_model(str(model_dir))
-        self.positive = [str(c) for c in self.pipeline.classes_].index("Yes")
-        self.negative = "No"
+        self.classes = [str(c) for c in self.pipeline.classes_]
 
     def check_csv(self, source: bytes, scored: bytes) -> list[str]:
         """Problems with ``scored`` as the output for ``source`` (empty when every row matches)."""
         import pandas as pd
 
         frame = pd.read_csv(io.BytesIO(source))
-        proba = self.pipeline.predict_proba(frame)[:, self.positive]
+        # The output's probability is that of the predicted class.
+        proba_all = self.pipeline.predict_proba(frame)
+        picked = proba_all.argmax(axis=1)
+        proba = proba_all[range(len(frame)), picked]
         rows = list(csv.DictReader(io.StringIO(scored.decode())))
         problems: list[str] = []
         if len(rows) != len(frame):
             return [f"{len(rows)} output rows for {len(frame)} input rows"]
         ids = frame["customerID"].astype(str).tolist()
-        for i, (row, p) in enumerate(zip(rows, proba, strict=True)):
-            want = "Yes" if p > 0.5 else self.negative
+        for i, (row, p, k) in enumerate(zip(rows, proba, picked, strict=True)):
+            want = self.classes[k]
             try:
                 got = float(row[PROBABILITY_COLUMN])
             except (KeyError, ValueError):

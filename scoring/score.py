@@ -1,7 +1,9 @@
-"""Azure ML entry script (``scoring_script``) for the churn model under the AML inference server.
+"""Azure ML entry script (``scoring_script``) for any MLflow model under the AML inference server.
 
 ``init()`` runs once per server worker: it reads the settings, loads the MLflow model found under
-``AZUREML_MODEL_DIR`` and, when a Service Bus setting is present, starts the async workers.
+``AZUREML_MODEL_DIR`` (see ``scoring.service.model``: a model the service cannot serve stops the start
+with a message saying what to change) and, when a Service Bus setting is present, starts the async
+workers.
 ``run(request)`` is decorated with ``@rawhttp``, so the server hands it the Flask request as it came:
 the body is read once as bytes (an undecorated ``run`` gets it decoded to ``str`` first, a copy of
 every byte, only for the service to parse it again), in one pass where gunicorn serves it (see

@@ -13,8 +13,28 @@ Three JSON documents cross process boundaries, each carrying ``"schema"`` and ``
 Results of any size stay under the broker's 256 KB message limit: a scored output up to
 :data:`INLINE_OUTPUT_MAX_BYTES` travels inline (base64) in the result message; a larger one is written
 by the scoring service to its results container as one blob and the message carries its URL, size and
-SHA-256. Either way the output bytes are the final file (input columns plus ``prediction`` and
-``probability``, in the input's format), so the writer only stores them.
+SHA-256. Either way the output bytes are the final file (the input rows plus the model's output
+columns, in the input's format), so the writer only stores them.
+
+Output columns by model kind (the same in sync JSON answers, CSV / JSON Lines outputs and result
+messages; :data:`PREDICTION_COLUMN`, :data:`PROBABILITY_COLUMN`):
+
+==========================================  ================================================================
+Model                                       Columns added to each row
+==========================================  ================================================================
+classifier (has ``predict_proba``), any     ``prediction``: the label, with the model's own type (string,
+label type, any number of classes           integer, boolean); ``probability``: the probability of that label.
+                                            With ``SCORING_CLASS_PROBABILITIES=true`` also
+                                            ``probability_<label>`` for every class, in the model's order.
+regressor, or any model without             ``prediction`` (``prediction_<i>`` per output for a model with
+``predict_proba``                           several outputs)
+pyfunc returning a DataFrame or a dict      those columns, with their names and values as returned
+of columns
+pyfunc returning a list / array / Series    ``prediction``
+==========================================  ================================================================
+
+Labels and names are written with CSV quoting and JSON escaping (a comma, a quote or a newline in a
+label round-trips); numbers as the shortest text that reads back to the same value.
 
 This module is deliberately standard-library only: the scoring image, the function app and the
 client all import it.
@@ -44,7 +64,7 @@ INLINE_OUTPUT_MAX_BYTES = 160 * 1024
 MAX_ROW_ERRORS_REPORTED = 20
 
 PREDICTION_COLUMN = "prediction"
-PROBABILITY_COLUMN = "probability"
+PROBABILITY_COLUMN = "probability"  # of the predicted label; per class: f"{PROBABILITY_COLUMN}_{label}"
 
 # Application property names that subscription rules filter on.
 PROP_MODEL = "model"

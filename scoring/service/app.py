@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import numpy as np
 
-from scoring.service.chunk import probability_array
 from scoring.service.dispatcher import Dispatcher
 from scoring.service.errors import RequestRejected
 from scoring.service.heap import return_large_buffers
 from scoring.service.job import ScoringJob
-from scoring.service.model import ChurnModel
+from scoring.service.model import ScoringModel, load_model
 from scoring.service.publisher import ServiceBusPublisher
 from scoring.service.settings import ScoringSettings
 from scoring.service.storage import ResultsStore
@@ -80,7 +78,7 @@ def _parse_json(raw: bytes | str) -> Any:
 
 
 class ScoringService:
-    def __init__(self, settings: ScoringSettings, model: ChurnModel, dispatcher: Dispatcher | None) -> None:
+    def __init__(self, settings: ScoringSettings, model: ScoringModel, dispatcher: Dispatcher | None) -> None:
         self.settings = settings
         self.model = model
         self.validator = Validator(model.spec, MAX_ROW_ERRORS_REPORTED)
@@ -89,8 +87,7 @@ class ScoringService:
     @classmethod
     def start(cls, settings: ScoringSettings) -> ScoringService:
         return_large_buffers()
-        model = ChurnModel.load(settings.model_dir)
-        probability_array(np.zeros(1))  # builds its lookup table now rather than in the first request
+        model = load_model(settings.model_dir, class_probabilities=settings.class_probabilities)
         dispatcher = None
         if settings.async_enabled:
 

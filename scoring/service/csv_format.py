@@ -1,4 +1,4 @@
-"""CSV input: header checks and chunk scoring that appends ``prediction,probability`` to the raw lines.
+"""CSV input: header checks and chunk scoring that appends the model's output columns to the raw lines.
 
 Fast path (a chunk without any quote character, which is what machine-written telco files look like):
 each physical line is one record. Arrow's CSV reader parses the chunk with the numeric columns typed as
@@ -6,9 +6,12 @@ float64; when every row is good (the usual case) that is all the parsing and che
 the typed read refuses (a wrong field count, a field that is not a number) or with any bad row is
 parsed again as text and checked column by column, with numpy counting the fields per line, so each
 bad row is reported with its reason. Either way each good row's output is its original line bytes
-plus ``,<label>,<probability>`` - no re-serialisation of the input values. Slow path (a chunk holding
-quotes, so fields may contain commas or newlines): Python's csv module reads the records and a csv
-writer writes them back with the two added fields.
+plus ``,<output fields>`` (``scoring.service.output.csv_fields``, CSV-quoted) - no re-serialisation of the
+input values. Slow path (a chunk holding quotes, so fields may contain commas or newlines): Python's csv
+module reads the records and a csv writer writes them back, followed by the output fields.
+
+The output's header line (the input's header plus the output column names) comes with the first scored
+rows, since a pyfunc model's output columns are known only once it has predicted.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from scoring.service.chunk import ChunkResult, probability_array, probability_text, row_errors
+from scoring.service.chunk import ChunkResult, row_errors
 from scoring.service.errors import ScoringError
-from scoring.service.model import ChurnModel
+from scoring.service.model import ScoringModel
+from scoring.service.output import Predictions, csv_fields, csv_head, same_columns
 from scoring.service.validation import Checked, Validator
-from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, ErrorCode
+from shared.contracts import ErrorCode
 
 _COMMA = 44
 _NEWLINE = 10
@@ -37,10 +41,7 @@ _CR = 13
 class CsvHeader:
     names: tuple[str, ...]
     line_ending: bytes  # b"\n" or b"\r\n", as the input uses
-
-    def output_head(self, raw_line: bytes) -> bytes:
-        """The output's header line, without its line break (each row brings its own leading one)."""
-        return raw_line + f",{PREDICTION_COLUMN},{PROBABILITY_COLUMN}".encode()
+    raw: bytes = b""  # the input's header line as it came, without its line ending
 
 
 def check_utf8(chunk: bytes, first_row: int) -> None:
@@ -74,19 +75,29 @@ def split_header(chunk: bytes) -> tuple[CsvHeader, bytes, bytes]:
     names = [n.strip() for n in names]
     if (len(names) == 1 and names[0] == "") or not text.strip():
         raise ScoringError(ErrorCode.MALFORMED_DATA, "the first line is empty; expected a header row")
-    return CsvHeader(tuple(names), ending), raw, rest
+    return CsvHeader(tuple(names), ending, raw), raw, rest
 
 
 class CsvScorer:
-    def __init__(self, header: CsvHeader, validator: Validator, model: ChurnModel) -> None:
+    """Scores the data chunks of one CSV input; the first output it returns starts with the header line."""
+
+    def __init__(self, header: CsvHeader, validator: Validator, model: ScoringModel) -> None:
         validator.check_header(header.names)
         self.header = header
         self.validator = validator
         self.model = model
         self._types = {name: pa.large_string() for name in header.names}
         self._typed = validator.typed_columns(header.names)
-        negative, positive = model.label_texts
-        self._suffix_heads = pa.array([f",{negative},".encode(), f",{positive},".encode()], type=pa.large_binary())
+        self.output_names: list[str] | None = None  # set by the first prediction
+
+    def _predict(self, checked: Checked) -> tuple[bytes, Predictions]:
+        """The model's predictions, and the output header line when these are the first rows scored."""
+        predictions = self.model.predict(checked)
+        if self.output_names is not None:
+            same_columns(self.output_names, predictions)
+            return b"", predictions
+        self.output_names = predictions.column_names
+        return self.header.raw + csv_head(predictions.column_names), predictions
 
     def score(self, chunk: bytes, first_row: int) -> ChunkResult:
         """Score one chunk of whole records; ``first_row`` is the 1-based data row number of its first record."""
@@ -156,13 +167,13 @@ class CsvScorer:
         return ChunkResult(self._append_fields(chunk, ends, None, checked), len(ends), len(ends))
 
     def _append_fields(self, chunk: bytes, ends: np.ndarray, good: np.ndarray | None, checked: Checked) -> bytes:
-        """The good rows' raw bytes, each preceded by its line break and followed by ``,label,probability``.
+        """The good rows' raw bytes, each preceded by its line break and followed by the output fields.
 
         Row i is the byte range from the end of row i-1 to the end of row i, so it starts with the
         input's own line break; an Arrow array over those ranges (no copy of the rows) is joined with
-        the label and probability texts in one vectorised call. ``good`` None means every row.
+        the output fields in one vectorised call. ``good`` None means every row.
         """
-        positive, proba = self.model.score(checked)
+        head, predictions = self._predict(checked)
         ending = self.header.line_ending
         offsets = np.concatenate(([0], ends + len(ending))).astype(np.int64)
         rows = pa.LargeBinaryArray.from_buffers(
@@ -170,15 +181,10 @@ class CsvScorer:
         )
         if good is not None:
             rows = rows.take(pa.array(good))
-        joined = pc.binary_join_element_wise(
-            rows,
-            self._suffix_heads.take(pa.array(positive.view(np.int8))),
-            probability_array(proba).cast(pa.large_binary()),
-            pa.scalar(b"", pa.large_binary()),
-        )
+        joined = pc.binary_join_element_wise(rows, csv_fields(predictions), pa.scalar(b"", pa.large_binary()))
         value_offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)
         first, last = value_offsets[joined.offset], value_offsets[joined.offset + len(joined)]
-        return bytes(memoryview(joined.buffers()[2])[first:last])
+        return head + bytes(memoryview(joined.buffers()[2])[first:last])
 
     def _parse(self, body: bytes) -> pa.Table:
         try:
@@ -219,12 +225,15 @@ class CsvScorer:
         kept = [r for r, ok in zip(good_records, checked.good, strict=True) if ok]
         data = b""
         if kept:
-            positive, proba = self.model.score(checked)
-            labels = self.model.labels(positive)
+            head, predictions = self._predict(checked)
+            suffixes = csv_fields(predictions).to_pylist()
             ending = self.header.line_ending.decode()
             out = io.StringIO(newline="")
-            writer = csv.writer(out, lineterminator=ending)
-            writer.writerows([*r, label, p] for r, label, p in zip(kept, labels, probability_text(proba), strict=True))
-            data = (ending + out.getvalue()[: -len(ending)]).encode()  # leading line break, like the fast path
+            writer = csv.writer(out, lineterminator="")
+            for record, suffix in zip(kept, suffixes, strict=True):
+                out.write(ending)  # a leading line break per row, like the fast path
+                writer.writerow(record)
+                out.write(suffix.decode())
+            data = head + out.getvalue().encode()
         failed = int((~shaped).sum()) + checked.error_count
         return ChunkResult(data, len(records), len(kept), row_errors(errors, rows), failed)

@@ -15,16 +15,16 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from scoring.service.chunk import ChunkResult
-from scoring.service.csv_format import CsvScorer, split_header
 from scoring.service.errors import ScoringError
+from scoring.service.formats import record_format
 from scoring.service.heap import release_unused
-from scoring.service.jsonl_format import JsonlScorer
-from scoring.service.model import ChurnModel
+from scoring.service.model import ScoringModel
 from scoring.service.settings import ScoringSettings
 from scoring.service.sink import BlockWriter, OutputSink
-from scoring.service.source import blob_pieces, decompressed, record_chunks
+from scoring.service.source import blob_pieces, decompressed
 from scoring.service.storage import input_blob, redact
 from scoring.service.validation import Validator
 from shared.contracts import (
@@ -32,7 +32,6 @@ from shared.contracts import (
     INLINE_OUTPUT_MAX_BYTES,
     MAX_ROW_ERRORS_REPORTED,
     AsyncScoringRequest,
-    DataFormat,
     ErrorCode,
     ErrorInfo,
     InferenceResult,
@@ -66,7 +65,7 @@ def failed(
 class _Prefetch:
     """Runs a chunk iterator in a thread, handing chunks over through a small bounded queue."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+    def __init__(self, chunks: Iterator[Any]) -> None:
         self._queue: queue.Queue[object] = queue.Queue(_HANDOVER_CHUNKS)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(chunks,), name="input-reader", daemon=True)
@@ -81,7 +80,7 @@ class _Prefetch:
                 continue
         return False
 
-    def _run(self, chunks: Iterator[bytes]) -> None:
+    def _run(self, chunks: Iterator[Any]) -> None:
         try:
             for chunk in chunks:
                 if not self._put(chunk):
@@ -90,14 +89,13 @@ class _Prefetch:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consuming thread
             self._put(exc)
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[Any]:
         while True:
             item = self._queue.get()
             if item is _END:
                 return
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, bytes)
             yield item
 
     def close(self) -> None:
@@ -125,7 +123,7 @@ class ScoringJob:
     """Everything one worker thread needs to score requests (model, settings, its results store)."""
 
     def __init__(
-        self, settings: ScoringSettings, model: ChurnModel, open_results_blob: Callable[[str], BlockWriter]
+        self, settings: ScoringSettings, model: ScoringModel, open_results_blob: Callable[[str], BlockWriter]
     ) -> None:
         self.settings = settings
         self.model = model
@@ -155,13 +153,11 @@ class ScoringJob:
         )
         return result
 
-    def _chunks(self, request: AsyncScoringRequest) -> Iterator[bytes]:
+    def _pieces(self, request: AsyncScoringRequest) -> Iterator[bytes]:
         s = self.settings
-        pieces = decompressed(
+        return decompressed(
             blob_pieces(input_blob(request.blob_url), s.max_input_bytes), request.compression, s.max_data_bytes
         )
-        quotes = request.format == DataFormat.CSV
-        return record_chunks(pieces, chunk_bytes=s.chunk_bytes, max_record_bytes=s.max_record_bytes, quotes=quotes)
 
     def _score(self, request: AsyncScoringRequest) -> InferenceResult:
         content_type = request.format.content_type
@@ -175,30 +171,19 @@ class ScoringJob:
         def write(data: bytes) -> None:
             sink.write(compressor.compress(data) if compressor else data)
 
-        prefetch = _Prefetch(self._chunks(request))
+        fmt = record_format(request.format, self.validator, self.model, self.settings)
+        prefetch = _Prefetch(fmt.chunks(self._pieces(request)))
         totals = _Totals()
         try:
             chunks = iter(prefetch)
             first = next(chunks, None)
             if first is None:
                 raise ScoringError(ErrorCode.EMPTY_FILE, "the input is empty")
-            scorer: CsvScorer | JsonlScorer
-            tail = b""
-            if request.format == DataFormat.CSV:
-                header, raw_header, first = split_header(first)
-                scorer = CsvScorer(header, self.validator, self.model)
-                write(header.output_head(raw_header))
-                tail = header.line_ending
-            else:
-                scorer = JsonlScorer(self.validator, self.model)
             for chunk in _chain(first, chunks):
-                part = scorer.score(chunk, totals.rows + 1)
+                part = fmt.score(chunk, totals.rows + 1)
                 totals.add(part)
                 write(part.data)
-            if totals.rows == 0:
-                if request.format == DataFormat.CSV:
-                    raise ScoringError(ErrorCode.HEADER_ONLY, "the input has a header but no data rows")
-                raise ScoringError(ErrorCode.EMPTY_FILE, "the input holds no JSON lines")
+            tail = fmt.finish(totals.rows)
             if totals.scored == 0:
                 sink.abort()
                 example = totals.errors[0] if totals.errors else RowError(1, "no row passed validation")
@@ -233,7 +218,6 @@ class ScoringJob:
         )
 
 
-def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    if first:
-        yield first
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
     yield from rest

@@ -1,9 +1,10 @@
-"""JSON Lines input: one object per line; the output line is the input line with two keys appended.
+"""JSON Lines input: one object per line; the output line is the input line with the output keys appended.
 
 The first line that parses as an object plays the role of a CSV header: its keys are checked against
 the signature (missing, unexpected, duplicated keys fail the file). Later lines with other keys, lines
 that are not JSON objects, and wrong values are bad rows. The output keeps each good line's original
-bytes and inserts ``,"prediction":...,"probability":...`` before the closing brace.
+bytes and inserts the model's output columns (``scoring.service.output.json_members``, JSON-escaped)
+before the closing brace.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from scoring.service.chunk import ChunkResult, probability_text, row_errors
+from scoring.service.chunk import ChunkResult, row_errors
 from scoring.service.csv_format import check_utf8
 from scoring.service.errors import ScoringError
-from scoring.service.model import ChurnModel
+from scoring.service.model import ScoringModel
+from scoring.service.output import json_members, same_columns
 from scoring.service.validation import Validator
-from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, ErrorCode
+from shared.contracts import ErrorCode
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -30,13 +32,14 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 class JsonlScorer:
-    def __init__(self, validator: Validator, model: ChurnModel) -> None:
+    def __init__(self, validator: Validator, model: ScoringModel) -> None:
         self.validator = validator
         self.model = model
         self.names = validator.spec.names
         self.required = frozenset(validator.spec.required)
         self.allowed = frozenset(self.names)
         self._header_checked = False
+        self.output_names: list[str] | None = None
 
     def _check_first(self, line: bytes) -> None:
         try:
@@ -56,12 +59,7 @@ class JsonlScorer:
             return None, f"expected a JSON object, found {type(obj).__name__}"
         keys = obj.keys()
         if not self.required <= keys or not keys <= self.allowed:
-            missing = sorted(self.required - keys)
-            unexpected = sorted(keys - self.allowed)
-            parts = ([f"missing keys {missing}"] if missing else []) + (
-                [f"unexpected keys {unexpected}"] if unexpected else []
-            )
-            return None, "; ".join(parts)
+            return None, self.validator.check_keys(keys) or ""
         return obj, ""
 
     def score(self, chunk: bytes, first_row: int) -> ChunkResult:
@@ -98,13 +96,19 @@ class JsonlScorer:
         kept = [lines[index[i]] for i in np.flatnonzero(checked.good)]
         data = b""
         if kept:
-            positive, proba = self.model.score(checked)
-            labels = self.model.labels(positive)
-            data = b"".join(
-                [
-                    line[:-1] + f',"{PREDICTION_COLUMN}":"{label}","{PROBABILITY_COLUMN}":{p}}}\n'.encode()
-                    for line, label, p in zip(kept, labels, probability_text(proba), strict=True)
-                ]
-            )
+            predictions = self.model.predict(checked)
+            if self.output_names is None:
+                self.output_names = predictions.column_names
+            same_columns(self.output_names, predictions)
+            members: list[bytes] = json_members(predictions).to_pylist()
+            data = b"".join([_appended(line, member) for line, member in zip(kept, members, strict=True)])
         failed = bad_shape + checked.error_count
         return ChunkResult(data, len(lines), len(kept), row_errors(errors, rows), failed)
+
+
+def _appended(line: bytes, members: bytes) -> bytes:
+    """The object's line with ``members`` (``,"k":v...``) before its closing brace."""
+    body = line[:-1]
+    if body.rstrip().endswith(b"{"):  # an object without keys: no comma before the first member
+        members = members[1:]
+    return body + members + b"}\n"

@@ -1,133 +1,221 @@
-"""A compiled form of the churn pipeline (``ChurnFeatures`` then a binary ``LogisticRegression``).
+"""A compiled form of the standard scikit-learn linear classifier, used only where proven equal at load.
+
+The shape compiled is the ordinary one for tabular data::
+
+    Pipeline([
+        ("features", ColumnTransformer([
+            ("categories", OneHotEncoder(handle_unknown="ignore"), [string columns...]),
+            ("numbers", StandardScaler(), [numeric columns...]),
+        ])),                                   # remainder="drop"; one or more of each; in any order
+        ("model", LogisticRegression()),       # binary
+    ])
 
 A logistic regression over one-hot blocks and standardised numbers is a sum: the intercept, one weight
-per categorical column picked by the value's level, and ``coef * (x - mean) / scale`` per number. With
-the weights laid out per column, the decision value of a batch is a few gathers and multiply-adds over
-integer level codes, without building the one-hot matrix (most of ``predict_proba``'s time). The level
-codes are the ones validation already computed against the model signature's levels, so each string
-column is mapped once per request.
+per string column picked by the value's level, and ``coef * (x - mean) / scale`` per number. With the
+weights laid out per column, the decision value of a batch is a few gathers and multiply-adds over integer
+level codes, without building the one-hot matrix (most of ``predict_proba``'s time). Where the model's
+metadata declares a column's levels and they are the encoder's categories, validation already computed
+the codes; otherwise one vectorised lookup per column does.
 
-:func:`compile_linear` returns ``None`` for any other pipeline (the service then calls
-``predict_proba``), and for a pipeline whose compiled form does not reproduce ``predict_proba`` on probe
-rows built from the levels, so a differently behaving transformer of the same name is never trusted.
+:func:`compile_linear` returns ``None`` for any other estimator (the model's own ``predict_proba`` is then
+called), and for one whose compiled form does not reproduce ``predict_proba`` and ``predict`` on probe rows
+(every category, an unseen one, spread-out numbers), so nothing here relies on a class name alone.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.special import expit
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
 
-from scoring.service.spec import Kind, ModelSpec
+from scoring.service.spec import NUMPY_TYPES, Kind, ModelSpec
+
+if TYPE_CHECKING:
+    from scoring.service.validation import Checked
 
 logger = logging.getLogger(__name__)
 
-FEATURES_CLASS = "ChurnFeatures"
 _PROBE_ROWS = 64
 _PROBE_TOLERANCE = 1e-12
 _UNKNOWN_LEVEL = "\x00unknown level\x00"
+_EXACT_NUMBERS = frozenset({Kind.LONG, Kind.INTEGER, Kind.DOUBLE})  # float32 input is scaled in float32
+
+
+@dataclass(frozen=True)
+class _Categorical:
+    name: str
+    levels: tuple[str, ...]  # the encoder's categories, in its order
+    weights: np.ndarray  # per level, then 0.0 at [-1] for a value that is not a level
+    reuse_codes: bool  # validation's codes index these same levels
 
 
 @dataclass(frozen=True)
 class LinearScorer:
-    """Decision values from level codes (per the signature's levels) and float64 numbers, per column."""
+    """P(class) and the label of a binary logistic regression over one-hot + standardised columns."""
 
     intercept: float
-    weights: Mapping[str, np.ndarray]  # per categorical column: weight per signature level, then 0.0 at [-1]
+    categorical: tuple[_Categorical, ...]
     numeric: tuple[tuple[str, float, float, float], ...]  # (column, mean, scale, coefficient)
+    unknown_is_error: bool  # the encoder raises on an unseen level: leave such batches to the model
 
-    def decision(self, codes: Mapping[str, np.ndarray], numbers: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The logistic regression's decision function; a code of -1 (unknown level) adds nothing."""
-        rows = len(next(iter(codes.values()))) if codes else len(next(iter(numbers.values())))
+    def decision(self, codes: dict[str, np.ndarray], numbers: dict[str, np.ndarray], rows: int) -> np.ndarray:
         total = np.full(rows, self.intercept, dtype=np.float64)
-        for name, weights in self.weights.items():
-            total += weights[codes[name]]
+        for column in self.categorical:
+            total += column.weights[codes[column.name]]
         for name, mean, scale, coef in self.numeric:
             total += (numbers[name] - mean) / scale * coef
         return total
 
-    @staticmethod
-    def probability(decision: np.ndarray) -> np.ndarray:
-        return np.asarray(expit(decision), dtype=np.float64)
+    def codes(self, checked: Checked) -> dict[str, np.ndarray] | None:
+        """Level codes per string column (-1: unseen), or None when an unseen level must reach the model."""
+        found: dict[str, np.ndarray] = {}
+        for column in self.categorical:
+            if column.reuse_codes and column.name in checked.codes:
+                found[column.name] = checked.codes[column.name]
+                continue
+            values = checked.columns[column.name]
+            index = pc.index_in(values, value_set=pa.array(column.levels, type=values.type))
+            found[column.name] = np.asarray(index.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        if self.unknown_is_error and any((c < 0).any() for c in found.values()):
+            return None
+        return found
+
+    def predict(self, checked: Checked) -> tuple[np.ndarray, np.ndarray] | None:
+        """(predict_proba's two columns, index of the predicted class) per good row; None: ask the model."""
+        codes = self.codes(checked)
+        if codes is None:
+            return None
+        decision = self.decision(codes, checked.numbers, checked.rows)
+        positive = np.asarray(expit(decision), dtype=np.float64)
+        # decision > 0 is how scikit-learn's predict picks classes_[1].
+        return np.column_stack([1.0 - positive, positive]), (decision > 0).astype(np.int64)
 
 
-def compile_linear(pipeline: Any, spec: ModelSpec, positive: int) -> LinearScorer | None:
-    """The compiled scorer of ``pipeline`` for P(classes_[positive]), or None when it does not qualify."""
-    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
+def compile_linear(estimator: Any, spec: ModelSpec) -> LinearScorer | None:
+    """The compiled scorer of ``estimator``, or None when it is not the shape above or not proven equal."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(estimator, Pipeline) or len(estimator.steps) != 2:
         return None
-    features, model = pipeline.steps[0][1], pipeline.steps[1][1]
-    if type(features).__name__ != FEATURES_CLASS or not isinstance(model, LogisticRegression):
-        return None
-    try:
-        categories: dict[str, list[str]] = dict(features.categories_)
-        numeric = list(features.numeric_)
-        mean = np.asarray(features.mean_, dtype=np.float64)
-        scale = np.asarray(features.scale_, dtype=np.float64)
-    except AttributeError:
+    features, model = estimator.steps[0][1], estimator.steps[1][1]
+    if type(features) is not ColumnTransformer or type(model) is not LogisticRegression:
         return None
     coef = np.asarray(model.coef_, dtype=np.float64)
-    width = sum(len(levels) for levels in categories.values()) + len(numeric)
-    if coef.shape != (1, width) or len(model.classes_) != 2 or mean.shape != (len(numeric),):
+    if len(model.classes_) != 2 or coef.ndim != 2 or coef.shape[0] != 1:
         return None
-    if not _columns_fit(spec, categories, numeric):
+    parts = _parts(features, spec)
+    if parts is None:
         return None
-    sign = 1.0 if positive == 1 else -1.0  # decision_function is for classes_[1]
-    coef = coef[0] * sign
-    weights: dict[str, np.ndarray] = {}
+    blocks, unknown_is_error = parts
+    width = sum(len(levels) if kind == "categorical" else 1 for kind, _, levels, _ in blocks)
+    if coef.shape[1] != width:
+        return None
+    weights = coef[0]
+    categorical: list[_Categorical] = []
+    numeric: list[tuple[str, float, float, float]] = []
     offset = 0
-    for name, levels in categories.items():
-        by_level = dict(zip(levels, coef[offset : offset + len(levels)], strict=True))
-        signature_levels = spec.column(name).levels or ()
-        # Levels the pipeline does not know get an all-zero one-hot block, so a weight of 0.
-        weights[name] = np.asarray([by_level.get(level, 0.0) for level in signature_levels] + [0.0])
-        offset += len(levels)
-    numbers = tuple(
-        (name, float(m), float(s), float(c)) for name, m, s, c in zip(numeric, mean, scale, coef[offset:], strict=True)
-    )
-    scorer = LinearScorer(float(model.intercept_[0]) * sign, weights, numbers)
-    if not _reproduces(scorer, pipeline, spec, positive):
-        logger.warning("the compiled scorer does not reproduce predict_proba; using the pipeline")
+    for kind, name, levels, scaling in blocks:
+        if kind == "categorical":
+            block = np.concatenate([weights[offset : offset + len(levels)], [0.0]])
+            categorical.append(_Categorical(name, levels, block, spec.column(name).levels == levels))
+            offset += len(levels)
+        else:
+            mean, scale = scaling
+            numeric.append((name, mean, scale, float(weights[offset])))
+            offset += 1
+    if len({c.name for c in categorical}) != len(categorical) or len({n[0] for n in numeric}) != len(numeric):
+        return None
+    scorer = LinearScorer(float(model.intercept_[0]), tuple(categorical), tuple(numeric), unknown_is_error)
+    if not _reproduces(scorer, estimator, spec):
+        logger.warning("the compiled scorer does not reproduce the model's predictions; using the model")
         return None
     return scorer
 
 
-def _columns_fit(spec: ModelSpec, categories: Mapping[str, list[str]], numeric: list[str]) -> bool:
-    """Every model column is a required signature column of the right kind (categoricals with levels)."""
+Block = tuple[str, str, tuple[str, ...], tuple[float, float]]
+
+
+def _parts(features: Any, spec: ModelSpec) -> tuple[list[Block], bool] | None:
+    """Per output block of the ColumnTransformer: (kind, column, levels, (mean, scale)); None if not compilable."""
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    blocks: list[Block] = []
+    unknown_is_error = False
     names = set(spec.names)
-    for name in categories:
-        if name not in names:
-            return False
-        column = spec.column(name)
-        if column.kind != Kind.STRING or column.levels is None or not column.required:
-            return False
-    for name in numeric:
-        if name not in names:
-            return False
-        column = spec.column(name)
-        if column.kind not in Kind.NUMERIC or not column.required:
-            return False
-    return True
+    for _, transformer, columns in features.transformers_:
+        if transformer == "drop" or (isinstance(columns, list | np.ndarray) and len(columns) == 0):
+            continue
+        if not isinstance(columns, list | np.ndarray) or not all(isinstance(c, str) and c in names for c in columns):
+            return None
+        if not all(spec.column(c).required for c in columns):
+            return None
+        if type(transformer) is OneHotEncoder:
+            if transformer.drop_idx_ is not None or getattr(transformer, "_infrequent_enabled", False):
+                return None
+            if transformer.handle_unknown not in ("ignore", "error", "infrequent_if_exist"):
+                return None
+            unknown_is_error |= transformer.handle_unknown == "error"
+            for name, levels in zip(columns, transformer.categories_, strict=True):
+                if spec.column(name).kind != Kind.STRING or not all(isinstance(v, str) for v in levels):
+                    return None
+                blocks.append(("categorical", name, tuple(levels), (0.0, 1.0)))
+        elif type(transformer) is StandardScaler:
+            count = len(columns)
+            mean = np.zeros(count) if transformer.mean_ is None else np.asarray(transformer.mean_, dtype=np.float64)
+            scale = np.ones(count) if transformer.scale_ is None else np.asarray(transformer.scale_, dtype=np.float64)
+            for i, name in enumerate(columns):
+                if spec.column(name).kind not in _EXACT_NUMBERS:
+                    return None
+                blocks.append(("numeric", name, (), (float(mean[i]), float(scale[i]))))
+        else:
+            return None
+    return (blocks, unknown_is_error) if blocks else None
 
 
-def _reproduces(scorer: LinearScorer, pipeline: Pipeline, spec: ModelSpec, positive: int) -> bool:
-    """Compare with ``predict_proba`` on probe rows: every level, an unknown level, spread-out numbers."""
+def _reproduces(scorer: LinearScorer, estimator: Any, spec: ModelSpec) -> bool:
+    """Compare with ``predict_proba`` and ``predict`` on probe rows: every level, an unseen one, spread numbers."""
+    from scoring.service.validation import Checked
+
     rng = np.random.default_rng(0)
+    rows = _PROBE_ROWS
     codes: dict[str, np.ndarray] = {}
     columns: dict[str, Any] = {}
-    for name in scorer.weights:
-        levels = list(spec.column(name).levels or ())
-        picked = rng.integers(-1, len(levels), _PROBE_ROWS)
-        codes[name] = picked
-        columns[name] = [levels[i] if i >= 0 else _UNKNOWN_LEVEL for i in picked]
-    numbers = {name: mean + scale * rng.normal(0, 2, _PROBE_ROWS) for name, mean, scale, _ in scorer.numeric}
-    frame = pd.DataFrame({**columns, **numbers})
-    expected = pipeline.predict_proba(frame)[:, positive]
-    got = scorer.probability(scorer.decision(codes, numbers))
-    return bool(np.max(np.abs(got - expected)) <= _PROBE_TOLERANCE)
+    low = 0 if scorer.unknown_is_error else -1
+    for column in scorer.categorical:
+        picked = rng.integers(low, len(column.levels), rows)
+        picked[: len(column.levels)] = np.arange(len(column.levels))[:rows]
+        codes[column.name] = picked
+        columns[column.name] = [column.levels[i] if i >= 0 else _UNKNOWN_LEVEL for i in picked]
+    numbers: dict[str, np.ndarray] = {}
+    for name, mean, scale, _ in scorer.numeric:
+        values = mean + scale * rng.normal(0, 2, rows)
+        kind = spec.column(name).kind
+        if kind in Kind.WHOLE:
+            values = np.round(values)
+        numbers[name] = values
+        columns[name] = values.astype(NUMPY_TYPES[kind])
+    frame = pd.DataFrame({n: columns[n] for n in spec.names if n in columns})
+    try:
+        expected = np.asarray(estimator.predict_proba(frame), dtype=np.float64)
+        labels = np.asarray(estimator.predict(frame))
+    except (ValueError, TypeError, KeyError) as exc:
+        logger.info("the compiled scorer could not be checked against the model (%s)", exc)
+        return False
+    arrays = {n: pa.array(v, type=pa.large_string()) for n, v in columns.items() if n in codes}
+    checked = Checked(np.ones(rows, dtype=bool), [], 0, {}, numbers, arrays)
+    got = scorer.predict(checked)
+    if got is None:
+        return False
+    proba, picked = got
+    return bool(
+        np.max(np.abs(proba - expected)) <= _PROBE_TOLERANCE
+        and (np.asarray(estimator.classes_)[picked] == labels).all()
+    )

@@ -44,6 +44,7 @@ class ScoringSettings:
     retry_after_seconds: int = 10
     max_sync_rows: int = 100_000
     publish_attempts: int = RESULT_PUBLISH.tries or 1
+    class_probabilities: bool = False  # a classifier's output adds probability_<label> per class
 
     @property
     def async_enabled(self) -> bool:
@@ -74,6 +75,7 @@ class ScoringSettings:
             retry_after_seconds=read.integer("SCORING_RETRY_AFTER_SECONDS", cls.retry_after_seconds, minimum=1),
             max_sync_rows=read.integer("SCORING_MAX_SYNC_ROWS", cls.max_sync_rows, minimum=1),
             publish_attempts=read.integer("SCORING_PUBLISH_ATTEMPTS", cls.publish_attempts, minimum=1),
+            class_probabilities=read.choice("SCORING_CLASS_PROBABILITIES", ("false", "true")) == "true",
         )
         if settings.servicebus_connection and settings.servicebus_namespace:
             raise SettingsError("set only one of settings RESULT_SERVICEBUS_CONNECTION and RESULT_SERVICEBUS_NAMESPACE")

@@ -1,16 +1,20 @@
-"""Synchronous scoring: rows in the request body, a label and a churn probability per row in the answer.
+"""Synchronous scoring: rows in the request body, the model's output columns per row in the answer.
 
-Accepted bodies (one of these keys; ``"mode": "sync"`` may be added):
+Accepted bodies (one of these keys; ``"mode": "sync"`` may be added), what ``mlflow models serve`` accepts
+plus this project's own:
 
-* ``{"data": [{column: value, ...}, ...]}``
-* ``{"dataframe_records": [{...}, ...]}`` (MLflow serving)
-* ``{"dataframe_split": {"columns": [...], "data": [[...], ...]}}`` (MLflow serving; ``index`` ignored)
-* ``{"input_data": {"columns": [...], "data": [[...], ...]}}`` (Azure ML's MLflow format)
+* ``{"dataframe_records": [{column: value, ...}, ...]}`` and ``{"data": [...]}`` (the same rows);
+* ``{"dataframe_split": {"columns": [...], "data": [[...], ...]}}`` (``index`` ignored) and
+  ``{"input_data": {...}}`` (Azure ML's MLflow format, the same shape);
+* ``{"instances": [...]}`` and ``{"inputs": ...}`` (TF-serving style): a list of row objects, or an object
+  of column -> list of values.
 
-Answer: ``{"predictions": [{"prediction": "Yes", "probability": 0.73}, ...]}`` in input order.
+Answer: ``{"predictions": [{"prediction": ..., "probability": ...}, ...]}``, one object per row in input
+order, with the columns the model gives (see the table in ``shared.contracts``); the same rows give the
+same answer in every shape.
 
 * ``{"csv": "<header line>\\n<row>\\n..."}``: CSV text, answered with ``{"csv": ..., "rows": n}``: the
-  same text with ``prediction,probability`` appended to every line (what an async CSV file gets).
+  same text with the output columns appended to every line (what an async CSV file gets).
 * A ``text/csv`` body (not JSON; Content-Type ``text/csv``): the CSV itself, answered with the same CSV
   text as ``text/csv``. The fastest shape for large batches: no JSON around the text in either
   direction, Arrow's CSV reader, and the input lines kept as they are. JSON rows cost a Python object
@@ -22,28 +26,29 @@ bad rows.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
 import msgspec
 
-from scoring.service.chunk import probability_text
 from scoring.service.csv_format import CsvScorer, split_header
 from scoring.service.errors import RequestRejected, ScoringError
-from scoring.service.model import ChurnModel
+from scoring.service.model import ScoringModel
+from scoring.service.output import json_rows
 from scoring.service.validation import Validator
-from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN
 
 DATA_KEY = "data"
 RECORDS_KEY = "dataframe_records"
 SPLIT_KEY = "dataframe_split"
 INPUT_DATA_KEY = "input_data"
+INSTANCES_KEY = "instances"
+INPUTS_KEY = "inputs"
 RECORD_KEYS = (DATA_KEY, RECORDS_KEY)
 SPLIT_KEYS = (SPLIT_KEY, INPUT_DATA_KEY)
+TENSOR_KEYS = (INSTANCES_KEY, INPUTS_KEY)  # rows, or columns, depending on the value's shape
 CSV_KEY = "csv"
-ACCEPTED_KEYS = (*RECORD_KEYS, *SPLIT_KEYS, CSV_KEY)
+ACCEPTED_KEYS = (*RECORD_KEYS, *SPLIT_KEYS, *TENSOR_KEYS, CSV_KEY)
 _ENCODER = msgspec.json.Encoder()  # several times faster than json.dumps on a long CSV string
 
 
@@ -95,7 +100,31 @@ def _columns_from_split(split: Any, key: str, validator: Validator) -> tuple[dic
     return dict(zip(names, zip(*rows, strict=True), strict=True)), len(rows)
 
 
-def score_sync(body: Mapping[str, Any], model: ChurnModel, validator: Validator, max_rows: int) -> str | bytes:
+def _columns_from_columns(columns: Any, key: str, validator: Validator) -> tuple[dict[str, Sequence[Any]], int]:
+    if not columns or not all(isinstance(v, list) for v in columns.values()):
+        raise _bad(f"{key!r} as an object must map each column name to a list of values")
+    names = list(columns)
+    validator.check_header(names)
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise _bad(f"the columns of {key!r} do not all have the same number of values ({sorted(lengths)})")
+    rows = lengths.pop()
+    if not rows:
+        raise _bad(f"{key!r} holds no rows")
+    return {n: columns[n] for n in names}, rows
+
+
+def _columns_of(key: str, value: Any, validator: Validator) -> tuple[dict[str, Sequence[Any]], int]:
+    if key in RECORD_KEYS:
+        return _columns_from_records(value, key, validator)
+    if key in SPLIT_KEYS:
+        return _columns_from_split(value, key, validator)
+    if isinstance(value, Mapping):
+        return _columns_from_columns(value, key, validator)
+    return _columns_from_records(value, key, validator)
+
+
+def score_sync(body: Mapping[str, Any], model: ScoringModel, validator: Validator, max_rows: int) -> str | bytes:
     """The JSON answer for a sync request body (already parsed), or RequestRejected."""
     present = [k for k in ACCEPTED_KEYS if k in body]
     if len(present) != 1:
@@ -104,10 +133,7 @@ def score_sync(body: Mapping[str, Any], model: ChurnModel, validator: Validator,
     if key == CSV_KEY:
         return _score_csv_text(body[key], model, validator, max_rows)
     try:
-        if key in RECORD_KEYS:
-            columns, rows = _columns_from_records(body[key], key, validator)
-        else:
-            columns, rows = _columns_from_split(body[key], key, validator)
+        columns, rows = _columns_of(key, body[key], validator)
     except ScoringError as exc:
         raise _bad(exc.message, code=exc.code.value) from exc
     if rows > max_rows:
@@ -116,15 +142,15 @@ def score_sync(body: Mapping[str, Any], model: ChurnModel, validator: Validator,
     if checked.error_count:
         row_errors = [{"row": i + 1, "message": m} for i, m in checked.errors]
         raise _bad(f"{checked.error_count} of {rows} rows are invalid", row_errors=row_errors)
-    positive, proba = model.score(checked)
-    heads = [f'{{"{PREDICTION_COLUMN}":{json.dumps(label)},"{PROBABILITY_COLUMN}":' for label in model.label_texts]
-    texts = probability_text(proba)
-    items = "},".join(map("".join, zip(map(heads.__getitem__, positive.tolist()), texts, strict=True)))
-    return f'{{"predictions":[{items}}}]}}'
+    try:
+        predictions = model.predict(checked)
+    except ScoringError as exc:
+        raise _bad(exc.message, code=exc.code.value) from exc
+    return f'{{"predictions":{json_rows(predictions)}}}'
 
 
-def score_csv_body(data: bytes | str, model: ChurnModel, validator: Validator, max_rows: int) -> bytes:
-    """The CSV answer for a ``text/csv`` body: every input line with ``,prediction,probability`` appended."""
+def score_csv_body(data: bytes | str, model: ScoringModel, validator: Validator, max_rows: int) -> bytes:
+    """The CSV answer for a ``text/csv`` body: every input line with the output columns appended."""
     if isinstance(data, str):
         data = data.encode()
     if not data or data.isspace():  # bytes.strip() would copy the body
@@ -132,18 +158,18 @@ def score_csv_body(data: bytes | str, model: ChurnModel, validator: Validator, m
     return _score_csv(data, "the CSV body", model, validator, max_rows)[0]
 
 
-def _score_csv_text(text: Any, model: ChurnModel, validator: Validator, max_rows: int) -> bytes:
+def _score_csv_text(text: Any, model: ScoringModel, validator: Validator, max_rows: int) -> bytes:
     if not isinstance(text, str) or not text.strip():
         raise _bad(f"{CSV_KEY!r} must be CSV text: a header line and one line per row")
     output, rows = _score_csv(text.encode(), repr(CSV_KEY), model, validator, max_rows)
     return _ENCODER.encode({CSV_KEY: output.decode(), "rows": rows})
 
 
-def _score_csv(data: bytes, what: str, model: ChurnModel, validator: Validator, max_rows: int) -> tuple[bytes, int]:
+def _score_csv(data: bytes, what: str, model: ScoringModel, validator: Validator, max_rows: int) -> tuple[bytes, int]:
     if not data.endswith(b"\n"):
         data += b"\n"
     try:
-        header, raw_header, rows_text = split_header(data)
+        header, _, rows_text = split_header(data)
         scorer = CsvScorer(header, validator, model)
         # Early refusal of big bodies. A row of the expected width takes a byte per field (comma or line break),
         # so a shorter body cannot hold too many good rows: it skips the count (the exact check below applies).
@@ -163,4 +189,4 @@ def _score_csv(data: bytes, what: str, model: ChurnModel, validator: Validator, 
     if result.failed:
         row_errors = [{"row": e.row, "message": e.message} for e in result.errors]
         raise _bad(f"{result.failed} of {result.rows} rows are invalid", row_errors=row_errors)
-    return header.output_head(raw_header) + result.data + header.line_ending, result.rows
+    return result.data + header.line_ending, result.rows

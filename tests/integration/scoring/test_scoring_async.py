@@ -74,7 +74,7 @@ def test_small_csv_result_travels_inline_with_input_lines_kept(
     for raw_in, raw_out, p in zip(in_lines[1:], out_lines[1:], expected, strict=True):
         prefix, label, probability = raw_out.rsplit(",", 2)
         assert prefix == raw_in
-        assert math.isclose(float(probability), p, abs_tol=1e-6)
+        assert math.isclose(float(probability), p if label == "Yes" else 1 - p, abs_tol=1e-9)
         assert label == ("Yes" if p > 0.5 else "No")
 
 
@@ -111,7 +111,7 @@ def test_gzip_jsonl_gets_gzip_jsonl_with_two_keys_added(
     expected = _expected_proba(scoring_server, pd.DataFrame(originals))
     for row, original, p in zip(rows, originals, expected, strict=True):
         assert {k: v for k, v in row.items() if k not in ("prediction", "probability")} == original
-        assert math.isclose(row["probability"], p, abs_tol=1e-6)
+        assert math.isclose(row["probability"], p if row["prediction"] == "Yes" else 1 - p, abs_tol=1e-9)
 
 
 def test_quoted_multiline_csv_fields_survive(

@@ -33,8 +33,9 @@ def _check_predictions(body: dict[str, Any], expected: list[float]) -> None:
     predictions = body["predictions"]
     assert len(predictions) == len(expected)
     for item, p in zip(predictions, expected, strict=True):
-        assert math.isclose(item["probability"], p, abs_tol=1e-6)
         assert item["prediction"] == ("Yes" if p > 0.5 else "No")
+        # the probability of the predicted label
+        assert math.isclose(item["probability"], p if item["prediction"] == "Yes" else 1 - p, abs_tol=1e-9)
 
 
 def test_data_records_are_scored_like_the_model_scores_them(scoring_server: ScoringServer) -> None:
@@ -138,8 +139,8 @@ def test_csv_text_body_gets_the_lines_back_with_two_fields(scoring_server: Scori
     expected = _expected(scoring_server.model_dir, json.loads(data.to_json(orient="records")))
     for line_in, line_out, p in zip(text.splitlines()[1:], out[1:], expected, strict=True):
         prefix, label, probability = line_out.rsplit(",", 2)
-        assert prefix == line_in and math.isclose(float(probability), p, abs_tol=1e-6)
-        assert label == ("Yes" if p > 0.5 else "No")
+        assert prefix == line_in and label == ("Yes" if p > 0.5 else "No")
+        assert math.isclose(float(probability), p if label == "Yes" else 1 - p, abs_tol=1e-9)  # of the label
 
 
 @pytest.mark.parametrize(
@@ -187,8 +188,8 @@ def test_text_csv_body_is_answered_in_csv_with_two_fields_per_line(
     assert len(out) == 401
     for line_in, line_out, p in zip(text.splitlines()[1:], out[1:], expected, strict=True):
         prefix, label, probability = line_out.rsplit(",", 2)
-        assert prefix == line_in and math.isclose(float(probability), p, abs_tol=1e-6)
-        assert label == ("Yes" if p > 0.5 else "No")
+        assert prefix == line_in and label == ("Yes" if p > 0.5 else "No")
+        assert math.isclose(float(probability), p if label == "Yes" else 1 - p, abs_tol=1e-9)  # of the label
 
 
 def test_text_csv_body_answers_what_the_csv_json_shape_answers(scoring_server: ScoringServer) -> None:

@@ -8,30 +8,27 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
 from scoring.sample import sample_bytes
-from scoring.service.chunk import PROBABILITY_DECIMALS, probability_array
 from scoring.service.csv_format import CsvScorer, split_header
 from scoring.service.errors import ScoringError
 from scoring.service.jsonl_format import JsonlScorer
-from scoring.service.model import ChurnModel
+from scoring.service.model import ScoringModel, load_model
 from scoring.service.validation import Validator
 from shared.contracts import ErrorCode
 
 
 @pytest.fixture(scope="module")
-def model(churn_model_dir: Path) -> ChurnModel:
-    return ChurnModel.load(churn_model_dir.parent)  # the MLmodel is found one level down
+def model(churn_model_dir: Path) -> ScoringModel:
+    return load_model(churn_model_dir.parent)  # the MLmodel is found one level down
 
 
-def _score_csv(model: ChurnModel, data: bytes, split_at: int | None = None) -> tuple[bytes, list[int]]:
-    header, raw, rest = split_header(data)
+def _score_csv(model: ScoringModel, data: bytes, split_at: int | None = None) -> tuple[bytes, list[int]]:
+    header, _, rest = split_header(data)
     scorer = CsvScorer(header, Validator(model.spec, 20), model)
     parts = [rest] if split_at is None else [rest[:split_at], rest[split_at:]]
-    out, bad_rows, row = [header.output_head(raw)], [], 1
+    out, bad_rows, row = [], [], 1
     for part in parts:
         result = scorer.score(part, row)
         row += result.rows
@@ -40,7 +37,7 @@ def _score_csv(model: ChurnModel, data: bytes, split_at: int | None = None) -> t
     return b"".join(out) + header.line_ending, bad_rows
 
 
-def test_fast_and_quoted_paths_give_the_same_rows(model: ChurnModel) -> None:
+def test_fast_and_quoted_paths_give_the_same_rows(model: ScoringModel) -> None:
     plain = sample_bytes(200, "csv", seed=41)
     fast, _ = _score_csv(model, plain)
     quoted_input = plain.replace(b"Fiber optic", b'"Fiber optic"')
@@ -48,7 +45,7 @@ def test_fast_and_quoted_paths_give_the_same_rows(model: ChurnModel) -> None:
     assert list(csv.reader(io.StringIO(fast.decode()))) == list(csv.reader(io.StringIO(slow.decode())))
 
 
-def test_crlf_and_blank_lines_are_kept_and_bad_rows_dropped(model: ChurnModel) -> None:
+def test_crlf_and_blank_lines_are_kept_and_bad_rows_dropped(model: ScoringModel) -> None:
     lines = sample_bytes(6, "csv", seed=42).decode().splitlines()
     lines[3] = lines[3].replace(",Yes,", ",Maybe,", 1)
     data = ("\r\n".join([*lines[:2], "", *lines[2:]]) + "\r\n").encode()
@@ -62,7 +59,7 @@ def test_crlf_and_blank_lines_are_kept_and_bad_rows_dropped(model: ChurnModel) -
     assert [r.rsplit(",", 2)[0] for r in rows[1:]] == [lines[1], lines[2], lines[4], lines[5], lines[6]]
 
 
-def test_ragged_rows_in_the_fast_path(model: ChurnModel) -> None:
+def test_ragged_rows_in_the_fast_path(model: ScoringModel) -> None:
     lines = sample_bytes(5, "csv", seed=43).decode().splitlines()
     lines[2] += ",extra"
     lines[4] = "   "
@@ -71,7 +68,7 @@ def test_ragged_rows_in_the_fast_path(model: ChurnModel) -> None:
     assert len(out.decode().splitlines()) == 1 + 3
 
 
-def test_jsonl_keys_are_checked_on_the_first_object(model: ChurnModel) -> None:
+def test_jsonl_keys_are_checked_on_the_first_object(model: ScoringModel) -> None:
     scorer = JsonlScorer(Validator(model.spec, 20), model)
     good = sample_bytes(3, "jsonl", seed=44)
     result = scorer.score(b"not json\n" + good, 1)
@@ -82,16 +79,7 @@ def test_jsonl_keys_are_checked_on_the_first_object(model: ChurnModel) -> None:
     assert caught.value.code == ErrorCode.MISSING_COLUMNS
 
 
-def test_probability_texts_are_the_rounded_values_as_arrow_writes_them() -> None:
-    rng = np.random.default_rng(3)
-    edges = [0.0, 1.0, 0.5, 1e-7, 5e-7, 4.9999e-7, 0.9999995, 0.9999994, 0.1234565, 0.30000000000000004]
-    proba = np.concatenate([rng.random(200_000), rng.random(1000) * 1e-5, np.asarray(edges)])
-    expected = pc.cast(pc.round(pa.array(proba), PROBABILITY_DECIMALS), pa.large_string())
-    assert probability_array(proba).equals(expected)
-    assert probability_array(np.asarray(edges)).to_pylist()[:4] == ["0", "1", "0.5", "0"]
-
-
-def test_a_bad_row_does_not_change_the_other_rows_output(model: ChurnModel) -> None:
+def test_a_bad_row_does_not_change_the_other_rows_output(model: ScoringModel) -> None:
     data = sample_bytes(300, "csv", seed=41)
     header, _, rest = split_header(data)
     lines = rest.splitlines(keepends=True)
@@ -105,4 +93,12 @@ def test_a_bad_row_does_not_change_the_other_rows_output(model: ChurnModel) -> N
     assert (clean.failed, partial.failed, partial.scored) == (0, 1, 299)
     assert [(e.row, e.message) for e in partial.errors] == [(8, "tenure: 'NA' is not a number")]
     clean_lines = clean.data.split(b"\n")[1:]
-    assert partial.data.split(b"\n")[1:] == clean_lines[:7] + clean_lines[8:]
+    expected, got = clean_lines[:7] + clean_lines[8:], partial.data.split(b"\n")[1:]
+    # Full-precision probabilities may differ in the last bit with the batch's size (BLAS blocking).
+    assert [line.rsplit(b",", 1)[0] for line in got] == [line.rsplit(b",", 1)[0] for line in expected]
+    assert np.allclose(
+        [float(line.rsplit(b",", 1)[1]) for line in got],
+        [float(line.rsplit(b",", 1)[1]) for line in expected],
+        rtol=0,
+        atol=1e-12,
+    )

@@ -1,119 +1,151 @@
-"""The compiled linear scorer against the MLflow model itself: same probabilities, same labels, same outputs."""
+"""The compiled linear scorer against the model itself: same probabilities, same labels, only where proven."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
-import mlflow.pyfunc
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.models import infer_signature
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from scoring.sample import frame
+from scoring.service.errors import RequestRejected
 from scoring.service.linear import compile_linear
-from scoring.service.model import ChurnModel
+from scoring.service.model import SklearnClassifier, load_model, spec_of
 from scoring.service.sync_api import score_csv_body, score_sync
 from scoring.service.validation import Validator
 
-ROWS = 4000
-UNKNOWN = {"Contract": "Quarterly", "PaymentMethod": "Cash", "gender": "", "InternetService": "fiber optic"}
+LEVELS = {"plan": ["basic", "plus", "pro, yearly"], "region": ["north", "south"]}
 
 
-@pytest.fixture(scope="module")
-def model(churn_model_dir: Path) -> ChurnModel:
-    return ChurnModel.load(churn_model_dir.parent)
+def _rows(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "id": [f"c{i}" for i in range(n)],
+            "plan": rng.choice(LEVELS["plan"], n),
+            "region": rng.choice(LEVELS["region"], n),
+            "age": rng.integers(18, 90, n),
+            "spend": rng.gamma(2.0, 40.0, n),
+        }
+    )
 
 
-@pytest.fixture(scope="module")
-def rows() -> pd.DataFrame:
-    """Generated rows with unknown levels in about a tenth of them, and numbers beyond the training range."""
-    data = frame(ROWS, seed=31)
-    rng = np.random.default_rng(31)
-    for name, value in UNKNOWN.items():
-        data.loc[rng.random(ROWS) < 0.1, name] = value
-    data.loc[rng.random(ROWS) < 0.05, "TotalCharges"] = 25_000.0
-    return data
+def _pipeline(**encoder: object) -> Pipeline:
+    return Pipeline(
+        [
+            (
+                "features",
+                ColumnTransformer(
+                    [
+                        ("categories", OneHotEncoder(**encoder), ["plan", "region"]),  # type: ignore[arg-type]
+                        ("numbers", StandardScaler(), ["age", "spend"]),
+                    ]
+                ),
+            ),
+            ("model", LogisticRegression(max_iter=500)),
+        ]
+    )
 
 
-def _codes(model: ChurnModel, data: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Level positions per the model signature, -1 for values that are not a level (the scorer's contract)."""
+def _fit(pipeline: Pipeline, labels: tuple[object, object] = ("stay", "leave")) -> Pipeline:
+    data = _rows(600, 1)
+    score = (data["plan"] == "basic") * 1.5 + data["age"] / 40 - data["spend"] / 80
+    y = np.where(score > np.median(score), labels[1], labels[0])
+    return pipeline.fit(data, y)
+
+
+def _save(pipeline: Pipeline, path: Path, levels: bool) -> Path:
+    data = _rows(50, 2)
+    mlflow.sklearn.save_model(
+        pipeline,
+        str(path),
+        signature=infer_signature(data, pipeline.predict(data)),
+        metadata={"category_levels": LEVELS} if levels else None,
+        pip_requirements=["scikit-learn"],  # skips inferring them (a subprocess per save)
+    )
+    return path
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["levels-in-metadata", "no-levels"])
+def model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SklearnClassifier:
+    path = _save(_fit(_pipeline(handle_unknown="ignore")), tmp_path_factory.mktemp("linear") / "m", request.param)
+    loaded = load_model(path)
+    assert isinstance(loaded, SklearnClassifier)
+    return loaded
+
+
+def test_the_standard_pipeline_compiles_and_matches_the_model(model: SklearnClassifier) -> None:
+    assert model.linear is not None, "OneHotEncoder + StandardScaler + LogisticRegression should compile"
+    rows = _rows(3000, 3)
+    unseen = np.random.default_rng(3).random(len(rows)) < 0.1
+    if model.spec.column("plan").levels is None:  # levels are only enforced where the metadata declares them
+        rows.loc[unseen, "plan"] = "enterprise"
+    rows.loc[unseen[::-1], "spend"] = 25_000.0  # far outside the training range
+    body = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
+    answer = json.loads(score_sync(body, model, Validator(model.spec, 20), 10_000))["predictions"]
+    proba = model.estimator.predict_proba(rows)
+    labels = model.estimator.predict(rows)
+    classes = list(model.estimator.classes_)
+    assert [a["prediction"] for a in answer] == list(labels)
+    got = np.asarray([a["probability"] for a in answer])
+    want = proba[np.arange(len(rows)), [classes.index(label) for label in labels]]
+    assert np.max(np.abs(got - want)) <= 1e-12
+
+
+def test_compiled_and_model_paths_write_the_same_csv(model: SklearnClassifier) -> None:
     assert model.linear is not None
-    codes = {}
-    for name in model.linear.weights:
-        levels = model.spec.column(name).levels or ()
-        lookup = {level: i for i, level in enumerate(levels)}
-        codes[name] = np.asarray([lookup.get(v, -1) for v in data[name]], dtype=np.int64)
-    return codes
+    text = _rows(500, 4).to_csv(index=False).encode()
+    compiled = score_csv_body(text, model, Validator(model.spec, 20), 1000).decode().splitlines()
+    model_only = SklearnClassifier(model.estimator, model.spec, model.path, compiled=False)
+    assert model_only.linear is None
+    plain = score_csv_body(text, model_only, Validator(model.spec, 20), 1000).decode().splitlines()
+    assert compiled[0] == plain[0] and compiled[0].endswith(",prediction,probability")
+    for a, b in zip(compiled[1:], plain[1:], strict=True):
+        head_a, p_a = a.rsplit(",", 1)
+        head_b, p_b = b.rsplit(",", 1)
+        assert head_a == head_b and abs(float(p_a) - float(p_b)) <= 1e-12
 
 
-def test_compiled_scorer_matches_pyfunc_labels_and_sklearn_probabilities(
-    model: ChurnModel, rows: pd.DataFrame, churn_model_dir: Path
-) -> None:
-    assert model.linear is not None, "the churn pipeline should compile"
-    numbers = {name: rows[name].to_numpy(dtype=np.float64) for name, *_ in model.linear.numeric}
-    decision = model.linear.decision(_codes(model, rows), numbers)
-    proba = model.linear.probability(decision)
-    labels = np.where(decision > 0, model.label_texts[1], model.label_texts[0])
-
-    pipeline = mlflow.sklearn.load_model(str(churn_model_dir))
-    expected = pipeline.predict_proba(rows)[:, list(pipeline.classes_).index("Yes")]
-    np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-12)
-    pyfunc_labels = np.asarray(mlflow.pyfunc.load_model(str(churn_model_dir)).predict(rows))
-    np.testing.assert_array_equal(labels, pyfunc_labels)
-    assert 0.1 < (labels == "Yes").mean() < 0.9  # both labels are exercised
+def test_unseen_levels_reach_the_model_when_its_encoder_refuses_them(tmp_path: Path) -> None:
+    model = load_model(_save(_fit(_pipeline(handle_unknown="error")), tmp_path / "m", levels=False))
+    assert isinstance(model, SklearnClassifier) and model.linear is not None
+    rows = _rows(5, 5)
+    rows.loc[2, "plan"] = "enterprise"
+    with pytest.raises(RequestRejected, match="unknown categor"):
+        score_sync({"dataframe_records": rows.to_dict("records")}, model, Validator(model.spec, 20), 100)
 
 
-def test_service_answers_the_same_with_and_without_the_compiled_scorer(
-    model: ChurnModel, churn_model_dir: Path
-) -> None:
-    plain = ChurnModel.load(churn_model_dir.parent, compiled=False)
-    assert plain.linear is None
-    data = frame(2000, seed=32)
-    text = data.to_csv(index=False)
-    records = {"data": json.loads(data.to_json(orient="records"))}
-
-    def answers(candidate: ChurnModel) -> tuple[bytes, str | bytes]:
-        validator = Validator(candidate.spec, 20)
-        return score_csv_body(text, candidate, validator, 5000), score_sync(records, candidate, validator, 5000)
-
-    assert answers(model) == answers(plain)
+def test_other_shapes_are_not_compiled(tmp_path: Path) -> None:
+    spec = spec_of(mlflow.models.Model.load(str(_save(_fit(_pipeline()), tmp_path / "m", levels=True) / "MLmodel")))
+    dropped = _fit(_pipeline(drop="first"))
+    assert compile_linear(dropped, spec) is None
+    three = _fit(_pipeline())
+    three.steps.insert(0, ("noop", FunctionTransformer()))
+    assert compile_linear(three, spec) is None
+    data = _rows(300, 6)
+    multiclass = _pipeline().fit(data, data["plan"].str[:2] + data["region"].str[:1])  # 6 classes
+    assert compile_linear(multiclass, spec) is None
 
 
-def test_other_pipelines_are_not_compiled(model: ChurnModel) -> None:
-    features, regression = model.pipeline.steps[0][1], model.pipeline.steps[1][1]
-    extra_step = Pipeline([("features", features), ("identity", FunctionTransformer()), ("model", regression)])
-    assert compile_linear(extra_step, model.spec, 1) is None
-    assert compile_linear(regression, model.spec, 1) is None
+def test_a_scaler_that_scales_otherwise_is_not_trusted(tmp_path: Path) -> None:
+    pipeline = _fit(_pipeline(handle_unknown="ignore"))
+    spec = spec_of(mlflow.models.Model.load(str(_save(pipeline, tmp_path / "m", levels=False) / "MLmodel")))
+    assert compile_linear(pipeline, spec) is not None
+    scaler = pipeline.named_steps["features"].named_transformers_["numbers"]
+    scaler.with_mean = False  # transform() now ignores mean_, which the compiled form would still subtract
+    assert compile_linear(pipeline, spec) is None
 
 
-def test_compiled_weights_come_from_the_pipeline_at_hand(model: ChurnModel) -> None:
-    changed = copy.deepcopy(model.pipeline)
-    changed.steps[0][1].scale_ = changed.steps[0][1].scale_ * 2
-    scorer = compile_linear(changed, model.spec, 1)
-    assert scorer is not None
-    data = frame(200, seed=33)
-    numbers = {name: data[name].to_numpy(dtype=np.float64) for name, *_ in scorer.numeric}
-    got = scorer.probability(scorer.decision(_codes(model, data), numbers))
-    np.testing.assert_allclose(got, changed.predict_proba(data)[:, 1], rtol=0, atol=1e-12)
-    assert np.abs(got - model.pipeline.predict_proba(data)[:, 1]).max() > 1e-6
-
-
-def test_a_transformer_of_the_same_name_that_encodes_otherwise_is_not_trusted(model: ChurnModel) -> None:
-    original = model.pipeline.steps[0][1]
-
-    class ChurnFeatures(type(original)):  # type: ignore[misc]
-        def transform(self, X: pd.DataFrame) -> np.ndarray:
-            out = super().transform(X)
-            out[:, -1] = 0.0  # drops the last numeric column
-            return out
-
-    impostor = copy.deepcopy(original)
-    impostor.__class__ = ChurnFeatures
-    pipeline = Pipeline([("features", impostor), ("model", model.pipeline.steps[1][1])])
-    assert compile_linear(pipeline, model.spec, 1) is None
-    assert compile_linear(Pipeline([("features", original), ("model", pipeline.steps[1][1])]), model.spec, 1)
+def test_integer_labels_keep_their_type(tmp_path: Path) -> None:
+    model = load_model(_save(_fit(_pipeline(handle_unknown="ignore"), labels=(0, 1)), tmp_path / "m", levels=False))
+    rows = _rows(20, 7)
+    answer = json.loads(score_sync({"instances": rows.to_dict("records")}, model, Validator(model.spec, 20), 100))
+    assert [a["prediction"] for a in answer["predictions"]] == [int(v) for v in model.estimator.predict(rows)]
+    assert all(type(a["prediction"]) is int for a in answer["predictions"])
