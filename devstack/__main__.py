@@ -77,6 +77,7 @@ def cmd_up(stack: LocalStack, names: Sequence[str]) -> int:
     print()
     print(f"storage connection string:     {s.storage_connection_string}")
     print(f"service bus connection string: {s.servicebus_connection_string}")
+    print(f"service bus CA certificate:    {s.servicebus_ca_file}  (administration client: connection_verify=)")
     print(f"logs: {s.log_dir}  (python -m devstack logs [NAME])")
     return 0
 

@@ -132,6 +132,15 @@ class StackSettings:
         )
 
     @property
+    def servicebus_data_dir(self) -> Path:
+        return self.base_dir / "servicebus"
+
+    @property
+    def servicebus_ca_file(self) -> Path:
+        """The emulator's local CA certificate: what an administration client must trust (created on first start)."""
+        return self.servicebus_data_dir / "ca.pem"
+
+    @property
     def scoring_url(self) -> str:
         return f"http://{LOOPBACK}:{self.scoring_port}/score"
 
@@ -279,7 +288,7 @@ def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[
     servicebus_argv = (
         sys.executable, "-m", "devstack.servicebus",
         "--config", str(repo / "infra" / "servicebus-entities.json"),
-        "--port", str(s.servicebus_port), "--data", str(s.base_dir / "servicebus"),
+        "--port", str(s.servicebus_port), "--data", str(s.servicebus_data_dir),
         "--host", LOOPBACK, "--key-name", SB_KEY_NAME, "--key", SB_KEY,
     )  # fmt: skip
     servicebus = ServiceSpec(

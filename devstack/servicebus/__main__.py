@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from devstack.servicebus import tls
+from devstack.servicebus.admin import Admin
 from devstack.servicebus.amqp import AmqpServer
 from devstack.servicebus.broker import Broker
 from devstack.servicebus.config import ConfigError, load_config
+from devstack.servicebus.https import AdminServer
 from devstack.servicebus.ioloop import IoLoop
 from devstack.servicebus.settings import ServerSettings, add_server_arguments, settings_from_args
 from devstack.servicebus.store import Store, read_counts
@@ -23,11 +26,17 @@ def serve(settings: ServerSettings) -> int:
     config = load_config(settings.config)
     store = Store(settings.data_dir, settings.synchronous)
     broker = Broker(config, store)
+    admin = Admin(broker, config.name)
+    if admin.load():
+        logger.info("applied the entities created, changed or deleted at runtime (%s)", settings.data_dir)
+    store.flush()
     recovered = broker.recover()
     if recovered:
         logger.info("recovered %s stored messages from %s", recovered, settings.data_dir)
+    context = tls.server_context(settings.data_dir, settings.host)
 
     loop = IoLoop(AmqpServer(broker, settings), settings.host, settings.port)
+    loop.on_other = AdminServer(loop, admin, context, settings.key_name, settings.key).serve
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         logger.info("signal %s: shutting down", signum)
@@ -37,6 +46,11 @@ def serve(settings: ServerSettings) -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         loop.listen()
+        print(
+            f"servicebus management API on https://{settings.host}:{settings.port}"
+            f" (CA certificate {tls.ca_path(settings.data_dir)})",
+            flush=True,
+        )
         print(
             f"servicebus emulator ready on amqp://{settings.host}:{settings.port} ({broker.entity_count} entities)",
             flush=True,

@@ -99,6 +99,11 @@ class EntityConsumer:
         self.link.condition = Condition("com.microsoft:session-lock-lost", f"The session lock for '{sid}' expired.")
         self.link.close()
 
+    def entity_gone(self, description: str) -> None:
+        self.closed = True
+        self.link.condition = _condition("amqp:not-found", description)
+        self.link.close()
+
 
 class AmqpServer:
     """Engine event handler (`on_<event>` methods, called by `IoLoop`) plus the loop's tick/quiesce hooks."""
@@ -387,6 +392,9 @@ class AmqpServer:
 
     def _entity_send(self, link: Link, delivery: Delivery, data: bytes) -> None:
         target: Target = link.sb_target
+        if self.broker.targets.get(target.path) is not target:
+            _reject(delivery, "amqp:not-found", f"The messaging entity '{target.path}' was deleted.")
+            return
         try:
             payloads = codec.split_batch(data) or [data]
             parsed = [codec.parse_message(p) for p in payloads]

@@ -7,6 +7,7 @@ scheduled messages, TTL, session locks) are kept in heaps and processed by `tick
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from devstack.servicebus import codec
-from devstack.servicebus.config import EntityProperties, NamespaceConfig
+from devstack.servicebus.config import EntityProperties, NamespaceConfig, RuleConfig, SubscriptionConfig
 from devstack.servicebus.entities import (
     MAX_TTL_MS,
     SYM_DL_SOURCE,
@@ -68,6 +69,82 @@ class Broker:
         self.subqueues[sq.dlq.path] = sq.dlq
         return sq
 
+    # ------------------------------------------------------------ entities at runtime (administration API)
+
+    def add_queue(self, name: str, props: EntityProperties) -> Target:
+        target = Target(name.lower(), props)
+        target.queue = self._add_subqueue(SubQueue(name, props))
+        self.targets[target.path] = target
+        return target
+
+    def add_topic(self, name: str, props: EntityProperties) -> Target:
+        target = Target(name.lower(), props)
+        self.targets[target.path] = target
+        return target
+
+    def add_subscription(self, topic: Target, sub: SubscriptionConfig, topic_name: str) -> SubQueue:
+        sq = self._add_subqueue(SubQueue(f"{topic_name}/Subscriptions/{sub.name}", sub.properties))
+        topic.subscriptions.append((sq, sub))
+        return sq
+
+    def set_properties(self, entity: Target | SubQueue, props: EntityProperties) -> None:
+        """New properties for an existing entity (sessions cannot be switched on or off)."""
+        entity.props = props
+        if isinstance(entity, SubQueue):
+            entity.lock_ms = int(props.lock_duration.total_seconds() * 1000)
+            if entity.dlq is not None:
+                entity.dlq.props, entity.dlq.lock_ms = props, entity.lock_ms
+            topic = self.targets.get(entity.path.split("/subscriptions/")[0])
+            if topic is not None and topic.is_topic:
+                topic.subscriptions = [
+                    (sq, dataclasses.replace(sub, properties=props) if sq is entity else sub)
+                    for sq, sub in topic.subscriptions
+                ]
+
+    def set_rules(self, topic: Target, sq: SubQueue, rules: tuple[RuleConfig, ...]) -> None:
+        topic.subscriptions = [
+            (s, dataclasses.replace(sub, rules=rules) if s is sq else sub) for s, sub in topic.subscriptions
+        ]
+
+    def remove_subscription(self, topic: Target, sq: SubQueue) -> None:
+        topic.subscriptions = [(s, sub) for s, sub in topic.subscriptions if s is not sq]
+        self._drop_subqueue(sq)
+
+    def remove_target(self, target: Target) -> None:
+        del self.targets[target.path]
+        if target.queue is not None:
+            self._drop_subqueue(target.queue)
+        for sq, _sub in target.subscriptions:
+            self._drop_subqueue(sq)
+        target.subscriptions = []
+        for m in target.scheduled.values():
+            self.store.delete(m)
+        target.scheduled.clear()
+        self.store.drop_entity(target.path)
+
+    def _drop_subqueue(self, sq: SubQueue) -> None:
+        gone = f"The messaging entity '{sq.name}' was deleted."
+        for part in (sq, sq.dlq):
+            if part is None:
+                continue
+            self.subqueues.pop(part.path, None)
+            for consumer in list(part.consumers):
+                consumer.entity_gone(gone)
+                self.release_consumer(part, consumer)
+            for key, (owned_sq, session) in list(self.owned_sessions.items()):
+                if owned_sq is part:
+                    del self.owned_sessions[key]
+                    if session.owner is not None:
+                        session.owner.entity_gone(gone)
+            for item in [w for w in self.waiting if w[0] is part]:
+                self.waiting.remove(item)
+                item[1].entity_gone(gone)
+            part.messages.clear()
+            part.locks.clear()
+            part.ready.clear()
+            part.sessions.clear()
+            self.store.drop_entity(part.path)
+
     @property
     def entity_count(self) -> int:
         return len(self.targets) + sum(len(t.subscriptions) for t in self.targets.values())
@@ -80,9 +157,10 @@ class Broker:
         for path, next_seq in self.store.load_counters().items():
             if path in self.targets:
                 self.targets[path].next_seq = next_seq
-        for path, sid, state in self.store.load_session_states():
+        for path, sid, state, updated in self.store.load_session_states():
             if path in self.subqueues:
-                self.subqueues[path].session(sid).state = state
+                session = self.subqueues[path].session(sid)
+                session.state, session.state_updated = state, updated
         for path, message_id, expires in self.store.load_dedup(now):
             if path in self.targets:
                 self.targets[path].dedup[message_id] = expires
@@ -566,8 +644,16 @@ class Broker:
 
     def set_session_state(self, sq: SubQueue, sid: str, state: bytes | None) -> None:
         session = self.session_for(sq, sid)
-        session.state = state
-        self.store.session_state(sq.path, sid, state)
+        session.state, session.state_updated = state, now_ms()
+        self.store.session_state(sq.path, sid, state, session.state_updated)
+
+    def list_sessions(self, sq: SubQueue, updated_after: int | None) -> list[str]:
+        """Session ids with messages or stored state; or, with ``updated_after`` (ms), whose state changed since."""
+        if updated_after is not None:
+            return sorted(s.sid for s in sq.sessions.values() if s.state_updated > updated_after)
+        found = {s.sid for s in sq.sessions.values() if s.state is not None}
+        found.update(m.session_id or "" for m in sq.messages.values() if m.state != SCHEDULED)
+        return sorted(found)
 
     # ------------------------------------------------------------ management helpers
 

@@ -58,8 +58,10 @@ __all__ = [
     "RuleConfig",
     "SubscriptionConfig",
     "TopicConfig",
+    "entity_properties",
     "load_config",
     "parse_config",
+    "rule_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -345,6 +347,18 @@ def _properties(entity: Mapping[str, Any], entity_path: str, kind: str) -> Entit
             if target:
                 logger.info("%s.%s is not emulated and is ignored", path, key)
     return EntityProperties(**values)
+
+
+def entity_properties(properties: Mapping[str, Any], path: str, kind: str) -> EntityProperties:
+    """``Properties`` of a queue, topic or subscription (``kind``) in the config file's shape, checked as there."""
+    if kind not in (_QUEUE, _TOPIC, _SUBSCRIPTION):
+        raise ValueError(f"unknown entity kind {kind!r}")
+    return _properties({"Properties": dict(properties)}, path, kind)
+
+
+def rule_config(document: Mapping[str, Any], path: str) -> RuleConfig:
+    """One rule in the config file's shape (``{"Name", "Properties": {...}}``), checked as there."""
+    return _rule(document, path)
 
 
 def _kinds(kinds: Collection[str]) -> str:

@@ -65,6 +65,8 @@ class Consumer(Protocol):
 
     def session_lost(self, sid: str) -> None: ...
 
+    def entity_gone(self, description: str) -> None: ...
+
 
 @dataclass(slots=True, eq=False)
 class Msg:
@@ -139,7 +141,7 @@ class Msg:
 
 
 class Session:
-    __slots__ = ("locked_until", "owner", "ready", "sid", "state")
+    __slots__ = ("locked_until", "owner", "ready", "sid", "state", "state_updated")
 
     def __init__(self, sid: str) -> None:
         self.sid = sid
@@ -147,6 +149,7 @@ class Session:
         self.owner: Consumer | None = None
         self.locked_until = 0
         self.state: bytes | None = None
+        self.state_updated = 0  # ms; when the session state was last set
 
 
 class SubQueue:

@@ -6,18 +6,27 @@ small frame that bookkeeping was most of the CPU per message. This loop keeps pr
 AMQP (framing, SASL, sessions, links, flow control) and does the socket work itself: read what is there,
 hand the engine's events straight to the handler's `on_<event>` methods, let the handler commit
 (`quiesce`), and write what the engine produced, once per pass.
+
+The port also serves the HTTPS management API: the first byte of a new connection tells the protocols
+apart (`A` of the AMQP header; anything else, a TLS ClientHello above all, goes to `on_other`, which
+serves it on its own thread). Those threads run broker work on this loop through `call`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import selectors
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from concurrent.futures import Future
+from typing import Any, Protocol, TypeVar
 
 from proton import Collector, Connection, EventType, Transport
+
+from devstack.servicebus.framing import InboundFrames
 
 logger = logging.getLogger(__name__)
 
@@ -33,18 +42,47 @@ class EngineHandler(Protocol):
 
 
 class _Peer:
-    __slots__ = ("connection", "sock", "transport", "writing")
+    __slots__ = ("connection", "frames", "inbound", "sock", "transport", "writing")
 
     def __init__(self, sock: socket.socket, transport: Transport, connection: Connection) -> None:
         self.sock = sock
         self.transport = transport
         self.connection = connection
         self.writing = False
+        self.frames = InboundFrames()
+        self.inbound = bytearray()  # ordered bytes proton had no room for yet
+
+
+class _Unsniffed:
+    """A new connection whose first byte has not arrived yet."""
+
+    __slots__ = ("since", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.since = time.monotonic()
+
+
+SNIFF_TIMEOUT_S = 30.0
+T = TypeVar("T")
 
 
 class IoLoop:
-    def __init__(self, handler: EngineHandler, host: str, port: int, tick_interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        handler: EngineHandler,
+        host: str,
+        port: int,
+        tick_interval: float = 0.05,
+        on_other: Callable[[socket.socket], None] | None = None,
+    ) -> None:
         self.handler = handler
+        self.on_other = on_other
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._unsniffed: dict[int, _Unsniffed] = {}
         self.host, self.port = host, port
         self.tick_interval = tick_interval
         self.collector = Collector()
@@ -62,7 +100,34 @@ class IoLoop:
         listener.listen(128)
         listener.setblocking(False)
         self.selector.register(listener, selectors.EVENT_READ, None)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
         self._listener = listener
+
+    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """Run ``fn`` on the loop's thread and return its result (for other threads; raises what it raised)."""
+        future: Future[T] = Future()
+        self._calls.put((fn, future))
+        with contextlib.suppress(BlockingIOError):  # already woken: the byte waiting there is enough
+            self._wake_w.send(b"x")
+        return future.result(timeout)
+
+    def _run_calls(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                fn, future = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except Exception as exc:  # noqa: BLE001  (handed to the calling thread, which re-raises it)
+                future.set_exception(exc)
 
     def stop(self) -> None:
         """Ask the loop to end after the current pass (safe to call from a signal handler)."""
@@ -73,9 +138,15 @@ class IoLoop:
         while not self._stopping:
             timeout = max(0.0, next_tick - time.monotonic())
             for key, mask in self.selector.select(timeout):
-                peer: _Peer | None = key.data
+                peer = key.data
                 if peer is None:
                     self._accept()
+                    continue
+                if peer is self._wake_r:
+                    self._run_calls()
+                    continue
+                if isinstance(peer, _Unsniffed):
+                    self._sniff(peer)
                     continue
                 if mask & selectors.EVENT_READ:
                     self._read(peer)
@@ -88,12 +159,18 @@ class IoLoop:
                 self._guard(self.handler.tick)
                 for peer in list(self.peers.values()):
                     peer.transport.tick(now)
+                for pending in list(self._unsniffed.values()):
+                    if now - pending.since > SNIFF_TIMEOUT_S:
+                        self._forget(pending)
+                        pending.sock.close()
                 self._dispatch()
             for _ in range(10):  # committing may settle deliveries, which may let more work through
                 self._guard(self.handler.quiesce)
                 if not self._dispatch():
                     break
             for peer in list(self.peers.values()):
+                if peer.inbound:
+                    self._push(peer, b"")
                 self._write(peer)
         self._guard(self.handler.quiesce)
         self._shutdown()
@@ -109,6 +186,37 @@ class IoLoop:
         logger.debug("connection from %s", address)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pending = _Unsniffed(sock)
+        self._unsniffed[sock.fileno()] = pending
+        self.selector.register(sock, selectors.EVENT_READ, pending)
+
+    def _forget(self, pending: _Unsniffed) -> None:
+        self._unsniffed.pop(pending.sock.fileno(), None)
+        self.selector.unregister(pending.sock)
+
+    def _sniff(self, pending: _Unsniffed) -> None:
+        sock = pending.sock
+        try:
+            first = sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return
+        except OSError:
+            first = b""
+        self._forget(pending)
+        if not first:
+            sock.close()
+            return
+        if first == b"A" or self.on_other is None:
+            self._amqp_peer(sock)
+            return
+        sock.setblocking(True)
+        try:
+            self.on_other(sock)
+        except Exception:
+            logger.exception("could not hand over a non-AMQP connection")
+            sock.close()
+
+    def _amqp_peer(self, sock: socket.socket) -> None:
         transport = Transport(Transport.SERVER)
         transport.sasl().allowed_mechs("ANONYMOUS")
         connection = Connection()
@@ -129,13 +237,29 @@ class IoLoop:
             return
         except OSError:
             data = b""
+        if data:
+            self._push(peer, peer.frames.feed(data))
+            return
         try:
-            if data:
-                transport.push(data)
-            else:
-                transport.close_tail()
+            transport.close_tail()
+        except Exception:  # proton reports a closed transport as an event
+            logger.debug("transport rejected end of input", exc_info=True)
+
+    def _push(self, peer: _Peer, data: bytes) -> None:
+        """Hand ordered bytes to proton, keeping what it has no room for yet."""
+        if data:
+            peer.inbound += data
+        transport = peer.transport
+        try:
+            capacity = transport.capacity()
+            if capacity <= 0 or not peer.inbound:
+                return
+            chunk = bytes(peer.inbound[:capacity])
+            del peer.inbound[: len(chunk)]
+            transport.push(chunk)
         except Exception:  # a protocol error closes the transport; proton reports it as an event
             logger.debug("transport rejected input", exc_info=True)
+            peer.inbound.clear()
             transport.close_tail()
 
     def _write(self, peer: _Peer) -> None:
@@ -174,6 +298,12 @@ class IoLoop:
     def _shutdown(self) -> None:
         for peer in list(self.peers.values()):
             self._close(peer)
+        for pending in list(self._unsniffed.values()):
+            self._forget(pending)
+            pending.sock.close()
+        self.selector.unregister(self._wake_r)
+        self._wake_r.close()
+        self._wake_w.close()
         if self._listener is not None:
             self.selector.unregister(self._listener)
             self._listener.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from proton import UNDESCRIBED, Array, Data, Message, timestamp
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 Reply = Callable[[Any, str, Message], None]
 PREFIX = "com.microsoft:"
+# "no cutoff": the SDK sends .NET's DateTime.MaxValue (year 10000) to list sessions with messages or state.
+MAX_DATETIME_MS = 253402300800000
 DISPOSITIONS = {"completed", "abandoned", "suspended", "defered", "deferred"}
 
 
@@ -135,6 +138,19 @@ class Management:
         until = self.broker.renew_session(_need(sq), str(args["session-id"]))
         respond(200, "OK", {"expiration": timestamp(until)})
 
+    def op_get_message_sessions(self, target: Any, sq: SubQueue | None, args: dict[str, Any], respond: Any) -> None:
+        sq = _need(sq)
+        if not sq.sessions_enabled:
+            raise BrokerError("amqp:not-allowed", f"'{sq.name}' does not require sessions.")
+        cutoff = _ms(args.get("last-updated-time"))
+        found = self.broker.list_sessions(sq, None if cutoff is None or cutoff >= MAX_DATETIME_MS else cutoff)
+        skip, top = int(args.get("skip") or 0), int(args.get("top") or 100)
+        page = found[skip : skip + top]
+        if not page:
+            respond(204, "No sessions", None, "com.microsoft:session-not-found")
+            return
+        respond(200, "OK", {"skip": skip + len(page), "sessions-ids": page})
+
     def op_get_session_state(self, target: Any, sq: SubQueue | None, args: dict[str, Any], respond: Any) -> None:
         session = self.broker.session_for(_need(sq), str(args["session-id"]))
         respond(200, "OK", {"session-state": session.state})
@@ -143,6 +159,15 @@ class Management:
         state = args.get("session-state")
         self.broker.set_session_state(_need(sq), str(args["session-id"]), None if state is None else bytes(state))
         respond(200, "OK", {})
+
+
+def _ms(value: Any) -> int | None:
+    """An AMQP timestamp (proton gives a `timestamp` int of ms, or a datetime) as ms since the epoch."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return int(value)
 
 
 def _array(element_type: int, values: list[Any]) -> Array:

@@ -32,8 +32,10 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counters (entity TEXT PRIMARY KEY, next_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS session_state (
-    entity TEXT NOT NULL, session_id TEXT NOT NULL, state BLOB, PRIMARY KEY (entity, session_id)
+    entity TEXT NOT NULL, session_id TEXT NOT NULL, state BLOB, updated INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (entity, session_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS admin_entities (path TEXT PRIMARY KEY, kind TEXT NOT NULL, doc TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dedup (
     entity TEXT NOT NULL, message_id TEXT NOT NULL, expires INTEGER NOT NULL, PRIMARY KEY (entity, message_id)
 ) WITHOUT ROWID;
@@ -49,7 +51,7 @@ _INSERT = f"INSERT OR REPLACE INTO messages ({_COLUMNS}) VALUES ({','.join('?' *
 _UPDATE = "UPDATE messages SET state=?, delivery_count=?, scheduled=? WHERE entity=? AND seq=?"
 _DELETE = "DELETE FROM messages WHERE entity=? AND seq=?"
 _COUNTER = "INSERT OR REPLACE INTO counters VALUES (?, ?)"
-_SESSION = "INSERT OR REPLACE INTO session_state VALUES (?, ?, ?)"
+_SESSION = "INSERT OR REPLACE INTO session_state (entity, session_id, state, updated) VALUES (?, ?, ?, ?)"
 _DEDUP = "INSERT OR REPLACE INTO dedup VALUES (?, ?, ?)"
 _PRUNE_DEDUP = "DELETE FROM dedup WHERE expires <= ?"
 
@@ -108,6 +110,9 @@ def connect(data_dir: Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(session_state)")}
+    if "updated" not in columns:  # a store written before session listing
+        db.execute("ALTER TABLE session_state ADD COLUMN updated INTEGER NOT NULL DEFAULT 0")
     return db
 
 
@@ -120,10 +125,12 @@ class Store:
         self._updates: list[tuple[int, int, int, str, int]] = []
         self._deletes: list[tuple[str, int]] = []
         self._counters: dict[str, int] = {}
-        self._sessions: dict[tuple[str, str], bytes | None] = {}
+        self._sessions: dict[tuple[str, str], tuple[bytes | None, int]] = {}
         self._dedup: list[tuple[str, str, int]] = []
         self._after: list[Callable[[], None]] = []
         self._prune_before = 0
+        self._drops: list[str] = []
+        self._admin: dict[str, tuple[str, str | None] | None] = {}
 
     # ------------------------------------------------------------ recording
 
@@ -140,11 +147,25 @@ class Store:
     def counter(self, entity: str, next_seq: int) -> None:
         self._counters[entity] = next_seq
 
-    def session_state(self, entity: str, session_id: str, state: bytes | None) -> None:
-        self._sessions[(entity, session_id)] = state
+    def session_state(self, entity: str, session_id: str, state: bytes | None, updated: int) -> None:
+        self._sessions[(entity, session_id)] = (state, updated)
 
     def dedup(self, entity: str, message_id: str, expires: int) -> None:
         self._dedup.append((entity, message_id, expires))
+
+    def drop_entity(self, entity: str) -> None:
+        """Forget everything stored for one sub-queue or topic (messages, counter, session states, dedup)."""
+        self._drops.append(entity)
+
+    def admin_entity(self, path: str, kind: str, doc: str | None) -> None:
+        """Record an entity created or changed at runtime (``doc``), or deleted (None)."""
+        self._admin[path] = (kind, doc)
+
+    def forget_admin_entity(self, path: str) -> None:
+        self._admin[path] = None
+
+    def load_admin_entities(self) -> list[tuple[str, str, str | None]]:
+        return list(self._db.execute("SELECT path, kind, doc FROM admin_entities"))
 
     def prune_dedup(self, now_ms: int) -> None:
         self._prune_before = now_ms
@@ -156,6 +177,9 @@ class Store:
 
     def flush(self) -> None:
         statements: list[tuple[str, list[Any]]] = []
+        for entity in self._drops:
+            for table in ("messages", "counters", "session_state", "dedup"):
+                statements.append((f"DELETE FROM {table} WHERE entity=?", [(entity,)]))
         if self._inserts:
             statements.append((_INSERT, self._inserts))
         if self._updates:
@@ -165,9 +189,15 @@ class Store:
         if self._counters:
             statements.append((_COUNTER, list(self._counters.items())))
         if self._sessions:
-            statements.append((_SESSION, [(e, s, v) for (e, s), v in self._sessions.items()]))
+            statements.append((_SESSION, [(e, s, v, t) for (e, s), (v, t) in self._sessions.items()]))
         if self._dedup:
             statements.append((_DEDUP, self._dedup))
+        for path, change in self._admin.items():
+            if change is None:
+                statements.append(("DELETE FROM admin_entities WHERE path=?", [(path,)]))
+            else:
+                statements.append(("INSERT OR REPLACE INTO admin_entities VALUES (?, ?, ?)", [(path, *change)]))
+        self._drops, self._admin = [], {}
         if self._prune_before:
             statements.append((_PRUNE_DEDUP, [(self._prune_before,)]))
             self._prune_before = 0
@@ -214,8 +244,8 @@ class Store:
     def load_counters(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT entity, next_seq FROM counters"))
 
-    def load_session_states(self) -> Iterator[tuple[str, str, bytes | None]]:
-        yield from self._db.execute("SELECT entity, session_id, state FROM session_state")
+    def load_session_states(self) -> Iterator[tuple[str, str, bytes | None, int]]:
+        yield from self._db.execute("SELECT entity, session_id, state, updated FROM session_state")
 
     def load_dedup(self, now_ms: int) -> Iterator[tuple[str, str, int]]:
         self._db.execute("DELETE FROM dedup WHERE expires <= ?", (now_ms,))

@@ -70,6 +70,13 @@ QUEUES = [
     queue("forward-in", ForwardTo="forward-out"),
     queue("forward-out"),
     queue("lock-lost", LockDuration="PT1S"),
+    queue("admin-depth", LockDuration="PT30S", MaxDeliveryCount=1),
+    queue("auto-renew", LockDuration="PT3S"),
+    queue("auto-renew-aio", LockDuration="PT3S"),
+    queue("auto-renew-session", LockDuration="PT3S", RequiresSession=True),
+    queue("auto-renew-session-aio", LockDuration="PT3S", RequiresSession=True),
+    queue("listed-sessions", RequiresSession=True),
+    queue("listed-sessions-aio", RequiresSession=True),
 ]
 
 TOPICS = [
@@ -84,7 +91,17 @@ TOPICS = [
             subscription("none", [sql_rule("never", "1 = 0")]),
             subscription("to-queue", [sql_rule("fwd", "color = 'blue'")], ForwardTo="forward-out-topic"),
         ],
-    }
+    },
+    {
+        "Name": "admin-topic",
+        "Properties": {},
+        "Subscriptions": [
+            subscription("all", MaxDeliveryCount=1),
+            subscription("red", [sql_rule("red", "color = 'red'", "SET seen = 1")]),
+            subscription("by-label", [correlation_rule("label", Label="urgent", Properties={"size": "big"})]),
+        ],
+    },
+    {"Name": "session-topic", "Properties": {}, "Subscriptions": [subscription("s", RequiresSession=True)]},
 ]
 
 

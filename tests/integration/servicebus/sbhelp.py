@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from azure.servicebus import ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiveMode, ServiceBusSubQueue
+from azure.servicebus.management import ServiceBusAdministrationClient
 
 from tests.fixtures.servicebus import ServiceBusEmulator
 
@@ -27,6 +30,15 @@ class QuickClient(ServiceBusClient):
 
     def get_subscription_receiver(self, topic_name: str, subscription_name: str, **kwargs: Any) -> Any:
         return super().get_subscription_receiver(topic_name, subscription_name, keep_alive=0, **kwargs)
+
+
+def ca_file(sb: ServiceBusEmulator) -> str:
+    """The emulator's local CA certificate (written on its first start), for `connection_verify=`."""
+    return str(sb.data_dir / "ca.pem")
+
+
+def admin(sb: ServiceBusEmulator) -> ServiceBusAdministrationClient:
+    return ServiceBusAdministrationClient.from_connection_string(sb.connection_string, connection_verify=ca_file(sb))
 
 
 def client(sb: ServiceBusEmulator, retry_total: int = 1) -> ServiceBusClient:
@@ -71,3 +83,12 @@ def bodies(messages: list[ServiceBusReceivedMessage]) -> list[str]:
 def drain(sb: ServiceBusEmulator, queue: str, wait: float = 0.5) -> list[str]:
     with client(sb) as c:
         return bodies(take(c, queue, wait=wait))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

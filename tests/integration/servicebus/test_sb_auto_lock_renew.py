@@ -1,0 +1,157 @@
+"""`AutoLockRenewer` (sync and aio) keeps message and session locks alive on the emulator, well past the lock
+duration, and calls its failure callback when renewal really fails.
+
+The sync renewer renews from a thread pool whose threads share the receiver's connection; their transfer frames
+reach the emulator out of delivery-id order (see `devstack/servicebus/framing.py`), which used to end the
+connection and every renewal with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from azure.servicebus import AutoLockRenewer, ServiceBusMessage, ServiceBusReceivedMessage
+from azure.servicebus.aio import AutoLockRenewer as AsyncAutoLockRenewer
+from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
+
+from tests.fixtures.servicebus import ServiceBusEmulator, ServiceBusFactory
+from tests.integration.servicebus.conftest import queue, write_config
+from tests.integration.servicebus.sbhelp import bodies, client, take, wait_until
+
+LOCK = timedelta(seconds=3)  # the lock duration of the auto-renew queues
+HELD = LOCK * 3  # how long each test keeps its locks: three lock durations
+
+
+def _renewed_past(item: Any, first: datetime) -> bool:
+    until = item.locked_until_utc
+    return until is not None and until >= first + HELD
+
+
+def test_message_locks_are_kept_past_three_lock_durations(sb: ServiceBusEmulator) -> None:
+    with client(sb) as c:
+        with c.get_queue_sender("auto-renew") as sender:
+            sender.send_messages([ServiceBusMessage(f"m{i}") for i in range(8)])
+        failures: list[Any] = []
+        with (
+            AutoLockRenewer(max_workers=4) as renewer,
+            c.get_queue_receiver("auto-renew", prefetch_count=8) as receiver,
+        ):
+            msgs: list[ServiceBusReceivedMessage] = []
+            while len(msgs) < 8:
+                msgs += receiver.receive_messages(max_message_count=8, max_wait_time=2)
+            first = min(m.locked_until_utc for m in msgs if m.locked_until_utc is not None)
+            for m in msgs:
+                renewer.register(receiver, m, max_lock_renewal_duration=60, on_lock_renew_failure=_record(failures))
+            wait_until(lambda: all(_renewed_past(m, first) for m in msgs), 30, "eight message locks renewed")
+            assert datetime.now(UTC) > first + LOCK  # the original locks have run out by now
+            with c.get_queue_receiver("auto-renew", max_wait_time=0.5) as competitor:
+                assert competitor.receive_messages(max_message_count=8, max_wait_time=0.5) == []
+            for m in msgs:
+                receiver.complete_message(m)
+        assert failures == []
+        assert take(c, "auto-renew") == []
+
+
+def test_session_lock_is_kept_past_three_lock_durations(sb: ServiceBusEmulator) -> None:
+    with client(sb) as c:
+        with c.get_queue_sender("auto-renew-session") as sender:
+            sender.send_messages([ServiceBusMessage(f"s{i}", session_id="long-work") for i in range(3)])
+        failures: list[Any] = []
+        with (
+            AutoLockRenewer() as renewer,
+            c.get_queue_receiver("auto-renew-session", session_id="long-work", prefetch_count=3) as receiver,
+        ):
+            session = receiver.session
+            first = session.locked_until_utc
+            assert first is not None
+            renewer.register(receiver, session, max_lock_renewal_duration=60, on_lock_renew_failure=_record(failures))
+            msgs = receiver.receive_messages(max_message_count=3, max_wait_time=2)
+            wait_until(lambda: _renewed_past(session, first), 30, "the session lock renewed")
+            for m in msgs:
+                receiver.complete_message(m)
+        assert failures == []
+        assert bodies(msgs) == ["s0", "s1", "s2"]
+
+
+def test_async_renewer_keeps_message_and_session_locks(sb: ServiceBusEmulator) -> None:
+    async def scenario() -> tuple[list[str], list[str], list[Any]]:
+        failures: list[Any] = []
+
+        async def failed(renewable: Any, error: Exception | None) -> None:
+            failures.append((renewable, error))
+
+        async with AsyncServiceBusClient.from_connection_string(sb.connection_string, retry_total=1) as c:
+            async with c.get_queue_sender("auto-renew-aio") as sender:
+                await sender.send_messages([ServiceBusMessage(f"a{i}") for i in range(4)])
+            async with c.get_queue_sender("auto-renew-session-aio") as sender:
+                await sender.send_messages([ServiceBusMessage("x", session_id="aio")])
+            async with AsyncAutoLockRenewer() as renewer:
+                async with c.get_queue_receiver("auto-renew-aio", prefetch_count=4) as receiver:
+                    msgs: list[ServiceBusReceivedMessage] = []
+                    while len(msgs) < 4:
+                        msgs += await receiver.receive_messages(max_message_count=4, max_wait_time=2)
+                    first = min(m.locked_until_utc for m in msgs if m.locked_until_utc is not None)
+                    for m in msgs:
+                        renewer.register(receiver, m, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
+                    await _async_wait(lambda: all(_renewed_past(m, first) for m in msgs), 30)
+                    for m in msgs:
+                        await receiver.complete_message(m)
+                async with c.get_queue_receiver("auto-renew-session-aio", session_id="aio") as receiver:
+                    session = receiver.session
+                    started = session.locked_until_utc
+                    assert started is not None
+                    renewer.register(receiver, session, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
+                    got = await receiver.receive_messages(max_message_count=1, max_wait_time=2)
+                    await _async_wait(lambda: _renewed_past(session, started), 30)
+                    for m in got:
+                        await receiver.complete_message(m)
+        return bodies(msgs), bodies(got), failures
+
+    messages, session_messages, failures = asyncio.run(scenario())
+    assert sorted(messages) == ["a0", "a1", "a2", "a3"]
+    assert session_messages == ["x"]
+    assert failures == []
+
+
+def test_failure_callback_fires_when_the_broker_loses_the_lock(
+    servicebus_factory: ServiceBusFactory, tmp_path: Path
+) -> None:
+    sb = servicebus_factory(write_config(tmp_path / "entities.json", [queue("work", LockDuration="PT3S")]))
+    with client(sb, retry_total=0) as c:
+        with c.get_queue_sender("work") as sender:
+            sender.send_messages(ServiceBusMessage("job"))
+        failures: list[Any] = []
+        called = threading.Event()
+
+        def failed(renewable: Any, error: Exception | None) -> None:
+            failures.append((renewable, error))
+            called.set()
+
+        with AutoLockRenewer() as renewer, c.get_queue_receiver("work", max_wait_time=2) as receiver:
+            (m,) = receiver.receive_messages(max_message_count=1, max_wait_time=2)
+            renewer.register(receiver, m, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
+            sb.kill()  # the broker and every lock it held are gone
+            sb.start()
+            assert called.wait(30), "the failure callback was not called"
+    ((renewable, error),) = failures
+    assert renewable is m
+    assert error is not None and m.auto_renew_error is error
+
+
+def _record(failures: list[Any]) -> Any:
+    def failed(renewable: Any, error: Exception | None) -> None:
+        failures.append((renewable, error))
+
+    return failed
+
+
+async def _async_wait(condition: Any, timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for renewed locks")
+        await asyncio.sleep(0.1)
