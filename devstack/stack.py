@@ -320,6 +320,8 @@ def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[
         env={
             "RESULT_SERVICEBUS_CONNECTION": s.servicebus_connection_string,
             "RESULTS_STORAGE_CONNECTION": s.storage_connection_string,
+            # the scoring service reads input only from this Azurite account
+            "INPUT_STORAGE_ACCOUNT_URLS": s.blob_endpoint,
             "RESULTS_CONTAINER": RESULTS_CONTAINER,
             "RESULT_TOPIC": RESULT_TOPIC,
             # loopback only, and no shared gunicorn control socket between two stacks side by side

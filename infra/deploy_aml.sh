@@ -226,6 +226,7 @@ main() {
     "environment_variables.RESULT_SERVICEBUS_NAMESPACE=${AZURE_SERVICEBUS_FQDN}" \
     "environment_variables.RESULT_TOPIC=${result_topic}" \
     "environment_variables.RESULTS_STORAGE_ACCOUNT_URL=${AZURE_STORAGE_BLOB_ENDPOINT}" \
+    "environment_variables.INPUT_STORAGE_ACCOUNT_URLS=${AZURE_STORAGE_BLOB_ENDPOINT}" \
     "environment_variables.RESULTS_CONTAINER=${results_container}"
   az_change ml online-endpoint update --name "$endpoint" "${ml[@]}" --traffic "${deployment}=100" --output none
 

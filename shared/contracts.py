@@ -124,6 +124,7 @@ class ErrorCode(StrEnum):
     NO_VALID_ROWS = "no_valid_rows"
     BLOB_NOT_FOUND = "blob_not_found"
     BLOB_FORBIDDEN = "blob_forbidden"
+    BLOB_URL_NOT_ALLOWED = "blob_url_not_allowed"
     INVALID_REQUEST = "invalid_request"
     ENDPOINT_REJECTED = "endpoint_rejected"
     ENDPOINT_UNAVAILABLE = "endpoint_unavailable"

@@ -23,7 +23,7 @@ from scoring.service.job import ScoringJob
 from scoring.service.model import ScoringModel, load_model
 from scoring.service.publisher import ServiceBusPublisher
 from scoring.service.settings import ScoringSettings
-from scoring.service.storage import ResultsStore
+from scoring.service.storage import BlobUrlRefused, ResultsStore, check_input_url, input_accounts
 from scoring.service.sync_api import score_csv_body, score_sync
 from scoring.service.validation import Validator
 from shared.blobnames import name_problem
@@ -151,10 +151,10 @@ class ScoringService:
                 f"input_name is not an acceptable blob name: {problem}",
                 details={"code": ErrorCode.INVALID_NAME.value},
             )
-        if not request.blob_url.startswith(("https://", "http://")):
-            raise RequestRejected(
-                400, "blob_url must be an http(s) URL", details={"code": ErrorCode.INVALID_REQUEST.value}
-            )
+        try:
+            check_input_url(request.blob_url, input_accounts(s))
+        except BlobUrlRefused as exc:
+            raise RequestRejected(400, str(exc), details={"code": ErrorCode.BLOB_URL_NOT_ALLOWED.value}) from exc
         if self.dispatcher is None:
             raise RequestRejected(
                 503, "async scoring is not configured on this deployment (RESULT_SERVICEBUS_CONNECTION is not set)"

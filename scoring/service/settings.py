@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from shared.config import SettingsError, SettingsReader
 from shared.contracts import DEFAULT_MODEL
@@ -24,6 +25,26 @@ DEFAULT_RESULTS_CONTAINER = "results"
 MIB = 1024 * 1024
 
 
+def _urls(read: SettingsReader, name: str) -> tuple[str, ...]:
+    """Comma-separated ``http(s)://host[:port][/path]`` URLs without credentials, query or fragment."""
+    urls = []
+    for item in (read.optional(name) or "").split(","):
+        url = item.strip()
+        if not url:
+            continue
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        except ValueError as exc:
+            raise read.error(name, f"has {url!r}, which is not a valid URL ({exc})") from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise read.error(name, f"has {url!r}; expected http(s) URLs with a host")
+        if "@" in parts.netloc or parts.query or parts.fragment:
+            raise read.error(name, f"has {url!r}; URLs must not carry credentials, a query or a fragment")
+        urls.append(url)
+    return tuple(urls)
+
+
 @dataclass(frozen=True)
 class ScoringSettings:
     model_dir: Path
@@ -34,6 +55,8 @@ class ScoringSettings:
     results_connection: str | None = field(default=None, repr=False)
     results_account_url: str | None = None
     results_container: str = DEFAULT_RESULTS_CONTAINER
+    # Blob account URLs async requests may read input from (INPUT_STORAGE_ACCOUNT_URLS); empty: the results account.
+    input_account_urls: tuple[str, ...] = ()
     max_input_bytes: int = 2048 * MIB  # compressed size as stored
     max_data_bytes: int = 4096 * MIB  # after decompression: the gzip-bomb guard
     max_record_bytes: int = 1 * MIB
@@ -65,6 +88,7 @@ class ScoringSettings:
             results_connection=read.optional("RESULTS_STORAGE_CONNECTION"),
             results_account_url=read.optional("RESULTS_STORAGE_ACCOUNT_URL"),
             results_container=read.text("RESULTS_CONTAINER", DEFAULT_RESULTS_CONTAINER),
+            input_account_urls=_urls(read, "INPUT_STORAGE_ACCOUNT_URLS"),
             max_input_bytes=read.integer("MAX_INPUT_BYTES", cls.max_input_bytes, minimum=1),
             max_data_bytes=read.integer("SCORING_MAX_DATA_BYTES", cls.max_data_bytes, minimum=1),
             max_record_bytes=read.integer("SCORING_MAX_RECORD_BYTES", cls.max_record_bytes, minimum=1024),

@@ -40,6 +40,11 @@ def _describe_storage_error(exc: HttpResponseError) -> ScoringError:
     if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
         code = getattr(exc, "error_code", None) or status
         return ScoringError(ErrorCode.BLOB_FORBIDDEN, f"access to the input blob was refused ({code}); check the SAS")
+    if status is not None and 300 <= status < 400:
+        return ScoringError(
+            ErrorCode.BLOB_URL_NOT_ALLOWED,
+            f"the input's storage answered with a redirect (HTTP {status}); the scoring service follows none",
+        )
     return ScoringError(ErrorCode.INTERNAL, f"reading the input blob failed with HTTP {status}")
 
 

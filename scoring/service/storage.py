@@ -1,16 +1,24 @@
 """Azure Storage clients of the scoring service: the input blob (SAS URL) and the results container.
 
-Input: ``BlobClient.from_blob_url`` with the SAS in the URL; a URL without a SAS signature is read with
-DefaultAzureCredential (managed identity in Azure). Results: a connection string (local stack) or an
-account URL with DefaultAzureCredential. With an account key at hand the referenced results URL carries
-a short read-only SAS, so the writer needs no credential of its own for this account; with an identity
-the URL is plain and the reader's identity needs read access to the container. URLs are never logged
-with their query string.
+Input: only blobs of the configured storage accounts are read. :func:`check_input_url` holds a request's
+``blob_url`` against the allow-list ``INPUT_STORAGE_ACCOUNT_URLS`` (scheme, host and port exactly as
+configured, under the account's path; by default the results account) before the request is accepted, and
+names the rule a refused URL breaks. Host names are compared as written, never resolved, so other spellings
+of an allowed address (decimal, octal or hex IPv4, IPv6, names that resolve to it) are refused too. The
+client follows no redirects. ``BlobClient.from_blob_url`` reads with the SAS in the URL; a URL without a SAS
+signature is read with DefaultAzureCredential (managed identity in Azure).
+
+Results: a connection string (local stack) or an account URL with DefaultAzureCredential. With an account
+key at hand the referenced results URL carries a short read-only SAS, so the writer needs no credential of
+its own for this account; with an identity the URL is plain and the reader's identity needs read access to
+the container. URLs are never logged with their query string.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -34,6 +42,74 @@ logger = logging.getLogger(__name__)
 
 RESULT_SAS_TTL = timedelta(hours=24)
 DOWNLOAD_PIECE_BYTES = 4 * 1024 * 1024
+ALLOW_LIST_SETTING = "INPUT_STORAGE_ACCOUNT_URLS"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# RFC 3986 characters only: no spaces, backslashes, control or non-ASCII characters that parsers read differently.
+_URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+# The SDK never percent-encodes these in a blob URL's path; encoded, they could change the path after our check.
+_ENCODED_SEPARATORS = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
+
+
+class BlobUrlRefused(ValueError):
+    """A request's blob URL breaks the input allow-list; the message names the rule."""
+
+
+@dataclass(frozen=True)
+class InputAccount:
+    """One storage account input may be read from: scheme, host and port exactly, paths under ``path``."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str  # "/" in Azure; "/devstoreaccount1/" for Azurite's path-style URLs
+
+    @classmethod
+    def from_url(cls, url: str) -> InputAccount:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        return cls(parts.scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/") + "/")
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{self.path}"
+
+
+@cache
+def input_accounts(settings: ScoringSettings) -> tuple[InputAccount, ...]:
+    """The allow-list: ``INPUT_STORAGE_ACCOUNT_URLS``, else the account results are written to."""
+    urls = settings.input_account_urls
+    if not urls and settings.results_account_url:
+        urls = (settings.results_account_url,)
+    elif not urls and settings.results_connection:
+        urls = (str(BlobServiceClient.from_connection_string(settings.results_connection).url),)
+    return tuple(InputAccount.from_url(url) for url in urls)
+
+
+def check_input_url(url: str, accounts: tuple[InputAccount, ...]) -> None:
+    """Raises :class:`BlobUrlRefused` naming the rule unless ``url`` is a blob URL of one of ``accounts``."""
+    if not _URL_CHARACTERS.fullmatch(url):
+        raise BlobUrlRefused("blob_url may contain only URL characters (no spaces, backslashes or control characters)")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise BlobUrlRefused(f"blob_url has an invalid host or port ({exc})") from exc
+    if parts.scheme not in _DEFAULT_PORTS:
+        raise BlobUrlRefused("blob_url must be an http or https URL")
+    if "@" in parts.netloc:
+        raise BlobUrlRefused("blob_url must not carry user information (user@host)")
+    segments = parts.path.split("/")
+    if "." in segments or ".." in segments or _ENCODED_SEPARATORS.search(parts.path):
+        raise BlobUrlRefused("blob_url must not contain dot segments or encoded '.', '/' or '\\' in its path")
+    host, effective_port = (parts.hostname or "").lower(), port or _DEFAULT_PORTS[parts.scheme]
+    for account in accounts:
+        same_origin = (account.scheme, account.host, account.port) == (parts.scheme, host, effective_port)
+        if same_origin and parts.path.startswith(account.path) and len(parts.path) > len(account.path):
+            return
+    allowed = ", ".join(str(account) for account in accounts) or "none"
+    raise BlobUrlRefused(
+        f"blob_url {redact(url)} is not a blob of a storage account on the allow-list {ALLOW_LIST_SETTING} "
+        f"(scheme, host and port as written; allowed: {allowed})"
+    )
 
 
 def redact(url: str) -> str:
@@ -61,6 +137,7 @@ def input_blob(url: str) -> BlobClient:
         "connection_timeout": 10,
         "max_single_get_size": DOWNLOAD_PIECE_BYTES,
         "max_chunk_get_size": DOWNLOAD_PIECE_BYTES,
+        "permit_redirects": False,  # a redirect could lead anywhere; the allow-list was checked for this URL only
     }
     if "sig" in parse_qs(urlsplit(url).query):
         return BlobClient.from_blob_url(url, **options)

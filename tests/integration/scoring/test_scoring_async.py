@@ -187,7 +187,7 @@ def test_duplicate_request_is_acknowledged_but_scored_once(
         (lambda b: {**b, "version": 99}, ErrorCode.INVALID_REQUEST),
         (lambda b: {**b, "model": "churn-v9"}, ErrorCode.UNKNOWN_MODEL),
         (lambda b: {**b, "input_name": "../escape.csv"}, ErrorCode.INVALID_NAME),
-        (lambda b: {**b, "blob_url": "file:///etc/passwd"}, ErrorCode.INVALID_REQUEST),
+        (lambda b: {**b, "blob_url": "file:///etc/passwd"}, ErrorCode.BLOB_URL_NOT_ALLOWED),
     ],
 )
 def test_invalid_async_requests_are_rejected_with_400(scoring_server: ScoringServer, change: Any, code: str) -> None:
@@ -229,7 +229,11 @@ def stalled_blob_server() -> Iterator[str]:
 def test_full_queue_answers_429_with_retry_after(
     scoring_server_factory: ScoringServerFactory, stalled_blob_server: str, servicebus: ServiceBusEmulator
 ) -> None:
-    server = scoring_server_factory(SCORING_QUEUE_SIZE="1", SCORING_WORKERS="1", SCORING_RETRY_AFTER_SECONDS="7")
+    stalled_account = stalled_blob_server.split("/input/")[0]  # allowed, so requests reach the queue
+    server = scoring_server_factory(
+        SCORING_QUEUE_SIZE="1", SCORING_WORKERS="1", SCORING_RETRY_AFTER_SECONDS="7",
+        INPUT_STORAGE_ACCOUNT_URLS=stalled_account,
+    )  # fmt: skip
     requests_ = [scoring_request(stalled_blob_server, f"q{i}.csv", DataFormat.CSV) for i in range(4)]
     first = requests_[0].to_json()
     assert post(server.score_url, first).status_code == 202

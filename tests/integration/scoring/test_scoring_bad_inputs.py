@@ -11,7 +11,7 @@ from devstack.ports import free_port
 from scoring.sample import sample_bytes
 from shared.contracts import DataFormat, ErrorCode, InferenceResult, ResultStatus
 from tests.fixtures.azurite import DEV_KEY, Azurite
-from tests.fixtures.scoring import ScoringServer
+from tests.fixtures.scoring import ScoringServer, ScoringServerFactory
 from tests.fixtures.servicebus import ServiceBusEmulator
 from tests.integration.scoring.helpers import post, receive_results, result_of, sas_url, scoring_request, upload
 
@@ -155,8 +155,11 @@ def test_server_still_serves_after_bad_inputs(
     assert "sig=" not in log and DEV_KEY not in log and "SAS_KEY_VALUE" not in log and "AccountKey" not in log
 
 
-def test_unreachable_storage(scoring_server: ScoringServer, servicebus: ServiceBusEmulator) -> None:
-    closed = f"http://127.0.0.1:{free_port()}/devstoreaccount1/input/gone.csv?sv=2024&sig=abc"
+def test_unreachable_storage(scoring_server_factory: ScoringServerFactory, servicebus: ServiceBusEmulator) -> None:
+    account = f"http://127.0.0.1:{free_port()}/devstoreaccount1"
+    # An allowed account whose storage does not answer (nothing listens on its port).
+    scoring_server = scoring_server_factory(INPUT_STORAGE_ACCOUNT_URLS=account)
+    closed = f"{account}/input/gone.csv?sv=2024&sig=abc"
     request = scoring_request(closed, "gone.csv", DataFormat.CSV)
     assert post(scoring_server.score_url, request.to_json()).status_code == 202
     (message,) = receive_results(servicebus.connection_string, request.reply.session_id, wait=120)
