@@ -30,6 +30,7 @@ from scoring.service.settings import ScoringSettings, SettingsError
 from scoring.service.storage import BlobUrlRefused, InputAccount, check_input_url, input_accounts
 from shared.contracts import AsyncScoringRequest, DataFormat, ErrorCode, InferenceResult, ReplyTo, ResultStatus
 from shared.ports import EndpointReply
+from shared.retry import RESULT_PUBLISH
 from shared.score import classify_rejection
 
 ACCOUNT = "devstoreaccount1"
@@ -117,7 +118,7 @@ def make_service(model_dir: Path, allowed: Recorder) -> tuple[ScoringService, Pu
         queue_size=4,
         dedupe_entries=16,
         retry_after_seconds=1,
-        publish_attempts=1,
+        publish_retry=RESULT_PUBLISH.with_tries(1),
         make_processor=lambda: ScoringJob(settings, model, NoResults().blob).run,  # type: ignore[arg-type]
         make_publisher=lambda: published,
     )
