@@ -25,7 +25,7 @@ import pytest
 from scoring.service.app import ScoringService
 from scoring.service.dispatcher import Dispatcher
 from scoring.service.job import ScoringJob
-from scoring.service.model import ChurnModel
+from scoring.service.model import load_model
 from scoring.service.settings import ScoringSettings, SettingsError
 from scoring.service.storage import BlobUrlRefused, InputAccount, check_input_url, input_accounts
 from shared.contracts import AsyncScoringRequest, DataFormat, ErrorCode, InferenceResult, ReplyTo, ResultStatus
@@ -111,7 +111,7 @@ def make_service(model_dir: Path, allowed: Recorder) -> tuple[ScoringService, Pu
             "INPUT_STORAGE_ACCOUNT_URLS": f"http://127.0.0.1:{allowed.port}/{ACCOUNT}",
         }
     )
-    model = ChurnModel.load(model_dir)
+    model = load_model(model_dir)
     published = Published()
     dispatcher = Dispatcher(
         workers=1,
