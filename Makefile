@@ -2,8 +2,11 @@
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 MODEL_DIR := scoring/model
+# The other example models (python -m scoring.train --kind ...), trained by `make examples`.
+EXAMPLES_DIR := .devstack/models
+CHURN_SOURCES := scoring/train.py scoring/examples/__init__.py scoring/examples/common.py $(wildcard scoring/examples/churn/*.py)
 
-.PHONY: setup test lint unit demo up down status logs bench chaos clean
+.PHONY: setup test lint unit demo up down status logs bench chaos clean examples
 
 $(VENV_STAMP): pyproject.toml requirements.txt
 	python3 -m venv .venv
@@ -15,8 +18,14 @@ node_modules/.bin/azurite: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch node_modules/.bin/azurite
 
-$(MODEL_DIR)/MLmodel: $(VENV_STAMP) scoring/train.py scoring/data.py scoring/features.py scoring/schema.py
-	$(PY) -m scoring.train --out $(MODEL_DIR)
+$(MODEL_DIR)/MLmodel: $(VENV_STAMP) $(CHURN_SOURCES)
+	$(PY) -m scoring.train --kind churn --out $(MODEL_DIR)
+
+$(EXAMPLES_DIR)/%/MLmodel: $(VENV_STAMP) scoring/train.py scoring/examples/common.py scoring/examples/iris.py scoring/examples/diabetes.py
+	$(PY) -m scoring.train --kind $* --out $(EXAMPLES_DIR)/$*
+
+# The multiclass (iris) and regression (diabetes) example models, next to the churn model of `setup`.
+examples: $(MODEL_DIR)/MLmodel $(EXAMPLES_DIR)/multiclass/MLmodel $(EXAMPLES_DIR)/regression/MLmodel
 
 setup: $(VENV_STAMP) node_modules/.bin/azurite $(MODEL_DIR)/MLmodel
 

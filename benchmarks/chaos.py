@@ -57,7 +57,8 @@ from benchmarks.flow import (
     secrets_in_logs,
 )
 from devstack.stack import LocalStack
-from scoring.sample import frame, to_csv
+from scoring.examples.churn.sample import frame
+from scoring.examples.files import to_csv
 
 logger = logging.getLogger(__name__)
 

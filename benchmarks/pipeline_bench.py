@@ -55,7 +55,8 @@ from benchmarks.flow import (
     service_pids,
 )
 from devstack.stack import LocalStack
-from scoring.sample import frame, to_csv
+from scoring.examples.churn.sample import frame
+from scoring.examples.files import to_csv
 from shared.contracts import derive_request_id
 
 logger = logging.getLogger(__name__)

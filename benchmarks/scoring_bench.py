@@ -53,7 +53,7 @@ from azure.servicebus import ServiceBusClient
 from benchmarks.flow import peak_rss_kib
 from devstack.ports import LOOPBACK, free_port
 from devstack.stack import LocalStack, StackSettings
-from scoring.sample import frame, sample_bytes
+from scoring.examples.churn.sample import frame, sample_bytes
 from shared.contracts import DataFormat, ResultStatus
 from tests.integration.scoring.helpers import (
     CLIENT_SUBSCRIPTION,

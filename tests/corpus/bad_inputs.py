@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from scoring.data import generate
+from scoring.examples.churn.data import generate
 from shared.blobnames import MAX_INPUT_NAME_LENGTH as MAX_INPUT_NAME
 from shared.contracts import ErrorCode
 

@@ -19,7 +19,7 @@ from azure.storage.blob import BlobServiceClient
 
 from benchmarks.flow import OutputWatcher, service_pids
 from devstack.stack import LocalStack
-from scoring.data import generate
+from scoring.examples.churn.data import generate
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, derive_request_id
 from tests.corpus.bad_inputs import Case, build_cases
 from tests.fixtures.stack import E2E_MAX_INPUT_BYTES, StackEndpoints

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from scoring.sample import sample_bytes
+from scoring.examples.churn.sample import sample_bytes
 from shared.contracts import INLINE_OUTPUT_MAX_BYTES, PREDICTION_COLUMN, PROBABILITY_COLUMN
 from tests.fixtures.stack import StackEndpoints
 

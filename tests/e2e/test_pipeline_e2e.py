@@ -13,7 +13,7 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from scoring.data import generate
+from scoring.examples.churn.data import generate
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, error_blob_name, output_blob_name
 from tests.fixtures.stack import StackEndpoints
 

@@ -30,7 +30,7 @@ from azure.storage.blob import BlobClient, BlobServiceClient
 from benchmarks.flow import OutputWatcher, secrets_in_logs
 from devstack.functions_host.settings import load_local_settings
 from devstack.stack import DEV_KEY, REPO, SB_KEY
-from scoring.data import generate
+from scoring.examples.churn.data import generate
 from shared import score
 from shared.contracts import AsyncScoringRequest, DataFormat, InferenceRequest, derive_request_id, utc_now_iso
 from shared.endpoint import HttpScoringEndpoint

@@ -12,7 +12,7 @@ import azure.functions as func
 import pytest
 from azure.servicebus import ServiceBusClient
 
-from scoring.sample import sample_bytes
+from scoring.examples.churn.sample import sample_bytes
 from shared.contracts import InferenceResult, derive_request_id
 from shared.triggers.request_status import request_status
 from shared.triggers.write_result import write_result

@@ -20,7 +20,7 @@ import mlflow.sklearn
 import pandas as pd
 import pytest
 
-from scoring.sample import frame, sample_bytes
+from scoring.examples.churn.sample import frame, sample_bytes
 from shared.contracts import INLINE_OUTPUT_MAX_BYTES, DataFormat, ErrorCode, ResultStatus
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.scoring import ScoringServer, ScoringServerFactory

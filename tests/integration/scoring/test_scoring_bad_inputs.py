@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from devstack.ports import free_port
-from scoring.sample import sample_bytes
+from scoring.examples.churn.sample import sample_bytes
 from shared.contracts import DataFormat, ErrorCode, InferenceResult, ResultStatus
 from tests.fixtures.azurite import DEV_KEY, Azurite
 from tests.fixtures.scoring import ScoringServer, ScoringServerFactory

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import requests
 
-from scoring.sample import frame
+from scoring.examples.churn.sample import frame
 from tests.fixtures.scoring import ScoringServer
 from tests.integration.scoring.helpers import post
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoring.sample import sample_bytes
+from scoring.examples.churn.sample import sample_bytes
 from scoring.service.csv_format import CsvScorer, split_header
 from scoring.service.errors import ScoringError
 from scoring.service.jsonl_format import JsonlScorer

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from scoring.data import generate
-from scoring.sample import frame
-from scoring.train import save, train
+from scoring.examples.churn.data import generate
+from scoring.examples.churn.sample import frame
+from scoring.examples.churn.train import save, train
 
 
 @pytest.fixture(scope="module")

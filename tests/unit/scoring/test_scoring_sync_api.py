@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow.sklearn
 import pytest
 
-from scoring.sample import frame
+from scoring.examples.churn.sample import frame
 from scoring.service.errors import RequestRejected
 from scoring.service.model import ScoringModel, load_model
 from scoring.service.sync_api import score_csv_body, score_sync

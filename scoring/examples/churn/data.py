@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scoring.schema import (
+from scoring.examples.churn.schema import (
     CATEGORY_LEVELS,
     ID_COLUMN,
     INPUT_COLUMNS,
