@@ -13,7 +13,10 @@ measured in the same run:
 * p50 / p95 latency of a one-row sync request (goal p50 <= 10 ms);
 * async scoring of a 1,000,000-row CSV read from Azurite, from the POST to the result message received
   from the emulator (output staged to the results container), vs a plain pandas script on the same file
-  from local disk: ``read_csv`` + ``predict_proba`` + ``to_csv`` with the two added columns (goal >= 1.0x);
+  from local disk: ``read_csv`` + ``predict_proba`` (or ``predict``) + ``to_csv`` with the added columns
+  (goal >= 1.0x), for the example model and for two ordinary user pipelines trained here on the same
+  columns, each served by its own ``azmlinfsrv``: a ``HistGradientBoostingClassifier`` and a
+  ``HistGradientBoostingRegressor`` behind an ``OrdinalEncoder`` (neither gets a compiled fast path);
 * the server's peak resident memory (VmHWM summed over gunicorn's master and worker, reset before each
   run) during that async run vs during an async run of a tenth of the rows just before it (goal about
   1.0x: memory bounded by the chunk size, not the file size).
@@ -35,6 +38,8 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -45,12 +50,14 @@ from urllib.parse import urlsplit
 
 import mlflow.pyfunc
 import mlflow.sklearn
+import numpy as np
 import pandas as pd
 import psutil
 import requests
 from azure.servicebus import ServiceBusClient
 
 from benchmarks.flow import peak_rss_kib
+from devstack import gunicorn_loopback
 from devstack.ports import LOOPBACK, free_port
 from devstack.stack import LocalStack, StackSettings
 from scoring.examples.churn.sample import frame, sample_bytes
@@ -308,7 +315,7 @@ def input_file(rows: int) -> Path:
     return path
 
 
-def async_throughput(settings: StackSettings, path: Path, rows: int) -> dict[str, Any]:
+def async_throughput(settings: StackSettings, path: Path, rows: int, scoring_url: str | None = None) -> dict[str, Any]:
     name = f"bench-{int(time.time())}/{path.name}"
     started = time.perf_counter()
     upload(settings.storage_connection_string, name, path.read_bytes())
@@ -321,7 +328,7 @@ def async_throughput(settings: StackSettings, path: Path, rows: int) -> dict[str
         )
         with receiver:
             started = time.perf_counter()
-            response = requests.post(settings.scoring_url, data=request.to_json(), timeout=30)
+            response = requests.post(scoring_url or settings.scoring_url, data=request.to_json(), timeout=30)
             accepted_ms = (time.perf_counter() - started) * 1000
             if response.status_code != 202:
                 raise RuntimeError(f"async request refused: {response.status_code} {response.text}")
@@ -348,24 +355,141 @@ def async_throughput(settings: StackSettings, path: Path, rows: int) -> dict[str
     }
 
 
-def pandas_baseline(path: Path, rows: int) -> dict[str, float]:
-    """What a user would write instead of the service: read, predict, write with two added columns."""
-    pipeline = mlflow.sklearn.load_model(str(MODEL))
-    positive = list(pipeline.classes_).index("Yes")
+def pandas_baseline(path: Path, rows: int, model_dir: Path = MODEL) -> dict[str, float]:
+    """What a user would write instead of the service: read, predict, write with the added columns."""
+    model = mlflow.sklearn.load_model(str(model_dir))
     out = Path(tempfile.mkdtemp()) / "scored.csv"
     t0 = time.perf_counter()
     data = pd.read_csv(path)
     t1 = time.perf_counter()
-    proba = pipeline.predict_proba(data)[:, positive]
-    t2 = time.perf_counter()
-    data["prediction"] = pd.Series(proba > 0.5).map({True: "Yes", False: "No"})
-    data["probability"] = proba.round(6)
+    if hasattr(model, "predict_proba"):
+        proba = model.predict_proba(data)
+        picked = proba.argmax(axis=1)
+        t2 = time.perf_counter()
+        data["prediction"] = model.classes_[picked]
+        data["probability"] = proba[np.arange(len(data)), picked]
+    else:
+        prediction = model.predict(data)
+        t2 = time.perf_counter()
+        data["prediction"] = prediction
     data.to_csv(out, index=False)
     t3 = time.perf_counter()
     out.unlink()
     out.parent.rmdir()
     total = t3 - t0
     return {"read_s": t1 - t0, "predict_s": t2 - t1, "write_s": t3 - t2, "total_s": total, "rows_per_s": rows / total}
+
+
+# ----------------------------------------------------------------------------------- user models
+USER_MODELS = ("hgb_classifier", "hgb_regressor")
+_TRAIN_ROWS = 20_000
+
+
+def train_user_model(kind: str, out: Path) -> Path:
+    """An ordinary scikit-learn pipeline on the example's columns, saved as a user saves it (skops, signature)."""
+    from mlflow.models import infer_signature
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    data = frame(_TRAIN_ROWS, 5)
+    numbers = [c for c in data.columns if pd.api.types.is_numeric_dtype(data[c])]
+    strings = [c for c in data.columns if c not in numbers and c != "customerID"]
+    encode = ColumnTransformer(
+        [
+            ("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan), strings),
+            ("numbers", "passthrough", numbers),
+        ]
+    )
+    categorical = list(range(len(strings)))
+    rng = np.random.default_rng(5)
+    if kind == "hgb_classifier":
+        y = np.where((data["Contract"] == "Month-to-month") & (rng.random(len(data)) < 0.6), "leave", "stay")
+        model = HistGradientBoostingClassifier(max_iter=100, categorical_features=categorical)
+    else:
+        y = data["MonthlyCharges"].to_numpy() * 12 - data["tenure"].to_numpy() * 3 + rng.normal(0, 5, len(data))
+        model = HistGradientBoostingRegressor(max_iter=100, categorical_features=categorical)
+    pipeline = Pipeline([("features", encode), ("model", model)]).fit(data, y)
+    sample = data.head(500)
+    mlflow.sklearn.save_model(
+        pipeline,
+        str(out),
+        signature=infer_signature(sample, pipeline.predict(sample)),
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        skops_trusted_types=_trusted_types(pipeline),
+        pip_requirements=["mlflow", "scikit-learn", "skops"],
+    )
+    return out
+
+
+def _trusted_types(pipeline: Any) -> list[str]:
+    import skops.io
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dumped = Path(tmp) / "model.skops"
+        skops.io.dump(pipeline, dumped)
+        return list(skops.io.get_untrusted_types(file=dumped))
+
+
+class ModelServer:
+    """One more ``azmlinfsrv`` serving ``model_dir``, wired to the stack's Azurite and Service Bus emulator."""
+
+    def __init__(self, settings: StackSettings, model_dir: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}/score"
+        env = {
+            **os.environ,
+            "RESULT_SERVICEBUS_CONNECTION": settings.servicebus_connection_string,
+            "RESULTS_STORAGE_CONNECTION": settings.storage_connection_string,
+            "GUNICORN_CMD_ARGS": gunicorn_loopback.CMD_ARGS,
+        }
+        env.pop("AZUREML_MODEL_DIR", None)
+        argv = [
+            str(Path(sys.executable).with_name("azmlinfsrv")), "--entry_script", str(REPO / "scoring" / "score.py"),
+            "--model_dir", str(model_dir), "--port", str(self.port),
+        ]  # fmt: skip
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"azmlinfsrv for {model_dir} exited:\n{log.read_text(errors='replace')[-2000:]}")
+            with contextlib.suppress(requests.RequestException):
+                if (
+                    "ready for serving" in log.read_text(errors="replace")
+                    and requests.get(f"http://{LOOPBACK}:{self.port}/", timeout=5).ok
+                ):
+                    return
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"azmlinfsrv for {model_dir} was not ready in 120 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def user_model_rows(settings: StackSettings, base: Path, path: Path, rows: int) -> dict[str, Any]:
+    """Async rows/s of each user model on the same CSV, each against its own pandas script."""
+    figures: dict[str, Any] = {}
+    for kind in USER_MODELS:
+        model_dir = train_user_model(kind, base / kind)
+        server = ModelServer(settings, model_dir, base / f"{kind}.log")
+        try:
+            served = async_throughput(settings, path, rows, server.url)
+        finally:
+            server.stop()
+        baseline = pandas_baseline(path, rows, model_dir)
+        served["ratio_vs_pandas"] = served["service_rows_per_s"] / baseline["rows_per_s"]
+        figures[kind] = {"async": served, "pandas_baseline": baseline}
+    return figures
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -409,6 +533,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "processes": len(procs),
             }
             figures["pandas_baseline"] = pandas_baseline(path, args.rows)
+            figures["user_models"] = user_model_rows(settings, base, path, args.rows)
     finally:
         stack.down()
     if "async" in figures:
@@ -481,6 +606,13 @@ def print_table(f: dict[str, Any]) -> None:
         f"{a['input_bytes'] / 2**20:.0f} MiB in, {a['output_bytes'] / 2**20:.0f} MiB out); pandas: read "
         f"{b['read_s']:.1f} s, predict {b['predict_s']:.1f} s, write {b['write_s']:.1f} s"
     )
+    for kind, u in f.get("user_models", {}).items():
+        ua, ub = u["async"], u["pandas_baseline"]
+        print(
+            f"async {ua['rows']:,}-row CSV, {kind}: {ua['service_rows_per_s']:,.0f} rows/s vs pandas script "
+            f"{ub['rows_per_s']:,.0f} rows/s = {ua['ratio_vs_pandas']:.2f}x (goal >= 1.0x); {ua['service_s']:.1f} s "
+            f"vs pandas read {ub['read_s']:.1f} s, predict {ub['predict_s']:.1f} s, write {ub['write_s']:.1f} s"
+        )
     if "async_memory" in f:
         m = f["async_memory"]
         print(
