@@ -1,16 +1,23 @@
-"""Azure Functions entry point (Python v2 programming model): logging and blueprint registration only."""
+"""Azure Functions entry point (Python v2 programming model): logging, the limits check, blueprint registration."""
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import azure.functions as func
 
+from shared.limits import check_startup
+from shared.storage import COPY_TIMEOUT_SECONDS
 from shared.triggers import reconcile, request_status, score_request, submit_blob, write_result
 
 logging.getLogger("azure").setLevel(logging.WARNING)
 logging.getLogger("urllib3").setLevel(logging.WARNING)
 logging.getLogger("shared").setLevel(logging.INFO)
+
+# Fails indexing, naming the settings, when host.json and the app's settings contradict each other.
+check_startup(os.environ, Path(__file__).with_name("host.json"), COPY_TIMEOUT_SECONDS)
 
 app = func.FunctionApp()
 for module in (submit_blob, score_request, write_result, reconcile, request_status):

@@ -59,8 +59,8 @@ param stagedResultsRetentionDays int = 7
 @description('Flex Consumption instance memory.')
 param instanceMemoryMB int = 2048
 
-@description('Flex Consumption scale-out limit.')
-param maximumInstanceCount int = 40
+@description('Flex Consumption scale-out limit. With host.json maxConcurrentCalls it bounds the requests score_request sends the endpoint at once (2 x 20 = 40); shared/limits.py checks that against scoring/aml/deployment.yml.')
+param maximumInstanceCount int = 20
 
 var names = loadJsonContent('names.json')
 var token = toLower(uniqueString(subscription().id, environmentName, location))

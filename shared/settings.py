@@ -36,6 +36,8 @@ DATA_STORAGE = "DataStorage"
 SERVICE_BUS = "ServiceBus"
 BLOB_SOURCES = ("LogsAndContainerScan", "EventGrid")
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+CONNECT_TIMEOUT_SECONDS = 5.0  # SCORING_CONNECT_TIMEOUT_SECONDS
+READ_TIMEOUT_SECONDS = 30.0  # SCORING_READ_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,8 @@ def load_endpoint(env: Mapping[str, str], model: str) -> EndpointSettings:
         uri=uri,
         key=key,
         deployment=deployment,
-        connect_timeout_seconds=read.number("SCORING_CONNECT_TIMEOUT_SECONDS", 5.0),
-        read_timeout_seconds=read.number("SCORING_READ_TIMEOUT_SECONDS", 30.0),
+        connect_timeout_seconds=read.number("SCORING_CONNECT_TIMEOUT_SECONDS", CONNECT_TIMEOUT_SECONDS),
+        read_timeout_seconds=read.number("SCORING_READ_TIMEOUT_SECONDS", READ_TIMEOUT_SECONDS),
     )
 
 

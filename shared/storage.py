@@ -35,7 +35,7 @@ _local = threading.local()
 # Clock skew allowance for SAS start times and a floor for user delegation key lifetimes.
 _SKEW = timedelta(minutes=5)
 _COPY_POLL_SECONDS = 0.2
-_COPY_TIMEOUT_SECONDS = 600.0
+COPY_TIMEOUT_SECONDS = 600.0
 # Accounts whose service answered 501 to Put Blob From URL (Azurite); written once, read by all threads.
 _PUT_FROM_URL: dict[str, bool] = {}
 
@@ -156,7 +156,7 @@ class AzureBlobStore:
             blob.start_copy_from_url(source_url, metadata=dict(metadata), requires_sync=None)
         except ResourceNotFoundError as exc:
             raise BlobNotFound(source_url.split("?")[0]) from exc
-        deadline = datetime.now(UTC) + timedelta(seconds=_COPY_TIMEOUT_SECONDS)
+        deadline = datetime.now(UTC) + timedelta(seconds=COPY_TIMEOUT_SECONDS)
         while True:
             props = blob.get_blob_properties()
             status = props.copy.status
