@@ -21,9 +21,12 @@ def reconcile(timer: func.TimerRequest) -> None:
         settings=svc.settings, blobs=svc.blobs, bus=svc.bus, ledger=svc.ledger, now=svc.clock.now()
     )
     logger.info(
-        "reconcile (past due: %s): %d resubmitted, %d timed out, %d markers cleaned",
+        "reconcile (past due: %s): %d resubmitted, %d timed out, %d markers released after their result was "
+        "checked, %d reopened (output gone), %d error records written again",
         timer.past_due,
         len(report.resubmitted),
         len(report.timed_out),
         len(report.cleaned),
+        len(report.reopened),
+        len(report.error_rewritten),
     )
