@@ -62,7 +62,7 @@ bench: setup
 
 # make chaos REPEAT=10 runs it ten times in a row; CHAOS_ARGS passes any other option (--files, --keep ...)
 chaos: setup
-	$(PY) -m benchmarks.chaos $(if $(REPEAT),--repeat $(REPEAT)) $(CHAOS_ARGS)
+	$(PY) -m tests.support.chaos $(if $(REPEAT),--repeat $(REPEAT)) $(CHAOS_ARGS)
 
 # Stops a running local stack first: its pid files live in .devstack/.
 clean:

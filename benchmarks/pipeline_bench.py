@@ -40,7 +40,11 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from benchmarks.flow import (
+from devstack.stack import LocalStack
+from scoring.examples.churn.sample import frame
+from scoring.examples.files import to_csv
+from shared.contracts import derive_request_id
+from tests.support.flow import (
     INPUT,
     MODEL_DIR,
     OUTPUT,
@@ -54,10 +58,6 @@ from benchmarks.flow import (
     process_tree,
     service_pids,
 )
-from devstack.stack import LocalStack
-from scoring.examples.churn.sample import frame
-from scoring.examples.files import to_csv
-from shared.contracts import derive_request_id
 
 logger = logging.getLogger(__name__)
 

@@ -56,7 +56,6 @@ import psutil
 import requests
 from azure.servicebus import ServiceBusClient
 
-from benchmarks.flow import peak_rss_kib
 from devstack import gunicorn_loopback
 from devstack.ports import LOOPBACK, free_port
 from devstack.stack import LocalStack, StackSettings
@@ -70,6 +69,7 @@ from tests.integration.scoring.helpers import (
     scoring_request,
     upload,
 )
+from tests.support.flow import peak_rss_kib
 
 logger = logging.getLogger(__name__)
 

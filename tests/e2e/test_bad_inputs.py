@@ -17,12 +17,12 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from benchmarks.flow import OutputWatcher, service_pids
 from devstack.stack import LocalStack
 from scoring.examples.churn.data import generate
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, derive_request_id
 from tests.corpus.bad_inputs import Case, build_cases
 from tests.fixtures.stack import E2E_MAX_INPUT_BYTES, StackEndpoints
+from tests.support.flow import OutputWatcher, service_pids
 
 pytestmark = pytest.mark.slow
 

@@ -1,10 +1,10 @@
 """A short fault-injection run: every stack service is killed with SIGKILL while files flow, and nothing is lost.
 
-It runs ``benchmarks.chaos`` on its own isolated stack (not the session's, since it kills services): 40 files,
+It runs ``tests.support.chaos`` on its own isolated stack (not the session's, since it kills services): 40 files,
 and the scoring server, the functions host, the Service Bus emulator and Azurite each killed and restarted in
 turn. Every input must end with exactly one output that matches the model loaded in this process, or exactly
 one error record; inputs Azurite lost on SIGKILL are uploaded again by the client (see the module docs of
-``benchmarks.chaos``), and the logs hold no secrets.
+``tests.support.chaos``), and the logs hold no secrets.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.chaos import KILL_ORDER, run
+from tests.support.chaos import KILL_ORDER, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 

@@ -27,7 +27,6 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.servicebus.exceptions import ServiceBusAuthenticationError, ServiceBusAuthorizationError
 from azure.storage.blob import BlobClient, BlobServiceClient
 
-from benchmarks.flow import OutputWatcher, secrets_in_logs
 from devstack.functions_host.settings import load_local_settings
 from devstack.stack import DEV_KEY, REPO, SB_KEY
 from scoring.examples.churn.data import generate
@@ -39,6 +38,7 @@ from shared.ports import EndpointReply
 from shared.settings import ScoringRoute, Settings, load_endpoint, load_settings
 from shared.storage import AzureBlobStore
 from tests.fixtures.stack import StackEndpoints
+from tests.support.flow import OutputWatcher, secrets_in_logs
 
 pytestmark = pytest.mark.slow
 
@@ -158,9 +158,23 @@ def test_status_endpoint_needs_the_function_key(stack: StackEndpoints) -> None:
     assert requests.get(url, headers={"x-functions-key": stack.functions_key}, timeout=10).status_code == 404
 
 
+def logs_settled(log_dir: Path, quiet_for: float = 0.5, timeout: float = 15.0) -> None:
+    """Waits until no log file has grown for ``quiet_for`` seconds (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    sizes: dict[Path, int] = {}
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        now = {path: path.stat().st_size for path in log_dir.rglob("*.log")}
+        if now != sizes:
+            sizes, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_for:
+            return
+        time.sleep(0.1)
+
+
 def test_no_secret_in_any_log(stack: StackEndpoints) -> None:
     env, _ = app_settings(stack)
-    time.sleep(1)  # let the services flush what the earlier tests caused
+    logs_settled(Path(stack.log_dir))  # what the earlier tests caused is in the logs
     found = secrets_in_logs(stack.log_dir, extra=[env.get("SCORING_KEY", "")])
     assert not found, "\n".join(found)
     assert any(Path(stack.log_dir).glob("*.log")), os.listdir(stack.log_dir)

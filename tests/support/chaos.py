@@ -1,6 +1,6 @@
 """Fault injection: ``kill -9`` each stack service in turn while files flow, then check nothing was lost.
 
-``python -m benchmarks.chaos [--files 300] [--rows 100] [--pace 0.2] [--repeat N]`` (``make chaos``,
+``python -m tests.support.chaos [--files 300] [--rows 100] [--pace 0.2] [--repeat N]`` (``make chaos``,
 ``make chaos REPEAT=10``)
 
 An isolated local stack (free ports, temporary base dir) runs with short deadlines so ``reconcile``
@@ -47,7 +47,10 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
-from benchmarks.flow import (
+from devstack.stack import LocalStack
+from scoring.examples.churn.sample import frame
+from scoring.examples.files import to_csv
+from tests.support.flow import (
     INPUT,
     OUTPUT,
     OutputWatcher,
@@ -56,9 +59,6 @@ from benchmarks.flow import (
     load_average,
     secrets_in_logs,
 )
-from devstack.stack import LocalStack
-from scoring.examples.churn.sample import frame
-from scoring.examples.files import to_csv
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def upload_until_done(call: Callable[[], object], timeout: float = 300.0) -> Non
 
 def kill_service(stack: LocalStack, name: str) -> tuple[int, int]:
     """SIGKILL the service's whole process group; returns (pid, processes killed)."""
-    from benchmarks.flow import process_tree, service_pids
+    from tests.support.flow import process_tree, service_pids
 
     pid = service_pids(stack)[name]
     members = len(process_tree(pid))
@@ -381,7 +381,7 @@ def summary(reports: list[ChaosReport]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.support.chaos", description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--rows", type=int, default=100, help="rows per file")
     parser.add_argument("--pace", type=float, default=0.2, help="seconds between uploads")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import math
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from devstack.stack import PORT_SETTINGS, LocalStack, StackSettings
 from shared.blobnames import safe_error_name
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, output_blob_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = REPO / "scoring" / "model"
 OUTPUT = "output"
 INPUT = "input"
@@ -142,6 +143,12 @@ class OutputWatcher:
         return bytes(self.container.download_blob(output_blob_name(name)).readall())
 
 
+@functools.cache
+def reference_model() -> ReferenceModel:
+    """One :class:`ReferenceModel` per process (loading it takes a second or two)."""
+    return ReferenceModel()
+
+
 class ReferenceModel:
     """The model the service serves, loaded here with MLflow, to check outputs row by row."""
 
@@ -155,12 +162,14 @@ class ReferenceModel:
         """Problems with ``scored`` as the output for ``source`` (empty when every row matches)."""
         import pandas as pd
 
-        frame = pd.read_csv(io.BytesIO(source))
-        # The output's probability is that of the predicted class.
+        return self.check_rows(pd.read_csv(io.BytesIO(source)), list(csv.DictReader(io.StringIO(scored.decode()))))
+
+    def check_rows(self, frame: Any, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Problems with ``rows`` (output rows as dicts) as the scored form of the input ``frame``: same
+        customers in the same order, the model's prediction and the probability of that prediction."""
         proba_all = self.pipeline.predict_proba(frame)
         picked = proba_all.argmax(axis=1)
         proba = proba_all[range(len(frame)), picked]
-        rows = list(csv.DictReader(io.StringIO(scored.decode())))
         problems: list[str] = []
         if len(rows) != len(frame):
             return [f"{len(rows)} output rows for {len(frame)} input rows"]
@@ -169,10 +178,10 @@ class ReferenceModel:
             want = self.classes[k]
             try:
                 got = float(row[PROBABILITY_COLUMN])
-            except (KeyError, ValueError):
+            except (KeyError, TypeError, ValueError):
                 problems.append(f"row {i + 1}: no probability")
                 continue
-            if row.get("customerID") != ids[i]:
+            if str(row.get("customerID")) != ids[i]:
                 problems.append(f"row {i + 1}: customerID {row.get('customerID')!r}, input has {ids[i]!r}")
             if not math.isclose(got, float(p), abs_tol=PROBABILITY_TOLERANCE):
                 problems.append(f"row {i + 1}: probability {got}, model says {p:.6f}")
