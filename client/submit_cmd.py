@@ -30,9 +30,9 @@ def run_submit(args: argparse.Namespace, settings: ClientSettings, adapters: Ada
         upload_all(run, store, settings.input_container, settings.max_input_bytes, text or quiet)
         if args.wait and any(j.state == JobState.SUBMITTED for j in run.jobs):
             collector = ResultCollector(run, adapters.output_fetcher(settings), args.out, text or quiet)
-            if text is not None:
-                text.start_waiting(args.timeout)
             with adapters.inbox(settings, run.session_id) as inbox:
+                if text is not None:  # said once the session is ours: from now on no result can be missed
+                    text.start_waiting(args.timeout)
                 collect_results(collector, inbox, args.timeout, adapters.clock)
     except CliError as exc:
         error = exc

@@ -13,11 +13,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from scoring.examples.churn.sample import sample_bytes
 from shared.contracts import INLINE_OUTPUT_MAX_BYTES, PREDICTION_COLUMN, PROBABILITY_COLUMN
 from tests.fixtures.stack import StackEndpoints
+from tests.support.flow import reference_model
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +39,11 @@ def write(folder: Path, name: str, data: bytes) -> Path:
     path = folder / name
     path.write_bytes(data)
     return path
+
+
+def jsonl_frame(data: bytes) -> pd.DataFrame:
+    """A JSON Lines input as the frame the model sees (customer ids stay text)."""
+    return pd.DataFrame([json.loads(line) for line in data.decode().splitlines() if line.strip()])
 
 
 def csv_rows(data: bytes) -> list[dict[str, str]]:
@@ -76,15 +83,17 @@ def test_submit_wait_scores_good_files_and_reports_bad_ones(stack: StackEndpoint
     source = csv_rows(good_csv.read_bytes())
     assert len(scored) == len(source) == 40
     assert list(scored[0]) == [*source[0], PREDICTION_COLUMN, PROBABILITY_COLUMN]
-    assert [r["customerID"] for r in scored] == [r["customerID"] for r in source]
-    assert all(0.0 <= float(r[PROBABILITY_COLUMN]) <= 1.0 for r in scored)
+    model = reference_model()
+    assert model.check_csv(good_csv.read_bytes(), (out_dir / "good.csv").read_bytes()) == []
 
     lines = gzip.decompress((out_dir / "good.jsonl.gz").read_bytes()).decode().splitlines()
-    assert len([line for line in lines if line.strip()]) == 30
-    assert {PREDICTION_COLUMN, PROBABILITY_COLUMN} <= set(json.loads(lines[0]))
+    scored_records = [json.loads(line) for line in lines if line.strip()]
+    assert len(scored_records) == 30
+    assert model.check_rows(jsonl_frame(gzip.decompress(good_jsonl.read_bytes())), scored_records) == []
 
     big_out = (out_dir / "big.csv").read_bytes()
-    assert len(big_out) > INLINE_OUTPUT_MAX_BYTES and len(csv_rows(big_out)) == 4000
+    assert len(big_out) > INLINE_OUTPUT_MAX_BYTES
+    assert model.check_csv(big.read_bytes(), big_out) == []
 
     partial = by_name["some-bad.csv"]
     assert partial["rows_failed"] == 3 and partial["rows_scored"] == 17
@@ -126,8 +135,7 @@ def test_score_sync_prints_predictions_and_rejects_bad_rows(stack: StackEndpoint
     as_json = cli(stack, "score", str(source), "--json")
     assert as_json.returncode == 0, as_json.stderr
     rows = json.loads(as_json.stdout)["rows"]
-    assert len(rows) == 5 and all(0.0 <= r[PROBABILITY_COLUMN] <= 1.0 for r in rows)
-    assert [r["customerID"] for r in rows] == [r["customerID"] for r in csv_rows(source.read_bytes())]
+    assert reference_model().check_rows(pd.read_csv(source), rows) == []
 
     bad = write(tmp_path, "bad.csv", sample_bytes(10, "csv", seed=9, bad="some-bad-rows"))
     rejected = cli(stack, "score", str(bad))

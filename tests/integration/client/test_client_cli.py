@@ -13,9 +13,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import IO
 
 import pytest
 from azure.core.exceptions import ResourceExistsError
@@ -33,7 +35,7 @@ from shared.contracts import (
     derive_request_id,
 )
 from tests.fixtures.azurite import Azurite
-from tests.fixtures.servicebus import ServiceBusEmulator
+from tests.fixtures.servicebus import ENTITIES, ServiceBusEmulator, ServiceBusFactory
 
 REPO = Path(__file__).resolve().parents[3]
 CSV = "customerID,tenure,MonthlyCharges\nA-1,3,29.5\nB-2,40,99.0\n"
@@ -289,29 +291,75 @@ def test_unreachable_services_fail_with_one_readable_line(tmp_path: Path, client
     assert "cannot reach function app" in status.stderr and "FUNCTIONS_URL" in status.stderr
 
 
-@pytest.mark.slow
+# Above the client's receive wait (client.submit.POLL_SECONDS), as Azure's own minimum of 5 s would be.
+LOCK_SECONDS = 8
+
+
+def short_lock_entities(tmp_path: Path) -> Path:
+    """The project's entities with every lock shortened to LOCK_SECONDS (the real one is a minute)."""
+    config = json.loads(ENTITIES.read_text())
+    for namespace in config["UserConfig"]["Namespaces"]:
+        for topic in namespace["Topics"]:
+            for subscription in topic["Subscriptions"]:
+                subscription["Properties"]["LockDuration"] = f"PT{LOCK_SECONDS}S"
+    path = tmp_path / "short-lock-entities.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+class Lines:
+    """Collects a process's output lines in a thread, so a test can wait for one without blocking."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert time.monotonic() < deadline, f"no line with {text!r} within {timeout} s: {self.lines}"
+            time.sleep(0.1)
+
+    def text(self) -> str:
+        self._thread.join(timeout=10)
+        return "".join(self.lines)
+
+
 def test_submit_wait_outlasts_the_session_lock(
-    tmp_path: Path, client_env: dict[str, str], blobs: BlobServiceClient, servicebus: ServiceBusEmulator
+    tmp_path: Path, client_env: dict[str, str], blobs: BlobServiceClient, servicebus_factory: ServiceBusFactory
 ) -> None:
-    """The client subscription's lock lasts 60 s; a result arriving later still reaches the waiting client."""
+    """A result arriving after the session lock would have expired still reaches the waiting client."""
+    servicebus = servicebus_factory(short_lock_entities(tmp_path))
+    env = {**client_env, "ServiceBus": servicebus.connection_string}
     session = f"it-{uuid.uuid4().hex[:12]}"
     source = tmp_path / f"{session}.csv"
     source.write_text(CSV)
-    proc = start_cli(["submit", str(source), "--wait", "--session", session, "--timeout", "120"], client_env)
+    proc = start_cli(["submit", str(source), "--wait", "--session", session, "--timeout", "60"], env)
     try:
+        assert proc.stdout is not None and proc.stderr is not None
+        out, err = Lines(proc.stdout), Lines(proc.stderr)
         props = wait_for_blob(blobs, source.name, session)
-        time.sleep(70)
-        assert proc.poll() is None, proc.communicate()
+        out.wait_for("waiting   up to")  # the client holds the session lock from here on
+        # Outlast the lock several times over; a client that did not renew it would have lost the session.
+        outlasted = time.monotonic() + 2.5 * LOCK_SECONDS
+        while time.monotonic() < outlasted:
+            assert proc.poll() is None, out.text() + err.text()
+            time.sleep(0.2)
         output = scored(CSV, DataFormat.CSV)
         result = InferenceResult(
             request_id(props), ResultStatus.SUCCEEDED, source.name, "churn", rows_scored=2,
             output=OutputRef.inline(output, DataFormat.CSV, None),
         )  # fmt: skip
         publish(servicebus, session, result)
-        code, out, err = finish(proc)
+        code = proc.wait(timeout=60)
     finally:
         proc.kill()
-    assert code == 0, out + err
+    assert code == 0, out.text() + err.text()
     assert (tmp_path / f"{session}.scored.csv").read_bytes() == output
 
 
@@ -350,8 +398,8 @@ def test_a_session_held_by_another_client_is_reported(
         ["submit", str(tmp_path / "a.csv"), "--wait", "--session", session, "--timeout", "40"], client_env
     )
     try:
-        wait_for_blob(blobs, "a.csv", session)
-        time.sleep(3)  # let the first client lock the session
+        assert first.stdout is not None
+        Lines(first.stdout).wait_for("waiting   up to")  # said once the first client holds the session
         second = cli(["submit", str(tmp_path / "b.csv"), "--wait", "--session", session, "--timeout", "20"], client_env)
     finally:
         first.kill()
