@@ -44,124 +44,107 @@ class ReconcileReport:
 def reconcile(
     *, settings: Settings, blobs: BlobStore, bus: MessageBus, ledger: Ledger, now: datetime
 ) -> ReconcileReport:
-    report = ReconcileReport()
-    deadline = timedelta(minutes=settings.result_deadline_minutes)
-    for marker in [m for m in ledger.inflight() if now - m.since >= deadline]:
-        record = ledger.get(marker.request_id)
-        if record is None:
-            if ledger.release(marker):
-                report.cleaned.append(marker.request_id)
-        elif record.terminal:
-            _check_result(record, marker, settings=settings, blobs=blobs, bus=bus, ledger=ledger, now=now,
-                          report=report)  # fmt: skip
-        else:
-            _overdue(record, marker, settings=settings, blobs=blobs, bus=bus, ledger=ledger, now=now, report=report)
-    return report
+    return _Pass(settings, blobs, bus, ledger, now).run()
 
 
-def _exists(blobs: BlobStore, location: str | None) -> bool:
-    if not location or "/" not in location:
-        return False
-    container, name = location.split("/", 1)
-    try:
-        blobs.properties(container, name)
-    except BlobNotFound:
-        return False
-    return True
+@dataclass
+class _Pass:
+    """One reconcile pass over the overdue markers."""
 
+    settings: Settings
+    blobs: BlobStore
+    bus: MessageBus
+    ledger: Ledger
+    now: datetime
+    report: ReconcileReport = field(default_factory=ReconcileReport)
 
-def _check_result(
-    record: LedgerRecord,
-    marker: Marker,
-    *,
-    settings: Settings,
-    blobs: BlobStore,
-    bus: MessageBus,
-    ledger: Ledger,
-    now: datetime,
-    report: ReconcileReport,
-) -> None:
-    request_id = record.request_id
-    if record.state == RequestState.SUCCEEDED:
-        if _exists(blobs, record.output_location):
-            if ledger.release(marker):
-                report.cleaned.append(request_id)
+    def run(self) -> ReconcileReport:
+        deadline = timedelta(minutes=self.settings.result_deadline_minutes)
+        for marker in [m for m in self.ledger.inflight() if self.now - m.since >= deadline]:
+            record = self.ledger.get(marker.request_id)
+            if record is None:
+                self._release(marker)
+            elif record.state == RequestState.SUCCEEDED:
+                self._check_output(record, marker)
+            elif record.state == RequestState.FAILED:
+                self._check_error_record(record, marker)
+            else:
+                self._overdue(record, marker)
+        return self.report
+
+    def _release(self, marker: Marker) -> None:
+        if self.ledger.release(marker):
+            self.report.cleaned.append(marker.request_id)
+
+    def _exists(self, location: str | None) -> bool:
+        if not location or "/" not in location:
+            return False
+        container, name = location.split("/", 1)
+        try:
+            self.blobs.properties(container, name)
+        except BlobNotFound:
+            return False
+        return True
+
+    def _check_output(self, record: LedgerRecord, marker: Marker) -> None:
+        if self._exists(record.output_location):
+            self._release(marker)
             return
-        attempt = max(record.attempt, marker.attempt) + 1
+        request_id, attempt = record.request_id, max(record.attempt, marker.attempt) + 1
         request = record.request(attempt)
         if request is None:
             logger.error("request %s: output %s is gone and the record cannot be resubmitted", request_id,
                          record.output_location)  # fmt: skip
             return
         # Ledger first: a published attempt must not find the record still saying "succeeded".
-        stored = ledger.advance(request_id, reopened(attempt, now), now=now)
+        stored = self.ledger.advance(request_id, reopened(attempt, self.now), now=self.now)
         if stored is None or stored.state != RequestState.SUBMITTED or stored.attempt != attempt:
             return  # the record changed since it was read; the next pass looks again
-        bus.publish(settings.request_topic, request_message(request))
-        report.reopened.append(request_id)
+        self.bus.publish(self.settings.request_topic, request_message(request))
+        self.report.reopened.append(request_id)
         logger.warning("request %s: output %s is gone; resubmitted as attempt %s", request_id,
                        record.output_location, attempt)  # fmt: skip
-        return
-    superseded = f"{settings.output_container}/{output_blob_name(record.input_name)}"
-    if _exists(blobs, record.error_location) or _exists(blobs, superseded):
-        if ledger.release(marker):
-            report.cleaned.append(request_id)
-        return
-    location = write_error_record(
-        blobs,
-        settings.output_container,
-        input_name=record.input_name,
-        input_container=record.input_container,
-        input_etag=record.etag,
-        request_id=request_id,
-        attempt=record.attempt,
-        code=record.error_code or ErrorCode.INTERNAL,
-        message=record.error_message or "",
-        rows_scored=record.rows_scored or 0,
-        rows_failed=record.rows_failed or 0,
-        now=now,
-    )
-    report.error_rewritten.append(request_id)
-    logger.warning("request %s: error record %s was gone; written again at %s", request_id,
-                   record.error_location, location)  # fmt: skip
 
+    def _check_error_record(self, record: LedgerRecord, marker: Marker) -> None:
+        superseded = f"{self.settings.output_container}/{output_blob_name(record.input_name)}"
+        if self._exists(record.error_location) or self._exists(superseded):
+            self._release(marker)
+            return
+        location = self._error_record(record, record.attempt, record.error_code or ErrorCode.INTERNAL,
+                                      record.error_message or "")  # fmt: skip
+        self.report.error_rewritten.append(record.request_id)
+        logger.warning("request %s: error record %s was gone; written again at %s", record.request_id,
+                       record.error_location, location)  # fmt: skip
 
-def _overdue(
-    record: LedgerRecord,
-    marker: Marker,
-    *,
-    settings: Settings,
-    blobs: BlobStore,
-    bus: MessageBus,
-    ledger: Ledger,
-    now: datetime,
-    report: ReconcileReport,
-) -> None:
-    request_id = record.request_id
-    deadline = timedelta(minutes=settings.result_deadline_minutes)
-    attempt = max(record.attempt, marker.attempt)
-    request = record.request(attempt + 1)
-    if request is not None and attempt <= settings.max_resubmits:
-        bus.publish(settings.request_topic, request_message(request))
-        ledger.advance(request_id, submitted(request, now), now=now)
-        report.resubmitted.append(request_id)
-        logger.warning("request %s had no result after %s; resubmitted as attempt %s", request_id, deadline,
-                       request.attempt)  # fmt: skip
-        return
-    message = f"no result within {settings.result_deadline_minutes} minutes after {attempt} attempt(s)"
-    location = write_error_record(
-        blobs,
-        settings.output_container,
-        input_name=record.input_name,
-        input_container=record.input_container,
-        input_etag=record.etag,
-        request_id=request_id,
-        attempt=attempt,
-        code=ErrorCode.RESULT_TIMEOUT,
-        message=message,
-        now=now,
-    )
-    transition = failed(record, now, code=ErrorCode.RESULT_TIMEOUT, message=message, error_location=location)
-    ledger.advance(request_id, transition, now=now)
-    report.timed_out.append(request_id)
-    logger.error("request %s failed: %s", request_id, message)
+    def _overdue(self, record: LedgerRecord, marker: Marker) -> None:
+        request_id, attempt = record.request_id, max(record.attempt, marker.attempt)
+        request = record.request(attempt + 1)
+        if request is not None and attempt <= self.settings.max_resubmits:
+            self.bus.publish(self.settings.request_topic, request_message(request))
+            self.ledger.advance(request_id, submitted(request, self.now), now=self.now)
+            self.report.resubmitted.append(request_id)
+            logger.warning("request %s had no result in time; resubmitted as attempt %s", request_id,
+                           request.attempt)  # fmt: skip
+            return
+        message = f"no result within {self.settings.result_deadline_minutes} minutes after {attempt} attempt(s)"
+        location = self._error_record(record, attempt, ErrorCode.RESULT_TIMEOUT, message)
+        transition = failed(record, self.now, code=ErrorCode.RESULT_TIMEOUT, message=message, error_location=location)
+        self.ledger.advance(request_id, transition, now=self.now)
+        self.report.timed_out.append(request_id)
+        logger.error("request %s failed: %s", request_id, message)
+
+    def _error_record(self, record: LedgerRecord, attempt: int, code: str, message: str) -> str | None:
+        return write_error_record(
+            self.blobs,
+            self.settings.output_container,
+            input_name=record.input_name,
+            input_container=record.input_container,
+            input_etag=record.etag,
+            request_id=record.request_id,
+            attempt=attempt,
+            code=code,
+            message=message,
+            rows_scored=record.rows_scored or 0,
+            rows_failed=record.rows_failed or 0,
+            now=self.now,
+        )

@@ -125,6 +125,17 @@ def request_id(props: BlobProperties) -> str:
     return derive_request_id("input", str(props.name), str(props.etag))
 
 
+def publish_scored(servicebus: ServiceBusEmulator, session: str, props: BlobProperties, name: str) -> bytes:
+    """Publishes the scored result of the uploaded CSV (as the scoring service would); returns its output."""
+    output = scored(CSV, DataFormat.CSV)
+    result = InferenceResult(
+        request_id(props), ResultStatus.SUCCEEDED, name, "churn", rows_scored=2,
+        output=OutputRef.inline(output, DataFormat.CSV, None),
+    )  # fmt: skip
+    publish(servicebus, session, result)
+    return output
+
+
 def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
@@ -196,12 +207,7 @@ def test_submit_wait_json_succeeds_with_exit_0(
     proc = start_cli(["submit", str(source), "--wait", "--json", "--session", session, "--timeout", "60"], client_env)
     try:
         props = wait_for_blob(blobs, source.name, session)
-        output = scored(CSV, DataFormat.CSV)
-        result = InferenceResult(
-            request_id(props), ResultStatus.SUCCEEDED, source.name, "churn", rows_scored=2,
-            output=OutputRef.inline(output, DataFormat.CSV, None),
-        )  # fmt: skip
-        publish(servicebus, session, result)
+        output = publish_scored(servicebus, session, props, source.name)
         code, out, err = finish(proc)
     finally:
         proc.kill()
@@ -350,12 +356,7 @@ def test_submit_wait_outlasts_the_session_lock(
         while time.monotonic() < outlasted:
             assert proc.poll() is None, out.text() + err.text()
             time.sleep(0.2)
-        output = scored(CSV, DataFormat.CSV)
-        result = InferenceResult(
-            request_id(props), ResultStatus.SUCCEEDED, source.name, "churn", rows_scored=2,
-            output=OutputRef.inline(output, DataFormat.CSV, None),
-        )  # fmt: skip
-        publish(servicebus, session, result)
+        output = publish_scored(servicebus, session, props, source.name)
         code = proc.wait(timeout=60)
     finally:
         proc.kill()
