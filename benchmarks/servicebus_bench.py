@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusMessageBatch, ServiceBusReceiveMode
+from azure.servicebus.management import ServiceBusAdministrationClient
 
 from devstack.ports import LOOPBACK, free_port
 
@@ -114,9 +115,10 @@ class Emulator:
         self.config.write_text(json.dumps(_bench_config()), encoding="utf-8")
         self.log = workdir / "emulator.log"
         profiler = [sys.executable, "-c", _CPU_PROFILER, str(profile)] if profile else [sys.executable, "-m"]
+        self.data = workdir / "data"
         command = [
             *profiler, "devstack.servicebus", "--config", str(self.config), "--port", str(self.port),
-            "--data", str(workdir / "data"), "--host", LOOPBACK, "--key-name", KEY_NAME, "--key", KEY,
+            "--data", str(self.data), "--host", LOOPBACK, "--key-name", KEY_NAME, "--key", KEY,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             command, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
@@ -277,9 +279,14 @@ def client_baseline(count: int, size: int, batch_size: int) -> float:
     return (count // batch_size) * batch_size / (time.perf_counter() - start)
 
 
-def queue_is_empty(connection_string: str) -> bool:
-    with ServiceBusClient.from_connection_string(connection_string) as client, client.get_queue_receiver(QUEUE) as r:
-        return not r.peek_messages(max_message_count=1)
+def queue_is_empty(emulator: Emulator) -> bool:
+    """No message left, active or dead-lettered: read through the administration client, as in Azure."""
+    admin = ServiceBusAdministrationClient.from_connection_string(
+        emulator.connection_string, connection_verify=str(emulator.data / "ca.pem")
+    )
+    with admin:
+        props = admin.get_queue_runtime_properties(QUEUE)
+    return props.total_message_count == 0
 
 
 def _goal(phase: Phase) -> str:
@@ -317,7 +324,7 @@ def report(phases: list[Phase], baseline: float, args: argparse.Namespace, empty
         f"{send.rate / baseline:.1%} of that; receive + complete reached {receive.rate / drain.rate:.1%} of "
         "receive-and-delete"
     )
-    lines.append(f"queue empty afterwards: {'yes' if empty else 'NO'}")
+    lines.append(f"queue empty afterwards (administration client's runtime properties): {'yes' if empty else 'NO'}")
     return "\n".join(lines)
 
 
@@ -350,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
                 resend.name = "send (repeat)"
             with ServiceBusClient.from_connection_string(emulator.connection_string) as consumer:
                 drain = consume(consumer, clock, args, peek_lock=False)
-            empty = queue_is_empty(emulator.connection_string)
+            empty = queue_is_empty(emulator)
         except Exception:
             print(f"emulator output (tail):\n{emulator.tail()}", file=sys.stderr)
             raise

@@ -22,14 +22,17 @@ scheduled messages and cancellation; peek-lock (complete, abandon, defer, dead-l
 receive-and-delete; prefetch; lock expiry and MaxDeliveryCount dead-lettering; TTL expiry (dead-lettered
 when DeadLetteringOnMessageExpiration); `$DeadLetterQueue` sub-queues; peek; deferred messages by
 sequence number; duplicate detection by message id; sessions (named and next-available, one receiver
-per session, ordered, session lock renewal, session state); `$management` update-disposition.
+per session, ordered, session lock renewal, session state, listing sessions); `$management`
+update-disposition; `AutoLockRenewer` (its threads' out-of-order transfers are renumbered, `framing.py`);
+the HTTPS management API of `ServiceBusAdministrationClient` on the same port (`https.py`, `admin.py`,
+`atom.py`), with a certificate from a local CA kept in the data dir (`tls.py`, `<data>/ca.pem`).
 Durability: a send is acknowledged and a settlement answered only after its SQLite commit (WAL,
 synchronous=NORMAL by default, which survives a process crash; `--sync FULL` also survives power loss).
 
-Not supported: TLS (use `UseDevelopmentEmulator=true`), Entra ID/JWT tokens, transactions, runtime rule
-management (add/remove/enumerate rules) and the HTTP management API, listing sessions, auto-delete on
-idle, partitioned entities, `$Transfer` dead-letter queues, ForwardDeadLetteredMessagesTo, message size
-quotas per entity, and any per-entity throttling. A batch is recognised by its shape (every body section
+Not supported: AMQP over TLS (use `UseDevelopmentEmulator=true`), Entra ID/JWT tokens, transactions, rule
+management over AMQP (add/remove/enumerate rules; the HTTP API does it), auto-delete on idle, partitioned
+entities, `$Transfer` dead-letter queues, ForwardDeadLetteredMessagesTo, message size quotas per entity, and
+any per-entity throttling. A batch is recognised by its shape (every body section
 is an embedded AMQP message), so a single message whose body is itself an encoded AMQP message would be
 split.
 """

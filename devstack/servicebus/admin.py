@@ -108,6 +108,7 @@ class Meta:
     updated: int
     extra: dict[str, str] = field(default_factory=dict)
     name: str = ""  # as given at creation (paths are lower case)
+    sql: dict[str, Any] = field(default_factory=dict)  # rules: SQL expressions as given, with their parameters
 
 
 @dataclass(frozen=True)
@@ -383,7 +384,8 @@ class Admin:
             if element is not None:
                 rule_name = atom.fields(element).get("Name") or DEFAULT_RULE_NAME
             default_rule = atom.rule_document(rule_name, element) if element is not None else _true_rule()
-            rule_config(default_rule, f"subscription '{name}' default rule")  # refuse before creating anything
+            checked = {"Name": default_rule["Name"], "Properties": default_rule["Properties"]}
+            rule_config(checked, f"subscription '{name}' default rule")  # refuse before creating anything
         self._apply(SUBSCRIPTION, path, doc)
         sq = self._subscription_of(topic, name)
         assert sq is not None
@@ -437,7 +439,7 @@ class Admin:
         rule = rule_config(config_doc, f"rule '{doc['Name']}'")
         rules = [r for r in self._rules_of(topic, sq) if r.name.lower() != rule.name.lower()]
         self.broker.set_rules(topic, sq, (*rules, rule))
-        self.meta[path] = Meta(doc["Created"], doc["Updated"], {}, doc["Name"])
+        self.meta[path] = Meta(doc["Created"], doc["Updated"], {}, doc["Name"], dict(doc.get("Sql") or {}))
         if record:
             self.broker.store.admin_entity(path, RULE, json.dumps(doc))
 
@@ -595,7 +597,7 @@ class Admin:
 
     def _rule_entry(self, base: str, sq: SubQueue, rule: RuleConfig) -> str:
         meta = self._meta(f"{sq.path}/rules/{rule.name.lower()}")
-        content = atom.description("RuleDescription", _rule_fields(rule, meta.created))
+        content = atom.description("RuleDescription", _rule_fields(rule, meta))
         href = f"{sq.name.replace('/Subscriptions/', '/subscriptions/')}/rules/{rule.name}"
         return atom.entry(base, href, rule.name, meta.created, meta.updated, content)
 
@@ -672,10 +674,20 @@ def _times(meta: Meta, accessed: int) -> Iterable[tuple[str, str]]:
     )
 
 
-def _rule_fields(rule: RuleConfig, created: int) -> list[tuple[str, Any]]:
+def _rule_fields(rule: RuleConfig, meta: Meta) -> list[tuple[str, Any]]:
     f = rule.filter
     expression = f.expression.replace(" ", "") if isinstance(f, SqlFilter) else None
-    if isinstance(f, TrueFilter) or expression == "1=1":
+    given_filter, given_action = meta.sql.get("filter"), meta.sql.get("action")
+    if given_filter is not None:
+        filter_xml = atom.rule_filter_xml(
+            "SqlFilter",
+            [
+                ("SqlExpression", given_filter["expression"]),
+                ("CompatibilityLevel", 20),
+                ("Parameters", atom.key_values(given_filter["parameters"])),
+            ],
+        )
+    elif isinstance(f, TrueFilter) or expression == "1=1":
         filter_xml = atom.rule_filter_xml("TrueFilter", [("SqlExpression", "1=1"), ("CompatibilityLevel", 20)])
     elif isinstance(f, FalseFilter) or expression == "1=0":
         filter_xml = atom.rule_filter_xml("FalseFilter", [("SqlExpression", "1=0"), ("CompatibilityLevel", 20)])
@@ -688,10 +700,13 @@ def _rule_fields(rule: RuleConfig, created: int) -> list[tuple[str, Any]]:
         filter_xml = atom.rule_filter_xml("CorrelationFilter", items)
     else:
         raise AdminError(500, f"rule {rule.name!r} has a filter the API cannot show")
-    action = getattr(rule.action, "expression", None)
+    if given_action is not None:
+        action_xml = atom.rule_action_xml(given_action["expression"], given_action["parameters"])
+    else:
+        action_xml = atom.rule_action_xml(getattr(rule.action, "expression", None))
     return [
         ("Filter", atom.Verbatim(filter_xml)),
-        ("Action", atom.Verbatim(atom.rule_action_xml(action))),
-        ("CreatedAt", atom.timestamp(created)),
+        ("Action", atom.Verbatim(action_xml)),
+        ("CreatedAt", atom.timestamp(meta.created)),
         ("Name", rule.name),
     ]

@@ -142,12 +142,13 @@ def rule_filter_xml(kind: str, fields: Iterable[tuple[str, Any]]) -> str:
     return f'<Filter i:type="{kind}">{elements(fields)}</Filter>'
 
 
-def rule_action_xml(expression: str | None) -> str:
+def rule_action_xml(expression: str | None, parameters: Mapping[str, Any] | None = None) -> str:
     if expression is None:
         return '<Action i:type="EmptyRuleAction"/>'
+    params = f"<Parameters>{key_values(parameters).xml}</Parameters>" if parameters else ""
     return (
         f'<Action i:type="SqlRuleAction"><SqlExpression>{escape(expression)}</SqlExpression>'
-        "<CompatibilityLevel>20</CompatibilityLevel></Action>"
+        f"<CompatibilityLevel>20</CompatibilityLevel>{params}</Action>"
     )
 
 
@@ -223,17 +224,64 @@ CORRELATION_FIELDS = ("CorrelationId", "MessageId", "To", "ReplyTo", "Label", "S
                       "ContentType")  # fmt: skip
 
 
+def sql_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def bind_parameters(expression: str, parameters: Mapping[str, Any]) -> str:
+    """The SQL expression with each `@name` outside string literals replaced by its parameter's literal."""
+    out: list[str] = []
+    i, n = 0, len(expression)
+    while i < n:
+        ch = expression[i]
+        if ch == "'":  # a string literal ('' is a quote inside it): copied as it is
+            end = i + 1
+            while end < n:
+                if expression[end] == "'":
+                    if expression[end + 1 : end + 2] != "'":
+                        break
+                    end += 1
+                end += 1
+            out.append(expression[i : end + 1])
+            i = end + 1
+            continue
+        if ch == "@":
+            end = i + 1
+            while end < n and (expression[end].isalnum() or expression[end] == "_"):
+                end += 1
+            name = expression[i:end]
+            if name not in parameters:
+                raise AtomError(f"the SQL expression uses {name}, which has no parameter")
+            out.append(sql_literal(parameters[name]))
+            i = end
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def rule_document(name: str, element: ET.Element) -> dict[str, Any]:
-    """A `RuleDescription` as a rule of `Config.json` (`{"Name", "Properties": {...}}`)."""
+    """A `RuleDescription` as a rule of `Config.json` (`{"Name", "Properties": {...}}`), SQL parameters bound.
+
+    The expressions as given and their parameters are kept under `"Sql"` so the rule can be shown as created.
+    """
     props: dict[str, Any]
+    sql: dict[str, Any] = {}
     filter_element = child(element, "Filter")
     kind = _xsi_type(filter_element) if filter_element is not None else "TrueFilter"
     if kind in ("TrueFilter", "FalseFilter", "SqlFilter"):
-        if filter_element is not None and _key_values(child(filter_element, "Parameters")):
-            raise AtomError("SQL filter parameters are not supported by the emulator")
         default = {"TrueFilter": "1=1", "FalseFilter": "1=0"}.get(kind, "")
         expression = fields(filter_element).get("SqlExpression", default) if filter_element is not None else default
-        props = {"FilterType": "Sql", "SqlFilter": {"SqlExpression": expression or default}}
+        expression = expression or default
+        parameters = _key_values(child(filter_element, "Parameters")) if filter_element is not None else {}
+        if parameters:
+            sql["filter"] = {"expression": expression, "parameters": parameters}
+            expression = bind_parameters(expression, parameters)
+        props = {"FilterType": "Sql", "SqlFilter": {"SqlExpression": expression}}
     elif kind == "CorrelationFilter":
         assert filter_element is not None
         given = fields(filter_element)
@@ -246,9 +294,11 @@ def rule_document(name: str, element: ET.Element) -> dict[str, Any]:
         raise AtomError(f"filter type {kind!r} is not supported")
     action_element = child(element, "Action")
     if action_element is not None and _xsi_type(action_element) == "SqlRuleAction":
-        if _key_values(child(action_element, "Parameters")):
-            raise AtomError("SQL action parameters are not supported by the emulator")
         expression = fields(action_element).get("SqlExpression", "")
+        parameters = _key_values(child(action_element, "Parameters"))
+        if parameters:
+            sql["action"] = {"expression": expression, "parameters": parameters}
+            expression = bind_parameters(expression, parameters)
         if expression.strip():
             props["Action"] = {"SqlExpression": expression}
-    return {"Name": name, "Properties": props}
+    return {"Name": name, "Properties": props, "Sql": sql}

@@ -189,6 +189,30 @@ def test_topics_subscriptions_and_rules_at_runtime_route_messages(sb: ServiceBus
             a.get_subscription("routes", "model-a")
 
 
+def test_sql_filter_parameters_are_bound_and_shown_as_given(sb: ServiceBusEmulator) -> None:
+    with admin(sb) as a:
+        a.create_topic("parameters")
+        a.create_subscription("parameters", "matching")
+        a.delete_rule("parameters", "matching", "$Default")
+        given = SqlRuleFilter(
+            "kind = @kind AND size > @size AND note = 'at @kind'", parameters={"@kind": "it's", "@size": 2}
+        )
+        a.create_rule("parameters", "matching", "bound", filter=given)
+        rule = a.get_rule("parameters", "matching", "bound")
+        assert rule.filter.sql_expression == given.sql_expression
+        assert dict(rule.filter.parameters) == {"@kind": "it's", "@size": 2}
+        with client(sb) as c:
+            with c.get_topic_sender("parameters") as sender:
+                sender.send_messages([
+                    ServiceBusMessage("yes", application_properties={"kind": "it's", "size": 3, "note": "at @kind"}),
+                    ServiceBusMessage("small", application_properties={"kind": "it's", "size": 1, "note": "at @kind"}),
+                ])  # fmt: skip
+            assert bodies(take(c, "parameters", "matching")) == ["yes"]
+        with pytest.raises(Exception, match="@missing"):
+            a.create_rule("parameters", "matching", "unbound", filter=SqlRuleFilter("kind = @missing"))
+        a.delete_topic("parameters")
+
+
 def test_listing_pages_past_one_hundred_entities(sb: ServiceBusEmulator) -> None:
     names = [f"page-{i:03d}" for i in range(105)]
     with admin(sb) as a:
