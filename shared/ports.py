@@ -57,6 +57,10 @@ class BlobStore(Protocol):
         """Server-side copy of a whole blob (the target appears only when complete); raises BlobNotFound."""
         ...
 
+    def locate(self, url: str) -> tuple[str, str] | None:
+        """(container, name) of a blob URL of this account (its query ignored); None for any other URL."""
+        ...
+
     def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
         """Deletes if present; with ``if_match`` only that version (else raises PreconditionFailed, which
         storage may also answer when the blob is already gone)."""

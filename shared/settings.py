@@ -57,6 +57,7 @@ class Settings:
     input_container: str
     output_container: str
     ledger_container: str
+    results_container: str  # where the scoring endpoint stages large outputs; the writer deletes them
     request_topic: str
     result_topic: str
     routes: tuple[ScoringRoute, ...]
@@ -117,6 +118,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         input_container=read.text("INPUT_CONTAINER", "input"),
         output_container=read.text("OUTPUT_CONTAINER", "output"),
         ledger_container=read.text("LEDGER_CONTAINER", "ledger"),
+        results_container=read.text("RESULTS_CONTAINER", "results"),
         request_topic=read.text("REQUEST_TOPIC", "inference-requests"),
         result_topic=read.text("RESULT_TOPIC", "inference-results"),
         routes=tuple(routes),

@@ -170,17 +170,18 @@ class AzureBlobStore:
 
     def _authorised_source(self, source_url: str) -> str:
         """Adds a read SAS when the source is a blob of this account given without one."""
-        parsed = urlparse(source_url)
-        if parsed.query:
+        located = None if urlparse(source_url).query else self.locate(source_url)
+        if located is None:
             return source_url
-        ours = urlparse(self._service.url)
-        if (parsed.scheme, parsed.netloc) != (ours.scheme, ours.netloc):
-            return source_url
-        path = parsed.path[len(ours.path.rstrip("/")) :].lstrip("/")
-        container, _, name = path.partition("/")
-        if not container or not name:
-            return source_url
-        return self.read_sas_url(container, unquote(name), timedelta(minutes=30))
+        return self.read_sas_url(*located, timedelta(minutes=30))
+
+    def locate(self, url: str) -> tuple[str, str] | None:
+        parsed, ours = urlparse(url), urlparse(self._service.url)
+        prefix = ours.path.rstrip("/") + "/"
+        if (parsed.scheme, parsed.netloc) != (ours.scheme, ours.netloc) or not parsed.path.startswith(prefix):
+            return None
+        container, _, name = parsed.path[len(prefix) :].partition("/")
+        return (container, unquote(name)) if container and name else None
 
     def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
         conditions: dict[str, Any] = {}

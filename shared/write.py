@@ -8,6 +8,11 @@ first, so the usual case (no output yet) costs one request; the comparison happe
 Whether an output or an error record stands for an input is decided in :mod:`shared.errors`; the request's
 state moves on through :meth:`shared.ledger.Ledger.advance`, and ``reconcile`` later checks that the
 output the record names exists.
+
+A staged output (a blob in the results container the endpoint wrote) is deleted once the final output is
+written and the ledger says so; a redelivered result finds the output already written and deletes again
+(a no-op). Only a blob of our own account, in ``RESULTS_CONTAINER``, under the result's request id is ever
+deleted. A failed delete is logged, not raised: the lifecycle rule on the container removes leftovers.
 """
 
 from __future__ import annotations
@@ -121,7 +126,16 @@ def _store_output(
         outcome = WriteOutcome.ALREADY_WRITTEN
     else:
         assert output.blob_url is not None
-        blobs.copy_from_url(output.blob_url, container, name, content_type=content_type, metadata=metadata)
+        try:
+            blobs.copy_from_url(output.blob_url, container, name, content_type=content_type, metadata=metadata)
+        except BlobNotFound:
+            if base.state != RequestState.SUCCEEDED:
+                raise
+            # An older result arriving again after its staged output was written and removed, while another
+            # attempt's output now stands: nothing to do.
+            logger.info("result %s attempt %s: staged output gone, request already succeeded", result.request_id,
+                        result.attempt)  # fmt: skip
+            return WriteOutcome.SUPERSEDED
         copied = blobs.properties(container, name)
         if copied.size != output.size:
             raise OutputMismatch(f"{container}/{name}: copied {copied.size} bytes, result says {output.size}")
@@ -143,7 +157,22 @@ def _store_output(
     )
     logger.info("request %s succeeded: %s (%s rows, %s failed)", result.request_id, location, result.rows_scored,
                 result.rows_failed)  # fmt: skip
+    if output.blob_url is not None:
+        _delete_staged(blobs, output.blob_url, result.request_id, settings.results_container)
     return outcome
+
+
+def _delete_staged(blobs: BlobStore, url: str, request_id: str, results_container: str) -> None:
+    """Removes a staged output whose final output is written (see the module docstring for what qualifies)."""
+    located = blobs.locate(url)
+    if located is None or located[0] != results_container or not located[1].startswith(f"{request_id}/"):
+        logger.warning("request %s: staged output %s is not ours to delete; left to the lifecycle rule", request_id,
+                       url.split("?")[0])  # fmt: skip
+        return
+    try:
+        blobs.delete(*located)
+    except Exception:  # the output is written: a leftover is only storage, removed by the lifecycle rule
+        logger.warning("request %s: could not delete staged output %s/%s", request_id, *located, exc_info=True)
 
 
 def _already_written(blobs: BlobStore, container: str, name: str, sha256: str, size: int) -> bool:

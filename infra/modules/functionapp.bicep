@@ -64,6 +64,7 @@ var appSettings = {
   INPUT_CONTAINER: containers.input
   OUTPUT_CONTAINER: containers.output
   LEDGER_CONTAINER: containers.ledger
+  RESULTS_CONTAINER: containers.results
   REQUEST_TOPIC: serviceBusRoles.requestTopic
   RESULT_TOPIC: serviceBusRoles.resultTopic
   SCORING_SUBSCRIPTION: serviceBusRoles.scoringSubscription

@@ -85,3 +85,5 @@ def test_large_output_is_copied_from_the_results_container(
     assert len(written) == result.output.size and len(written.splitlines()) == 3000
     assert {"prediction", "probability"} <= set(json.loads(written.splitlines()[0]))
     assert status(rid)["state"] == "succeeded"
+    # The staged output is deleted once the output is written (shared/write.py).
+    assert [n for n in fa_env.names("results") if n.startswith(f"{rid}/")] == []

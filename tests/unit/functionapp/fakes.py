@@ -82,6 +82,13 @@ class FakeBlobStore:
         self.copies.append((source_url, container, name))
         self.write(container, name, data, content_type=content_type, metadata=metadata)
 
+    def locate(self, url: str) -> tuple[str, str] | None:
+        path = url.split("?")[0]
+        if not path.startswith(f"{ACCOUNT}/"):
+            return None
+        container, _, name = path[len(ACCOUNT) + 1 :].partition("/")
+        return (container, name) if container and name else None
+
     def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
         blob = self.blobs.get((container, name))
         if if_match is not None and (blob is None or blob.etag != if_match):  # as Azurite answers

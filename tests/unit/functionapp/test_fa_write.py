@@ -70,7 +70,9 @@ def test_large_output_is_copied_from_the_results_blob_and_checked() -> None:
                              rows_scored=5, output=ref)  # fmt: skip
     assert write(blobs, result) == WriteOutcome.WRITTEN
     assert blobs.read("output", "a.csv")[0] == data and len(blobs.copies) == 1
+    assert blobs.names("results") == []  # the staged output is deleted once written (test_fa_write_staged)
     assert write(blobs, result) == WriteOutcome.ALREADY_WRITTEN and len(blobs.copies) == 1
+    blobs.put("results", f"{RID}/1/a.csv", data)
     wrong = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="b.csv", model="churn",
                             output=OutputRef(DataFormat.CSV, None, 7, "f" * 64, blob_url=url))  # fmt: skip
     with pytest.raises(OutputMismatch):
