@@ -9,7 +9,6 @@ from pathlib import Path
 import azure.functions as func
 
 from shared.limits import check_startup
-from shared.storage import COPY_TIMEOUT_SECONDS
 from shared.triggers import reconcile, request_status, score_request, submit_blob, write_result
 
 logging.getLogger("azure").setLevel(logging.WARNING)
@@ -17,7 +16,7 @@ logging.getLogger("urllib3").setLevel(logging.WARNING)
 logging.getLogger("shared").setLevel(logging.INFO)
 
 # Fails indexing, naming the settings, when host.json and the app's settings contradict each other.
-check_startup(os.environ, Path(__file__).with_name("host.json"), COPY_TIMEOUT_SECONDS)
+check_startup(os.environ, Path(__file__).with_name("host.json"))
 
 app = func.FunctionApp()
 for module in (submit_blob, score_request, write_result, reconcile, request_status):

@@ -41,6 +41,8 @@ ANSWER_MARGIN_SECONDS = 5.0
 # that is itself slow a further 20 s.
 MIN_LOCK_SECONDS = 30.0
 MAX_LOCK_SECONDS = 300.0  # Service Bus's largest LockDuration
+# How long the writer waits for a server-side copy of a staged output (shared.storage uses it).
+COPY_TIMEOUT_SECONDS = 600.0
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
 _ISO_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$")
 
@@ -169,7 +171,9 @@ def iso_seconds(value: str, setting: str) -> float:
     return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
 
 
-def function_limits(host: Mapping[str, Any], env: Mapping[str, str], copy_timeout_seconds: float) -> FunctionLimits:
+def function_limits(
+    host: Mapping[str, Any], env: Mapping[str, str], copy_timeout_seconds: float = COPY_TIMEOUT_SECONDS
+) -> FunctionLimits:
     """Reads host.json's values and the endpoint client's timeouts (with the app's defaults)."""
     sb = host.get("extensions", {}).get("serviceBus", {})
     read = SettingsReader(env)
@@ -185,8 +189,8 @@ def function_limits(host: Mapping[str, Any], env: Mapping[str, str], copy_timeou
     )
 
 
-def check_startup(env: Mapping[str, str], host_json: Path, copy_timeout_seconds: float) -> FunctionLimits:
+def check_startup(env: Mapping[str, str], host_json: Path) -> FunctionLimits:
     """The start-up check: host.json against the app's own settings; raises :class:`LimitsError` naming them."""
-    limits = function_limits(json.loads(host_json.read_text()), env, copy_timeout_seconds)
+    limits = function_limits(json.loads(host_json.read_text()), env)
     check(function_problems(limits))
     return limits

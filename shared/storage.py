@@ -27,6 +27,7 @@ from azure.storage.blob import (
 )
 
 from shared.config import Connection
+from shared.limits import COPY_TIMEOUT_SECONDS
 from shared.ports import BlobInfo, BlobNotFound, PreconditionFailed
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ _local = threading.local()
 # Clock skew allowance for SAS start times and a floor for user delegation key lifetimes.
 _SKEW = timedelta(minutes=5)
 _COPY_POLL_SECONDS = 0.2
-COPY_TIMEOUT_SECONDS = 600.0
 # Accounts whose service answered 501 to Put Blob From URL (Azurite); written once, read by all threads.
 _PUT_FROM_URL: dict[str, bool] = {}
 

@@ -115,7 +115,7 @@ def test_start_up_check_fails_fast_naming_the_settings(tmp_path: Path) -> None:
     host = tmp_path / "host.json"
     host.write_text(json.dumps({"functionTimeout": "00:10:00", "extensions": {"serviceBus": {}}}))
     with pytest.raises(LimitsError) as raised:
-        check_startup({}, host, 600)
+        check_startup({}, host)
     message = str(raised.value)
     assert "maxAutoLockRenewalDuration (300 s)" in message and "writer's copy" in message
     host.write_text(
@@ -123,4 +123,4 @@ def test_start_up_check_fails_fast_naming_the_settings(tmp_path: Path) -> None:
             {"functionTimeout": "00:15:00", "extensions": {"serviceBus": {"maxAutoLockRenewalDuration": "00:15:00"}}}
         )
     )
-    assert check_startup({}, host, 600).function_timeout_seconds == 900
+    assert check_startup({}, host).function_timeout_seconds == 900

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from shared.limits import (
+    COPY_TIMEOUT_SECONDS,
     DeploymentLimits,
     EndpointLimits,
     check,
@@ -22,7 +23,6 @@ from shared.limits import (
     iso_seconds,
     problems,
 )
-from shared.storage import COPY_TIMEOUT_SECONDS
 from tests.unit.infra.bicep_model import INFRA, REPO, evaluate, function_app_settings, main_scope, module_scope
 
 PLANS = {"FlexConsumption": "maximumInstanceCount", "ElasticPremium": "maximumElasticWorkerCount"}
