@@ -12,6 +12,8 @@ still runs). :func:`problems` names every disagreement with the settings on both
   ``request_timeout_ms``, so the function reads the endpoint's own answer instead of giving up first;
 * function timeout: ``functionTimeout`` covers one endpoint call (connect + read timeout, retries are scheduled
   messages, not loops in the function) and the writer's server-side copy, each with room for storage calls;
+* input access: the read SAS the endpoint gets (``SAS_TTL_MINUTES``) lasts until ``RESULT_DEADLINE_MINUTES``,
+  when reconcile gives up waiting and resubmits (a queued job must not find its SAS expired before that);
 * locks: ``maxAutoLockRenewalDuration`` covers ``functionTimeout``, so a message (or session) stays locked for
   the longest run, and each triggered subscription's ``LockDuration`` leaves the renewer (which renews 10 s
   before expiry) time to act.
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import SettingsError, SettingsReader
-from shared.settings import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
+from shared.settings import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, RESULT_DEADLINE_MINUTES, SAS_TTL_MINUTES
 
 # Room for the storage and Service Bus calls around the endpoint call or the copy (SAS, ledger, scheduling).
 STORAGE_CALLS_SECONDS = 60.0
@@ -61,6 +63,8 @@ class FunctionLimits:
     connect_timeout_seconds: float  # SCORING_CONNECT_TIMEOUT_SECONDS
     read_timeout_seconds: float  # SCORING_READ_TIMEOUT_SECONDS
     copy_timeout_seconds: float  # the writer's wait for a server-side copy (shared.storage)
+    sas_ttl_minutes: int = SAS_TTL_MINUTES  # SAS_TTL_MINUTES: how long the endpoint may read its input
+    result_deadline_minutes: int = RESULT_DEADLINE_MINUTES  # RESULT_DEADLINE_MINUTES: when reconcile resubmits
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,12 @@ def function_problems(f: FunctionLimits) -> list[str]:
         found.append(
             f"host.json functionTimeout ({f.function_timeout_seconds:g} s) is shorter than the writer's copy: "
             f"its timeout ({f.copy_timeout_seconds:g} s) + {STORAGE_CALLS_SECONDS:g} s of storage calls = {copy:g} s"
+        )
+    if f.sas_ttl_minutes < f.result_deadline_minutes:
+        found.append(
+            f"SAS_TTL_MINUTES ({f.sas_ttl_minutes}) is shorter than RESULT_DEADLINE_MINUTES "
+            f"({f.result_deadline_minutes}): a job still queued or reading its input when the SAS expires fails "
+            "with blob_forbidden although reconcile would still wait for its result"
         )
     if f.lock_renewal_seconds < f.function_timeout_seconds:
         found.append(
@@ -186,6 +196,8 @@ def function_limits(
         connect_timeout_seconds=read.number("SCORING_CONNECT_TIMEOUT_SECONDS", CONNECT_TIMEOUT_SECONDS),
         read_timeout_seconds=read.number("SCORING_READ_TIMEOUT_SECONDS", READ_TIMEOUT_SECONDS),
         copy_timeout_seconds=copy_timeout_seconds,
+        sas_ttl_minutes=read.integer("SAS_TTL_MINUTES", SAS_TTL_MINUTES, minimum=1),
+        result_deadline_minutes=read.integer("RESULT_DEADLINE_MINUTES", RESULT_DEADLINE_MINUTES, minimum=1),
     )
 
 

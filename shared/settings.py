@@ -38,6 +38,8 @@ BLOB_SOURCES = ("LogsAndContainerScan", "EventGrid")
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 CONNECT_TIMEOUT_SECONDS = 5.0  # SCORING_CONNECT_TIMEOUT_SECONDS
 READ_TIMEOUT_SECONDS = 30.0  # SCORING_READ_TIMEOUT_SECONDS
+SAS_TTL_MINUTES = 60  # SAS_TTL_MINUTES
+RESULT_DEADLINE_MINUTES = 60  # RESULT_DEADLINE_MINUTES
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         result_topic=read.text("RESULT_TOPIC", "inference-results"),
         routes=tuple(routes),
         max_input_bytes=read.integer("MAX_INPUT_BYTES", 2 * 1024**3, minimum=1),
-        sas_ttl_minutes=read.integer("SAS_TTL_MINUTES", 60, minimum=1),
-        result_deadline_minutes=read.integer("RESULT_DEADLINE_MINUTES", 60, minimum=1),
+        sas_ttl_minutes=read.integer("SAS_TTL_MINUTES", SAS_TTL_MINUTES, minimum=1),
+        result_deadline_minutes=read.integer("RESULT_DEADLINE_MINUTES", RESULT_DEADLINE_MINUTES, minimum=1),
         max_resubmits=read.integer("MAX_RESUBMITS", 2),
         scoring_retry=RetryPolicy(
             tries=read.integer("SCORING_MAX_RETRIES", (SCORING_ENDPOINT.tries or 1) - 1) + 1,

@@ -74,6 +74,10 @@ def test_agreeing_limits_pass() -> None:
             ["functionTimeout (900 s)", "writer's copy", "= 910 s"],
         ),
         (
+            lambda d: replace(d, function=replace(FUNCTION, sas_ttl_minutes=30)),
+            ["SAS_TTL_MINUTES (30)", "RESULT_DEADLINE_MINUTES (60)"],
+        ),
+        (
             lambda d: replace(d, function=replace(FUNCTION, lock_renewal_seconds=300)),
             ["maxAutoLockRenewalDuration (300 s)", "functionTimeout (900 s)"],
         ),
@@ -104,7 +108,8 @@ def test_durations() -> None:
 
 def test_function_limits_read_host_json_and_settings() -> None:
     host = {"functionTimeout": "00:15:00", "extensions": {"serviceBus": {"maxConcurrentCalls": 3}}}
-    limits = function_limits(host, {"SCORING_READ_TIMEOUT_SECONDS": "12"}, 600)
+    limits = function_limits(host, {"SCORING_READ_TIMEOUT_SECONDS": "12", "SAS_TTL_MINUTES": "90"}, 600)
+    assert (limits.sas_ttl_minutes, limits.result_deadline_minutes) == (90, 60)
     assert (limits.max_concurrent_calls, limits.function_timeout_seconds, limits.lock_renewal_seconds) == (3, 900, 300)
     assert (limits.connect_timeout_seconds, limits.read_timeout_seconds) == (5, 12)
     with pytest.raises(SettingsError, match="SCORING_CONNECT_TIMEOUT_SECONDS"):
