@@ -23,6 +23,7 @@ from datetime import datetime
 
 from shared.blobnames import name_problem, safe_error_name
 from shared.contracts import RowError, error_blob_name, iso, output_blob_name
+from shared.ledger import LedgerRecord
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,33 @@ def write_error_record(
         _delete_if_unchanged(blobs, container, name, etag)
         return None
     return f"{container}/{name}"
+
+
+def record_error(
+    blobs: BlobStore,
+    container: str,
+    record: LedgerRecord,
+    *,
+    code: str,
+    message: str,
+    now: datetime,
+    attempt: int | None = None,
+) -> str | None:
+    """:func:`write_error_record` for the request a ledger record describes (its own attempt unless given)."""
+    return write_error_record(
+        blobs,
+        container,
+        input_name=record.input_name,
+        input_container=record.input_container,
+        input_etag=record.etag,
+        request_id=record.request_id,
+        attempt=record.attempt if attempt is None else attempt,
+        code=code,
+        message=message,
+        rows_scored=record.rows_scored or 0,
+        rows_failed=record.rows_failed or 0,
+        now=now,
+    )
 
 
 def remove_superseded_error(

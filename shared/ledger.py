@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
+from typing import Any
 
 from shared.contracts import InferenceRequest, InferenceResult, RequestState, detect_format, iso, parse_iso
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
@@ -364,15 +365,7 @@ def reopened(attempt: int, now: datetime) -> Transition:
     def apply(current: LedgerRecord | None) -> LedgerRecord | None:
         if current is None or current.state != RequestState.SUCCEEDED or current.attempt >= attempt:
             return None
-        return replace(
-            current,
-            state=RequestState.SUBMITTED,
-            attempt=attempt,
-            updated_at=iso(now),
-            completed_at=None,
-            output_location=None,
-            rows_scored=None,
-            rows_failed=None,
-        )
+        outcome: dict[str, Any] = dict.fromkeys(("completed_at", "output_location", "rows_scored", "rows_failed"))
+        return replace(current, state=RequestState.SUBMITTED, attempt=attempt, updated_at=iso(now), **outcome)
 
     return apply

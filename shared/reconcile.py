@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from shared.contracts import ErrorCode, RequestState, output_blob_name
-from shared.errors import write_error_record
+from shared.errors import record_error
 from shared.ledger import Ledger, LedgerRecord, Marker, failed, reopened, submitted
 from shared.messages import request_message
 from shared.ports import BlobNotFound, BlobStore, MessageBus
@@ -134,17 +134,5 @@ class _Pass:
         logger.error("request %s failed: %s", request_id, message)
 
     def _error_record(self, record: LedgerRecord, attempt: int, code: str, message: str) -> str | None:
-        return write_error_record(
-            self.blobs,
-            self.settings.output_container,
-            input_name=record.input_name,
-            input_container=record.input_container,
-            input_etag=record.etag,
-            request_id=record.request_id,
-            attempt=attempt,
-            code=code,
-            message=message,
-            rows_scored=record.rows_scored or 0,
-            rows_failed=record.rows_failed or 0,
-            now=self.now,
-        )
+        return record_error(self.blobs, self.settings.output_container, record, code=code, message=message,
+                            now=self.now, attempt=attempt)  # fmt: skip

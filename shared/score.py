@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.contracts import AsyncScoringRequest, ErrorCode, InferenceRequest, ReplyTo, RequestState, iso
-from shared.errors import write_error_record
+from shared.errors import record_error
 from shared.ledger import Ledger, LedgerRecord, accepted, failed
 from shared.messages import retry_message
 from shared.ports import BlobStore, EndpointReply, MessageBus, ScoringEndpoint
@@ -144,19 +144,8 @@ def _fail(
     ledger: Ledger,
     now: datetime,
 ) -> None:
-    location = write_error_record(
-        blobs,
-        settings.output_container,
-        input_name=request.blob_name,
-        input_container=request.container,
-        input_etag=request.etag,
-        request_id=request.request_id,
-        attempt=request.attempt,
-        code=code,
-        message=message,
-        now=now,
-    )
     base = LedgerRecord.for_request(request, now)
+    location = record_error(blobs, settings.output_container, base, code=code, message=message, now=now)
     transition = failed(base, now, code=code, message=message, error_location=location)
 
     def apply(current: LedgerRecord | None) -> LedgerRecord | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from shared.contracts import (
     DataFormat,
@@ -95,14 +95,18 @@ def test_markers_of_finished_requests_are_released_once_their_output_is_there() 
     assert report.cleaned == [request.request_id] and bus.sent == [] and list(ledger.inflight()) == []
 
 
-def test_a_success_whose_output_is_gone_is_resubmitted() -> None:
-    """Storage lost the output but kept the record saying "succeeded": the record is not taken on trust."""
+def finished_then_lost(output: bool) -> tuple[FakeBlobStore, FakeBus, InferenceRequest, Ledger, datetime]:
+    """A request that finished, whose output (or error record) storage then lost, and a time past the deadline."""
     blobs, bus = FakeBlobStore(), FakeBus()
     request = accepted_request(blobs)
-    ledger = Ledger(blobs, "ledger")
-    finish(blobs, request, output=True)
-    blobs.delete("output", "a.csv")
-    now = T0 + timedelta(minutes=31)
+    finish(blobs, request, output=output)
+    blobs.delete("output", "a.csv" if output else "errors/a.csv.error.json")
+    return blobs, bus, request, Ledger(blobs, "ledger"), T0 + timedelta(minutes=31)
+
+
+def test_a_success_whose_output_is_gone_is_resubmitted() -> None:
+    """Storage lost the output but kept the record saying "succeeded": the record is not taken on trust."""
+    blobs, bus, request, ledger, now = finished_then_lost(output=True)
     report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=now)
     assert report.reopened == [request.request_id] and report.cleaned == []
     again = InferenceRequest.from_json(bus.sent[-1].message.body)
@@ -116,12 +120,7 @@ def test_a_success_whose_output_is_gone_is_resubmitted() -> None:
 
 
 def test_a_failure_whose_error_record_is_gone_gets_it_again() -> None:
-    blobs, bus = FakeBlobStore(), FakeBus()
-    request = accepted_request(blobs)
-    ledger = Ledger(blobs, "ledger")
-    finish(blobs, request, output=False)
-    blobs.delete("output", "errors/a.csv.error.json")
-    now = T0 + timedelta(minutes=31)
+    blobs, bus, request, ledger, now = finished_then_lost(output=False)
     report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=now)
     assert report.error_rewritten == [request.request_id] and bus.sent == []
     assert json.loads(blobs.read("output", "errors/a.csv.error.json")[0])["error"]["code"] == "malformed_data"
