@@ -9,7 +9,10 @@ renewal on it fails, so the SDK stops renewing and the locks expire.
 `InboundFrames` sits between the socket and `Transport.push`: it splits the byte stream into frames,
 tracks the next delivery-id proton expects per session channel (from `begin`, then one per delivery),
 and rewrites the delivery-id of a transfer that does not carry it (continuation frames of a
-multi-frame transfer keep the id of their first frame). Frames in order pass through untouched. The
+multi-frame transfer keep the id of their first frame). The same threads can also write a frame for a
+session after the client has ended it (a renewal racing the receiver's close); proton ends the whole
+connection for that ("no such channel"), so such frames are dropped until the channel is begun again.
+Frames in order pass through untouched. The
 broker's settlement of a renumbered transfer names the new id; the SDK completes `$management`
 requests by their correlated response, not by that settlement, so renewals are unaffected.
 """
@@ -61,6 +64,8 @@ class InboundFrames:
         self._broken = False  # framing we could not read: pass everything through from here on
         self._next_id: dict[int, int] = {}  # channel -> next delivery-id proton expects
         self._continuing: dict[tuple[int, int], int] = {}  # (channel, handle) -> id of an unfinished delivery
+        self._ended: set[int] = set()  # channels the client has ended and not begun again
+        self.dropped = 0
         self.renumbered = 0
 
     def feed(self, data: bytes) -> bytes:
@@ -100,9 +105,15 @@ class InboundFrames:
         if len(frame) < body + 4 or frame[body] != 0x00 or frame[body + 1] != 0x53:
             return frame  # an empty (heartbeat) frame, or a descriptor we do not track
         code, kind = frame[body + 2], frame[body + 3]
+        if channel in self._ended:
+            if code != BEGIN:
+                self.dropped += 1
+                return b""
+            self._ended.discard(channel)
         if code not in (BEGIN, END, TRANSFER):
             return frame
         if code == END:
+            self._ended.add(channel)
             self._next_id.pop(channel, None)
             self._continuing = {k: v for k, v in self._continuing.items() if k[0] != channel}
             return frame

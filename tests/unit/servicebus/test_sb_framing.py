@@ -91,3 +91,15 @@ def test_unreadable_framing_is_left_to_proton() -> None:
     garbage = AMQP_HEADER + b"\x00\x00\x00\x01\x00\x00\x00\x00junk"
     assert frames.feed(garbage) == garbage
     assert frames.feed(transfer(7)) == transfer(7)
+
+
+def end(channel: int = 1) -> bytes:
+    return _frame(0x17, b"\x40", 1, channel)
+
+
+def test_frames_for_an_ended_session_are_dropped_until_it_is_begun_again() -> None:
+    frames = InboundFrames()
+    stream = AMQP_HEADER + begin(0) + transfer(0) + end() + flow() + transfer(1) + begin(7) + transfer(7)
+    out = frames.feed(stream)
+    assert out == AMQP_HEADER + begin(0) + transfer(0) + end() + begin(7) + transfer(7)
+    assert frames.dropped == 2
