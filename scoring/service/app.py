@@ -20,7 +20,7 @@ from scoring.service.dispatcher import Dispatcher
 from scoring.service.errors import RequestRejected
 from scoring.service.heap import return_large_buffers
 from scoring.service.job import ScoringJob
-from scoring.service.model import ScoringModel, load_model
+from scoring.service.model import ScoringModel, limit_native_threads, load_model
 from scoring.service.publisher import ServiceBusPublisher
 from scoring.service.settings import ScoringSettings
 from scoring.service.storage import BlobUrlRefused, ResultsStore, check_input_url, input_accounts
@@ -88,10 +88,12 @@ class ScoringService:
     def start(cls, settings: ScoringSettings) -> ScoringService:
         return_large_buffers()
         model = load_model(settings.model_dir, class_probabilities=settings.class_probabilities)
+        limit_native_threads(settings.model_threads)  # this thread answers the sync requests
         dispatcher = None
         if settings.async_enabled:
 
             def make_processor() -> Any:
+                limit_native_threads(settings.model_threads)  # runs in the worker thread that predicts
                 store = ResultsStore(settings)  # one storage client per worker thread
                 return ScoringJob(settings, model, store.blob).run
 

@@ -78,6 +78,20 @@ class ScoringModel(Protocol):
     def describe(self) -> str: ...
 
 
+def limit_native_threads(threads: int) -> None:
+    """Cap the OpenMP / BLAS threads the model's native code starts from the calling thread.
+
+    OpenMP's thread count is per calling thread, so each thread that predicts calls this once. Without a
+    cap, a gradient-boosted model's predict opens a parallel region per tree over every core; next to
+    the job's reader and upload threads (and on a busy machine) its threads mostly wait for each other:
+    1 thread predicted 200,000 rows in 5.6 s where 2 threads took 12.4 s, and 28.8 s in 7 batches.
+    ``threadpoolctl`` comes with scikit-learn.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+
+
 def find_model_dir(root: Path) -> Path:
     """The single directory holding an ``MLmodel`` file at or below ``root`` (AML nests the registered folder)."""
     if not root.is_dir():

@@ -68,6 +68,9 @@ class ScoringSettings:
     max_sync_rows: int = 100_000
     publish_attempts: int = RESULT_PUBLISH.tries or 1
     class_probabilities: bool = False  # a classifier's output adds probability_<label> per class
+    # Threads a model's native code (OpenMP, BLAS) may use per scoring thread: one core is left to the
+    # reader and upload threads that run beside a prediction.
+    model_threads: int = max(1, (os.cpu_count() or 1) - 1)
 
     @property
     def async_enabled(self) -> bool:
@@ -100,6 +103,7 @@ class ScoringSettings:
             max_sync_rows=read.integer("SCORING_MAX_SYNC_ROWS", cls.max_sync_rows, minimum=1),
             publish_attempts=read.integer("SCORING_PUBLISH_ATTEMPTS", cls.publish_attempts, minimum=1),
             class_probabilities=read.choice("SCORING_CLASS_PROBABILITIES", ("false", "true")) == "true",
+            model_threads=read.integer("SCORING_MODEL_THREADS", cls.model_threads, minimum=1),
         )
         if settings.servicebus_connection and settings.servicebus_namespace:
             raise SettingsError("set only one of settings RESULT_SERVICEBUS_CONNECTION and RESULT_SERVICEBUS_NAMESPACE")

@@ -14,7 +14,14 @@ from mlflow.models import infer_signature
 from sklearn.linear_model import LogisticRegression
 
 from scoring.service.errors import RequestRejected
-from scoring.service.model import ModelLoadError, PyfuncModel, SklearnClassifier, SklearnRegressor, load_model
+from scoring.service.model import (
+    ModelLoadError,
+    PyfuncModel,
+    SklearnClassifier,
+    SklearnRegressor,
+    limit_native_threads,
+    load_model,
+)
 from scoring.service.sync_api import score_csv_body, score_sync
 from scoring.service.validation import Validator
 
@@ -156,3 +163,22 @@ def test_booleans_and_datetimes_are_read_from_text_and_json(tmp_path: Path) -> N
         "when: 'soon' is a str, expected an ISO 8601 date/time",
         "n: 2147483648 is outside the integer range [-2147483648, 2147483647]",
     ]
+
+
+def test_native_threads_are_capped_in_the_thread_that_predicts() -> None:
+    import threading
+
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    before = _openmp_effective_n_threads()
+    seen: list[int] = []
+
+    def predictor() -> None:
+        limit_native_threads(1)
+        seen.append(_openmp_effective_n_threads())
+
+    thread = threading.Thread(target=predictor)
+    thread.start()
+    thread.join()
+    assert seen == [1]
+    assert _openmp_effective_n_threads() == before  # OpenMP's count is per thread: this one is untouched
