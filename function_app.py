@@ -1,4 +1,4 @@
-"""Azure Functions entry point (Python v2 programming model): logging, the limits check, blueprint registration."""
+"""Azure Functions entry point (Python v2 programming model): logging, telemetry, the limits check, blueprints."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from pathlib import Path
 import azure.functions as func
 
 from shared.limits import check_startup
+from shared.telemetry import logs, setup
 from shared.triggers import reconcile, request_status, score_request, submit_blob, write_result
 
+logs.install()
+setup.configure("function-app")
 logging.getLogger("azure").setLevel(logging.WARNING)
 logging.getLogger("urllib3").setLevel(logging.WARNING)
 logging.getLogger("shared").setLevel(logging.INFO)

@@ -169,6 +169,19 @@ class StackSettings:
     def model_dir(self) -> Path:
         return self.repo / "scoring" / "model"
 
+    @property
+    def telemetry_dir(self) -> Path:
+        return self.base_dir / "telemetry"
+
+    def telemetry_settings(self) -> dict[str, str]:
+        """Spans and metrics of the function app and the scoring server kept as JSON lines on disk
+        (``shared.telemetry.setup``), exported every half second so they can be read while files flow."""
+        return {
+            "TELEMETRY_DIR": str(self.telemetry_dir),
+            "OTEL_BSP_SCHEDULE_DELAY": "500",
+            "OTEL_METRIC_EXPORT_INTERVAL": "10000",
+        }
+
     def function_app_settings(self) -> dict[str, str]:
         """The app settings that depend on this stack's ports (they override local.settings.json)."""
         return {
@@ -176,6 +189,7 @@ class StackSettings:
             "DataStorage": self.storage_connection_string,
             "ServiceBus": self.servicebus_connection_string,
             "SCORING_URI": self.scoring_url,
+            **self.telemetry_settings(),
             **self.extra_settings,
         }
 
@@ -326,6 +340,7 @@ def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[
             "RESULT_TOPIC": RESULT_TOPIC,
             # loopback only, and no shared gunicorn control socket between two stacks side by side
             "GUNICORN_CMD_ARGS": gunicorn_loopback.CMD_ARGS,
+            **s.telemetry_settings(),
             **s.extra_settings,
         },
         cwd=repo,

@@ -33,6 +33,7 @@ from azureml_inference_server_http.api.aml_response import AMLResponse  # noqa: 
 from scoring.service.app import ScoringService  # noqa: E402
 from scoring.service.body import request_body  # noqa: E402
 from scoring.service.settings import ScoringSettings  # noqa: E402
+from shared.telemetry import logs, pipeline, setup  # noqa: E402
 
 _service: ScoringService | None = None
 
@@ -45,11 +46,19 @@ def init() -> None:
     service_logger = logging.getLogger("scoring")
     if not service_logger.handlers:
         handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s [%(process)d] %(name)s - %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname).1s [%(process)d] %(name)s [trace=%(trace_id)s request=%(request_id)s]"
+                " - %(message)s"
+            )
+        )
         service_logger.addHandler(handler)
         service_logger.setLevel(logging.INFO)
         service_logger.propagate = False
     logging.getLogger("azure").setLevel(logging.WARNING)
+    # After the fork into this worker: exporter threads belong to the process that uses them.
+    logs.install()
+    setup.configure("scoring")
     _service = ScoringService.start(ScoringSettings.from_env())
 
 
@@ -62,5 +71,7 @@ def run(request: Any) -> AMLResponse:
         return AMLResponse({"message": "POST a JSON or text/csv body to /score"}, 405, {"Allow": "POST"}, json_str=True)
     if _service is None:
         return AMLResponse({"message": "the scoring service is not initialised"}, 503, json_str=True)
-    reply = _service.handle(request_body(request), request.mimetype)
+    with pipeline.server_span(request.headers) as span:
+        reply = _service.handle(request_body(request), request.mimetype)
+        span.set_attribute(pipeline.HTTP_STATUS, reply.status)
     return AMLResponse(reply.body, reply.status, reply.headers)

@@ -24,6 +24,7 @@ from azure.servicebus.exceptions import ServiceBusError
 
 from shared.config import Connection
 from shared.ports import OutgoingMessage
+from shared.telemetry.propagation import message_properties
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ def _to_sdk(message: OutgoingMessage) -> ServiceBusMessage:
         message.body,
         message_id=message.message_id,
         session_id=message.session_id,
-        application_properties=dict(message.application_properties),  # type: ignore[arg-type]
+        # The current span travels with the message (traceparent / Diagnostic-Id) to its readers.
+        application_properties={**message.application_properties, **message_properties()},  # type: ignore[dict-item]
         content_type=message.content_type,
         subject=message.subject,
     )

@@ -16,6 +16,7 @@ import requests
 
 from shared.ports import EndpointReply
 from shared.settings import EndpointSettings
+from shared.telemetry import pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,14 @@ class HttpScoringEndpoint:
         return headers
 
     def post(self, body: bytes) -> EndpointReply:
+        with pipeline.endpoint_call(self._route.model, self._route.uri) as trace_headers:
+            reply = self._post(body, {**self._headers(), **trace_headers})
+            pipeline.endpoint_answered(self._route.model, reply.status)
+            return reply
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> EndpointReply:
         try:
-            response = requests.post(self._route.uri, data=body, headers=self._headers(), timeout=self._timeout)
+            response = requests.post(self._route.uri, data=body, headers=headers, timeout=self._timeout)
         except requests.RequestException as exc:
             logger.warning("scoring endpoint %s unreachable: %s", self._route.uri, exc)
             return EndpointReply(status=0, body=f"{type(exc).__name__}: {exc}"[:_MAX_BODY_KEPT])

@@ -33,6 +33,7 @@ from typing import Any
 from shared.contracts import InferenceRequest, InferenceResult, RequestState, detect_format, iso, parse_iso
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
 from shared.retry import LEDGER_CONFLICT
+from shared.telemetry import pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -238,6 +239,7 @@ class Ledger:
                     if_match=etag,
                     if_none_match_any=etag is None,
                 )
+                pipeline.recorded(current, new)
                 return new
             except PreconditionFailed:
                 if LEDGER_CONFLICT.gives_up(conflict):

@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from shared.telemetry import logs
+
 from .host import FunctionsHost, HostOptions
 from .indexing import IndexingError
 from .settings import SettingsError
@@ -41,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     if not isinstance(level, int):
         print(f"unknown --log-level {args.log_level}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Every line carries the trace id and the request id it was written under (shared.telemetry.logs).
+    logs.install()
+    logging.basicConfig(level=level, format=logs.LOG_FORMAT, stream=sys.stderr)
     if level > logging.DEBUG:
         # The SDKs log every HTTP request and AMQP frame at INFO.
         logging.getLogger("azure").setLevel(logging.WARNING)

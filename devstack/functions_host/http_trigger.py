@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from azure.functions import meta
 from azure.functions.http import HttpRequestConverter
+from opentelemetry.trace import SpanKind
 
 from .http_routes import Route, authorized, match_route
 from .invoker import Invoker
@@ -137,7 +138,10 @@ class HttpTriggers:
             "http",
         )
         http_request = HttpRequestConverter.decode(datum, trigger_metadata={})
-        result = self._invoker.invoke(route.spec, http_request, reason=_HTTP_REASON)
+        result = self._invoker.invoke(
+            route.spec, http_request, reason=_HTTP_REASON, trace_carrier=dict(request.headers.items()),
+            span_kind=SpanKind.SERVER,
+        )  # fmt: skip
         if not result.succeeded:
             _send(request, HTTPStatus.INTERNAL_SERVER_ERROR, b"", {})
             return

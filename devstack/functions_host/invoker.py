@@ -3,6 +3,11 @@
 Sync functions run on the calling trigger thread; ``async def`` functions run on one shared event loop thread.
 After the function returns, output values are encoded with azure.functions' own converters and Service Bus
 outputs are sent by the host (as the runtime does) before the invocation counts as succeeded.
+
+Tracing as with ``"telemetryMode": "OpenTelemetry"``: for a trigger the host traces (HTTP, Service Bus) the
+invocation runs in a host span that continues the caller's W3C context (``traceparent``, else
+``Diagnostic-Id``), ``context.trace_context`` carries that span, and it is the current OpenTelemetry context
+while the function runs, as the Python worker attaches it. Blob and timer invocations get no span.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from typing import Any, Generic, TypeVar
 import azure.functions as func
 from azure.functions import meta
 from azure.functions._abc import RetryContext, TraceContext
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from shared.telemetry import propagation
 
 from .indexing import FunctionSpec
 from .servicebus_output import ServiceBusOutputs
@@ -29,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RETURN = "$return"
+_TRACER = trace.get_tracer("devstack.functions_host")
 
 
 class OutValue(func.Out[T], Generic[T]):
@@ -45,13 +55,16 @@ class OutValue(func.Out[T], Generic[T]):
 
 
 class _TraceContext(TraceContext):
+    def __init__(self, headers: dict[str, str] | None = None) -> None:
+        self._headers = headers or {}
+
     @property
     def trace_state(self) -> str:
-        return ""
+        return self._headers.get(propagation.TRACESTATE, "")
 
     @property
     def trace_parent(self) -> str:
-        return ""
+        return self._headers.get(propagation.TRACEPARENT, "")
 
     @property
     def attributes(self) -> dict[str, str]:
@@ -59,9 +72,16 @@ class _TraceContext(TraceContext):
 
 
 class InvocationContext(func.Context):
-    """``func.Context`` for one invocation (no retry policy, empty trace context)."""
+    """``func.Context`` for one invocation (no retry policy; the trace context of the host's span, if any)."""
 
-    def __init__(self, invocation_id: str, function_name: str, function_directory: str) -> None:
+    def __init__(
+        self,
+        invocation_id: str,
+        function_name: str,
+        function_directory: str,
+        trace_headers: dict[str, str] | None = None,
+    ) -> None:
+        self._trace = _TraceContext(trace_headers)
         self._invocation_id = invocation_id
         self._function_name = function_name
         self._function_directory = function_directory
@@ -85,7 +105,7 @@ class InvocationContext(func.Context):
 
     @property
     def trace_context(self) -> TraceContext:
-        return _TraceContext()
+        return self._trace
 
     @property
     def retry_context(self) -> RetryContext:
@@ -143,13 +163,45 @@ class Invoker:
         self._async.close()
 
     def invoke(
-        self, spec: FunctionSpec, trigger_value: Any, reason: str, sb_outputs: ServiceBusOutputs | None = None
+        self,
+        spec: FunctionSpec,
+        trigger_value: Any,
+        reason: str,
+        sb_outputs: ServiceBusOutputs | None = None,
+        trace_carrier: dict[Any, Any] | None = None,
+        span_kind: trace.SpanKind = trace.SpanKind.CONSUMER,
+    ) -> InvocationResult:
+        """``trace_carrier`` (message properties or HTTP headers) is given for triggers the host traces."""
+        if trace_carrier is None:
+            return self._invoke(spec, trigger_value, reason, sb_outputs)
+        parent = propagation.context_from(trace_carrier)
+        attributes = {"faas.name": spec.name, "faas.trigger": str(spec.trigger_type)}
+        span = _TRACER.start_span(
+            f"Invoke {spec.name}", context=parent or otel_context.Context(), kind=span_kind, attributes=attributes
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            result = self._invoke(spec, trigger_value, reason, sb_outputs, propagation.current_headers())
+            if result.error is not None:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, type(result.error).__name__))
+            return result
+        finally:
+            otel_context.detach(token)
+            span.end()
+
+    def _invoke(
+        self,
+        spec: FunctionSpec,
+        trigger_value: Any,
+        reason: str,
+        sb_outputs: ServiceBusOutputs | None,
+        trace_headers: dict[str, str] | None = None,
     ) -> InvocationResult:
         result = InvocationResult(invocation_id=str(uuid.uuid4()))
         logger.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", spec.name, reason, result.invocation_id)
         started = time.perf_counter()
         try:
-            self._call(spec, trigger_value, result)
+            self._call(spec, trigger_value, result, trace_headers)
             self._send_servicebus(spec, result, sb_outputs)
         except Exception as exc:  # noqa: BLE001 - user code may raise anything; it fails the invocation only
             result.error = exc
@@ -172,7 +224,9 @@ class Invoker:
             )  # fmt: skip
         return result
 
-    def _call(self, spec: FunctionSpec, trigger_value: Any, result: InvocationResult) -> None:
+    def _call(
+        self, spec: FunctionSpec, trigger_value: Any, result: InvocationResult, trace_headers: dict[str, str] | None
+    ) -> None:
         args: dict[str, Any] = {str(spec.trigger["name"]): trigger_value}
         outs: dict[str, OutValue[Any]] = {}
         for binding in spec.outputs:
@@ -180,7 +234,7 @@ class Invoker:
             if name != RETURN:
                 outs[name] = args[name] = OutValue()
         if "context" in spec.parameters and "context" not in args:
-            args["context"] = InvocationContext(result.invocation_id, spec.name, self._directory)
+            args["context"] = InvocationContext(result.invocation_id, spec.name, self._directory, trace_headers)
         call = spec.user_function
         returned = self._async.run(lambda: call(**args)) if spec.is_async else call(**args)
         for binding in spec.outputs:

@@ -262,7 +262,9 @@ class ServiceBusTrigger:
             if not self.sessions:
                 for message in messages:
                     held.enter_context(self.locks.message(receiver, message))
-            result = self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs)
+            # The runtime's span for the invocation continues the (first) message's trace context.
+            carrier = dict(messages[0].application_properties or {})
+            result = self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs, trace_carrier=carrier)
         if self.auto_complete:
             self._settle(receiver, messages, result.succeeded)
 

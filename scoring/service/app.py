@@ -35,6 +35,7 @@ from shared.contracts import (
     ErrorCode,
 )
 from shared.retry import RESULT_PUBLISH
+from shared.telemetry import pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +162,8 @@ class ScoringService:
             raise RequestRejected(
                 503, "async scoring is not configured on this deployment (RESULT_SERVICEBUS_CONNECTION is not set)"
             )
+        # Noted before queueing: a worker may start on the request before submit() returns.
+        pipeline.accepted(request.request_id, request.attempt, request.input_name, request.model)
         earlier = self.dispatcher.submit(request)
         payload: dict[str, Any] = {"request_id": request.request_id, "attempt": request.attempt, "status": "accepted"}
         if earlier is not None:

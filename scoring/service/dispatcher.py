@@ -26,6 +26,7 @@ from scoring.service.errors import RequestRejected
 from scoring.service.publisher import ResultPublisher
 from shared.contracts import AsyncScoringRequest, InferenceResult
 from shared.retry import PUBLISHER_REOPEN, RetryPolicy
+from shared.telemetry import pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +122,9 @@ class Dispatcher:
         key = (request.request_id, request.attempt)
         self._set(key, JobState.RUNNING)
         try:
-            result = process(request)
-            self._publish(publisher, result, request)
+            with pipeline.job_span(request.request_id, request.attempt, request.input_name, request.model):
+                result = process(request)
+                self._publish(publisher, result, request)
         except BaseException:
             # No result went out: forget the request so that a retry of it is accepted as new work.
             with self._lock:

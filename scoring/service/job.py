@@ -26,6 +26,7 @@ from scoring.service.settings import ScoringSettings
 from scoring.service.sink import BlockWriter, OutputSink
 from scoring.service.source import blob_pieces, decompressed
 from scoring.service.storage import input_blob, redact
+from scoring.service.tracing import JobClocks
 from scoring.service.validation import Validator
 from shared.contracts import (
     GZIP,
@@ -38,6 +39,7 @@ from shared.contracts import (
     OutputRef,
     RowError,
 )
+from shared.telemetry import pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +143,9 @@ class ScoringJob:
             result = failed(request, ErrorCode.INTERNAL, "the scoring service failed on this input; see its logs")
         finally:
             release_unused()
+        pipeline.job_result(
+            result.status, result.rows_scored, result.rows_failed, result.error.code if result.error else None
+        )
         logger.info(
             "request %s (%s, attempt %d): %s, %d rows scored, %d failed in %.2f s",
             request.request_id,
@@ -161,9 +166,13 @@ class ScoringJob:
 
     def _score(self, request: AsyncScoringRequest) -> InferenceResult:
         content_type = request.format.content_type
+        clocks = JobClocks()
         sink = OutputSink(
-            INLINE_OUTPUT_MAX_BYTES, lambda: self._open_results_blob(results_blob_name(request)), content_type
+            INLINE_OUTPUT_MAX_BYTES,
+            lambda: clocks.writer(self._open_results_blob(results_blob_name(request))),
+            content_type,
         )
+        model = clocks.model(self.model)
         compressor = (
             zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if request.compression == GZIP else None
         )
@@ -171,8 +180,9 @@ class ScoringJob:
         def write(data: bytes) -> None:
             sink.write(compressor.compress(data) if compressor else data)
 
-        fmt = record_format(request.format, self.validator, self.model, self.settings)
-        prefetch = _Prefetch(fmt.chunks(self._pieces(request)))
+        output_size: int | None = None
+        fmt = record_format(request.format, self.validator, model, self.settings)
+        prefetch = _Prefetch(fmt.chunks(clocks.downloading(self._pieces(request))))
         totals = _Totals()
         try:
             chunks = iter(prefetch)
@@ -180,7 +190,8 @@ class ScoringJob:
             if first is None:
                 raise ScoringError(ErrorCode.EMPTY_FILE, "the input is empty")
             for chunk in _chain(first, chunks):
-                part = fmt.score(chunk, totals.rows + 1)
+                with clocks.scoring_chunk():
+                    part = fmt.score(chunk, totals.rows + 1)
                 totals.add(part)
                 write(part.data)
             tail = fmt.finish(totals.rows)
@@ -198,11 +209,13 @@ class ScoringJob:
             if compressor:
                 sink.write(compressor.flush())
             outcome = sink.finish()
+            output_size = outcome.size
         except BaseException:
             sink.abort()
             raise
         finally:
             prefetch.close()
+            clocks.emit(output_size)
         if outcome.inline is not None:
             output = OutputRef.inline(outcome.inline, request.format, request.compression)
         else:

@@ -17,6 +17,8 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSend
 
 from scoring.service.settings import ScoringSettings
 from shared.contracts import InferenceResult
+from shared.telemetry import pipeline
+from shared.telemetry.propagation import message_properties
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,8 @@ def result_message(result: InferenceResult, session_id: str) -> ServiceBusMessag
         result.to_json(),
         session_id=session_id,
         message_id=result.message_id,
-        application_properties=result.application_properties(),  # type: ignore[arg-type]
+        # The current span (the job's publish stage) travels with the result to the writer.
+        application_properties={**result.application_properties(), **message_properties()},  # type: ignore[dict-item]
         content_type="application/json",
     )
 
@@ -76,10 +79,11 @@ class ServiceBusPublisher:
     def publish(self, result: InferenceResult, session_id: str) -> None:
         if self._sender is None:
             raise PublishError("the publisher is not open (use it in a with block)")
-        batch = self._sender.create_message_batch()
-        try:
-            batch.add_message(result_message(result, session_id))
-        except ValueError as exc:
-            raise PublishError(f"the result message for {result.request_id} does not fit in one message") from exc
-        self._sender.send_messages(batch)
+        with pipeline.stage("publish", **{pipeline.OUTCOME: result.status.value}):
+            batch = self._sender.create_message_batch()
+            try:
+                batch.add_message(result_message(result, session_id))
+            except ValueError as exc:
+                raise PublishError(f"the result message for {result.request_id} does not fit in one message") from exc
+            self._sender.send_messages(batch)
         logger.info("published %s result for %s to %s", result.status, result.request_id, self._topic)

@@ -16,6 +16,7 @@ from shared import score
 from shared.contracts import DEFAULT_MODEL
 from shared.messages import PROP_SCORING_RETRY
 from shared.settings import SERVICE_BUS, extra_route_subscriptions, route_suffix
+from shared.telemetry import pipeline
 from shared.wiring import services
 
 bp = func.Blueprint()
@@ -37,21 +38,25 @@ def delivery_of(msg: func.ServiceBusMessage) -> score.Delivery:
 
 
 def handle(msg: func.ServiceBusMessage, model: str) -> None:
-    svc = services()
-    route = svc.settings.route(model)
-    if route is None:
-        raise RuntimeError(f"no route configured for model {model!r}")
-    outcome = score.score_request(
-        delivery_of(msg),
-        route=route,
-        settings=svc.settings,
-        blobs=svc.blobs,
-        bus=svc.bus,
-        endpoint=svc.endpoint_for(model),
-        ledger=svc.ledger,
-        now=svc.clock.now(),
-    )
-    logger.info("score_request %s (model %s): %s", msg.message_id, model, outcome)
+    with pipeline.message_span("score_request", "score_request", msg.application_properties):
+        svc = services()
+        route = svc.settings.route(model)
+        if route is None:
+            raise RuntimeError(f"no route configured for model {model!r}")
+        outcome = score.score_request(
+            delivery_of(msg),
+            route=route,
+            settings=svc.settings,
+            blobs=svc.blobs,
+            bus=svc.bus,
+            endpoint=svc.endpoint_for(model),
+            ledger=svc.ledger,
+            now=svc.clock.now(),
+        )
+        pipeline.set_outcome(outcome)
+        if outcome == score.ScoreOutcome.RESCHEDULED:
+            pipeline.endpoint_retried(model)
+        logger.info("score_request %s (model %s): %s", msg.message_id, model, outcome)
 
 
 def _register(model: str, function_name: str, subscription: str) -> Callable[[func.ServiceBusMessage], None]:

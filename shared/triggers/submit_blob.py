@@ -13,6 +13,7 @@ import azure.functions as func
 from shared import submit
 from shared.ports import BlobInfo
 from shared.settings import DATA_STORAGE, blob_trigger_source
+from shared.telemetry import pipeline
 from shared.wiring import services
 
 bp = func.Blueprint()
@@ -46,14 +47,17 @@ def trigger_info(blob: func.InputStream, name: str) -> BlobInfo:
 def submit_blob(blob: func.InputStream) -> None:
     svc = services()
     container, name = split_trigger_name(blob.name or "", svc.settings.input_container)
-    outcome = submit.submit_blob(
-        container,
-        name,
-        settings=svc.settings,
-        blobs=svc.blobs,
-        bus=svc.bus,
-        ledger=svc.ledger,
-        now=svc.clock.now(),
-        trigger_info=trigger_info(blob, name),
-    )
-    logger.info("submit_blob %s/%s: %s", container, name, outcome)
+    # The host does not trace blob triggers: each file's trace starts here.
+    with pipeline.submit_span(container, name):
+        outcome = submit.submit_blob(
+            container,
+            name,
+            settings=svc.settings,
+            blobs=svc.blobs,
+            bus=svc.bus,
+            ledger=svc.ledger,
+            now=svc.clock.now(),
+            trigger_info=trigger_info(blob, name),
+        )
+        pipeline.set_outcome(outcome)
+        logger.info("submit_blob %s/%s: %s", container, name, outcome)

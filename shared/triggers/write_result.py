@@ -8,6 +8,7 @@ import azure.functions as func
 
 from shared import write
 from shared.settings import SERVICE_BUS
+from shared.telemetry import pipeline
 from shared.wiring import services
 
 bp = func.Blueprint()
@@ -23,8 +24,11 @@ logger = logging.getLogger(__name__)
     is_sessions_enabled=True,
 )
 def write_result(msg: func.ServiceBusMessage) -> None:
-    svc = services()
-    outcome = write.write_result(
-        msg.get_body(), settings=svc.settings, blobs=svc.blobs, ledger=svc.ledger, now=svc.clock.now()
-    )
-    logger.info("write_result %s (session %s): %s", msg.message_id, msg.session_id, outcome)
+    # The last stage of the file's trace, continued from the result message.
+    with pipeline.message_span("write_result", "write", msg.application_properties):
+        svc = services()
+        outcome = write.write_result(
+            msg.get_body(), settings=svc.settings, blobs=svc.blobs, ledger=svc.ledger, now=svc.clock.now()
+        )
+        pipeline.set_outcome(outcome)
+        logger.info("write_result %s (session %s): %s", msg.message_id, msg.session_id, outcome)
