@@ -59,8 +59,8 @@ param stagedResultsRetentionDays int = 7
 @description('Flex Consumption instance memory.')
 param instanceMemoryMB int = 2048
 
-@description('Flex Consumption scale-out limit. With host.json maxConcurrentCalls it bounds the requests score_request sends the endpoint at once (2 x 20 = 40); shared/limits.py checks that against scoring/aml/deployment.yml.')
-param maximumInstanceCount int = 20
+@description('Flex Consumption scale-out limit (40 is the lowest value all versions of the Flex documentation accept). With host.json maxConcurrentCalls it bounds the requests score_request sends the endpoint at once (2 x 40 = 80); shared/limits.py checks that against scoring/aml/deployment.yml.')
+param maximumInstanceCount int = 40
 
 var names = loadJsonContent('names.json')
 var token = toLower(uniqueString(subscription().id, environmentName, location))
