@@ -72,15 +72,17 @@ class InboundFrames:
         """Bytes to hand to proton now (whole frames, renumbered where needed)."""
         if self._broken:
             return data
-        self._buf += data
-        out = bytearray()
-        buf = self._buf
-        pos = 0
+        if self._buf:
+            self._buf += data
+            buf = bytes(self._buf)
+        else:
+            buf = data
+        parts: list[bytes] = []
+        start = pos = 0  # bytes [start, pos) pass through unchanged
         try:
             while len(buf) - pos >= 8:
                 if buf[pos : pos + 4] == b"AMQP":
                     self._amqp = buf[pos + 4] == 0
-                    out += buf[pos : pos + 8]
                     pos += 8
                     continue
                 size, doff, ftype, channel = _HEADER.unpack_from(buf, pos)
@@ -88,56 +90,58 @@ class InboundFrames:
                     raise FrameError("bad frame header")
                 if len(buf) - pos < size:
                     break
-                if not self._amqp or ftype != AMQP_FRAME:
-                    out += buf[pos : pos + size]
-                else:
-                    out += self._frame(bytes(buf[pos : pos + size]), doff * 4, channel)
+                if self._amqp and ftype == AMQP_FRAME:
+                    replacement = self._frame(buf, pos, pos + size, pos + doff * 4, channel)
+                    if replacement is not None:
+                        parts += (buf[start:pos], replacement)
+                        start = pos + size
                 pos += size
         except (FrameError, CodecError, IndexError, struct.error):
             # Not something we understand: stop interpreting and let proton judge the raw bytes.
-            out += buf[pos:]
             pos = len(buf)
             self._broken = True
-        del buf[:pos]
-        return bytes(out)
+        parts.append(buf[start:pos])
+        self._buf = bytearray(buf[pos:])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _frame(self, frame: bytes, body: int, channel: int) -> bytes:
-        if len(frame) < body + 4 or frame[body] != 0x00 or frame[body + 1] != 0x53:
-            return frame  # an empty (heartbeat) frame, or a descriptor we do not track
-        code, kind = frame[body + 2], frame[body + 3]
+    def _frame(self, buf: bytes, begin: int, end: int, body: int, channel: int) -> bytes | None:
+        """The frame at buf[begin:end] as it must reach proton: None when unchanged, b"" to drop it."""
+        if end < body + 4 or buf[body] != 0x00 or buf[body + 1] != 0x53:
+            return None  # an empty (heartbeat) frame, or a descriptor we do not track
+        code, kind = buf[body + 2], buf[body + 3]
         if channel in self._ended:
             if code != BEGIN:
                 self.dropped += 1
                 return b""
             self._ended.discard(channel)
         if code not in (BEGIN, END, TRANSFER):
-            return frame
+            return None
         if code == END:
             self._ended.add(channel)
             self._next_id.pop(channel, None)
             self._continuing = {k: v for k, v in self._continuing.items() if k[0] != channel}
-            return frame
+            return None
         if kind == 0xC0:
-            size_at, first, count = body + 4, body + 6, frame[body + 5]
+            size_at, first, count = body + 4, body + 6, buf[body + 5]
         elif kind == 0xD0:
-            size_at, first, count = body + 4, body + 12, _U32.unpack_from(frame, body + 8)[0]
+            size_at, first, count = body + 4, body + 12, _U32.unpack_from(buf, body + 8)[0]
         else:
-            return frame  # list0: no fields
+            return None  # list0: no fields
         if code == BEGIN:
-            pos = first + 3 if frame[first] == 0x60 else _uint(frame, first)[1]  # remote-channel (ushort)
-            next_id, _ = _uint(frame, pos)
+            pos = first + 3 if buf[first] == 0x60 else _uint(buf, first)[1]  # remote-channel (ushort)
+            next_id, _ = _uint(buf, pos)
             if next_id is not None:
                 self._next_id[channel] = next_id
-            return frame
+            return None
         if count < 2:
-            return frame
-        handle, id_at = _uint(frame, first)
+            return None
+        handle, id_at = _uint(buf, first)
         key = (channel, handle or 0)
-        delivery_id, id_end = _uint(frame, id_at)
+        delivery_id, id_end = _uint(buf, id_at)
         more = False
         if count >= 6:
-            pos = skip_value(frame, skip_value(frame, skip_value(frame, id_end)))  # delivery-tag, format, settled
-            more = frame[pos] == 0x41 or frame[pos : pos + 2] == b"\x56\x01"
+            pos = skip_value(buf, skip_value(buf, skip_value(buf, id_end)))  # delivery-tag, format, settled
+            more = buf[pos] == 0x41 or buf[pos : pos + 2] == b"\x56\x01"
         wanted = self._continuing.get(key)
         if wanted is None:
             expected = self._next_id.get(channel)
@@ -149,9 +153,10 @@ class InboundFrames:
         else:
             self._continuing.pop(key, None)
         if delivery_id is None or wanted is None or delivery_id == wanted:
-            return frame
+            return None
         self.renumbered += 1
-        return _splice(frame, body, size_at, kind, id_at, id_end, _enc_uint(wanted))
+        frame = buf[begin:end]
+        return _splice(frame, body - begin, size_at - begin, kind, id_at - begin, id_end - begin, _enc_uint(wanted))
 
 
 def _splice(frame: bytes, body: int, size_at: int, kind: int, start: int, end: int, field: bytes) -> bytes:
