@@ -314,7 +314,7 @@ def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[
         start_timeout=60,
         port_options={s.servicebus_port: flag["servicebus_port"]},
         before_start=lambda: _require_module("devstack.servicebus", "the Service Bus emulator"),
-        listens=f"amqp://{LOOPBACK}:{s.servicebus_port}",
+        listens=f"amqp://{LOOPBACK}:{s.servicebus_port}  management https://{LOOPBACK}:{s.servicebus_port}",
     )
 
     azmlinfsrv = _venv_tool("azmlinfsrv")
