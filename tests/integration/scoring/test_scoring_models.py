@@ -1,7 +1,8 @@
 """Any model under the real azmlinfsrv: each kind's sync JSON, text/csv and async outputs against its own predict.
 
 Every valid model of ``tests.support.models`` (string / integer / boolean labels, labels needing CSV
-quotes, a skops regressor, pyfunc models answering a DataFrame or a dict of columns) is served by its own
+quotes, a skops regressor, pyfunc models answering a DataFrame or a dict of columns) and the multiclass and
+regression examples of ``scoring.examples`` (the churn example has its own tests) is served by its own
 ``azmlinfsrv``; its answers are compared with the model's in-process predictions on the same rows (labels
 equal, numbers within 1e-9), and bad input (a wrong type, a missing and an unknown column) is refused per
 row or per request with the reason. The models a service must refuse (no signature, a tensor signature)
@@ -44,7 +45,25 @@ pytestmark = pytest.mark.slow
 TOLERANCE = 1e-9
 
 
-@pytest.fixture(scope="module", params=VALID_NAMES)
+EXAMPLES = ("multiclass", "regression")
+
+
+def example_model(kind: str, out: Path) -> UserModel:
+    """An example of ``scoring.examples`` trained as ``python -m scoring.train --kind`` does, with rows to score."""
+    import mlflow.sklearn
+
+    from scoring.examples import examples
+
+    example = examples()[kind]
+    example.train(out, None, None)
+    inputs = example.frame(40, 3)
+    if kind == "multiclass":
+        classes = tuple(mlflow.sklearn.load_model(str(out)).classes_)
+        return UserModel(f"example-{kind}", out, CLASSIFIER, inputs, classes=classes)
+    return UserModel(f"example-{kind}", out, REGRESSOR, inputs)
+
+
+@pytest.fixture(scope="module", params=[*VALID_NAMES, *(f"example:{kind}" for kind in EXAMPLES)])
 def served(
     request: pytest.FixtureRequest,
     user_model: Callable[[str], UserModel],
@@ -52,7 +71,12 @@ def served(
     servicebus: ServiceBusEmulator,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[UserModel, ScoringServer]]:
-    model = user_model(request.param)
+    name: str = request.param
+    if name.startswith("example:"):
+        kind = name.removeprefix("example:")
+        model = example_model(kind, tmp_path_factory.mktemp("examples") / kind)
+    else:
+        model = user_model(name)
     env = {
         **TEST_SERVER_ENV,
         "RESULT_SERVICEBUS_CONNECTION": servicebus.connection_string,
