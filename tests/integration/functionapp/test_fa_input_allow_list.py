@@ -1,0 +1,44 @@
+"""A scoring endpoint that may not read the function app's storage account: every file gets an error record.
+
+The real scoring server (azmlinfsrv) is started with an input allow-list that names another account; the real
+``score_request`` function sends it the read SAS URL of a file in Azurite; the server answers 400
+``blob_url_not_allowed`` at once, and the function app records that as the file's error record (and the
+message goes the permanent-rejection way to the dead-letter queue).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.contracts import derive_request_id
+from shared.score import DeadLetter
+from tests.fixtures.scoring import ScoringServerFactory
+
+from .conftest import AppEnv
+from .fa_support import indexed_function, run_like_host, set_env
+from .test_fa_submit_write import trigger
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_refused_blob_url_becomes_the_files_error_record(
+    fa_env: AppEnv, scoring_server_factory: ScoringServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_account = "http://127.0.0.1:1/devstoreaccount1"  # not the function app's data account
+    server = scoring_server_factory(INPUT_STORAGE_ACCOUNT_URLS=other_account)
+    set_env(monkeypatch, SCORING_URI=server.score_url)
+    etag = fa_env.upload("allow/customers.csv", b"a,b\n1,2\n", {"session_id": "allow-s"})
+    trigger(fa_env, "allow/customers.csv")
+    rid = derive_request_id(fa_env.input, "allow/customers.csv", etag)
+    message, error = run_like_host(fa_env.bus_connection, "scoring", lambda m: m.message_id == rid,
+                                   indexed_function("score_request"))  # fmt: skip
+    assert message is not None and isinstance(error, DeadLetter), error
+    document = json.loads(fa_env.read(fa_env.output, "errors/allow/customers.csv.error.json"))
+    assert document["error"]["code"] == "blob_url_not_allowed"
+    assert "INPUT_STORAGE_ACCOUNT_URLS" in document["error"]["message"]
+    assert other_account in document["error"]["message"]
+    assert "sig=" not in document["error"]["message"]
+    record = fa_env.ledger_record(rid)
+    assert (record["state"], record["error_code"]) == ("failed", "blob_url_not_allowed")
