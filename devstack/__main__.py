@@ -1,5 +1,8 @@
 """Command line for the local stack: ``python -m devstack up | down | status | logs [NAME] | demo``.
 
+``up --model NAME=MODEL_DIR`` (repeatable) adds model route NAME, served by its own scoring server; a blob
+uploaded with metadata ``model=NAME`` is scored by that model.
+
 Every command accepts ``--base-dir`` (default ``.devstack``, or ``DEVSTACK_BASE_DIR``) and one port
 flag per service (or its ``DEVSTACK_*_PORT`` variable); ``up`` remembers the ports in the base dir, so
 later commands on the same base dir need no flags.
@@ -18,6 +21,7 @@ from pathlib import Path
 from azure.core.exceptions import AzureError
 
 from devstack import procs
+from devstack.routes import ModelOption, RouteOptionError, parse_model_option
 from devstack.runner import ServiceStatus, StackError
 from devstack.stack import PORT_SETTINGS, LocalStack, StackSettings
 
@@ -38,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", parents=[common], help="start the services (idempotent) and wait until each is healthy")
     up.add_argument("names", nargs="*", metavar="NAME", help="only these services (default: all, in order)")
+    up.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL_DIR",
+        help="add model route NAME served from the MLflow model in MODEL_DIR (repeatable)",
+    )
     sub.add_parser("down", parents=[common], help="stop the services this stack started")
     sub.add_parser("status", parents=[common], help="show each service: running/stopped/stale, pid, ports, health")
     logs = sub.add_parser("logs", parents=[common], help="print the last lines of the logs (and follow with -f)")
@@ -51,7 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> StackSettings:
     ports = {name: getattr(args, name, None) for name in PORT_SETTINGS}
-    return StackSettings.load(getattr(args, "base_dir", None), ports)
+    models: list[ModelOption] | None = None
+    if args.command == "up":
+        try:
+            models = [parse_model_option(text) for text in args.models]
+        except RouteOptionError as exc:
+            raise StackError(str(exc)) from exc
+    return StackSettings.load(getattr(args, "base_dir", None), ports, models)
 
 
 def print_statuses(statuses: Sequence[ServiceStatus]) -> None:

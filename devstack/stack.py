@@ -1,10 +1,13 @@
-"""The local stack: settings (ports, base dir) and the four services, in dependency order.
+"""The local stack: settings (ports, base dir, model routes) and its services, in dependency order.
 
 ``LocalStack(settings)`` is the API used by ``python -m devstack`` and by the test fixture: ``up()``,
 ``down()``, ``statuses()``; its settings expose the connection strings and URLs a client needs.
 
-Order: Azurite (blob/queue/table) -> Service Bus emulator -> scoring server (azmlinfsrv) -> local
-functions host, each healthy before the next starts.
+Order: Azurite (blob/queue/table) -> Service Bus emulator -> one scoring server (azmlinfsrv) per model route
+-> local functions host, each healthy before the next starts. The default route serves the example model in
+``scoring/model``; each ``--model NAME=DIR`` adds route NAME with its own server (``scoring-NAME``) on its own
+port. The routes file and the emulator config that follow from the routes are written into the base dir
+(:mod:`devstack.routes`).
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from pathlib import Path
 from devstack import azurite, gunicorn_loopback, procs
 from devstack.azurite import DEV_ACCOUNT as DEV_ACCOUNT  # re-exported for scripts that know the stack
 from devstack.azurite import DEV_KEY as DEV_KEY
-from devstack.ports import LOOPBACK
+from devstack.ports import LOOPBACK, free_port
+from devstack.routes import ModelOption, effective_routes, write_stack_files
 from devstack.runner import Runner, ServiceSpec, ServiceStatus, StackError
+from shared.contracts import DEFAULT_MODEL
+from shared.routes import ROUTES_FILE_SETTING, Route, RoutesError, load_routes, setting_suffix
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +63,23 @@ BASE_DIR_ENV = "DEVSTACK_BASE_DIR"
 
 
 @dataclass(frozen=True)
+class ExtraModel:
+    """A route added with ``--model NAME=DIR``, served by its own scoring server on ``port``."""
+
+    name: str
+    model_dir: Path
+    port: int
+
+    @property
+    def service(self) -> str:
+        return f"scoring-{self.name}"
+
+    @property
+    def scoring_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/score"
+
+
+@dataclass(frozen=True)
 class StackSettings:
     """Where the stack keeps its data and which loopback ports it uses."""
 
@@ -68,16 +91,34 @@ class StackSettings:
     servicebus_port: int = 5673
     scoring_port: int = 5001
     functions_port: int = 7071
+    models: tuple[ExtraModel, ...] = ()  # routes added with --model, beside the declared ones
     # Extra app settings for the scoring server and the functions host (they win over local.settings.json),
     # e.g. a small MAX_INPUT_BYTES or short RESULT_DEADLINE_MINUTES for tests; not saved in stack.json.
     extra_settings: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, base_dir: Path | None = None, ports: Mapping[str, int | None] | None = None) -> StackSettings:
-        """Flags (``base_dir``/``ports``) win over ``DEVSTACK_*`` variables, which win over the last ``up``."""
+    def load(
+        cls,
+        base_dir: Path | None = None,
+        ports: Mapping[str, int | None] | None = None,
+        models: Sequence[ModelOption] | None = None,
+    ) -> StackSettings:
+        """Flags (``base_dir``/``ports``) win over ``DEVSTACK_*`` variables, which win over the last ``up``.
+
+        ``models`` replaces the saved ``--model`` routes (``None`` keeps them); a route keeps its saved port.
+        """
         env_base = os.environ.get(BASE_DIR_ENV)
         base = (base_dir or (Path(env_base) if env_base else REPO / ".devstack")).resolve()
         settings = cls._saved(base) or cls(base_dir=base)
+        if models is not None:
+            saved = {m.name: m.port for m in settings.models}
+            taken: set[int] = set()
+            extra = []
+            for model in models:
+                port = saved.get(model.name) or _free_port_except(taken)
+                taken.add(port)
+                extra.append(ExtraModel(model.name, model.model_dir, port))
+            settings = replace(settings, models=tuple(extra))
         for name, (variable, option) in PORT_SETTINGS.items():
             raw = os.environ.get(variable)
             given = (ports or {}).get(name)
@@ -94,6 +135,8 @@ class StackSettings:
             settings = cls(base_dir=base)
             for name in PORT_SETTINGS:
                 settings = replace(settings, **{name: int(data[name])})  # type: ignore[arg-type]
+            models = tuple(ExtraModel(m["name"], Path(m["model_dir"]), int(m["port"])) for m in data.get("models", []))
+            settings = replace(settings, models=models)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -103,7 +146,8 @@ class StackSettings:
 
     def save(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        data = {k: v for k, v in asdict(self).items() if k in PORT_SETTINGS}
+        data: dict[str, object] = {k: v for k, v in asdict(self).items() if k in PORT_SETTINGS}
+        data["models"] = [{"name": m.name, "model_dir": str(m.model_dir), "port": m.port} for m in self.models]
         (self.base_dir / STATE_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
     # ------------------------------------------------------------------ endpoints
@@ -182,16 +226,55 @@ class StackSettings:
             "OTEL_METRIC_EXPORT_INTERVAL": "10000",
         }
 
+    @property
+    def routes_file(self) -> Path:
+        return self.base_dir / "models.json"
+
+    @property
+    def servicebus_config(self) -> Path:
+        return self.base_dir / "servicebus-entities.json"
+
+    def routes(self) -> tuple[Route, ...]:
+        """The declared routes (``models.json`` of the repository) plus the ``--model`` ones."""
+        try:
+            declared = load_routes(self.repo / "models.json")
+            routes = effective_routes(declared, [ModelOption(m.name, m.model_dir) for m in self.models])
+        except (RoutesError, ValueError) as exc:
+            raise StackError(str(exc)) from exc
+        unserved = [r.model for r in routes if r.model != DEFAULT_MODEL and r.model not in self.model_names]
+        if unserved:
+            raise StackError(
+                f"models.json declares route(s) {', '.join(unserved)}; give each its model: "
+                + " ".join(f"--model {name}=MODEL_DIR" for name in unserved)
+            )
+        return routes
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.models)
+
+    def scoring_urls(self) -> dict[str, str]:
+        """Route -> the scoring URL of the server that serves it."""
+        return {DEFAULT_MODEL: self.scoring_url, **{m.name: m.scoring_url for m in self.models}}
+
     def function_app_settings(self) -> dict[str, str]:
-        """The app settings that depend on this stack's ports (they override local.settings.json)."""
+        """The app settings that depend on this stack's ports and routes (they override local.settings.json)."""
         return {
             "AzureWebJobsStorage": self.storage_connection_string,
             "DataStorage": self.storage_connection_string,
             "ServiceBus": self.servicebus_connection_string,
             "SCORING_URI": self.scoring_url,
             **self.telemetry_settings(),
+            ROUTES_FILE_SETTING: str(self.routes_file),
+            **{f"SCORING_URI__{setting_suffix(m.name)}": m.scoring_url for m in self.models},
             **self.extra_settings,
         }
+
+
+def _free_port_except(taken: set[int]) -> int:
+    while (port := free_port()) in taken:
+        pass
+    return port
 
 
 def _port(raw: str, name: str) -> int:
@@ -301,7 +384,7 @@ def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[
 
     servicebus_argv = (
         sys.executable, "-m", "devstack.servicebus",
-        "--config", str(repo / "infra" / "servicebus-entities.json"),
+        "--config", str(s.servicebus_config),
         "--port", str(s.servicebus_port), "--data", str(s.servicebus_data_dir),
         "--host", LOOPBACK, "--key-name", SB_KEY_NAME, "--key", SB_KEY,
     )  # fmt: skip
@@ -318,38 +401,9 @@ def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[
     )
 
     azmlinfsrv = _venv_tool("azmlinfsrv")
-
-    def before_scoring() -> None:
-        _check_tool(azmlinfsrv)
-        ensure_model(s, report)
-
-    scoring_argv = (
-        azmlinfsrv, "--entry_script", str(repo / "scoring" / "score.py"),
-        "--model_dir", str(s.model_dir), "--port", str(s.scoring_port),
-    )  # fmt: skip
-    scoring = ServiceSpec(
-        name="scoring",
-        argv=scoring_argv,
-        ports=(s.scoring_port,),
-        env={
-            "RESULT_SERVICEBUS_CONNECTION": s.servicebus_connection_string,
-            "RESULTS_STORAGE_CONNECTION": s.storage_connection_string,
-            # the scoring service reads input only from this Azurite account
-            "INPUT_STORAGE_ACCOUNT_URLS": s.blob_endpoint,
-            "RESULTS_CONTAINER": RESULTS_CONTAINER,
-            "RESULT_TOPIC": RESULT_TOPIC,
-            # loopback only, and no shared gunicorn control socket between two stacks side by side
-            "GUNICORN_CMD_ARGS": gunicorn_loopback.CMD_ARGS,
-            **s.telemetry_settings(),
-            **s.extra_settings,
-        },
-        cwd=repo,
-        http_probe=f"http://{LOOPBACK}:{s.scoring_port}/",
-        start_timeout=120,
-        port_options={s.scoring_port: flag["scoring_port"]},
-        before_start=before_scoring,
-        listens=s.scoring_url,
-    )
+    default_port = (s.scoring_port, flag["scoring_port"])
+    scoring = [_scoring_spec(s, azmlinfsrv, "scoring", DEFAULT_MODEL, s.model_dir, *default_port, report)]
+    scoring += [_scoring_spec(s, azmlinfsrv, m.service, m.name, m.model_dir, m.port, None, report) for m in s.models]
 
     functions_argv = (
         sys.executable, "-m", "devstack.functions_host", "--script-root", str(repo), "--port", str(s.functions_port),
@@ -369,7 +423,57 @@ def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[
         before_start=lambda: _require_module("devstack.functions_host", "the local functions host"),
         listens=s.functions_url,
     )
-    return [azurite, servicebus, scoring, functions]
+    return [azurite, servicebus, *scoring, functions]
+
+
+def _scoring_spec(
+    s: StackSettings,
+    azmlinfsrv: str,
+    name: str,
+    route: str,
+    model_dir: Path,
+    port: int,
+    port_option: str | None,
+    report: Callable[[str], None],
+) -> ServiceSpec:
+    """One azmlinfsrv serving ``model_dir`` for ``route`` (it refuses requests for any other route)."""
+
+    def before_scoring() -> None:
+        _check_tool(azmlinfsrv)
+        if route == DEFAULT_MODEL:
+            ensure_model(s, report)
+        elif not (model_dir / "MLmodel").is_file():
+            raise StackError(f"{name}: {model_dir} holds no MLflow model (no MLmodel file)")
+
+    argv = (
+        azmlinfsrv, "--entry_script", str(s.repo / "scoring" / "score.py"),
+        "--model_dir", str(model_dir), "--port", str(port),
+    )  # fmt: skip
+    url = f"http://{LOOPBACK}:{port}"
+    return ServiceSpec(
+        name=name,
+        argv=argv,
+        ports=(port,),
+        env={
+            "RESULT_SERVICEBUS_CONNECTION": s.servicebus_connection_string,
+            "RESULTS_STORAGE_CONNECTION": s.storage_connection_string,
+            # the scoring service reads input only from this Azurite account
+            "INPUT_STORAGE_ACCOUNT_URLS": s.blob_endpoint,
+            "RESULTS_CONTAINER": RESULTS_CONTAINER,
+            "RESULT_TOPIC": RESULT_TOPIC,
+            "SCORING_MODEL_NAME": route,
+            # loopback only, and no shared gunicorn control socket between two servers side by side
+            "GUNICORN_CMD_ARGS": gunicorn_loopback.CMD_ARGS,
+            **s.telemetry_settings(),
+            **s.extra_settings,
+        },
+        cwd=s.repo,
+        http_probe=f"{url}/",
+        start_timeout=120,
+        port_options={port: port_option} if port_option else {},
+        before_start=before_scoring,
+        listens=f"{url}/score  route {route}  model {model_dir}",
+    )
 
 
 class LocalStack:
@@ -385,8 +489,28 @@ class LocalStack:
         return [spec.name for spec in self.runner.specs]
 
     def up(self, names: Sequence[str] | None = None) -> list[ServiceStatus]:
-        """Start all services (or only ``names``, still in dependency order)."""
+        """Start all services (or only ``names``, still in dependency order).
+
+        The routes file and the emulator config are written first; routes cannot change under a running
+        emulator or functions host (they read them at start), so that is refused with what to do.
+        """
+        routes = self.settings.routes()
+        previous = StackSettings._saved(self.settings.base_dir)
+        if previous is not None and previous.models != self.settings.models:
+            running = [st.name for st in self.statuses() if st.state == "running"]
+            running += [
+                st.name
+                for st in LocalStack(previous, self._report).statuses()
+                if st.state == "running" and st.name not in running
+            ]
+            if running:
+                was = ", ".join(f"{m.name}={m.model_dir}" for m in previous.models) or "none"
+                raise StackError(
+                    f"the running stack ({', '.join(running)}) has other --model routes ({was}); "
+                    "stop it first: python -m devstack down"
+                )
         self.settings.save()
+        write_stack_files(self.settings.base_dir, routes)
         return self.runner.up(names)
 
     def down(self) -> list[str]:

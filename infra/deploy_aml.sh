@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Deploys the scoring service to an Azure ML managed online endpoint and wires it to the function app:
-#   1. workspace (created if missing), 2. the trained MLflow model (registered once per content hash),
-#   3. the environment, 4. the endpoint, 5. the endpoint identity's roles (Service Bus Data Sender on the
-#   result topic, Storage Blob Data Contributor on the results container), 6. the deployment and its
-#   traffic, 7. the scoring URI and key as Key Vault secrets, referenced by the function app's settings.
+# Deploys one model route (models.json) to the Azure ML managed online endpoint and wires it to the function app:
+#   1. workspace (created if missing), 2. the MLflow model (a local folder, registered once per content hash,
+#   or an already registered azureml:NAME:VERSION), 3. the environment, 4. the endpoint, 5. the endpoint
+#   identity's roles (Service Bus Data Sender on the result topic, Storage Blob Data Contributor on the results
+#   container), 6. the deployment named after the route (the default route takes all unpinned traffic; the
+#   function app pins every route to its deployment with SCORING_DEPLOYMENT__<ROUTE>), 7. the scoring URI and
+#   key as Key Vault secrets, referenced by the function app's settings.
 # Re-running is safe: existing assets are reused or updated, never duplicated.
 #
 # Inputs are the outputs of infra/main.bicep. They are read from the environment, or from
 # `azd env get-values` when azd is installed and the variables are not set.
-# Usage: infra/deploy_aml.sh [--model-dir DIR] [--dry-run]
+# Usage: infra/deploy_aml.sh [--model DIR|azureml:NAME:VERSION] [--route NAME] [--dry-run]
+#   --model    the MLflow model: a local folder (default scoring/model) or a registered azureml:NAME:VERSION
+#   --route    the model route it serves, declared in models.json (default: default)
 #   --dry-run  print (to stderr) the Azure CLI commands that change something instead of running them
 #              (read-only queries print placeholders); needs no Azure login.
 set -euo pipefail
@@ -16,7 +20,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "${here}/.." && pwd)"
 aml_dir="${repo}/scoring/aml"
-model_dir="${repo}/scoring/model"
+model_source="${repo}/scoring/model"
+route="default"
 dry_run=0
 
 log() { echo "deploy_aml: $*" >&2; }
@@ -27,9 +32,14 @@ fail() {
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --model-dir)
-      [[ $# -ge 2 ]] || fail "--model-dir needs a folder"
-      model_dir="$2"
+    --model)
+      [[ $# -ge 2 ]] || fail "--model needs a folder or azureml:NAME:VERSION"
+      model_source="$2"
+      shift 2
+      ;;
+    --route)
+      [[ $# -ge 2 ]] || fail "--route needs a route name from models.json"
+      route="$2"
       shift 2
       ;;
     --dry-run)
@@ -37,7 +47,7 @@ while [[ $# -gt 0 ]]; do
       shift
       ;;
     -h | --help)
-      sed -n '2,15p' "${BASH_SOURCE[0]}"
+      sed -n '2,18p' "${BASH_SOURCE[0]}"
       exit 0
       ;;
     *) fail "unknown argument: $1 (see --help)" ;;
@@ -139,13 +149,37 @@ set_secret() {
   rm -f "$file"
 }
 
+# The route must be declared in models.json: the function app, its subscriptions and the deployment pin follow from it.
+check_route() {
+  python3 -c 'import json, sys
+routes = [r["model"] for r in json.load(open(sys.argv[1]))["routes"]]
+sys.exit(0 if sys.argv[2] in routes else "route %r is not declared in models.json (declared: %s); add it there first" % (sys.argv[2], ", ".join(routes)))' \
+    "${repo}/models.json" "$route"
+}
+
+# The environment: the service's requirements merged with the model's own (infra/aml_environment.py).
+build_environment() {
+  local model_dir="$1" out="$2" python="${repo}/.venv/bin/python"
+  [[ -x "$python" ]] || python=python3
+  "$python" "${here}/aml_environment.py" --model "$model_dir" --service "$aml_dir" --out "$out" >/dev/null ||
+    fail "the model's requirements and the scoring service's do not fit together (see above)"
+}
+
 main() {
   load_outputs
-  [[ -f "${model_dir}/MLmodel" ]] || fail "no MLflow model in ${model_dir} (train it: python -m scoring.train --out scoring/model)"
+  check_route || exit 1
+  local registered=""
+  if [[ "$model_source" == azureml:* ]]; then
+    [[ "$model_source" =~ ^azureml:[A-Za-z0-9][A-Za-z0-9_.-]*:[0-9]+$ ]] ||
+      fail "--model ${model_source}: a registered model is azureml:NAME:VERSION"
+    registered="$model_source"
+  else
+    [[ -f "${model_source}/MLmodel" ]] ||
+      fail "no MLflow model in ${model_source} (train it: python -m scoring.train --out scoring/model)"
+  fi
   local endpoint_file="${aml_dir}/endpoint.yml" deployment_file="${aml_dir}/deployment.yml"
-  local environment_file="${aml_dir}/environment.yml"
   local file
-  for file in "$endpoint_file" "$deployment_file" "$environment_file"; do
+  for file in "$endpoint_file" "$deployment_file" "${aml_dir}/environment.yml" "${aml_dir}/conda.yml"; do
     [[ -f "$file" ]] || fail "missing ${file#"${repo}/"}"
   done
   if ((!dry_run)); then
@@ -154,38 +188,64 @@ main() {
   fi
 
   local rg="$AZURE_RESOURCE_GROUP" ws="$AZURE_ML_WORKSPACE" endpoint="$AZURE_ML_ENDPOINT"
-  local model_name deployment environment_name result_topic results_container
-  model_name="$(name_of aml.modelName)"
-  deployment="$(name_of aml.deploymentName)"
+  local model_name deployment="$route" environment_name result_topic results_container suffix
+  model_name="${route}-$(name_of aml.modelSuffix)"
   environment_name="$(name_of aml.environmentName)"
   result_topic="$(name_of serviceBus.resultTopic)"
   results_container="$(name_of containers.results)"
+  suffix="$(printf '%s' "$route" | tr 'a-z-' 'A-Z_')"
   local ml=(--resource-group "$rg" --workspace-name "$ws")
+  local work
+  work="$(mktemp -d)"
+  # shellcheck disable=SC2064 # expand now: the path is fixed
+  trap "rm -rf '${work}'" EXIT
 
   if [[ -z "$(az_read probe "" ml workspace show --name "$ws" --resource-group "$rg" --query name --output tsv)" ]]; then
     log "creating workspace ${ws}"
     az_change ml workspace create --name "$ws" --resource-group "$rg" --location "$AZURE_LOCATION" --output none
   fi
 
-  local model_hash model_version count
-  model_hash="$(content_hash "$model_dir")"
-  model_version="$(az_read probe "" ml model list --name "$model_name" "${ml[@]}" \
-    --query "[?tags.content_sha256=='${model_hash}'].version | [0]" --output tsv)"
-  if [[ -z "$model_version" ]]; then
-    count="$(az_read probe "" ml model list --name "$model_name" "${ml[@]}" --query "length(@)" --output tsv)"
-    model_version=$((${count:-0} + 1))
-    log "registering model ${model_name}:${model_version} (content ${model_hash})"
-    az_change ml model create --name "$model_name" --version "$model_version" --type mlflow_model \
-      --path "$model_dir" --tags "content_sha256=${model_hash}" "${ml[@]}" --output none
+  local model_ref model_dir="$model_source"
+  if [[ -n "$registered" ]]; then
+    model_ref="$registered"
+    local registered_name="${registered#azureml:}"
+    log "using the registered model ${registered_name}; reading its recorded requirements"
+    az_change ml model download --name "${registered_name%%:*}" --version "${registered_name##*:}" \
+      --download-path "${work}/model" "${ml[@]}" --output none
+    model_dir=""
+    if ((!dry_run)); then
+      model_dir="$(dirname "$(find "${work}/model" -name MLmodel -print -quit)")"
+      [[ -f "${model_dir}/MLmodel" ]] || fail "${registered} is not an MLflow model (no MLmodel file)"
+    fi
   else
-    log "model ${model_name}:${model_version} already holds this content"
+    local model_hash model_version count
+    model_hash="$(content_hash "$model_source")"
+    model_version="$(az_read probe "" ml model list --name "$model_name" "${ml[@]}" \
+      --query "[?tags.content_sha256=='${model_hash}'].version | [0]" --output tsv)"
+    if [[ -z "$model_version" ]]; then
+      count="$(az_read probe "" ml model list --name "$model_name" "${ml[@]}" --query "length(@)" --output tsv)"
+      model_version=$((${count:-0} + 1))
+      log "registering model ${model_name}:${model_version} (content ${model_hash})"
+      az_change ml model create --name "$model_name" --version "$model_version" --type mlflow_model \
+        --path "$model_source" --tags "content_sha256=${model_hash}" "${ml[@]}" --output none
+    else
+      log "model ${model_name}:${model_version} already holds this content"
+    fi
+    model_ref="azureml:${model_name}:${model_version}"
   fi
 
-  # The environment's version is the content hash of its definition (environment.yml and the conda file
-  # beside it): unchanged files reuse the registered environment.
-  local environment_version environment_files=("$environment_file")
-  [[ -f "${aml_dir}/conda.yml" ]] && environment_files+=("${aml_dir}/conda.yml")
-  environment_version="$(content_hash "${environment_files[@]}")"
+  # The environment's version is the content hash of its definition (environment.yml and the merged conda
+  # file beside it): a model with the same requirements reuses the registered environment.
+  local environment_dir="${work}/environment"
+  if [[ -n "$model_dir" ]]; then
+    build_environment "$model_dir" "$environment_dir"
+  else
+    log "dry run: the registered model's requirements are not read; showing the service's environment"
+    mkdir -p "$environment_dir"
+    cp "${aml_dir}/environment.yml" "${aml_dir}/conda.yml" "$environment_dir/"
+  fi
+  local environment_file="${environment_dir}/environment.yml" environment_version
+  environment_version="$(content_hash "$environment_file" "${environment_dir}/conda.yml")"
   if [[ -z "$(az_read probe "" ml environment show --name "$environment_name" --version "$environment_version" \
     "${ml[@]}" --query name --output tsv)" ]]; then
     log "registering environment ${environment_name}:${environment_version}"
@@ -218,17 +278,21 @@ main() {
     --query name --output tsv)" ]]; then
     deployment_verb=create
   fi
-  log "${deployment_verb} deployment ${deployment} (model ${model_name}:${model_version})"
+  log "${deployment_verb} deployment ${deployment} (route ${route}, model ${model_ref})"
   az_change ml online-deployment "$deployment_verb" --file "$deployment_file" --name "$deployment" \
     --endpoint-name "$endpoint" "${ml[@]}" --output none --set \
-    "model=azureml:${model_name}:${model_version}" \
+    "model=${model_ref}" \
     "environment=azureml:${environment_name}:${environment_version}" \
     "environment_variables.RESULT_SERVICEBUS_NAMESPACE=${AZURE_SERVICEBUS_FQDN}" \
     "environment_variables.RESULT_TOPIC=${result_topic}" \
     "environment_variables.RESULTS_STORAGE_ACCOUNT_URL=${AZURE_STORAGE_BLOB_ENDPOINT}" \
     "environment_variables.INPUT_STORAGE_ACCOUNT_URLS=${AZURE_STORAGE_BLOB_ENDPOINT}" \
-    "environment_variables.RESULTS_CONTAINER=${results_container}"
-  az_change ml online-endpoint update --name "$endpoint" "${ml[@]}" --traffic "${deployment}=100" --output none
+    "environment_variables.RESULTS_CONTAINER=${results_container}" \
+    "environment_variables.SCORING_MODEL_NAME=${route}"
+  # The default route takes the endpoint's unpinned traffic; every route is reached by its pinned deployment.
+  if [[ "$route" == "default" ]]; then
+    az_change ml online-endpoint update --name "$endpoint" "${ml[@]}" --traffic "${deployment}=100" --output none
+  fi
 
   local scoring_uri scoring_key uri_id key_id
   scoring_uri="$(az_read value "scoring uri" ml online-endpoint show --name "$endpoint" "${ml[@]}" \
@@ -244,8 +308,8 @@ main() {
   log "pointing ${AZURE_FUNCTION_APP_NAME} at the new scoring secrets"
   az_change functionapp config appsettings set --resource-group "$rg" --name "$AZURE_FUNCTION_APP_NAME" \
     --settings "SCORING_URI=@Microsoft.KeyVault(SecretUri=${uri_id})" \
-    "SCORING_KEY=@Microsoft.KeyVault(SecretUri=${key_id})" "SCORING_DEPLOYMENT=${deployment}" --output none
-  log "done: ${endpoint} serves ${model_name}:${model_version} via deployment ${deployment}"
+    "SCORING_KEY=@Microsoft.KeyVault(SecretUri=${key_id})" "SCORING_DEPLOYMENT__${suffix}=${deployment}" --output none
+  log "done: ${endpoint} serves route ${route} with ${model_ref} via deployment ${deployment}"
 }
 
 main

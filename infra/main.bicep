@@ -45,9 +45,6 @@ param maxResubmits int = 2
 @description('NCRONTAB schedule of the reconcile timer that resubmits or fails overdue requests (RECONCILE_SCHEDULE).')
 param reconcileSchedule string = '0 */5 * * * *'
 
-@description('Extra model routes, model name to subscription of the request topic (MODEL_ROUTES), e.g. {"churn-v2": "scoring-churn-v2"}. Each gets its own score_request function; the function identity receives on those subscriptions.')
-param modelRoutes object = {}
-
 @minValue(2)
 @description('Days after which a staged output left in the results container is deleted by the lifecycle policy. Longer than the result topic\'s message time to live (one day), so an output is never removed before its result can be written.')
 param stagedResultsRetentionDays int = 7
@@ -63,6 +60,9 @@ param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 40
 
 var names = loadJsonContent('names.json')
+// The model routes (../models.json, shipped with the function app too): each has a score_request function,
+// a subscription (modules/servicebus.bicep) the identity receives on, and an Azure ML deployment of its name.
+var modelRoutes = loadJsonContent('../models.json').routes
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -125,6 +125,9 @@ module serviceBus 'modules/servicebus.bicep' = {
     name: 'sb-${token}'
     location: location
     tags: tags
+    modelRoutes: modelRoutes
+    requestTopic: names.serviceBus.requestTopic
+    routeSubscriptionProperties: names.serviceBus.routeSubscriptionProperties
   }
 }
 
@@ -153,7 +156,7 @@ module rbac 'modules/rbac.bicep' = {
     appInsightsName: monitoring.outputs.appInsightsName
     containers: names.containers
     serviceBusRoles: names.serviceBus
-    routeSubscriptions: map(items(modelRoutes), route => route.value)
+    routeSubscriptions: map(filter(modelRoutes, route => route.subscription != names.serviceBus.scoringSubscription), route => route.subscription)
   }
 }
 
@@ -185,7 +188,6 @@ module functionApp 'modules/functionapp.bicep' = {
     keyVaultUri: keyVault.outputs.uri
     scoringUriSecretName: names.keyVaultSecrets.scoringUri
     scoringKeySecretName: names.keyVaultSecrets.scoringKey
-    scoringDeployment: names.aml.deploymentName
     appInsightsConnectionString: monitoring.outputs.connectionString
     containers: names.containers
     serviceBusRoles: names.serviceBus

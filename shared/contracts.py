@@ -72,7 +72,7 @@ PROP_CONTENT_TYPE = "content_type"
 PROP_STATUS = "status"
 PROP_REQUEST_ID = "request_id"
 
-DEFAULT_MODEL = "churn"
+DEFAULT_MODEL = "default"
 
 
 class ContractError(ValueError):

@@ -11,31 +11,28 @@ clients: ``DataStorage`` / ``ServiceBus`` hold a connection string, or the ident
 ``DataStorage__blobServiceUri`` / ``ServiceBus__fullyQualifiedNamespace`` (with an optional
 ``<Name>__clientId`` for a user-assigned managed identity).
 
-Model routes: the default route serves :data:`shared.contracts.DEFAULT_MODEL` from ``SCORING_SUBSCRIPTION``
-with ``SCORING_URI`` / ``SCORING_KEY`` / ``SCORING_DEPLOYMENT``. ``MODEL_ROUTES`` adds routes as
-``model=subscription`` pairs (comma separated, e.g. ``churn-v2=scoring-churn-v2``); each reads
-``SCORING_URI__<SUFFIX>``, ``SCORING_KEY__<SUFFIX>``, ``SCORING_DEPLOYMENT__<SUFFIX>`` (suffix = model name
-upper-cased, non-alphanumerics as ``_``), falling back to the default endpoint's URI and key.
+Model routes come from the declaration :mod:`shared.routes` reads (``models.json``, or ``MODEL_ROUTES_FILE``).
+Route ``<model>`` calls ``SCORING_URI__<SUFFIX>`` with ``SCORING_KEY__<SUFFIX>`` (suffix = model name upper-cased,
+``-`` as ``_``), falling back to ``SCORING_URI`` / ``SCORING_KEY``, and pins the Azure ML deployment in
+``SCORING_DEPLOYMENT__<SUFFIX>`` when set (the Bicep sets it to the route's name for every declared route).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from shared.config import Connection, SettingsError, SettingsReader
-from shared.contracts import DEFAULT_MODEL
 from shared.retry import SCORING_ENDPOINT, RetryPolicy
+from shared.routes import ROUTES_FILE_SETTING, Route, RoutesError, load_routes, routes_file, setting_suffix
 
 __all__ = ["Connection", "EndpointSettings", "ScoringRoute", "Settings", "SettingsError"]
 
 DATA_STORAGE = "DataStorage"
 SERVICE_BUS = "ServiceBus"
 BLOB_SOURCES = ("LogsAndContainerScan", "EventGrid")
-_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 CONNECT_TIMEOUT_SECONDS = 5.0  # SCORING_CONNECT_TIMEOUT_SECONDS
 READ_TIMEOUT_SECONDS = 30.0  # SCORING_READ_TIMEOUT_SECONDS
 SAS_TTL_MINUTES = 60  # SAS_TTL_MINUTES
@@ -45,11 +42,11 @@ RESULT_DEADLINE_MINUTES = 60  # RESULT_DEADLINE_MINUTES
 @dataclass(frozen=True)
 class ScoringRoute:
     model: str
-    subscription: str  # a literal name or a %SETTING% binding expression
+    subscription: str
 
     @property
     def function_suffix(self) -> str:
-        return route_suffix(self.model).lower()
+        return setting_suffix(self.model).lower()
 
 
 @dataclass(frozen=True)
@@ -89,30 +86,9 @@ class EndpointSettings:
     read_timeout_seconds: float
 
 
-def route_suffix(model: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]", "_", model).upper()
-
-
-def parse_model_routes(raw: str | None) -> tuple[tuple[str, str], ...]:
-    """``MODEL_ROUTES`` as (model, subscription) pairs; raises SettingsError naming the setting."""
-    pairs: list[tuple[str, str]] = []
-    for item in (raw or "").split(","):
-        if not item.strip():
-            continue
-        model, sep, subscription = item.partition("=")
-        model, subscription = model.strip(), subscription.strip()
-        if not sep or not _MODEL_NAME.match(model) or not subscription:
-            raise SettingsError(f"setting MODEL_ROUTES: expected model=subscription pairs, got {item.strip()!r}")
-        if model == DEFAULT_MODEL or model in (m for m, _ in pairs):
-            raise SettingsError(f"setting MODEL_ROUTES: model {model!r} is routed twice")
-        pairs.append((model, subscription))
-    return tuple(pairs)
-
-
 def load_settings(env: Mapping[str, str]) -> Settings:
     read = SettingsReader(env)
-    routes = [ScoringRoute(model=DEFAULT_MODEL, subscription=read.text("SCORING_SUBSCRIPTION", "scoring"))]
-    routes += [ScoringRoute(*pair) for pair in parse_model_routes(read.optional("MODEL_ROUTES"))]
+    routes = tuple(ScoringRoute(model=r.model, subscription=r.subscription) for r in declared_routes(env))
     read.choice("BLOB_TRIGGER_SOURCE", BLOB_SOURCES)  # checked here too, so a bad value fails every invocation
     return Settings(
         data_storage=read.blob_connection(DATA_STORAGE),
@@ -123,7 +99,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         results_container=read.text("RESULTS_CONTAINER", "results"),
         request_topic=read.text("REQUEST_TOPIC", "inference-requests"),
         result_topic=read.text("RESULT_TOPIC", "inference-results"),
-        routes=tuple(routes),
+        routes=routes,
         max_input_bytes=read.integer("MAX_INPUT_BYTES", 2 * 1024**3, minimum=1),
         sas_ttl_minutes=read.integer("SAS_TTL_MINUTES", SAS_TTL_MINUTES, minimum=1),
         result_deadline_minutes=read.integer("RESULT_DEADLINE_MINUTES", RESULT_DEADLINE_MINUTES, minimum=1),
@@ -137,17 +113,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
 
 
 def load_endpoint(env: Mapping[str, str], model: str) -> EndpointSettings:
-    """The endpoint of ``model``'s route; an extra route falls back to the default route's URI and key."""
+    """The endpoint of ``model``'s route: its own URI and key, else ``SCORING_URI`` / ``SCORING_KEY``."""
     read = SettingsReader(env)
-    if model == DEFAULT_MODEL:
-        uri, key = read.url("SCORING_URI"), read.optional("SCORING_KEY")
-        deployment = read.optional("SCORING_DEPLOYMENT")
-    else:
-        suffix = route_suffix(model)
-        own_uri = read.optional(f"SCORING_URI__{suffix}")
-        uri = read.url(f"SCORING_URI__{suffix}") if own_uri else read.url("SCORING_URI")
-        key = read.optional(f"SCORING_KEY__{suffix}") or read.optional("SCORING_KEY")
-        deployment = read.optional(f"SCORING_DEPLOYMENT__{suffix}")
+    suffix = setting_suffix(model)
+    own_uri = read.optional(f"SCORING_URI__{suffix}")
+    uri = read.url(f"SCORING_URI__{suffix}") if own_uri else read.url("SCORING_URI")
+    key = read.optional(f"SCORING_KEY__{suffix}") or read.optional("SCORING_KEY")
+    deployment = read.optional(f"SCORING_DEPLOYMENT__{suffix}")
     return EndpointSettings(
         model=model,
         uri=uri,
@@ -175,6 +147,9 @@ def blob_trigger_source(env: Mapping[str, str] = os.environ) -> str:
     return SettingsReader(env).choice("BLOB_TRIGGER_SOURCE", BLOB_SOURCES)
 
 
-def extra_route_subscriptions(env: Mapping[str, str] = os.environ) -> tuple[tuple[str, str], ...]:
-    """Read at indexing time: one score_request function is registered per extra route."""
-    return parse_model_routes(SettingsReader(env).optional("MODEL_ROUTES"))
+def declared_routes(env: Mapping[str, str] = os.environ) -> tuple[Route, ...]:
+    """Read at indexing time too: one score_request function is registered per route, the default first."""
+    try:
+        return load_routes(routes_file(env))
+    except RoutesError as exc:
+        raise SettingsError(f"model routes ({ROUTES_FILE_SETTING}): {exc}") from exc

@@ -26,7 +26,6 @@ param serviceBusFqdn string
 param keyVaultUri string
 param scoringUriSecretName string
 param scoringKeySecretName string
-param scoringDeployment string
 param appInsightsConnectionString string
 param containers object
 param serviceBusRoles object
@@ -35,7 +34,8 @@ param sasTtlMinutes int
 param resultDeadlineMinutes int
 param maxResubmits int
 param reconcileSchedule string
-param modelRoutes object
+@description('The model routes of ../models.json: each is pinned to the Azure ML deployment of its name.')
+param modelRoutes array
 param instanceMemoryMB int
 param maximumInstanceCount int
 
@@ -67,18 +67,15 @@ var appSettings = {
   RESULTS_CONTAINER: containers.results
   REQUEST_TOPIC: serviceBusRoles.requestTopic
   RESULT_TOPIC: serviceBusRoles.resultTopic
-  SCORING_SUBSCRIPTION: serviceBusRoles.scoringSubscription
   WRITER_SUBSCRIPTION: serviceBusRoles.writerSubscription
   // Versionless references: the latest secret written by deploy_aml.sh is used.
   SCORING_URI: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${scoringUriSecretName}/)'
   SCORING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${scoringKeySecretName}/)'
-  SCORING_DEPLOYMENT: scoringDeployment
   MAX_INPUT_BYTES: maxInputBytes
   SAS_TTL_MINUTES: string(sasTtlMinutes)
   RESULT_DEADLINE_MINUTES: string(resultDeadlineMinutes)
   MAX_RESUBMITS: string(maxResubmits)
   RECONCILE_SCHEDULE: reconcileSchedule
-  MODEL_ROUTES: join(map(items(modelRoutes), route => '${route.key}=${route.value}'), ',')
   BLOB_TRIGGER_SOURCE: isFlex ? 'EventGrid' : 'LogsAndContainerScan'
 }
 
@@ -95,7 +92,11 @@ var premiumSettings = {
   ENABLE_ORYX_BUILD: 'true'
 }
 
-var allSettings = isFlex ? appSettings : union(appSettings, premiumSettings)
+// SCORING_DEPLOYMENT__<ROUTE> for every route: each route's requests go to the deployment of its name (the
+// azureml-model-deployment header), never to whatever the endpoint's traffic split picks.
+var routeDeployments = toObject(modelRoutes, route => concat('SCORING_DEPLOYMENT__', toUpper(replace(route.model, '-', '_'))), route => route.model)
+
+var allSettings = union(appSettings, routeDeployments, isFlex ? {} : premiumSettings)
 
 var flexSku = {
   name: 'FC1'

@@ -1,22 +1,49 @@
 // Service Bus namespace (Standard) whose queues, topics, subscriptions and rules are generated from
-// servicebus-entities.json, the same file the local emulator loads: one definition for both.
+// servicebus-entities.json, the same file the local emulator loads: one definition for both. The request
+// topic's subscriptions follow from the model routes (models.json, passed by main.bicep): one per route, with
+// the properties of names.json serviceBus.routeSubscriptionProperties and a correlation rule on the 'model'
+// application property (the local stack writes the same into the emulator's config, devstack/routes.py).
 // ISO 8601 durations (P1D, PT10M, PT1M) pass through unchanged; ARM takes the same format.
 // Filter types compare in any letter case (=~), as the emulator reads them.
 param name string
 param location string
 param tags object
+@description('The model routes of models.json: model name and subscription of the request topic.')
+param modelRoutes array
+@description('The topic the routes subscribe to (names.json serviceBus.requestTopic).')
+param requestTopic string
+@description('Properties of every route subscription (names.json serviceBus.routeSubscriptionProperties).')
+param routeSubscriptionProperties object
 
 // any(): the file's inferred type would make Bicep reject optional properties that one entity has and
 // another lacks; the template reads them with .? instead.
 var config = any(loadJsonContent('../servicebus-entities.json'))
 var queues = config.UserConfig.Namespaces[0].?Queues ?? []
 var topics = config.UserConfig.Namespaces[0].Topics
-var subscriptions = flatten(map(topics, t => map(t.?Subscriptions ?? [], s => {
+var routeSubscriptions = map(modelRoutes, route => {
+  topic: requestTopic
+  name: route.subscription
+  properties: routeSubscriptionProperties
+  rules: [
+    {
+      Name: 'model-${route.model}'
+      Properties: {
+        FilterType: 'Correlation'
+        CorrelationFilter: {
+          Properties: {
+            model: route.model
+          }
+        }
+      }
+    }
+  ]
+})
+var subscriptions = concat(flatten(map(topics, t => map(t.?Subscriptions ?? [], s => {
   topic: t.Name
   name: s.Name
   properties: s.?Properties ?? {}
   rules: s.?Rules ?? []
-})))
+}))), routeSubscriptions)
 var rules = flatten(map(subscriptions, s => map(s.rules, r => {
   topic: s.topic
   subscription: s.name

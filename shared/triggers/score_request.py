@@ -1,8 +1,9 @@
 """``score_request`` functions: one Service Bus topic trigger per model route, registered in a loop.
 
-The default route (model ``churn``) is the function ``score_request`` on ``%SCORING_SUBSCRIPTION%``;
-each extra route from ``MODEL_ROUTES`` adds ``score_request_<model>`` on its own subscription. The routes
-differ only in configuration (subscription and endpoint settings), never in code.
+The routes come from the declaration (``models.json``, see :mod:`shared.routes`), read when this module is
+imported: the worker indexes functions at import time. The default route is the function ``score_request``;
+every other route adds ``score_request_<model>`` on its own subscription. The routes differ only in
+configuration (subscription and endpoint settings), never in code.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import azure.functions as func
 from shared import score
 from shared.contracts import DEFAULT_MODEL
 from shared.messages import PROP_SCORING_RETRY
-from shared.settings import SERVICE_BUS, extra_route_subscriptions, route_suffix
+from shared.routes import setting_suffix
+from shared.settings import SERVICE_BUS, declared_routes
 from shared.telemetry import pipeline
 from shared.wiring import services
 
@@ -76,9 +78,7 @@ def _register(model: str, function_name: str, subscription: str) -> Callable[[fu
 
 
 def function_name_for(model: str) -> str:
-    return "score_request" if model == DEFAULT_MODEL else f"score_request_{route_suffix(model).lower()}"
+    return "score_request" if model == DEFAULT_MODEL else f"score_request_{setting_suffix(model).lower()}"
 
 
-ROUTED = {DEFAULT_MODEL: _register(DEFAULT_MODEL, "score_request", "%SCORING_SUBSCRIPTION%")}
-for _model, _subscription in extra_route_subscriptions():
-    ROUTED[_model] = _register(_model, function_name_for(_model), _subscription)
+ROUTED = {r.model: _register(r.model, function_name_for(r.model), r.subscription) for r in declared_routes()}

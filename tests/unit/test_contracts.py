@@ -35,7 +35,7 @@ def _request() -> InferenceRequest:
         format=DataFormat.CSV,
         compression=None,
         session_id="s-1",
-        model="churn",
+        model="default",
         submitted_at="2026-01-01T00:00:00.000Z",
     )
 
@@ -44,7 +44,7 @@ def test_request_round_trips_and_carries_routing_properties() -> None:
     request = _request()
     assert InferenceRequest.from_json(request.to_json()) == request
     assert request.application_properties() == {
-        "model": "churn",
+        "model": "default",
         "content_type": "text/csv",
         "request_id": request.request_id,
     }
@@ -110,7 +110,7 @@ def test_result_inline_output_round_trips_and_is_checked() -> None:
         request_id="r1",
         status=ResultStatus.SUCCEEDED,
         input_name="a.csv",
-        model="churn",
+        model="default",
         rows_scored=1,
         rows_failed=1,
         row_errors=(RowError(row=2, message="tenure: not a number"),),
@@ -130,12 +130,12 @@ def test_result_inline_output_round_trips_and_is_checked() -> None:
 
 def test_result_requires_output_or_error() -> None:
     with pytest.raises(ContractError, match="needs an output"):
-        InferenceResult(request_id="r", status=ResultStatus.SUCCEEDED, input_name="a.csv", model="churn")
+        InferenceResult(request_id="r", status=ResultStatus.SUCCEEDED, input_name="a.csv", model="default")
     failed = InferenceResult(
         request_id="r",
         status=ResultStatus.FAILED,
         input_name="a.csv",
-        model="churn",
+        model="default",
         error=ErrorInfo(code=ErrorCode.EMPTY_FILE, message="the file is empty"),
     )
     assert InferenceResult.from_json(failed.to_json()) == failed

@@ -19,13 +19,13 @@ from azure.storage.blob import BlobServiceClient
 
 from devstack.ports import LOOPBACK, free_port
 from shared.settings import get_endpoint, get_settings
+from tests.fixtures.servicebus import TEST_ROUTES
 
 BASE_ENV = {
     "REQUEST_TOPIC": "inference-requests",
     "RESULT_TOPIC": "inference-results",
-    "SCORING_SUBSCRIPTION": "scoring",
     "WRITER_SUBSCRIPTION": "writer",
-    "MODEL_ROUTES": "churn-v2=scoring-churn-v2",
+    "MODEL_ROUTES_FILE": str(TEST_ROUTES),  # default on scoring, churn-v2 on scoring-churn-v2
     "SCORING_KEY": "test-key",
     "SCORING_DEPLOYMENT__CHURN_V2": "blue",
     "SCORING_RETRY_BASE_SECONDS": "0.5",

@@ -23,7 +23,7 @@ V2 = "scoring-churn-v2"
 
 
 def v2_function() -> Callable[..., None]:
-    return indexed_function("score_request_churn_v2")  # MODEL_ROUTES=churn-v2=scoring-churn-v2 in fa_env
+    return indexed_function("score_request_churn_v2")  # a route of fa_env's MODEL_ROUTES_FILE
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from shared.ports import BlobInfo, BlobNotFound, EndpointReply, OutgoingMessage, PreconditionFailed
 from shared.settings import Settings, load_settings
@@ -143,12 +144,14 @@ class FixedClock:
         return self.moment
 
 
+TWO_ROUTES = Path(__file__).resolve().parents[2] / "fixtures" / "models-two-routes.json"  # default, churn-v2
+
 BASE_ENV = {
     "DataStorage": "UseDevelopmentStorage=true",
     "ServiceBus": "Endpoint=sb://127.0.0.1:5673;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true",
     "SCORING_URI": "http://127.0.0.1:5001/score",
     "SCORING_KEY": "secret",
-    "MODEL_ROUTES": "churn-v2=scoring-churn-v2",
+    "MODEL_ROUTES_FILE": str(TWO_ROUTES),
     "SCORING_URI__CHURN_V2": "http://127.0.0.1:5002/score",
     "SCORING_DEPLOYMENT__CHURN_V2": "blue",
     "MAX_INPUT_BYTES": "1000",

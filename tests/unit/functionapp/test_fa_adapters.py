@@ -69,7 +69,7 @@ def test_endpoint_headers() -> None:
                              read_timeout_seconds=2)  # fmt: skip
     headers = HttpScoringEndpoint(route)._headers()
     assert headers["Authorization"] == "Bearer k" and headers["azureml-model-deployment"] == "blue"
-    bare = EndpointSettings("churn", "http://x/score", None, None, connect_timeout_seconds=1, read_timeout_seconds=2)
+    bare = EndpointSettings("default", "http://x/score", None, None, connect_timeout_seconds=1, read_timeout_seconds=2)
     assert set(HttpScoringEndpoint(bare)._headers()) == {"Content-Type", "Accept"}
     assert "key=" not in repr(route), "the key stays out of repr"
 

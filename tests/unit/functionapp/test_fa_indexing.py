@@ -11,9 +11,11 @@ import pytest
 
 from tests.support.function_app import fresh_function_app
 
+from .fakes import TWO_ROUTES
+
 
 def load_app(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
-    for key in ("MODEL_ROUTES", "BLOB_TRIGGER_SOURCE"):
+    for key in ("MODEL_ROUTES_FILE", "BLOB_TRIGGER_SOURCE"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -36,14 +38,14 @@ def bindings(app_module: ModuleType) -> dict[str, list[dict[str, Any]]]:
 
 
 def test_functions_and_bindings_with_two_model_routes(restore_modules: pytest.MonkeyPatch) -> None:
-    found = bindings(load_app(restore_modules, MODEL_ROUTES="churn-v2=scoring-churn-v2"))
+    found = bindings(load_app(restore_modules, MODEL_ROUTES_FILE=str(TWO_ROUTES)))
     assert sorted(found) == ["reconcile", "request_status", "score_request", "score_request_churn_v2",
                              "submit_blob", "write_result"]  # fmt: skip
     assert found["submit_blob"] == [{"direction": "IN", "type": "blobTrigger", "name": "blob",
                                      "path": "%INPUT_CONTAINER%/{name}", "connection": "DataStorage",
                                      "source": "LogsAndContainerScan"}]  # fmt: skip
     for name, subscription in (
-        ("score_request", "%SCORING_SUBSCRIPTION%"),
+        ("score_request", "scoring"),
         ("score_request_churn_v2", "scoring-churn-v2"),
     ):
         [trigger] = found[name]
@@ -68,7 +70,7 @@ def test_single_route_and_event_grid_source(restore_modules: pytest.MonkeyPatch)
 
 
 def test_user_functions_are_the_trigger_modules(restore_modules: pytest.MonkeyPatch) -> None:
-    app_module = load_app(restore_modules, MODEL_ROUTES="churn-v2=scoring-churn-v2")
+    app_module = load_app(restore_modules, MODEL_ROUTES_FILE=str(TWO_ROUTES))
     users = {f.get_function_name(): f.get_user_function() for f in app_module.app.get_functions()}
     assert users["score_request_churn_v2"].__module__ == "shared.triggers.score_request"
     assert users["request_status"].__module__ == "shared.triggers.request_status"

@@ -12,7 +12,7 @@ from .fakes import FakeBlobStore, FixedClock
 
 NOW = FixedClock().now()
 REQUEST = InferenceRequest(request_id="a" * 32, container="input", blob_name="a.csv", blob_url="u", etag="e", size=1,
-                           format=DataFormat.CSV, compression=None, session_id="s", model="churn",
+                           format=DataFormat.CSV, compression=None, session_id="s", model="default",
                            submitted_at="t")  # fmt: skip
 BASE = LedgerRecord.for_request(REQUEST, NOW)
 

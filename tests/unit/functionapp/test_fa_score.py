@@ -33,7 +33,7 @@ def deliver(request: InferenceRequest, retry: int = 0) -> Delivery:
     return Delivery(body=request.to_json(), message_id=request.request_id, delivery_count=1, scoring_retry=retry)
 
 
-def score(blobs: FakeBlobStore, bus: FakeBus, endpoint: FakeEndpoint, delivery: Delivery, model: str = "churn"):  # type: ignore[no-untyped-def]
+def score(blobs: FakeBlobStore, bus: FakeBus, endpoint: FakeEndpoint, delivery: Delivery, model: str = "default"):  # type: ignore[no-untyped-def]
     route = SETTINGS.route(model)
     assert route is not None
     return score_request(delivery, route=route, settings=SETTINGS, blobs=blobs, bus=bus, endpoint=endpoint,
@@ -49,7 +49,7 @@ def test_accepted_request_posts_a_sas_url_and_marks_the_ledger() -> None:
     assert sent.blob_url.startswith("https://acct.blob.example/input/a.csv?sig=")
     assert "ttl=3600" in sent.blob_url
     assert (sent.reply.topic, sent.reply.session_id, sent.input_name, sent.model) == (
-        "inference-results", "s1", "a.csv", "churn")  # fmt: skip
+        "inference-results", "s1", "a.csv", "default")  # fmt: skip
     record = Ledger(blobs, "ledger").get(request.request_id)
     assert record is not None and record.state == RequestState.ACCEPTED and record.accepted_at is not None
     assert [m.request_id for m in Ledger(blobs, "ledger").inflight()] == [request.request_id]
@@ -69,7 +69,7 @@ def test_throttling_reschedules_a_copy_and_completes_normally(status: int, retry
     assert copy.message.message_id == f"{request.request_id}:1:retry1"
     assert copy.message.session_id == "s1" and copy.message.body == request.to_json()
     assert copy.message.application_properties[PROP_SCORING_RETRY] == 1
-    assert copy.message.application_properties["model"] == "churn"
+    assert copy.message.application_properties["model"] == "default"
     record = Ledger(blobs, "ledger").get(request.request_id)
     assert record is not None and record.state == RequestState.SUBMITTED
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from shared.config import SettingsError
-from shared.settings import load_endpoint, load_settings, parse_model_routes
+from shared.routes import RoutesError, parse_routes
+from shared.settings import load_endpoint, load_settings
 
 from .fakes import BASE_ENV, make_settings
 
@@ -19,7 +22,7 @@ def test_defaults_and_connection_strings() -> None:
     assert (s.input_container, s.output_container, s.ledger_container) == ("input", "output", "ledger")
     assert (s.request_topic, s.result_topic) == ("inference-requests", "inference-results")
     assert s.max_input_bytes == 1000
-    assert s.models == ("churn", "churn-v2")
+    assert s.models == ("default", "churn-v2")
 
 
 def test_identity_style_connections() -> None:
@@ -54,7 +57,8 @@ def test_a_connection_of_the_wrong_kind_is_named() -> None:
 @pytest.mark.parametrize(
     ("key", "value"),
     [("MAX_INPUT_BYTES", "lots"), ("MAX_RESUBMITS", "-1"), ("BLOB_TRIGGER_SOURCE", "Polling"),
-     ("MODEL_ROUTES", "churn-v2"), ("SCORING_RETRY_MAX_SECONDS", "0"), ("DataStorage", UNRESOLVED)],
+     ("MODEL_ROUTES_FILE", "/nonexistent/models.json"), ("SCORING_RETRY_MAX_SECONDS", "0"),
+     ("DataStorage", UNRESOLVED)],
 )  # fmt: skip
 def test_invalid_setting_is_named(key: str, value: str) -> None:
     with pytest.raises(SettingsError, match=key):
@@ -64,8 +68,8 @@ def test_invalid_setting_is_named(key: str, value: str) -> None:
 def test_app_settings_do_not_need_the_endpoint() -> None:
     """The blob trigger, the writer and the status route load these; a missing endpoint must not break them."""
     without = {k: v for k, v in BASE_ENV.items() if not k.startswith(("SCORING_URI", "SCORING_KEY"))}
-    assert load_settings(without).models == ("churn", "churn-v2")
-    assert load_settings({**BASE_ENV, "SCORING_URI": UNRESOLVED, "SCORING_KEY": UNRESOLVED}).models[0] == "churn"
+    assert load_settings(without).models == ("default", "churn-v2")
+    assert load_settings({**BASE_ENV, "SCORING_URI": UNRESOLVED, "SCORING_KEY": UNRESOLVED}).models[0] == "default"
 
 
 @pytest.mark.parametrize(
@@ -78,25 +82,50 @@ def test_app_settings_do_not_need_the_endpoint() -> None:
 def test_endpoint_settings_fail_by_name(key: str, value: str | None, problem: str) -> None:
     env = {k: v for k, v in BASE_ENV.items() if k != key} | ({key: value} if value is not None else {})
     with pytest.raises(SettingsError, match=problem):
-        load_endpoint(env, "churn")
+        load_endpoint(env, "default")
 
 
-def test_extra_route_reads_its_own_endpoint_settings_and_falls_back_to_the_default() -> None:
-    env = {**BASE_ENV, "MODEL_ROUTES": "churn-v2=scoring-churn-v2, churn-v3=scoring-churn-v3"}
+def test_each_route_reads_its_own_endpoint_settings_and_falls_back_to_the_default() -> None:
+    env = {**BASE_ENV, "SCORING_DEPLOYMENT__DEFAULT": "default"}
     s = load_settings(env)
-    v2, v3 = s.route("churn-v2"), s.route("churn-v3")
-    assert v2 is not None and v3 is not None
+    default, v2 = s.route("default"), s.route("churn-v2")
+    assert default is not None and v2 is not None
+    assert s.routes[0] is default, "the default route comes first: files without model metadata use it"
     assert v2.subscription == "scoring-churn-v2" and v2.function_suffix == "churn_v2"
-    e2, e3 = load_endpoint(env, "churn-v2"), load_endpoint(env, "churn-v3")
+    assert default.subscription == "scoring"
+    e2, e1 = load_endpoint(env, "churn-v2"), load_endpoint(env, "default")
     assert (e2.uri, e2.key, e2.deployment) == ("http://127.0.0.1:5002/score", "secret", "blue")
-    assert (e3.uri, e3.deployment) == ("http://127.0.0.1:5001/score", None)
-    assert (e3.connect_timeout_seconds, e3.read_timeout_seconds) == (5.0, 30.0)
+    assert (e1.uri, e1.deployment) == ("http://127.0.0.1:5001/score", "default")
+    assert load_endpoint({**env, "SCORING_DEPLOYMENT__CHURN_V2": ""}, "churn-v2").deployment is None
+    assert (e1.connect_timeout_seconds, e1.read_timeout_seconds) == (5.0, 30.0)
     # A route with its own URI works while the default endpoint is not deployed yet.
     assert load_endpoint({**env, "SCORING_URI": UNRESOLVED, "SCORING_KEY": ""}, "churn-v2").uri.endswith(":5002/score")
 
 
-def test_model_routes_reject_duplicates_and_the_default_model() -> None:
-    assert parse_model_routes(" a=s1 ,b=s2,") == (("a", "s1"), ("b", "s2"))
-    for bad in ("a=s1,a=s2", "churn=scoring", "=s", "A B=s"):
-        with pytest.raises(SettingsError, match="MODEL_ROUTES"):
-            parse_model_routes(bad)
+def test_the_repository_declares_the_default_route() -> None:
+    s = load_settings({k: v for k, v in BASE_ENV.items() if k != "MODEL_ROUTES_FILE"})
+    assert s.models[0] == "default"
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [({}, "non-empty list"), ({"routes": []}, "non-empty list"),
+     ({"routes": [{"model": "x1y", "subscription": "s"}]}, "'default' is required"),
+     ({"routes": [{"model": "default", "subscription": "s"}, {"model": "default", "subscription": "t"}]}, "twice"),
+     ({"routes": [{"model": "default", "subscription": "s"}, {"model": "b2b", "subscription": "S"}]}, "twice"),
+     ({"routes": [{"model": "Default", "subscription": "s"}]}, "route name"),
+     ({"routes": [{"model": "churn.v2", "subscription": "s"}]}, "route name"),
+     ({"routes": [{"model": "default", "subscription": "a b"}]}, "subscription"),
+     ({"routes": [{"model": "default"}]}, "expected"),
+     ({"routes": [{"model": "default", "subscription": "s", "uri": "x"}]}, "expected")],
+)  # fmt: skip
+def test_route_declaration_errors_name_the_entry(document: object, message: str) -> None:
+    with pytest.raises(RoutesError, match=message):
+        parse_routes(document, "models.json")
+
+
+def test_a_broken_routes_file_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "models.json"
+    bad.write_text("{not json")
+    with pytest.raises(SettingsError, match=r"MODEL_ROUTES_FILE.*not readable JSON"):
+        load_settings({**BASE_ENV, "MODEL_ROUTES_FILE": str(bad)})

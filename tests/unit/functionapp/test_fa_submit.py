@@ -48,7 +48,7 @@ def test_publishes_a_request_without_reading_the_file() -> None:
     assert sent.topic == "inference-requests" and sent.at is None
     assert sent.message.message_id == request.request_id
     assert sent.message.session_id == request.session_id == "client-7"
-    assert sent.message.application_properties["model"] == "churn"
+    assert sent.message.application_properties["model"] == "default"
     assert sent.message.application_properties["content_type"] == "text/csv"
     assert (request.size, request.blob_url, request.format) == (8, "https://acct.blob.example/input/batch/a.csv", "csv")
     record = Ledger(blobs, "ledger").get(request.request_id)
@@ -82,7 +82,7 @@ def test_no_republish_once_accepted_but_a_new_version_is_a_new_request() -> None
 @pytest.mark.parametrize(
     ("name", "metadata", "model"),
     [("churn-v2/a.csv", {}, "churn-v2"), ("x/a.csv", {"model": "churn-v2"}, "churn-v2"),
-     ("unknown/a.csv", {}, "churn"), ("churn-v2/a.csv", {"Model": "churn"}, "churn")],
+     ("unknown/a.csv", {}, "default"), ("churn-v2/a.csv", {"Model": "default"}, "default")],
 )  # fmt: skip
 def test_model_route_from_metadata_or_path_prefix(name: str, metadata: dict[str, str], model: str) -> None:
     blobs, bus = FakeBlobStore(), FakeBus()

@@ -21,7 +21,7 @@ OUT = b"a,b,prediction,probability\n1,2,1,0.9\n"
 
 def ok_inline(attempt: int = 1) -> InferenceResult:
     output = OutputRef.inline(OUT, DataFormat.CSV, None)
-    return InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="d/a.csv", model="churn",
+    return InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="d/a.csv", model="default",
                            rows_scored=1, output=output, attempt=attempt)  # fmt: skip
 
 
@@ -66,14 +66,14 @@ def test_large_output_is_copied_from_the_results_blob_and_checked() -> None:
     url = blobs.url("results", f"{RID}/1/a.csv")
     ref = OutputRef(format=DataFormat.CSV, compression=None, size=len(data),
                     sha256=hashlib.sha256(data).hexdigest(), blob_url=url)  # fmt: skip
-    result = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="a.csv", model="churn",
+    result = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="a.csv", model="default",
                              rows_scored=5, output=ref)  # fmt: skip
     assert write(blobs, result) == WriteOutcome.WRITTEN
     assert blobs.read("output", "a.csv")[0] == data and len(blobs.copies) == 1
     assert blobs.names("results") == []  # the staged output is deleted once written (test_fa_write_staged)
     assert write(blobs, result) == WriteOutcome.ALREADY_WRITTEN and len(blobs.copies) == 1
     blobs.put("results", f"{RID}/1/a.csv", data)
-    wrong = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="b.csv", model="churn",
+    wrong = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="b.csv", model="default",
                             output=OutputRef(DataFormat.CSV, None, 7, "f" * 64, blob_url=url))  # fmt: skip
     with pytest.raises(OutputMismatch):
         write(blobs, wrong)
@@ -81,7 +81,7 @@ def test_large_output_is_copied_from_the_results_blob_and_checked() -> None:
 
 def test_failed_result_writes_an_error_record_with_row_errors() -> None:
     blobs = FakeBlobStore()
-    result = InferenceResult(request_id=RID, status=ResultStatus.FAILED, input_name="d/a.csv", model="churn",
+    result = InferenceResult(request_id=RID, status=ResultStatus.FAILED, input_name="d/a.csv", model="default",
                              rows_failed=2, row_errors=(RowError(1, "tenure: not a number"), RowError(3, "bad")),
                              error=ErrorInfo("no_valid_rows", "no row could be scored"))  # fmt: skip
     assert write(blobs, result) == WriteOutcome.ERROR_RECORDED
@@ -95,7 +95,7 @@ def test_failed_result_writes_an_error_record_with_row_errors() -> None:
 
 def test_failure_after_success_is_ignored_and_success_after_failure_wins() -> None:
     blobs = FakeBlobStore()
-    failed = InferenceResult(request_id=RID, status=ResultStatus.FAILED, input_name="d/a.csv", model="churn",
+    failed = InferenceResult(request_id=RID, status=ResultStatus.FAILED, input_name="d/a.csv", model="default",
                              error=ErrorInfo("internal_error", "boom"))  # fmt: skip
     write(blobs, failed)
     write(blobs, ok_inline(attempt=2))
@@ -115,7 +115,7 @@ def test_ledger_conflict_is_retried_not_clobbered() -> None:
 
 def test_result_with_an_unsafe_input_name_is_refused() -> None:
     blobs = FakeBlobStore()
-    bad = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="../x.csv", model="churn",
+    bad = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="../x.csv", model="default",
                           output=OutputRef.inline(OUT, DataFormat.CSV, None))  # fmt: skip
     with pytest.raises(ValueError, match="unusable input name"):
         write(blobs, bad)
@@ -125,12 +125,12 @@ def test_result_with_an_unsafe_input_name_is_refused() -> None:
 def versioned(blobs: FakeBlobStore, rid: str, *, succeeded: bool) -> InferenceResult:
     """A request for the input's version stored now (its ETag in the ledger), and its result."""
     etag = blobs.put("input", "d/a.csv", b"x").strip('"')
-    record = LedgerRecord.new(rid, container="input", name="d/a.csv", model="churn", now=NOW, etag=etag)
+    record = LedgerRecord.new(rid, container="input", name="d/a.csv", model="default", now=NOW, etag=etag)
     Ledger(blobs, "ledger").advance(rid, lambda current: current or record, now=NOW)
     if succeeded:
-        return InferenceResult(request_id=rid, status=ResultStatus.SUCCEEDED, input_name="d/a.csv", model="churn",
+        return InferenceResult(request_id=rid, status=ResultStatus.SUCCEEDED, input_name="d/a.csv", model="default",
                                output=OutputRef.inline(OUT, DataFormat.CSV, None))  # fmt: skip
-    return InferenceResult(request_id=rid, status=ResultStatus.FAILED, input_name="d/a.csv", model="churn",
+    return InferenceResult(request_id=rid, status=ResultStatus.FAILED, input_name="d/a.csv", model="default",
                            error=ErrorInfo(code="blob_not_found", message="gone"))  # fmt: skip
 
 

@@ -23,7 +23,7 @@ def staged(blobs: FakeBlobStore, attempt: int = 1, data: bytes = DATA, name: str
     blobs.put("results", f"{RID}/{attempt}/{name}", data)
     ref = OutputRef(format=DataFormat.CSV, compression=None, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
                     blob_url=f"{blobs.url('results', f'{RID}/{attempt}/{name}')}?sv=x&sig=y")  # fmt: skip
-    return InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name=name, model="churn",
+    return InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name=name, model="default",
                            rows_scored=50_000, output=ref, attempt=attempt)  # fmt: skip
 
 
@@ -90,7 +90,7 @@ def test_only_our_results_blobs_of_this_request_are_deleted(caplog: pytest.LogCa
         ref = OutputRef(DataFormat.CSV, None, len(DATA), hashlib.sha256(DATA).hexdigest(),
                         blob_url=blobs.url(container, name))  # fmt: skip
         result = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="in/a.csv",
-                                 model="churn", output=ref)  # fmt: skip
+                                 model="default", output=ref)  # fmt: skip
         with caplog.at_level(logging.WARNING, logger="shared.write"):
             assert write(blobs, result) == WriteOutcome.WRITTEN
         assert blobs.names(container) == [name], "a blob outside this request's staged outputs was deleted"

@@ -161,6 +161,10 @@ def _function(name: str, args: list[Any], node: Mapping[str, Any], scope: Scope)
         return "".join(_string(arg) for arg in args)
     if name == "subscription_resource_id":
         return "/".join(_string(arg) for arg in args if arg is not None)
+    if name == "to_upper":
+        return args[0].upper()
+    if name == "replace":
+        return args[0].replace(args[1], args[2])
     if name == "load_json_content":
         return json.loads((scope.path.parent / args[0]).read_text())
     return Dynamic(f"<{name}()>")
@@ -178,9 +182,24 @@ def _call(node: Mapping[str, Any], scope: Scope) -> Any:
             return evaluate(detail["expression"], inner)
 
         return [apply(item) for item in items] if name == "map" else [item for item in items if apply(item)]
+    if name == "toObject":
+        array, key_fn, *value_fn = list(params.values())
+
+        def call(fn: Mapping[str, Any], item: Any) -> Any:
+            detail = fn["detail"]
+            return evaluate(
+                detail["expression"], Scope(scope.path, scope.params, {**scope.lambdas, detail["var_1"]: item})
+            )
+
+        items = evaluate(array, scope)
+        return {call(key_fn, item): call(value_fn[0], item) if value_fn and value_fn[0] else item for item in items}
     if name == "load_json_content":
         return _function(name, [params["file_path"]], node, scope)
     return _function(name, [evaluate(value, scope) for value in params.values()], node, scope)
+
+
+def _is_comparison(node: Any) -> bool:
+    return isinstance(node, dict) and node.get("operator", {}).get("type") in ("equals", "not_equals")
 
 
 def evaluate(node: Any, scope: Scope) -> Any:
@@ -196,6 +215,12 @@ def evaluate(node: Any, scope: Scope) -> Any:
     if isinstance(node, dict) and "operator" in node:
         op = node["operator"]
         kind, operands = op["type"], op.get("operands", {})
+        if kind == "property_accessor" and _is_comparison(operands["operand_2"]):
+            # pycep reads ``a.b != c`` as ``a.(b != c)``; Bicep compares ``a.b`` with ``c``.
+            inner = operands["operand_2"]["operator"]
+            left = {"operator": {"type": "property_accessor", "operands": {
+                "operand_1": operands["operand_1"], "operand_2": inner["operands"]["operand_1"]}}}  # fmt: skip
+            return evaluate({"operator": {**inner, "operands": {**inner["operands"], "operand_1": left}}}, scope)
         if kind == "property_accessor":
             path = _path(node)
             value = evaluate(path[0], scope)

@@ -1,6 +1,7 @@
 """One source of truth: topic, subscription, rule, container and setting names agree everywhere.
 
-Sources compared: the emulator config (infra/servicebus-entities.json, which the Bicep also loads),
+Sources compared: the emulator config (infra/servicebus-entities.json, which the Bicep also loads, plus one
+subscription per model route of models.json, as the local stack writes it and the Bicep generates it),
 infra/names.json, the Bicep templates (evaluated offline, see bicep_model), local.settings.json.example,
 host.json, the function app's settings code and indexed bindings (``app.get_functions()``), the scoring
 service's settings and the Azure ML deployment script. A missing file fails with its name.
@@ -43,7 +44,12 @@ def names() -> dict[str, Any]:
 
 @cache
 def namespace() -> dict[str, Any]:
-    config = read_json(INFRA / "servicebus-entities.json")
+    """The emulator's effective config: the entities file plus the model routes' subscriptions."""
+    from devstack.routes import servicebus_config
+    from shared.routes import load_routes
+
+    read_json(INFRA / "servicebus-entities.json")
+    config = servicebus_config(load_routes(REPO / "models.json"))
     namespaces = config["UserConfig"]["Namespaces"]
     assert len(namespaces) == 1, "the Bicep generates exactly one namespace from the emulator config"
     result: dict[str, Any] = namespaces[0]
@@ -122,7 +128,7 @@ def indexed_functions(blob_trigger_source: str) -> dict[str, list[dict[str, Any]
         "print(json.dumps({f.get_function_name(): json.loads(f.get_function_json())['bindings']"
         " for f in function_app.app.get_functions()}))"
     )
-    env = {"BLOB_TRIGGER_SOURCE": blob_trigger_source, "MODEL_ROUTES": "", "PATH": "/usr/bin:/bin"}
+    env = {"BLOB_TRIGGER_SOURCE": blob_trigger_source, "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
     )
@@ -165,17 +171,28 @@ def test_bicep_generates_service_bus_entities_from_the_emulator_config() -> None
     assert config == read_json(INFRA / "servicebus-entities.json"), "servicebus.bicep must load the emulator config"
     assert [q["Name"] for q in scope.lookup("queues")] == [q["Name"] for q in namespace().get("Queues", [])]
     topics = [t["Name"] for t in scope.lookup("topics")]
-    subs = [(s["topic"], s["name"]) for s in scope.lookup("subscriptions")]
-    rules = [(r["topic"], r["subscription"], r["name"]) for r in scope.lookup("rules")]
+    subs = sorted((s["topic"], s["name"], json.dumps(s["properties"])) for s in scope.lookup("subscriptions"))
+    rules = sorted((r["topic"], r["subscription"], r["name"]) for r in scope.lookup("rules"))
     assert topics == list(entities())
-    assert subs == [(t, s["Name"]) for t, topic in entities().items() for s in topic["Subscriptions"]]
+    assert subs == sorted(
+        (t, s["Name"], json.dumps(s.get("Properties", {})))
+        for t, topic in entities().items()
+        for s in topic["Subscriptions"]
+    )
     expected_rules = [
         (t, s["Name"], r["Name"])
         for t, topic in entities().items()
         for s in topic["Subscriptions"]
         for r in s.get("Rules", [])
     ]
-    assert rules == expected_rules
+    assert rules == sorted(expected_rules)
+    bicep_rules = {(r["subscription"], json.dumps(r["properties"])) for r in scope.lookup("rules")}
+    assert bicep_rules == {
+        (s["Name"], json.dumps(r["Properties"]))
+        for topic in entities().values()
+        for s in topic["Subscriptions"]
+        for r in s.get("Rules", [])
+    }
     resources = scope.tree["resources"]
     for symbol, array in [
         ("queueResources", "queues"),
@@ -238,14 +255,14 @@ def test_containers_agree() -> None:
 
 
 def code_reads(settings: Mapping[str, str]) -> tuple[Any, set[str]]:
-    from shared.settings import blob_trigger_source, extra_route_subscriptions, load_endpoint, load_settings
+    from shared.settings import blob_trigger_source, declared_routes, load_endpoint, load_settings
 
     env = RecordingEnv(settings)
     loaded = load_settings(env)
     for model in loaded.models:
         load_endpoint(env, model)
     blob_trigger_source(env)
-    extra_route_subscriptions(env)
+    declared_routes(env)
     return loaded, env.read
 
 
@@ -310,8 +327,10 @@ def test_local_example_names_settings_the_code_reads() -> None:
 def test_bindings_resolve_against_deployed_settings(plan: str) -> None:
     settings = resolved(function_app_settings(plan))
     sb = names()["serviceBus"]
+    route_subscriptions = module_scope(main_scope(hostingPlan=plan), "rbac").params["routeSubscriptions"]
     receiving = {
         (sb["requestTopic"], sb["scoringSubscription"]),
+        *((sb["requestTopic"], name) for name in route_subscriptions),
         (sb["resultTopic"], sb["writerSubscription"]),
     }
     seen_blob = False
@@ -370,6 +389,7 @@ def deploy_script_environment() -> dict[str, str]:
         "AZURE_STORAGE_BLOB_ENDPOINT": "https://stx.blob.core.windows.net/",
         "result_topic": names()["serviceBus"]["resultTopic"],
         "results_container": names()["containers"]["results"],
+        "route": "default",
     }
     return {name: sample[source] for name, source in pairs.items()}
 
@@ -384,6 +404,7 @@ def test_scoring_service_reads_what_the_deployment_sets() -> None:
     assert loaded.result_topic == names()["serviceBus"]["resultTopic"]
     assert loaded.results_container == names()["containers"]["results"]
     assert loaded.results_account_url and loaded.servicebus_namespace
+    assert loaded.model_name == "default", "the deployment serves its route's requests only"
 
 
 @pytest.mark.filterwarnings("ignore")  # azure-ai-ml imports warn by the hundred (marshmallow 4)
@@ -402,10 +423,10 @@ def test_aml_yaml_agrees_with_names() -> None:
     deployment = load_online_deployment(source=aml / "deployment.yml")
     environment = load_environment(source=aml / "environment.yml")
     expected = names()["aml"]
-    assert deployment.name == expected["deploymentName"]
+    assert deployment.name == "default", "a deployment is named after its model route; the file shows the default"
     assert environment.name == expected["environmentName"]
     # The loader strips the "azureml:" prefix; what remains is name@label or name:version.
-    assert re.split(r"[@:]", str(deployment.model).removeprefix("azureml:"))[0] == expected["modelName"]
+    assert re.split(r"[@:]", str(deployment.model).removeprefix("azureml:"))[0] == f"default-{expected['modelSuffix']}"
     assert re.split(r"[@:]", str(deployment.environment).removeprefix("azureml:"))[0] == expected["environmentName"]
     env_vars = set(deployment.environment_variables or {})
     placeholders = {k for k, v in (deployment.environment_variables or {}).items() if "<" in str(v)}
@@ -417,3 +438,41 @@ def test_aml_yaml_agrees_with_names() -> None:
     ScoringSettings.from_env(probe)
     unknown = {v for v in env_vars if v.startswith(("RESULT", "SCORING_"))} - probe.read
     assert not unknown, f"deployment.yml sets variables the scoring service does not read: {sorted(unknown)}"
+
+
+# --- Model routes: one declaration (models.json) -----------------------------------------------------------
+
+
+def test_an_added_route_gets_its_subscription_rule_role_and_deployment(tmp_path: Path) -> None:
+    """Adding one entry to models.json is all it takes: the Bicep derives the rest, as the local stack does."""
+    import shutil
+
+    from devstack.routes import servicebus_config
+    from shared.routes import load_routes
+    from shared.settings import load_settings
+    from tests.unit.infra.bicep_model import Scope
+
+    shutil.copytree(INFRA, tmp_path / "infra")
+    declared = read_json(REPO / "models.json")
+    declared["routes"].append({"model": "fraud-v2", "subscription": "scoring-fraud-v2"})
+    (tmp_path / "models.json").write_text(json.dumps(declared))
+    main = Scope(tmp_path / "infra" / "main.bicep", {"hostingPlan": "ElasticPremium"})
+
+    settings = module_scope(main, "functionApp").lookup("allSettings")
+    assert settings["SCORING_DEPLOYMENT__FRAUD_V2"] == "fraud-v2"
+    assert settings["SCORING_DEPLOYMENT__DEFAULT"] == "default"
+    assert module_scope(main, "rbac").params["routeSubscriptions"] == ["scoring-fraud-v2"]
+
+    generated = {s["name"]: s for s in module_scope(main, "serviceBus").lookup("subscriptions")}
+    local = servicebus_config(load_routes(tmp_path / "models.json"))["UserConfig"]["Namespaces"][0]["Topics"][0]
+    assert local["Name"] == names()["serviceBus"]["requestTopic"]
+    for sub in local["Subscriptions"]:
+        assert generated[sub["Name"]]["properties"] == sub["Properties"]
+        assert generated[sub["Name"]]["rules"] == sub["Rules"]
+    assert generated["scoring-fraud-v2"]["rules"][0]["Properties"]["CorrelationFilter"] == {
+        "Properties": {"model": "fraud-v2"}
+    }
+
+    env = {**resolved(settings), "MODEL_ROUTES_FILE": str(tmp_path / "models.json")}
+    route = load_settings(env).route("fraud-v2")
+    assert route is not None and (route.subscription, route.deployment) == ("scoring-fraud-v2", "fraud-v2")

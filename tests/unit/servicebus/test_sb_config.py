@@ -22,7 +22,17 @@ from devstack.servicebus.config import (
 )
 from devstack.servicebus.filters import CorrelationFilter, SqlAction, SqlFilter, TrueFilter
 
-PROJECT_CONFIG = Path(__file__).resolve().parents[3] / "infra" / "servicebus-entities.json"
+TEST_ROUTES = Path(__file__).resolve().parents[2] / "fixtures" / "models-two-routes.json"
+
+
+def project_config() -> NamespaceConfig:
+    """The project's entities plus the subscriptions of two model routes, as the local stack writes them."""
+    from devstack.routes import servicebus_config
+    from shared.routes import load_routes
+
+    return parse_config(servicebus_config(load_routes(TEST_ROUTES)))
+
+
 NS = "UserConfig.Namespaces[0]"
 
 
@@ -75,7 +85,7 @@ def rule_props(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_project_config_loads_with_the_agreed_entities() -> None:
-    config = load_config(PROJECT_CONFIG)
+    config = project_config()
     assert config.name == "sbemulatorns"
     assert config.queues == ()
     requests, results = config.topic("inference-requests"), config.topic("inference-results")
@@ -99,19 +109,21 @@ def test_project_config_loads_with_the_agreed_entities() -> None:
 @pytest.mark.parametrize(
     ("user", "scoring", "churn_v2"),
     [
-        ({"model": "churn"}, True, False),
-        ({}, True, False),
-        ({"other": "x"}, True, False),
+        ({"model": "default"}, True, False),
+        ({}, False, False),
+        ({"other": "x"}, False, False),
+        ({"model": "churn"}, False, False),
         ({"model": "churn-v2"}, False, True),
         ({"model": "other"}, False, False),
     ],
 )
 def test_project_rules_route_by_model(user: dict[str, Any], scoring: bool, churn_v2: bool) -> None:
-    topic = load_config(PROJECT_CONFIG).topic("inference-requests")
+    topic = project_config().topic("inference-requests")
     assert topic is not None
     subscriptions = {s.name: s for s in topic.subscriptions}
     system = {"MessageId": "m1", "ContentType": "application/json"}
     assert subscriptions["scoring"].rules[0].filter.matches(system, user) is scoring
+    assert isinstance(subscriptions["scoring"].rules[0].filter, CorrelationFilter)
     assert subscriptions["scoring-churn-v2"].rules[0].filter.matches(system, user) is churn_v2
     assert isinstance(subscriptions["scoring-churn-v2"].rules[0].filter, CorrelationFilter)
 
