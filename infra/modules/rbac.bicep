@@ -23,7 +23,7 @@ param appInsightsName string
 param containers object
 param serviceBusRoles object
 
-@description('Subscriptions of the request topic that extra model routes (MODEL_ROUTES) receive from.')
+@description('Subscriptions of the request topic that the model routes of models.json other than the default receive from.')
 param routeSubscriptions array
 
 var roleIds = {

@@ -21,7 +21,7 @@ from tests.unit.infra.test_infra_scripts import dry_run_commands, option
 PLANS = {"FlexConsumption": "Flex Consumption", "ElasticPremium": "Elastic Premium"}
 DOC = REPO / "docs" / "deploy.md"
 ROUTE_SUBSCRIPTION = "scoring-churn-v2"
-ROUTE_PLACEHOLDER = "<each modelRoutes subscription>"
+ROUTE_PLACEHOLDER = "<each extra route's subscription>"
 USER = "user-object-id"
 
 # Azure built-in role definition ids (the same in every tenant).
@@ -80,7 +80,11 @@ def readable_scope(grant: Grant) -> str:
 
 
 def bicep_grants(plan: str) -> list[Row]:
-    main = main_scope(hostingPlan=plan, principalId=USER, modelRoutes={"churn-v2": ROUTE_SUBSCRIPTION})
+    routes = [
+        {"model": "default", "subscription": "scoring"},
+        {"model": "churn-v2", "subscription": ROUTE_SUBSCRIPTION},
+    ]
+    main = main_scope(hostingPlan=plan, principalId=USER, modelRoutes=routes)  # models.json with an extra route
     rbac = module_scope(main, "rbac")
     identities = {str(rbac.lookup("functionPrincipalId")): "function app", USER: "deploying user"}
     rows = []
@@ -94,7 +98,7 @@ def endpoint_grants(model_dir: Path) -> list[Row]:
     names = json.loads((INFRA / "names.json").read_text())
     scopes = {"<result topic id>": f"topic {names['serviceBus']['resultTopic']}"}
     rows = []
-    for command in dry_run_commands(model_dir):
+    for command in dry_run_commands("--model", str(model_dir)):
         if command[:3] == ["role", "assignment", "create"]:
             scope = option(command, "--scope")
             container = re.search(r"/blobServices/default/containers/([^/]+)$", scope)
