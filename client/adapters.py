@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from client.ports import InputStore, OutputFetcher, ResultInbox, ScoringEndpoint, StatusSource
 from client.settings import ClientSettings
+from shared.config import SettingsError
 
 
 @dataclass
@@ -44,6 +45,8 @@ def real_adapters() -> Adapters:
     def scoring(s: ClientSettings, timeout: float) -> ScoringEndpoint:
         from client.http_io import HttpSyncScoring
 
+        if s.scoring_uri is None:
+            raise SettingsError("no scoring URI for this model route")  # run_score names the setting first
         return HttpSyncScoring(s.scoring_uri, s.scoring_key, s.scoring_deployment, timeout)
 
     def status(s: ClientSettings) -> StatusSource:

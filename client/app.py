@@ -17,6 +17,7 @@ from client.console import Console
 from client.errors import CliError, ExitCode
 from client.settings import ClientSettings, load_settings
 from shared.config import SettingsError
+from shared.contracts import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def run(
         args = parse_args(argv)
         if args.debug:
             logging.basicConfig(level=logging.DEBUG, stream=console.err)
-        settings = load_settings(setting_overrides(args), os.environ if env is None else env, args.settings)
+        model = getattr(args, "model", DEFAULT_MODEL)
+        settings = load_settings(setting_overrides(args), os.environ if env is None else env, args.settings, model)
         return int(_dispatch(args, settings, adapters, console))
     except (CliError, SettingsError) as exc:
         if debug:

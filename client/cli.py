@@ -9,8 +9,8 @@ from pathlib import Path
 
 from client.errors import UsageError
 from shared.contracts import DEFAULT_MODEL
+from shared.routes import route_name_problem
 
-MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")  # the function app's rule for model routes
 SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # Service Bus allows 128 chars; blob metadata wants ASCII
 
 # flag destination -> setting name it overrides
@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("files", nargs="+", type=Path, metavar="FILE", help=".csv, .jsonl or .ndjson, optionally .gz")
     submit.add_argument("--wait", action="store_true", help="wait for the results and save the predictions")
     submit.add_argument("--session", metavar="ID", help="session id for the results (default: a new one)")
-    submit.add_argument("--model", default=DEFAULT_MODEL, metavar="ROUTE", help="model route (default churn)")
+    submit.add_argument(
+        "--model", default=DEFAULT_MODEL, metavar="ROUTE", help=f"model route (default {DEFAULT_MODEL})"
+    )
     submit.add_argument("--timeout", type=_positive, default=600.0, metavar="S", help="seconds to wait (default 600)")
     submit.add_argument("--out", type=Path, metavar="DIR", help="save outputs here (default: beside each input)")
     submit.add_argument("--prefix", metavar="PATH", help="blob name prefix in the input container")
@@ -80,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     source = score.add_mutually_exclusive_group(required=True)
     source.add_argument("file", nargs="?", type=Path, metavar="FILE", help="a CSV / JSON Lines file")
     source.add_argument("--rows", metavar="JSON", help="a JSON object or array of objects ('-' reads stdin)")
+    score.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="ROUTE",
+        help=f"model route whose scoring URI to call, SCORING_URI__<ROUTE> (default {DEFAULT_MODEL}: SCORING_URI)",
+    )
     score.add_argument("--columns", metavar="A,B", help="input columns to show beside the predictions")
     score.add_argument("--max-rows", type=int, default=1000, metavar="N", help="refuse more rows (default 1000)")
     score.add_argument("--timeout", type=_positive, default=60.0, metavar="S", help="HTTP timeout (default 60)")
@@ -96,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    if args.command in ("submit", "score") and (problem := route_name_problem(args.model)):
+        raise UsageError(f"--model: {problem}")
     if args.command == "submit":
-        if not MODEL_NAME.match(args.model):
-            raise UsageError(f"--model {args.model!r}: use lower-case letters, digits, '.', '_' or '-'")
         if args.session is None:
             args.session = uuid.uuid4().hex
         elif not SESSION_ID.match(args.session):

@@ -1,15 +1,18 @@
-"""``asyncinfer score``: send rows to the scoring route in sync mode and print a table (or JSON).
+"""``asyncinfer score``: send rows to a model route's scoring URI in sync mode and print a table (or JSON).
 
-The answer is read tolerantly: a list of per-row objects, or an object holding them under ``predictions``
-/ ``results``, with ``prediction`` / ``probability`` per row and per-row errors as ``row_errors`` (``row``
-1-based, ``message``) or ``error`` on the row itself.
+``--model NAME`` picks the route's URI (``SCORING_URI__<NAME>``, see :mod:`client.settings`). The answer is
+read tolerantly: a list of per-row objects, or an object holding them under ``predictions`` / ``results``,
+each with whatever columns the model returns (``prediction``, ``probability``, one column per class, a
+regressor's ``prediction`` alone, a pyfunc's own columns), or bare values with an optional ``probabilities``
+list; per-row errors as ``row_errors`` (``row`` 1-based, ``message``) or ``error`` on the row itself. Every
+column returned is printed and saved, in the order the model gave them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from client.adapters import Adapters
@@ -18,15 +21,24 @@ from client.errors import ExitCode, ScoringRejected, ServiceError, UsageError
 from client.localfiles import LocalRejection, read_rows
 from client.render import table
 from client.settings import ClientSettings
+from shared.config import SettingsError
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN
+from shared.routes import setting_suffix
 
 
 @dataclass(frozen=True)
 class ScoredRow:
     row: int  # 1-based
-    prediction: Any = None
-    probability: float | None = None
+    values: dict[str, Any] = field(default_factory=dict)  # the columns the model returned for this row
     error: str | None = None
+
+    @property
+    def prediction(self) -> Any:
+        return self.values.get(PREDICTION_COLUMN)
+
+    @property
+    def probability(self) -> Any:
+        return self.values.get(PROBABILITY_COLUMN)
 
 
 def parse_rows_argument(text: str) -> list[dict[str, Any]]:
@@ -84,11 +96,13 @@ def normalize(answer: Any, count: int) -> list[ScoredRow]:
             if item.get("error"):
                 scored.append(ScoredRow(row=number, error=str(item["error"])))
                 continue
-            prob = item.get(PROBABILITY_COLUMN)
-            scored.append(ScoredRow(number, item.get(PREDICTION_COLUMN), float(prob) if prob is not None else None))
+            scored.append(ScoredRow(number, {k: v for k, v in item.items() if k != "error"}))
         elif item is not None:
+            values = {PREDICTION_COLUMN: item}
             prob = probabilities[len(scored) - len(errors)] if isinstance(probabilities, list) else None
-            scored.append(ScoredRow(number, item, float(prob) if isinstance(prob, (int, float)) else None))
+            if prob is not None:
+                values[PROBABILITY_COLUMN] = prob
+            scored.append(ScoredRow(number, values))
         else:
             scored.append(ScoredRow(row=number, error="no prediction returned for this row"))
     return scored
@@ -106,8 +120,26 @@ def _report_rejection(exc: ScoringRejected, as_json: bool, console: Console) -> 
     return ExitCode.FAILED
 
 
+def output_columns(scored: list[ScoredRow]) -> list[str]:
+    """Every column the model returned, in the order it first appears."""
+    return list(dict.fromkeys(key for s in scored for key in s.values))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
 def run_score(args: argparse.Namespace, settings: ClientSettings, adapters: Adapters, console: Console) -> ExitCode:
     rows = load_rows(args, console)
+    if settings.scoring_uri is None:
+        raise SettingsError(
+            f"setting SCORING_URI__{setting_suffix(args.model)} (the scoring URI of model route {args.model}) is not "
+            "set; on the local stack: python -m client score ... --settings .devstack/client.settings.json"
+        )
     try:
         answer = adapters.scoring(settings, args.timeout).score(rows)
     except ScoringRejected as exc:
@@ -117,16 +149,17 @@ def run_score(args: argparse.Namespace, settings: ClientSettings, adapters: Adap
         columns = [c.strip() for c in args.columns.split(",") if c.strip()]
     else:  # show an id column when there is one, so rows can be told apart
         columns = [k for k in rows[0] if k.lower().endswith("id")][:1]
+    outputs = output_columns(scored)
     failed = sum(1 for s in scored if s.error)
     if args.json:
         console.print_json(
             {
+                "model": args.model,
                 "rows": [
                     {
                         "row": s.row,
                         **{c: rows[s.row - 1].get(c) for c in columns},
-                        PREDICTION_COLUMN: s.prediction,
-                        PROBABILITY_COLUMN: s.probability,
+                        **{c: s.values.get(c) for c in outputs},
                         "error": s.error,
                     }
                     for s in scored
@@ -140,13 +173,12 @@ def run_score(args: argparse.Namespace, settings: ClientSettings, adapters: Adap
             [
                 str(s.row),
                 *(str(rows[s.row - 1].get(c, "")) for c in columns),
-                "" if s.prediction is None else str(s.prediction),
-                "" if s.probability is None else f"{s.probability:.4f}",
+                *(_cell(s.values.get(c)) for c in outputs),
                 s.error or "",
             ]
             for s in scored
         ]
-        for line in table(["row", *columns, PREDICTION_COLUMN, PROBABILITY_COLUMN, "error"], body):
+        for line in table(["row", *columns, *outputs, "error"], body):
             console.print(line)
-        console.print(f"{len(scored) - failed} scored, {failed} failed")
+        console.print(f"{len(scored) - failed} scored, {failed} failed (model route {args.model})")
     return ExitCode.FAILED if failed else ExitCode.OK

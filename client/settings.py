@@ -18,6 +18,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from shared.config import SettingsError, SettingsReader
+from shared.contracts import DEFAULT_MODEL
+from shared.routes import setting_suffix
 
 LOCAL_STORAGE = "UseDevelopmentStorage=true"
 LOCAL_SERVICEBUS = (
@@ -63,7 +65,7 @@ class ClientSettings:
     output_container: str
     result_topic: str
     client_subscription: str
-    scoring_uri: str
+    scoring_uri: str | None  # of the model route the command names; None: that route has no URI set
     scoring_key: str | None
     scoring_deployment: str | None
     functions_url: str
@@ -142,8 +144,14 @@ def load_settings(
     flags: Mapping[str, str | None],
     env: Mapping[str, str] | None = None,
     settings_file: Path | None = None,
+    model: str = DEFAULT_MODEL,
 ) -> ClientSettings:
-    """Resolve every setting once; ``flags`` maps setting names to command-line values (None = not given)."""
+    """Resolve every setting once; ``flags`` maps setting names to command-line values (None = not given).
+
+    The scoring settings are those of model route ``model``: ``SCORING_URI__<ROUTE>``, ``SCORING_KEY__<ROUTE>``
+    and ``SCORING_DEPLOYMENT__<ROUTE>`` as the function app reads them; only the default route falls back to
+    ``SCORING_URI`` (another route's rows must never be scored by the default model). ``--scoring-uri`` wins.
+    """
     environ = os.environ if env is None else env
     merged = read_settings_file(settings_file) if settings_file is not None else {}
     merged |= {name: value for name, value in environ.items() if value.strip()}
@@ -157,13 +165,25 @@ def load_settings(
         output_container=_entity(read, "OUTPUT_CONTAINER"),
         result_topic=_entity(read, "RESULT_TOPIC"),
         client_subscription=_entity(read, "CLIENT_SUBSCRIPTION"),
-        scoring_uri=read.url("SCORING_URI", DEFAULTS["SCORING_URI"]).rstrip("/"),
-        scoring_key=read.optional("SCORING_KEY"),
-        scoring_deployment=read.optional("SCORING_DEPLOYMENT"),
+        scoring_uri=_route_uri(read, model),
+        scoring_key=read.optional(f"SCORING_KEY__{setting_suffix(model)}") or read.optional("SCORING_KEY"),
+        scoring_deployment=read.optional(f"SCORING_DEPLOYMENT__{setting_suffix(model)}"),
         functions_url=read.url("FUNCTIONS_URL", DEFAULTS["FUNCTIONS_URL"]).rstrip("/"),
         functions_key=read.optional("FUNCTIONS_KEY"),
         max_input_bytes=read.integer("MAX_INPUT_BYTES", int(DEFAULTS["MAX_INPUT_BYTES"]), minimum=1),
     )
+
+
+def _route_uri(read: SettingsReader, model: str) -> str | None:
+    """Only the default route falls back to SCORING_URI; ``--scoring-uri`` wins for any route."""
+    own = f"SCORING_URI__{setting_suffix(model)}"
+    if read.optional("SCORING_URI") is not None and read.describe("SCORING_URI").endswith("(command line)"):
+        return read.url("SCORING_URI").rstrip("/")
+    if read.optional(own) is not None:
+        return read.url(own).rstrip("/")
+    if model != DEFAULT_MODEL:
+        return None
+    return read.url("SCORING_URI", DEFAULTS["SCORING_URI"]).rstrip("/")
 
 
 def _storage(read: SettingsReader) -> StorageTarget:

@@ -96,6 +96,7 @@ def cmd_up(stack: LocalStack, names: Sequence[str]) -> int:
     print(f"storage connection string:     {s.storage_connection_string}")
     print(f"service bus connection string: {s.servicebus_connection_string}")
     print(f"service bus CA certificate:    {s.servicebus_ca_file}  (administration client: connection_verify=)")
+    print(f"client settings:               {s.client_settings_file}  (python -m client ... --settings FILE)")
     print(f"logs: {s.log_dir}  (python -m devstack logs [NAME])")
     return 0
 

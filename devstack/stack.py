@@ -28,7 +28,7 @@ from devstack import azurite, gunicorn_loopback, procs
 from devstack.azurite import DEV_ACCOUNT as DEV_ACCOUNT  # re-exported for scripts that know the stack
 from devstack.azurite import DEV_KEY as DEV_KEY
 from devstack.ports import LOOPBACK, free_port
-from devstack.routes import ModelOption, effective_routes, write_stack_files
+from devstack.routes import ModelOption, effective_routes, write_json, write_stack_files
 from devstack.runner import Runner, ServiceSpec, ServiceStatus, StackError
 from shared.contracts import DEFAULT_MODEL
 from shared.routes import ROUTES_FILE_SETTING, Route, RoutesError, load_routes, setting_suffix
@@ -256,6 +256,20 @@ class StackSettings:
     def scoring_urls(self) -> dict[str, str]:
         """Route -> the scoring URL of the server that serves it."""
         return {DEFAULT_MODEL: self.scoring_url, **{m.name: m.scoring_url for m in self.models}}
+
+    @property
+    def client_settings_file(self) -> Path:
+        return self.base_dir / "client.settings.json"
+
+    def client_settings(self) -> dict[str, str]:
+        """What ``python -m client --settings FILE`` needs to reach this stack, every route's scoring URI included."""
+        return {
+            "DataStorage": self.storage_connection_string,
+            "ServiceBus": self.servicebus_connection_string,
+            "SCORING_URI": self.scoring_url,
+            **{f"SCORING_URI__{setting_suffix(m.name)}": m.scoring_url for m in self.models},
+            "FUNCTIONS_URL": self.functions_url,
+        }
 
     def function_app_settings(self) -> dict[str, str]:
         """The app settings that depend on this stack's ports and routes (they override local.settings.json)."""
@@ -511,6 +525,7 @@ class LocalStack:
                 )
         self.settings.save()
         write_stack_files(self.settings.base_dir, routes)
+        write_json(self.settings.client_settings_file, {"Values": self.settings.client_settings()})
         return self.runner.up(names)
 
     def down(self) -> list[str]:

@@ -31,7 +31,7 @@ def test_score_rows_prints_a_table_with_the_id_column() -> None:
     assert lines[0].split() == ["row", "customerID", "prediction", "probability", "error"]
     assert lines[2].split() == ["1", "A-1", "0", "0.2500"]
     assert lines[3].split() == ["2", "B-2", "1", "0.3500"]
-    assert lines[-1] == "2 scored, 0 failed"
+    assert lines[-1] == "2 scored, 0 failed (model route default)"
 
 
 def test_score_file_json_output_and_row_errors_exit_1(tmp_path: Path) -> None:
@@ -72,6 +72,59 @@ def test_score_reads_rows_from_stdin_and_refuses_bad_input() -> None:
 )
 def test_normalize_accepts_the_common_answer_shapes(answer: Any) -> None:
     assert [(s.prediction, s.probability, s.error) for s in normalize(answer, 2)] == [(1, 0.7, None), (0, 0.2, None)]
+
+
+def test_score_prints_and_returns_whatever_columns_the_model_returns() -> None:
+    world = World()
+    world.scoring.answer = {
+        "predictions": [
+            {"prediction": "virginica", "probability": 0.8, "probability_setosa": 0.05, "probability_virginica": 0.8},
+            {
+                "prediction": "setosa, wild",
+                "probability": 0.9,
+                "probability_setosa": 0.9,
+                "probability_virginica": 0.02,
+            },
+        ]
+    }
+    assert run(["score", "--rows", json.dumps(ROWS)], world.console(), world.adapters(), env={}) == 0
+    lines = world.out.getvalue().splitlines()
+    assert lines[0].split() == ["row", "customerID", "prediction", "probability", "probability_setosa",
+                                "probability_virginica", "error"]  # fmt: skip
+    assert "setosa, wild" in lines[3]
+    world = World()
+    world.scoring.answer = [{"prediction": 12.5}, {"prediction": -3.25}]  # a regressor: prediction only
+    assert run(["score", "--rows", json.dumps(ROWS), "--json"], world.console(), world.adapters(), env={}) == 0
+    doc = json.loads(world.out.getvalue())
+    assert [r["prediction"] for r in doc["rows"]] == [12.5, -3.25]
+    assert "probability" not in doc["rows"][0]
+    world = World()
+    world.scoring.answer = [{"label": "a", "score": 1}, {"label": "b", "score": 2}]  # a pyfunc's own columns
+    assert run(["score", "--rows", json.dumps(ROWS), "--json"], world.console(), world.adapters(), env={}) == 0
+    assert json.loads(world.out.getvalue())["rows"][1] == {"row": 2, "customerID": "B-2", "label": "b", "score": 2,
+                                                            "error": None}  # fmt: skip
+
+
+def test_score_model_picks_that_routes_scoring_uri_and_never_the_default_one() -> None:
+    world = World()
+    world.scoring.answer = echo_scores
+    env = {"SCORING_URI": "http://default:1/score", "SCORING_URI__FRAUD_V2": "http://fraud:2/score",
+           "SCORING_DEPLOYMENT__FRAUD_V2": "fraud-v2", "SCORING_KEY": "k"}  # fmt: skip
+    assert (
+        run(["score", "--rows", json.dumps(ROWS), "--model", "fraud-v2"], world.console(), world.adapters(), env) == 0
+    )
+    chosen = world.settings_seen[-1]
+    assert (chosen.scoring_uri, chosen.scoring_deployment, chosen.scoring_key) == (
+        "http://fraud:2/score", "fraud-v2", "k")  # fmt: skip
+    assert world.out.getvalue().splitlines()[-1].endswith("(model route fraud-v2)")
+    assert run(["score", "--rows", json.dumps(ROWS)], world.console(), world.adapters(), env) == 0
+    assert world.settings_seen[-1].scoring_uri == "http://default:1/score"
+    lonely = World()
+    code = run(["score", "--rows", json.dumps(ROWS), "--model", "other"], lonely.console(), lonely.adapters(), env)
+    assert code == 2 and lonely.scoring.seen == []
+    assert "SCORING_URI__OTHER (the scoring URI of model route other) is not set" in lonely.err.getvalue()
+    assert run(["score", "--rows", "{}", "--model", "Bad_Name"], lonely.console(), lonely.adapters(), env) == 2
+    assert "route name 'Bad_Name'" in lonely.err.getvalue()
 
 
 def test_normalize_marks_missing_predictions() -> None:
