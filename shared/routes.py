@@ -46,7 +46,7 @@ class Route:
 
 
 def setting_suffix(model: str) -> str:
-    """``churn-v2`` -> ``CHURN_V2``: the suffix of the route's ``SCORING_URI__`` / ``_KEY__`` / ``_DEPLOYMENT__``."""
+    """``fraud-v2`` -> ``FRAUD_V2``: the suffix of the route's ``SCORING_URI__`` / ``_KEY__`` / ``_DEPLOYMENT__``."""
     return re.sub(r"[^A-Za-z0-9]", "_", model).upper()
 
 
