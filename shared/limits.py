@@ -152,7 +152,8 @@ def problems(limits: DeploymentLimits) -> list[str]:
     for subscription, lock in sorted(limits.lock_durations.items()):
         if not MIN_LOCK_SECONDS <= lock <= MAX_LOCK_SECONDS:
             found.append(
-                f"LockDuration of subscription {subscription} ({lock:g} s, infra/servicebus-entities.json) must be "
+                f"LockDuration of subscription {subscription} ({lock:g} s, infra/servicebus-entities.json; route "
+                f"subscriptions: names.json serviceBus.routeSubscriptionProperties) must be "
                 f"between {MIN_LOCK_SECONDS:g} s (the lock renewer acts 10 s before expiry) and {MAX_LOCK_SECONDS:g} s"
             )
     return found

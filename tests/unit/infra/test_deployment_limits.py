@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack.routes import servicebus_config
 from shared.limits import (
     COPY_TIMEOUT_SECONDS,
     DeploymentLimits,
@@ -23,6 +24,7 @@ from shared.limits import (
     iso_seconds,
     problems,
 )
+from shared.routes import load_routes
 from tests.unit.infra.bicep_model import INFRA, REPO, evaluate, function_app_settings, main_scope, module_scope
 
 PLANS = {"FlexConsumption": "maximumInstanceCount", "ElasticPremium": "maximumElasticWorkerCount"}
@@ -54,7 +56,8 @@ def endpoint_limits() -> EndpointLimits:
 
 def triggered_lock_durations() -> dict[str, float]:
     names = json.loads((INFRA / "names.json").read_text())["serviceBus"]
-    config = json.loads((INFRA / "servicebus-entities.json").read_text())
+    # The emulator's effective config: servicebus-entities.json plus one subscription per model route.
+    config = servicebus_config(load_routes(REPO / "models.json"))
     durations = {}
     for topic in config["UserConfig"]["Namespaces"][0]["Topics"]:
         for sub in topic["Subscriptions"]:
