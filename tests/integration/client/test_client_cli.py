@@ -35,7 +35,7 @@ from shared.contracts import (
     derive_request_id,
 )
 from tests.fixtures.azurite import Azurite
-from tests.fixtures.servicebus import ENTITIES, ServiceBusEmulator, ServiceBusFactory
+from tests.fixtures.servicebus import ServiceBusEmulator, ServiceBusFactory, project_entities
 
 REPO = Path(__file__).resolve().parents[3]
 CSV = "customerID,tenure,MonthlyCharges\nA-1,3,29.5\nB-2,40,99.0\n"
@@ -303,7 +303,7 @@ LOCK_SECONDS = 8
 
 def short_lock_entities(tmp_path: Path) -> Path:
     """The project's entities with every lock shortened to LOCK_SECONDS (the real one is a minute)."""
-    config = json.loads(ENTITIES.read_text())
+    config = json.loads(project_entities(tmp_path / "entities.json").read_text())
     for namespace in config["UserConfig"]["Namespaces"]:
         for topic in namespace["Topics"]:
             for subscription in topic["Subscriptions"]:
