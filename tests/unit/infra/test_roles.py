@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,3 +157,59 @@ def test_table_rows_name_their_source() -> None:
         if line.startswith("|"):
             why = line.strip("|").split("|")[4]
             assert re.search(r"\[[^\]]+\]", why), f"row without a documentation reference: {line}"
+
+
+def indexed_triggers(plan: str) -> list[dict[str, Any]]:
+    """The trigger bindings of function_app.py as the worker indexes it on ``plan`` (one extra route set),
+    with their %SETTING% expressions resolved against the app settings the Bicep deploys."""
+    settings = module_scope(main_scope(hostingPlan=plan, modelRoutes={"churn-v2": ROUTE_SUBSCRIPTION}), "functionApp")
+    values = {name: str(value) for name, value in settings.lookup("allSettings").items()}
+    script = (
+        "import json, function_app\n"
+        "print(json.dumps([b for f in function_app.app.get_functions()"
+        " for b in json.loads(f.get_function_json())['bindings'] if b['type'].endswith('Trigger')]))"
+    )
+    env = {"BLOB_TRIGGER_SOURCE": values["BLOB_TRIGGER_SOURCE"], "MODEL_ROUTES": values["MODEL_ROUTES"]}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    bindings: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    for binding in bindings:
+        for key, value in binding.items():
+            if isinstance(value, str):
+                binding[key] = re.sub(r"%([A-Za-z0-9_]+)%", lambda m: values[m.group(1)], value)
+    return bindings
+
+
+@pytest.mark.parametrize("plan", PLANS)
+def test_every_indexed_trigger_has_its_documented_roles(plan: str) -> None:
+    """From the functions the worker indexes, not from the Bicep: each trigger's connection holds its roles."""
+    granted = {(role, scope) for who, role, scope in bicep_grants(plan) if who == "function app"}
+    host = {"Storage Blob Data Owner", "Storage Queue Data Contributor", "Storage Account Contributor"}
+    kinds = set()
+    for binding in indexed_triggers(plan):
+        kind = binding["type"]
+        kinds.add(kind)
+        if kind == "serviceBusTrigger":
+            sub = binding["subscriptionName"]
+            path = f"{binding['topicName']}/{ROUTE_PLACEHOLDER if sub == ROUTE_SUBSCRIPTION else sub}"
+            for role in ("Azure Service Bus Data Receiver", "Azure Service Bus Data Owner"):
+                assert (role, f"subscription {path}") in granted, (role, path)
+        elif kind == "blobTrigger":
+            assert binding["connection"] == "DataStorage"
+            for role in ("Storage Blob Data Owner", "Storage Queue Data Contributor"):
+                assert (role, "data account") in granted, role
+            assert {(role, "host account") for role in host} <= granted
+        elif kind == "timerTrigger":
+            assert ("Storage Blob Data Owner", "host account") in granted  # singleton locks in host storage
+        else:
+            assert kind == "httpTrigger", f"no documented roles checked for {kind}"
+    assert {"serviceBusTrigger", "blobTrigger", "timerTrigger"} <= kinds
+    assert any(b.get("subscriptionName") == ROUTE_SUBSCRIPTION for b in indexed_triggers(plan)), "route not indexed"
