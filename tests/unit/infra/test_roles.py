@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,7 @@ def test_table_rows_name_their_source() -> None:
             assert re.search(r"\[[^\]]+\]", why), f"row without a documentation reference: {line}"
 
 
+@cache
 def indexed_triggers(plan: str) -> list[dict[str, Any]]:
     """The trigger bindings of function_app.py as the worker indexes it on ``plan`` (one extra route set),
     with their %SETTING% expressions resolved against the app settings the Bicep deploys."""
