@@ -1,0 +1,175 @@
+"""Several models at once on one local stack: ``--model multiclass=DIR --model regression=DIR`` beside the default.
+
+Each route has its own ``azmlinfsrv``; a blob uploaded with metadata ``model=NAME`` must be scored by that
+model (checked against the model's own in-process predictions), a file without ``model`` metadata by the
+default route's example model, and a bad file per route must end as an error record with no output.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from devstack.routes import ModelOption
+from devstack.runner import StackError
+from devstack.stack import PORT_SETTINGS, LocalStack, StackSettings
+from scoring.examples import examples
+from scoring.examples.churn.data import generate
+from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, error_blob_name, output_blob_name
+from tests.fixtures.stack import E2E_SETTINGS, distinct_free_ports
+from tests.support.flow import reference_model
+
+pytestmark = pytest.mark.slow
+
+ROUTES = ("multiclass", "regression")
+RESULT_TIMEOUT = 240.0
+
+
+@dataclass(frozen=True)
+class RoutedStack:
+    stack: LocalStack
+    model_dirs: dict[str, Path]
+
+    @property
+    def settings(self) -> StackSettings:
+        return self.stack.settings
+
+
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoutedStack]:
+    models = tmp_path_factory.mktemp("route-models")
+    model_dirs = {}
+    for kind in ROUTES:
+        examples()[kind].train(models / kind, None, None)
+        model_dirs[kind] = models / kind
+    base = tmp_path_factory.mktemp("routed-stack")
+    ports = dict(zip(PORT_SETTINGS, distinct_free_ports(len(PORT_SETTINGS)), strict=True))
+    options = [ModelOption(kind, model_dirs[kind]) for kind in ROUTES]
+    stack = LocalStack(replace(StackSettings.load(base, ports, options), extra_settings=E2E_SETTINGS))
+    try:
+        try:
+            stack.up()
+        except StackError as exc:
+            pytest.fail(f"the local stack with two extra models did not start: {exc}", pytrace=False)
+        yield RoutedStack(stack, model_dirs)
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="module")
+def blobs(routed: RoutedStack) -> Iterator[BlobServiceClient]:
+    with BlobServiceClient.from_connection_string(routed.settings.storage_connection_string) as service:
+        yield service
+
+
+def rows_of(name: str, data: bytes) -> list[dict[str, Any]]:
+    if name.endswith(".csv"):
+        return list(csv.DictReader(io.StringIO(data.decode())))
+    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+
+
+def encode(frame: pd.DataFrame, fmt: str) -> bytes:
+    if fmt == "csv":
+        return frame.to_csv(index=False).encode()
+    records = json.loads(frame.astype(object).to_json(orient="records"))
+    return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+
+def mismatches(model_dir: Path, frame: pd.DataFrame, scored: list[dict[str, Any]]) -> list[str]:
+    """Rows whose prediction (and probability, for a classifier) differ from the model's in-process answer."""
+    pipeline = mlflow.sklearn.load_model(str(model_dir))
+    expected = pipeline.predict(frame)
+    probabilities = pipeline.predict_proba(frame).max(axis=1) if hasattr(pipeline, "predict_proba") else None
+    problems = []
+    assert len(scored) == len(frame), f"{len(scored)} output rows for {len(frame)} input rows"
+    for i, row in enumerate(scored):
+        got, want = row[PREDICTION_COLUMN], expected[i]
+        if isinstance(want, (float, np.floating)):
+            if abs(float(got) - float(want)) > 1e-9 * max(1.0, abs(float(want))):
+                problems.append(f"row {i}: prediction {got} != {want}")
+        elif str(got) != str(want):
+            problems.append(f"row {i}: prediction {got!r} != {want!r}")
+        if probabilities is not None and abs(float(row[PROBABILITY_COLUMN]) - probabilities[i]) > 1e-9:
+            problems.append(f"row {i}: probability {row[PROBABILITY_COLUMN]} != {probabilities[i]}")
+    return problems
+
+
+def wait_for_all(container: ContainerClient, names: list[str], logs: Path) -> dict[str, tuple[str, bytes]]:
+    """input name -> (blob found, its content): the output or the error record of each file."""
+    found: dict[str, tuple[str, bytes]] = {}
+    deadline = time.monotonic() + RESULT_TIMEOUT
+    while len(found) < len(names) and time.monotonic() < deadline:
+        for name in names:
+            if name in found:
+                continue
+            for candidate in (output_blob_name(name), error_blob_name(name)):
+                try:
+                    found[name] = (candidate, container.download_blob(candidate).readall())
+                    break
+                except ResourceNotFoundError:
+                    continue
+        if len(found) < len(names):
+            time.sleep(0.5)
+    missing = sorted(set(names) - set(found))
+    assert not missing, f"no output or error record within {RESULT_TIMEOUT:.0f}s for {missing}; logs: {logs}"
+    return found
+
+
+def test_each_route_has_its_own_healthy_scoring_server(routed: RoutedStack) -> None:
+    statuses = {st.name: st for st in routed.stack.statuses()}
+    for route in ROUTES:
+        server = statuses[f"scoring-{route}"]
+        assert server.state == "running" and server.healthy, server
+        assert f"route {route}" in server.listens and str(routed.model_dirs[route]) in server.listens
+    assert statuses["scoring"].healthy and "route default" in statuses["scoring"].listens
+
+
+def test_files_are_scored_by_the_model_their_metadata_names(routed: RoutedStack, blobs: BlobServiceClient) -> None:
+    run = f"routes-{uuid.uuid4().hex[:8]}"
+    inbox = blobs.get_container_client("input")
+    frames: dict[str, tuple[str | None, pd.DataFrame]] = {}
+    bad: dict[str, str] = {}
+    for i, route in enumerate(ROUTES):
+        for fmt, rows in (("csv", 30), ("jsonl", 17)):
+            frame = examples()[route].frame(rows, 100 + i)
+            name = f"{run}/{route}-rows.{fmt}"
+            inbox.upload_blob(name, encode(frame, fmt), metadata={"model": route, "session_id": run})
+            frames[name] = (route, frame)
+        frame = examples()[route].frame(5, 200 + i)
+        name = f"{run}/{route}-missing-column.csv"
+        inbox.upload_blob(name, encode(frame.drop(columns=frame.columns[0]), "csv"), metadata={"model": route})
+        bad[name] = route
+    default_frame = generate(12, seed=21, label=False)
+    default_name = f"{run}/no-model-metadata.csv"
+    inbox.upload_blob(default_name, encode(default_frame, "csv"), metadata={"session_id": run})
+
+    results = wait_for_all(blobs.get_container_client("output"), [*frames, *bad, default_name], routed.settings.log_dir)
+
+    for name, (route, frame) in frames.items():
+        found, data = results[name]
+        assert found == output_blob_name(name), f"{name} (model {route}) ended as {found}: {data[:300]!r}"
+        scored = rows_of(name, data)
+        assert mismatches(routed.model_dirs[str(route)], frame, scored) == [], name
+        assert set(frame.columns) <= set(scored[0]), "the input columns are kept"
+    for name, route in bad.items():
+        found, data = results[name]
+        assert found == error_blob_name(name), f"{name} (model {route}) was not refused: {data[:300]!r}"
+        record = json.loads(data)
+        assert record["error"]["code"] == "missing_columns", record
+    found, data = results[default_name]
+    assert found == output_blob_name(default_name), data[:300]
+    assert reference_model().check_rows(default_frame, rows_of(default_name, data)) == []
