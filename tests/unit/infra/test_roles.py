@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ PLANS = {"FlexConsumption": "Flex Consumption", "ElasticPremium": "Elastic Premi
 DOC = REPO / "docs" / "deploy.md"
 ROUTE_SUBSCRIPTION = "scoring-churn-v2"
 ROUTE_PLACEHOLDER = "<each extra route's subscription>"
+EXTRA_ROUTES = [  # models.json with one extra route, so every conditional grant appears
+    {"model": "default", "subscription": "scoring"},
+    {"model": "churn-v2", "subscription": ROUTE_SUBSCRIPTION},
+]
 USER = "user-object-id"
 
 # Azure built-in role definition ids (the same in every tenant).
@@ -84,11 +89,7 @@ def readable_scope(grant: Grant) -> str:
 
 
 def bicep_grants(plan: str) -> list[Row]:
-    routes = [
-        {"model": "default", "subscription": "scoring"},
-        {"model": "churn-v2", "subscription": ROUTE_SUBSCRIPTION},
-    ]
-    main = main_scope(hostingPlan=plan, principalId=USER, modelRoutes=routes)  # models.json with an extra route
+    main = main_scope(hostingPlan=plan, principalId=USER, modelRoutes=EXTRA_ROUTES)  # models.json with an extra route
     rbac = module_scope(main, "rbac")
     identities = {str(rbac.lookup("functionPrincipalId")): "function app", USER: "deploying user"}
     rows = []
@@ -162,25 +163,28 @@ def test_table_rows_name_their_source() -> None:
 
 @cache
 def indexed_triggers(plan: str) -> list[dict[str, Any]]:
-    """The trigger bindings of function_app.py as the worker indexes it on ``plan`` (one extra route set),
-    with their %SETTING% expressions resolved against the app settings the Bicep deploys."""
-    settings = module_scope(main_scope(hostingPlan=plan, modelRoutes={"churn-v2": ROUTE_SUBSCRIPTION}), "functionApp")
-    values = {name: str(value) for name, value in settings.lookup("allSettings").items()}
+    """The trigger bindings of function_app.py as the worker indexes it on ``plan`` (models.json with one extra
+    route), with their %SETTING% expressions resolved against the app settings the Bicep deploys."""
+    main = main_scope(hostingPlan=plan, modelRoutes=EXTRA_ROUTES)
+    values = {name: str(value) for name, value in module_scope(main, "functionApp").lookup("allSettings").items()}
     script = (
         "import json, function_app\n"
         "print(json.dumps([b for f in function_app.app.get_functions()"
         " for b in json.loads(f.get_function_json())['bindings'] if b['type'].endswith('Trigger')]))"
     )
-    env = {"BLOB_TRIGGER_SOURCE": values["BLOB_TRIGGER_SOURCE"], "MODEL_ROUTES": values["MODEL_ROUTES"]}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env={**env, "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        routes = Path(folder) / "models.json"
+        routes.write_text(json.dumps({"routes": EXTRA_ROUTES}))
+        env = {"BLOB_TRIGGER_SOURCE": values["BLOB_TRIGGER_SOURCE"], "MODEL_ROUTES_FILE": str(routes)}
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=REPO,
+            env={**env, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     assert done.returncode == 0, done.stderr
     bindings: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
     for binding in bindings:
