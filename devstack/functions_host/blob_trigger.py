@@ -21,13 +21,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobProperties, BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
 from . import clients
+from .blob_binding import SdkTypeArguments, content_argument, reference, trigger_metadata
 from .blob_listing import ContainerLister, bare_etag
-from .blob_stream import LazyBlobInputStream
 from .host_storage import function_id, hosts_container
 from .indexing import FunctionSpec
 from .invoker import Invoker
@@ -99,6 +100,7 @@ class BlobTrigger:
         self._host_storage = host_storage
         self._data = spec.connection(spec.trigger)
         self._options = options
+        self._sdk_types = SdkTypeArguments()
         self.container, self._pattern = compile_path(str(spec.trigger["path"]))
         self._receipt_prefix = f"blobreceipts/{host_id}/{function_id(spec.name)}/"
         # (name, etag) of each blob to run the function on, with its receipt's metadata as the scan read it
@@ -223,25 +225,9 @@ class BlobTrigger:
         receipt = self.receipt_name(*key)
         attempt = int(state.get("Attempts", "0")) + 1
         receipts.upload_blob(receipt, b"", overwrite=True, metadata={"Incomplete": "true", "Attempts": str(attempt)})
-        blob = service.get_blob_client(self.container, props.name)
-        stream = LazyBlobInputStream(
-            blob=blob,
-            etag=etag,
-            name=f"{self.container}/{props.name}",
-            uri=blob.url,
-            length=props.size,
-            blob_properties=blob_properties_dict(props),
-            metadata=dict(props.metadata or {}),
-        )
         reason = f"New blob detected({_blob_type(props)}): {self.container}/{props.name}"
-        value: Any = stream
-        # Like the worker: a bytes/str annotation gets the whole content instead of a stream.
-        if self.spec.trigger_annotation is bytes:
-            value = stream.read()
-        elif self.spec.trigger_annotation is str:
-            value = stream.read().decode("utf-8")
+        value = self._argument(service, props)
         result = self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs)
-        stream.close()
         if result.succeeded:
             receipts.get_blob_client(receipt).set_blob_metadata({"Attempts": str(attempt)})
             with self._lock:
@@ -257,6 +243,20 @@ class BlobTrigger:
         receipts.get_blob_client(receipt).set_blob_metadata({"Attempts": str(attempt), "Poisoned": "true"})
         with self._lock:
             self._done.add(key)
+
+    def _argument(self, service: BlobServiceClient, props: BlobProperties) -> Any:
+        """What the worker passes: a client for an SDK-type parameter, else the whole content (as the host
+        reads it before the call, pinned to the ETag the trigger saw)."""
+        trigger = self.spec.trigger
+        if self.spec.trigger_deferred:
+            data = reference(str(trigger["connection"]), self.container, props.name)
+            return self._sdk_types.argument(self.spec.name, str(trigger["name"]), str(trigger["type"]),
+                                            self.spec.trigger_annotation, data)  # fmt: skip
+        blob = service.get_blob_client(self.container, props.name)
+        content = blob.download_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified).readall()
+        metadata = trigger_metadata(f"{self.container}/{props.name}", blob.url, blob_properties_dict(props),
+                                    dict(props.metadata or {}))  # fmt: skip
+        return content_argument(content, metadata, self.spec.trigger_annotation)
 
     def _poison(self, props: BlobProperties, etag: str) -> None:
         message = json.dumps(

@@ -24,6 +24,7 @@ from typing import Any
 import azure.functions as func
 from azure.functions import meta
 
+from .blob_binding import deferred_converter, is_deferred
 from .settings import Connection, SettingsError, resolve_binding, resolve_connection
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class FunctionSpec:
     connections: Mapping[str, Connection] = field(default_factory=dict)
     function_json: str = ""
     trigger_annotation: Any = None
+    # The trigger parameter is an SDK type: the host passes a reference (model_binding_data), not the content.
+    trigger_deferred: bool = False
 
     @property
     def trigger_type(self) -> str:
@@ -145,6 +148,7 @@ def index_function(function: Any, environ: Mapping[str, str]) -> FunctionSpec:
         connections=connections,
         function_json=function.get_function_json(),
         trigger_annotation=hints.get(str(trigger["name"])),
+        trigger_deferred=is_deferred(hints.get(str(trigger["name"]))),
     )
 
 
@@ -166,7 +170,13 @@ def _check_annotations(
     registry = meta.get_binding_registry()
     hint = hints.get(str(trigger["name"]))
     converter = registry.get(str(trigger["type"]))
-    if converter is not None and _checkable(hint) and not converter.check_input_type_annotation(hint):
+    if is_deferred(hint):
+        if deferred_converter(str(trigger["type"]), hint) is None:
+            raise IndexingError(
+                f"function '{name}': parameter '{trigger['name']}' is annotated {hint!r}, an SDK type that no "
+                f"installed extension provides for a {trigger['type']} binding"
+            )
+    elif converter is not None and _checkable(hint) and not converter.check_input_type_annotation(hint):
         advice = (
             " (azure.functions accepts typing.List[...] here, not list[...])"
             if isinstance(hint, types.GenericAlias)

@@ -74,6 +74,10 @@ class FunctionsHostProcess:
                 self._ready.set()
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
     def returncode(self) -> int | None:
         return self._proc.poll() if self._proc else None
 

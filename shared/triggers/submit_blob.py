@@ -1,7 +1,10 @@
 """``submit_blob``: blob trigger on the input container; turns each new file into a scoring request.
 
-The function uses only the trigger's name; size, ETag and metadata come from the blob's properties via
-the SDK (the ETag is not in the Python ``InputStream``), and it never calls ``read()``.
+The function binds a ``BlobClient`` (SDK-type binding, package ``azurefunctions-extensions-bindings-blob``):
+the host then hands the worker a reference to the blob (connection, container and blob name), never its
+content, so a 2 GiB input costs the function app no memory. With ``func.InputStream``, ``bytes`` or ``str``
+the host would read the whole blob and send it to the worker before the function runs. Size, ETag and
+metadata come from the blob's properties via our own adapter; the function never downloads the content.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob
 
 from shared import submit
 from shared.ports import BlobInfo
@@ -20,33 +24,21 @@ bp = func.Blueprint()
 logger = logging.getLogger(__name__)
 
 
-def split_trigger_name(trigger_name: str, container: str) -> tuple[str, str]:
-    """The trigger's ``name`` is ``<container>/<blob name>``; tolerate a bare blob name too."""
-    prefix = f"{container}/"
-    return container, trigger_name[len(prefix) :] if trigger_name.startswith(prefix) else trigger_name
-
-
-def trigger_info(blob: func.InputStream, name: str) -> BlobInfo:
-    """What the trigger metadata says (no content read); the ETag is there only if the host passed it."""
-    # blob_properties / metadata exist on the worker's InputStream, not on the abstract type.
-    properties = getattr(blob, "blob_properties", None)
-    properties = properties if isinstance(properties, dict) else {}
-    etag = properties.get("ETag") or properties.get("Etag") or ""
-    metadata = getattr(blob, "metadata", None)
-    metadata = metadata if isinstance(metadata, dict) else {}
-    return BlobInfo(name=name, url=blob.uri or "", etag=str(etag), size=blob.length or 0, metadata=metadata)
+def trigger_info(client: blob.BlobClient) -> BlobInfo:
+    """What the trigger itself says about the blob: its name and URL (no request to storage)."""
+    return BlobInfo(name=str(client.blob_name), url=str(client.url), etag="", size=0)
 
 
 @bp.function_name("submit_blob")
 @bp.blob_trigger(
-    arg_name="blob",
+    arg_name="client",
     path="%INPUT_CONTAINER%/{name}",
     connection=DATA_STORAGE,
     source=blob_trigger_source(),  # type: ignore[arg-type]
 )
-def submit_blob(blob: func.InputStream) -> None:
+def submit_blob(client: blob.BlobClient) -> None:
     svc = services()
-    container, name = split_trigger_name(blob.name or "", svc.settings.input_container)
+    container, name = str(client.container_name), str(client.blob_name)
     # The host does not trace blob triggers: each file's trace starts here.
     with pipeline.submit_span(container, name):
         outcome = submit.submit_blob(
@@ -57,7 +49,7 @@ def submit_blob(blob: func.InputStream) -> None:
             bus=svc.bus,
             ledger=svc.ledger,
             now=svc.clock.now(),
-            trigger_info=trigger_info(blob, name),
+            trigger_info=trigger_info(client),
         )
         pipeline.set_outcome(outcome)
         logger.info("submit_blob %s/%s: %s", container, name, outcome)

@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob_types
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
+from devstack.functions_host.blob_binding import SdkTypeArguments, reference
 from shared.contracts import (
     DataFormat,
     ErrorInfo,
@@ -24,7 +26,7 @@ from shared.contracts import (
     derive_request_id,
 )
 from shared.ledger import Ledger, accepted
-from shared.settings import get_settings
+from shared.settings import DATA_STORAGE, get_settings
 from shared.storage import AzureBlobStore
 from shared.triggers.reconcile import reconcile
 from shared.triggers.request_status import request_status
@@ -35,19 +37,13 @@ from .conftest import AppEnv
 from .fa_support import set_env
 
 
-class UnreadableStream(func.blob.InputStream):
-    """What the worker passes, except that reading the content fails the test."""
-
-    def read(self, size: int = -1) -> bytes:
-        raise AssertionError("submit_blob must not read the blob's content")
-
-
 def trigger(env: AppEnv, name: str) -> None:
-    blob = env.blob_service.get_blob_client(env.input, name)
-    props = blob.get_blob_properties()
-    stream = UnreadableStream(data=b"", name=f"{env.input}/{name}", uri=blob.url, length=props.size,
-                              blob_properties={"ContentLength": props.size}, metadata=dict(props.metadata))  # fmt: skip
-    submit_blob.build().get_user_function()(stream)
+    """Call submit_blob with what the worker passes for its SDK-type parameter: a BlobClient that the
+    extension's converter builds from the reference the host sends (connection, container, blob name)."""
+    client = SdkTypeArguments().argument(
+        "submit_blob", "client", "blobTrigger", blob_types.BlobClient, reference(DATA_STORAGE, env.input, name)
+    )
+    submit_blob.build().get_user_function()(client)
 
 
 def result_message(result: InferenceResult, session: str = "s1") -> func.ServiceBusMessage:
@@ -210,9 +206,7 @@ def test_result_published_on_the_bus_reaches_the_writer_subscription(fa_env: App
 @pytest.mark.parametrize(("name", "record"), [("a/../../b.csv", "errors/a/_/_/b.csv.error.json"),
                                               ("c\\d.csv", "errors/c_d.csv.error.json")])  # fmt: skip
 def test_submit_blob_path_tricks_get_an_error_record_under_a_safe_name(fa_env: AppEnv, name: str, record: str) -> None:
-    stream = UnreadableStream(data=b"", name=f"{fa_env.input}/{name}", uri="", length=10,
-                              blob_properties={"ContentLength": 10, "ETag": '"0x1"'}, metadata={})  # fmt: skip
-    submit_blob.build().get_user_function()(stream)
+    trigger(fa_env, name)  # no request with such a name reaches storage; the error record gets a safe name
     document = json.loads(fa_env.read(fa_env.output, record))
     assert document["error"]["code"] == "invalid_name" and document["input"]["name"] == name
-    assert fa_env.ledger_record(derive_request_id(fa_env.input, name, '"0x1"'))["state"] == "failed"
+    assert fa_env.ledger_record(derive_request_id(fa_env.input, name, ""))["state"] == "failed"

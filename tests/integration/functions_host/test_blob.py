@@ -1,4 +1,5 @@
-"""Blob trigger through the real host process against Azurite: trigger fields, lazy reads, receipts, poison."""
+"""Blob trigger through the real host process against Azurite: trigger fields, the whole content for an
+InputStream and a client for an SDK type (as the real host and worker do), receipts, poison."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from azure.storage.blob import BlobServiceClient, ContentSettings
 from azure.storage.queue import QueueClient
 
 from tests.fixtures.azurite import Azurite
+from tests.support.memory import GeneratedCsv, peak_rss_bytes
 
 from .conftest import FixtureApp
 
@@ -36,7 +38,7 @@ def new_container(azurite: Azurite) -> str:
     return name
 
 
-def test_fields_lazy_read_and_once_per_etag_across_restarts(fixture_app: FixtureApp, azurite: Azurite) -> None:
+def test_fields_content_and_once_per_etag_across_restarts(fixture_app: FixtureApp, azurite: Azurite) -> None:
     container = new_container(azurite)
     host_id = f"blob-{uuid.uuid4().hex[:8]}"
     fixture_app.write_settings(settings(azurite, container, host_id))
@@ -57,9 +59,8 @@ def test_fields_lazy_read_and_once_per_etag_across_restarts(fixture_app: Fixture
         assert small["length"] == 8
         assert small["metadata"] == {"origin": "test"}
         assert small["content_type"] == "text/csv"
-        assert small["downloaded"] is False  # looked only at properties: no download
+        assert small["stream_type"] == "azure.functions.blob.InputStream"  # the worker's own class
         large = by_name[f"{container}/big.bin"]
-        assert large["downloaded"] is True
         assert large["read_bytes"] == len(big)
         assert large["sha256"] == hashlib.sha256(big).hexdigest()
 
@@ -116,3 +117,41 @@ def _decode(content: str) -> str:
         return base64.b64decode(content, validate=True).decode()
     except ValueError:
         return content
+
+
+def test_sdk_type_parameter_gets_a_client_and_an_input_stream_gets_the_whole_content(
+    fixture_app: FixtureApp, azurite: Azurite
+) -> None:
+    """The real host sends an InputStream's whole content before the call, and only a reference for an SDK type:
+    the host process's peak memory grows by the blob's size for the first and not for the second."""
+    size = 96 * 1024 * 1024
+    streamed, referenced = new_container(azurite), new_container(azurite)
+    host_id = f"sdk-{uuid.uuid4().hex[:8]}"
+    fixture_app.write_settings({**settings(azurite, streamed, host_id), "CLIENT_CONTAINER": referenced})
+    host = fixture_app.start(env={**os.environ, "FIXTURE_BLOB_CLIENT": "1"}, extra_args=["--blob-poll-interval", "0.2"])
+    assert host.pid is not None
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        service.get_container_client(referenced).upload_blob("warm-up.csv", b"a\n1\n")
+        fixture_app.wait_for("on_blob_client", lambda e: len(e) >= 1)
+        service.get_container_client(streamed).upload_blob("warm-up.csv", b"a\n1\n")
+        fixture_app.wait_for("on_blob", lambda e: len(e) >= 1)
+        baseline = peak_rss_bytes(host.pid)
+
+        upload = service.get_container_client(referenced).get_blob_client("big.csv")
+        upload.upload_blob(GeneratedCsv(size), length=size, metadata={"read": "no"})
+        [warm, big] = fixture_app.wait_for("on_blob_client", lambda e: len(e) >= 2)
+        assert big["client_type"] == "azure.storage.blob._blob_client.BlobClient"
+        assert (big["container"], big["blob"], big["size"]) == (referenced, "big.csv", size)
+        assert big["url"] == upload.url
+        after_reference = peak_rss_bytes(host.pid)
+
+        service.get_container_client(streamed).upload_blob("big.csv", GeneratedCsv(size), length=size)
+        fixture_app.wait_for("on_blob", lambda e: len(e) >= 2)
+        after_content = peak_rss_bytes(host.pid)
+        # Like the worker, the host builds one client per blob reference and hands it out again.
+        upload.upload_blob(b"a\n2\n", overwrite=True)
+        entries = fixture_app.wait_for("on_blob_client", lambda e: len(e) >= 3)
+    assert after_reference - baseline < size / 4, (baseline, after_reference)
+    assert after_content - after_reference >= size, (after_reference, after_content)
+    assert entries[2]["client_id"] == big["client_id"] and entries[2]["size"] == 4
+    assert warm["client_id"] != big["client_id"]

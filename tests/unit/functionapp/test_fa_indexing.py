@@ -41,7 +41,7 @@ def test_functions_and_bindings_with_two_model_routes(restore_modules: pytest.Mo
     found = bindings(load_app(restore_modules, MODEL_ROUTES_FILE=str(TWO_ROUTES)))
     assert sorted(found) == ["reconcile", "request_status", "score_request", "score_request_churn_v2",
                              "submit_blob", "write_result"]  # fmt: skip
-    assert found["submit_blob"] == [{"direction": "IN", "type": "blobTrigger", "name": "blob",
+    assert found["submit_blob"] == [{"direction": "IN", "type": "blobTrigger", "name": "client",
                                      "path": "%INPUT_CONTAINER%/{name}", "connection": "DataStorage",
                                      "source": "LogsAndContainerScan"}]  # fmt: skip
     for name, subscription in (

@@ -80,10 +80,33 @@ def on_blob(blob: func.InputStream) -> None:
             digest.update(chunk)
             size += len(chunk)
         entry.update(sha256=digest.hexdigest(), read_bytes=size)
-    entry["downloaded"] = getattr(blob, "download_started", None)
+    entry["stream_type"] = f"{type(blob).__module__}.{type(blob).__qualname__}"
     record("on_blob", entry)
     if metadata.get("fail") == "yes":
         raise ValueError(f"failing {blob.name} on purpose")
+
+
+if os.environ.get("FIXTURE_BLOB_CLIENT") == "1":
+    import azurefunctions.extensions.bindings.blob as blob_types
+
+    @app.blob_trigger(arg_name="client", path="%CLIENT_CONTAINER%/{name}", connection="DataStorage")
+    def on_blob_client(client: blob_types.BlobClient) -> None:
+        properties = client.get_blob_properties()
+        entry: dict[str, Any] = {
+            "client_type": f"{type(client).__module__}.{type(client).__qualname__}",
+            "client_id": id(client),
+            "container": client.container_name,
+            "blob": client.blob_name,
+            "url": client.url,
+            "size": properties.size,
+            "etag": properties.etag,
+        }
+        if (properties.metadata or {}).get("read") == "yes":
+            digest = hashlib.sha256()
+            for chunk in client.download_blob().chunks():
+                digest.update(chunk)
+            entry["sha256"] = digest.hexdigest()
+        record("on_blob_client", entry)
 
 
 if os.environ.get("FIXTURE_SERVICEBUS") == "1":
