@@ -20,6 +20,7 @@ from client.errors import ExitCode, ServiceError, UsageError
 from client.localfiles import LocalRejection, check_input, output_path
 from client.ports import Delivery, InputStore, OutputFetcher, ResultInbox
 from shared.contracts import (
+    TRANSIENT_ERRORS,
     ContractError,
     DataFormat,
     ErrorInfo,
@@ -191,6 +192,11 @@ class ResultCollector:
         job = self._match(result)
         if job is None:
             self.reporter.note(f"ignored a result for request {result.request_id} ({result.input_name}): not this run")
+            delivery.complete()
+            return
+        if result.error is not None and result.error.code in TRANSIENT_ERRORS:
+            # The function app submits this request again itself; its next result is the one to wait for.
+            self.reporter.note(f"{job.path.name}: {result.error.message}; the pipeline will try again")
             delivery.complete()
             return
         self._apply(job, result)

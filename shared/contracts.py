@@ -125,12 +125,18 @@ class ErrorCode(StrEnum):
     BLOB_NOT_FOUND = "blob_not_found"
     BLOB_FORBIDDEN = "blob_forbidden"
     BLOB_URL_NOT_ALLOWED = "blob_url_not_allowed"
+    INPUT_UNAVAILABLE = "input_unavailable"  # the input's storage failed (5xx) or did not answer: try again later
     INVALID_REQUEST = "invalid_request"
     ENDPOINT_REJECTED = "endpoint_rejected"
     ENDPOINT_UNAVAILABLE = "endpoint_unavailable"
     UNKNOWN_MODEL = "unknown_model"
     RESULT_TIMEOUT = "result_timeout"
     INTERNAL = "internal_error"
+
+
+# Failures that say nothing about the file itself: the function app leaves such a request to reconcile, which
+# submits it again after the result deadline, instead of recording an error for a file that may be fine.
+TRANSIENT_ERRORS = frozenset({ErrorCode.INPUT_UNAVAILABLE})
 
 
 def iso(moment: datetime) -> str:

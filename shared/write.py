@@ -24,7 +24,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from shared.blobnames import name_problem
-from shared.contracts import InferenceResult, RequestState, ResultStatus, output_blob_name
+from shared.contracts import TRANSIENT_ERRORS, InferenceResult, RequestState, ResultStatus, output_blob_name
 from shared.errors import remove_superseded_error, write_error_record
 from shared.ledger import Ledger, LedgerRecord, failed, succeeded
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
@@ -41,6 +41,7 @@ class WriteOutcome(StrEnum):
     ALREADY_WRITTEN = "already_written"
     ERROR_RECORDED = "error_recorded"
     SUPERSEDED = "superseded"
+    LEFT_FOR_RECONCILE = "left_for_reconcile"
 
 
 class OutputMismatch(RuntimeError):
@@ -66,6 +67,12 @@ def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: L
                     result.attempt)  # fmt: skip
         return WriteOutcome.SUPERSEDED
     assert result.error is not None
+    if result.error.code in TRANSIENT_ERRORS and record is not None and not record.terminal:
+        # The record and its in-flight marker stay as they are: reconcile submits the request again once the
+        # result deadline has passed, and records result_timeout only when no attempt is left.
+        logger.warning("request %s attempt %s: %s (%s); left for reconcile to submit again", result.request_id,
+                       result.attempt, result.error.code, result.error.message)  # fmt: skip
+        return WriteOutcome.LEFT_FOR_RECONCILE
     location = write_error_record(
         blobs,
         settings.output_container,

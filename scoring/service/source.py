@@ -45,6 +45,8 @@ def _describe_storage_error(exc: HttpResponseError) -> ScoringError:
             ErrorCode.BLOB_URL_NOT_ALLOWED,
             f"the input's storage answered with a redirect (HTTP {status}); the scoring service follows none",
         )
+    if status is not None and (status >= 500 or status in (408, 429)):
+        return ScoringError(ErrorCode.INPUT_UNAVAILABLE, f"reading the input blob failed with HTTP {status}")
     return ScoringError(ErrorCode.INTERNAL, f"reading the input blob failed with HTTP {status}")
 
 
@@ -68,7 +70,8 @@ def blob_pieces(blob: BlobClient, max_input_bytes: int) -> Iterator[bytes]:
         raise _describe_storage_error(exc) from exc
     except AzureError as exc:  # connection refused, reset or timed out after the SDK's retries
         raise ScoringError(
-            ErrorCode.INTERNAL, f"could not read the input blob: its storage did not answer ({type(exc).__name__})"
+            ErrorCode.INPUT_UNAVAILABLE,
+            f"could not read the input blob: its storage did not answer ({type(exc).__name__})",
         ) from exc
     finally:
         blob.close()

@@ -164,5 +164,5 @@ def test_unreachable_storage(scoring_server_factory: ScoringServerFactory, servi
     assert post(scoring_server.score_url, request.to_json()).status_code == 202
     (message,) = receive_results(servicebus.connection_string, request.reply.session_id, wait=120)
     result = result_of(message)
-    assert result.error is not None and result.error.code == ErrorCode.INTERNAL
+    assert result.error is not None and result.error.code == ErrorCode.INPUT_UNAVAILABLE
     assert "did not answer" in result.error.message and "sig=" not in result.error.message

@@ -96,6 +96,22 @@ def test_failed_result_prints_code_message_and_row_errors_and_exits_1(tmp_path: 
     assert not (tmp_path / "a.scored.csv").exists()
 
 
+def test_a_transient_failure_is_noted_and_the_next_result_awaited(tmp_path: Path) -> None:
+    world = World()
+    files = make_files(tmp_path, "a.csv")
+    unavailable = InferenceResult(
+        request_id=rid("a.csv", 1), status=ResultStatus.FAILED, input_name="a.csv", model="churn",
+        error=ErrorInfo("input_unavailable", "reading the input blob failed with HTTP 500"),
+    )  # fmt: skip
+    deliveries = [FakeDelivery(unavailable.to_json()), ok("a.csv", 1, attempt=2)]
+    world.inbox = FakeInbox(world.clock, [[deliveries[0]], [deliveries[1]]])
+    code = run(["submit", *files, "--wait"], world.console(), world.adapters(), env={})
+    assert code == 0, world.out.getvalue() + world.err.getvalue()
+    assert (tmp_path / "a.scored.csv").read_bytes() == SCORED
+    assert [d.settled for d in deliveries] == ["completed", "completed"]
+    assert "the pipeline will try again" in world.out.getvalue() + world.err.getvalue()
+
+
 def test_a_locally_rejected_file_is_not_uploaded_but_the_others_are(tmp_path: Path) -> None:
     world = World()
     good = make_files(tmp_path, "good.csv")

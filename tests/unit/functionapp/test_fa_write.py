@@ -162,3 +162,17 @@ def test_a_newer_versions_failure_is_shown_beside_an_older_output() -> None:
     new = versioned(blobs, "0" * 31 + "b", succeeded=False)
     assert write(blobs, new) == WriteOutcome.ERROR_RECORDED
     assert blobs.names("output") == ["d/a.csv", "errors/d/a.csv.error.json"]
+
+
+def test_a_transient_failure_is_left_for_reconcile_not_recorded() -> None:
+    """The input's storage failed: nothing is said about the file; the request stays open with its marker."""
+    blobs = FakeBlobStore()
+    versioned(blobs, RID, succeeded=False)  # the request's ledger record
+    error = ErrorInfo("input_unavailable", "reading the input blob failed with HTTP 500")
+    transient = InferenceResult(request_id=RID, status=ResultStatus.FAILED, input_name="d/a.csv", model="churn",
+                                error=error)  # fmt: skip
+    assert write(blobs, transient) == WriteOutcome.LEFT_FOR_RECONCILE
+    assert blobs.names("output") == []
+    record = Ledger(blobs, "ledger").get(RID)
+    assert record is not None and not record.terminal
+    assert [m.request_id for m in Ledger(blobs, "ledger").inflight()] == [RID]
