@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     subs = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     submit = subs.add_parser("submit", parents=[common], help="upload CSV / JSON Lines files for scoring")
-    submit.add_argument("files", nargs="+", type=Path, metavar="FILE", help=".csv, .jsonl or .ndjson, optionally .gz")
+    submit.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help=".csv, .jsonl or .ndjson (optionally .gz), or .parquet"
+    )
     submit.add_argument("--wait", action="store_true", help="wait for the results and save the predictions")
     submit.add_argument("--session", metavar="ID", help="session id for the results (default: a new one)")
     submit.add_argument(

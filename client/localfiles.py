@@ -1,7 +1,8 @@
 """Local input files: cheap checks before upload, reading rows for sync scoring, and where outputs go.
 
-The checks catch what is obviously wrong (name, size, gzip framing, an unreadable first line) so the user
-hears it at once; the service still validates every row.
+The checks catch what is obviously wrong (name, size, gzip framing, an unreadable first line, a Parquet
+file without its magic bytes or footer) so the user hears it at once; the service still validates every row.
+Reading Parquet rows for sync scoring needs pyarrow (installed with the scoring extra); nothing else does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 from shared.contracts import GZIP, DataFormat, ErrorCode, detect_format
 
 GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+SUPPORTED = ".csv, .jsonl, .ndjson (optionally .gz) or .parquet"
 PEEK_BYTES = 64 * 1024
 _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
@@ -45,9 +48,7 @@ def check_input(path: Path, max_bytes: int) -> InputFile:
     """Validate one file locally; raises :class:`LocalRejection` with a stable code and a readable reason."""
     found = detect_format(path.name)
     if found is None:
-        raise LocalRejection(
-            ErrorCode.UNSUPPORTED_FORMAT, "unsupported file type (use .csv, .jsonl or .ndjson, optionally .gz)"
-        )
+        raise LocalRejection(ErrorCode.UNSUPPORTED_FORMAT, f"unsupported file type (use {SUPPORTED})")
     fmt, compression = found
     size = path.stat().st_size
     if size == 0:
@@ -55,7 +56,10 @@ def check_input(path: Path, max_bytes: int) -> InputFile:
     if size > max_bytes:
         raise LocalRejection(ErrorCode.TOO_LARGE, f"{size} bytes is over the limit of {max_bytes} (MAX_INPUT_BYTES)")
     head, complete = _peek(path, compression)
-    _check_head(head, complete, fmt)
+    if fmt == DataFormat.PARQUET:
+        _check_parquet(path, head, compression)
+    else:
+        _check_head(head, complete, fmt)
     return InputFile(path=path, format=fmt, compression=compression, size=size)
 
 
@@ -74,6 +78,17 @@ def _peek(path: Path, compression: str | None) -> tuple[bytes, bool]:
         except (OSError, EOFError, zlib.error) as exc:
             raise LocalRejection(ErrorCode.UNDECODABLE, f"broken gzip data ({exc})") from None
         return head[:PEEK_BYTES], len(head) <= PEEK_BYTES
+
+
+def _check_parquet(path: Path, head: bytes, compression: str | None) -> None:
+    """A Parquet file starts and ends with ``PAR1`` (the footer is at the end; a cut file has none)."""
+    if not head.startswith(PARQUET_MAGIC):
+        raise LocalRejection(ErrorCode.MALFORMED_DATA, "named .parquet but does not start like a Parquet file")
+    if compression is None:
+        with path.open("rb") as raw:
+            raw.seek(-len(PARQUET_MAGIC), 2)
+            if raw.read() != PARQUET_MAGIC or path.stat().st_size < 3 * len(PARQUET_MAGIC):
+                raise LocalRejection(ErrorCode.MALFORMED_DATA, "the Parquet file has no footer (is it cut short?)")
 
 
 def _check_head(head: bytes, complete: bool, fmt: DataFormat) -> None:
@@ -112,12 +127,44 @@ def _number_or_text(value: str) -> Any:
     return value
 
 
+def _parquet_rows(path: Path, compression: str | None, limit: int) -> list[dict[str, Any]]:
+    """Parquet rows as JSON-ready dicts: dates and times become ISO 8601 text, as a JSON body carries them."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise LocalRejection(
+            ErrorCode.UNSUPPORTED_FORMAT, "reading Parquet needs pyarrow (pip install pyarrow); submit works without"
+        ) from None
+    try:
+        source = gzip.decompress(path.read_bytes()) if compression == GZIP else path.read_bytes()
+        file = pq.ParquetFile(pa.BufferReader(source))
+        if file.metadata.num_rows > limit:
+            raise LocalRejection(
+                ErrorCode.TOO_LARGE, f"{file.metadata.num_rows} rows is over the sync limit of {limit}; use submit"
+            )
+        table = file.read()
+    except (OSError, EOFError, zlib.error, pa.ArrowException) as exc:
+        raise LocalRejection(ErrorCode.UNDECODABLE, f"cannot read it as Parquet ({exc})") from None
+    for i, field in enumerate(table.schema):
+        if pa.types.is_temporal(field.type):
+            table = table.set_column(i, field.name, pc.strftime(table.column(i), "%Y-%m-%dT%H:%M:%S"))
+    rows: list[dict[str, Any]] = table.to_pylist()
+    return rows
+
+
 def read_rows(path: Path, limit: int) -> list[dict[str, Any]]:
-    """Rows of a CSV / JSON Lines file (optionally gzip) for sync scoring; at most ``limit`` rows."""
+    """Rows of a CSV / JSON Lines (optionally gzip) or Parquet file for sync scoring; at most ``limit`` rows."""
     found = detect_format(path.name)
     if found is None:
-        raise LocalRejection(ErrorCode.UNSUPPORTED_FORMAT, "unsupported file type (use .csv, .jsonl or .ndjson)")
+        raise LocalRejection(ErrorCode.UNSUPPORTED_FORMAT, f"unsupported file type (use {SUPPORTED})")
     fmt, compression = found
+    if fmt == DataFormat.PARQUET:
+        from_parquet = _parquet_rows(path, compression, limit)
+        if not from_parquet:
+            raise LocalRejection(ErrorCode.NO_VALID_ROWS, "the file has no data rows")
+        return from_parquet
     try:
         data = path.read_bytes()
         if compression == GZIP:

@@ -82,6 +82,7 @@ class ContractError(ValueError):
 class DataFormat(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
+    PARQUET = "parquet"
 
     @property
     def content_type(self) -> str:
@@ -91,6 +92,7 @@ class DataFormat(StrEnum):
 CONTENT_TYPES: dict[DataFormat, str] = {
     DataFormat.CSV: "text/csv",
     DataFormat.JSONL: "application/x-ndjson",
+    DataFormat.PARQUET: "application/vnd.apache.parquet",
 }
 
 GZIP = "gzip"
@@ -159,7 +161,7 @@ def derive_request_id(container: str, blob_name: str, etag: str) -> str:
 
 
 def detect_format(blob_name: str) -> tuple[DataFormat, str | None] | None:
-    """Format and compression from the name (``.csv``, ``.jsonl``/``.ndjson``, optional ``.gz``)."""
+    """Format and compression from the name (``.csv``, ``.jsonl``/``.ndjson``, ``.parquet``, optional ``.gz``)."""
     lower = blob_name.lower()
     compression = None
     if lower.endswith(".gz"):
@@ -169,6 +171,8 @@ def detect_format(blob_name: str) -> tuple[DataFormat, str | None] | None:
         return DataFormat.CSV, compression
     if lower.endswith((".jsonl", ".ndjson")):
         return DataFormat.JSONL, compression
+    if lower.endswith(".parquet"):
+        return DataFormat.PARQUET, compression
     return None
 
 

@@ -87,7 +87,9 @@ def check_file(name: str, info: BlobInfo, settings: Settings) -> tuple[DataForma
         raise Rejection(ErrorCode.INVALID_NAME, problem)
     fmt = detect_format(name)
     if fmt is None:
-        raise Rejection(ErrorCode.UNSUPPORTED_FORMAT, "supported: .csv, .jsonl, .ndjson, optionally with .gz")
+        raise Rejection(
+            ErrorCode.UNSUPPORTED_FORMAT, "supported: .csv, .jsonl, .ndjson (optionally with .gz), .parquet"
+        )
     if info.size == 0:
         raise Rejection(ErrorCode.EMPTY_FILE, "the file is empty")
     if info.size > settings.max_input_bytes:

@@ -27,6 +27,7 @@ from scoring.service.csv_format import CsvScorer, split_header
 from scoring.service.errors import ScoringError
 from scoring.service.jsonl_format import JsonlScorer
 from scoring.service.model import ScoringModel
+from scoring.service.parquet_format import ParquetFormat
 from scoring.service.settings import ScoringSettings
 from scoring.service.source import record_chunks
 from scoring.service.validation import Validator
@@ -94,6 +95,7 @@ class JsonlFormat:
 FORMATS: dict[DataFormat, FormatFactory] = {
     DataFormat.CSV: CsvFormat,
     DataFormat.JSONL: JsonlFormat,
+    DataFormat.PARQUET: ParquetFormat,
 }
 
 

@@ -64,6 +64,8 @@ def test_request_id_is_stable_per_etag_and_changes_with_it() -> None:
         ("A.CSV.GZ", (DataFormat.CSV, "gzip")),
         ("dir/a.jsonl", (DataFormat.JSONL, None)),
         ("a.ndjson.gz", (DataFormat.JSONL, "gzip")),
+        ("dir/a.parquet", (DataFormat.PARQUET, None)),
+        ("A.Parquet.gz", (DataFormat.PARQUET, "gzip")),
         ("a.xlsx", None),
         ("a.gz", None),
         ("csv", None),

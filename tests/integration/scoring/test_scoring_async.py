@@ -183,7 +183,7 @@ def test_duplicate_request_is_acknowledged_but_scored_once(
     [
         (lambda b: {**b, "reply": {"topic": "elsewhere", "session_id": "s"}}, ErrorCode.INVALID_REQUEST),
         (lambda b: {k: v for k, v in b.items() if k != "blob_url"}, ErrorCode.INVALID_REQUEST),
-        (lambda b: {**b, "format": "parquet"}, ErrorCode.INVALID_REQUEST),
+        (lambda b: {**b, "format": "xlsx"}, ErrorCode.INVALID_REQUEST),
         (lambda b: {**b, "version": 99}, ErrorCode.INVALID_REQUEST),
         (lambda b: {**b, "model": "churn-v9"}, ErrorCode.UNKNOWN_MODEL),
         (lambda b: {**b, "input_name": "../escape.csv"}, ErrorCode.INVALID_NAME),

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import requests
 
@@ -125,6 +127,12 @@ def _records(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in rows.to_dict("records")]
 
 
+def _parquet(rows: pd.DataFrame) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), out, row_group_size=max(1, len(rows) // 3))
+    return out.getvalue()
+
+
 def _csv_columns(text: str, names: list[str]) -> dict[str, list[str]]:
     table = list(csv.DictReader(io.StringIO(text, newline="")))
     return {name: [row[name] for row in table] for name in names}
@@ -170,7 +178,7 @@ def test_text_csv_body_appends_the_model_columns(served: tuple[UserModel, Scorin
     assert inputs == _csv_columns(text, list(rows.columns))  # the input fields come back as they were
 
 
-@pytest.mark.parametrize("fmt", [DataFormat.CSV, DataFormat.JSONL])
+@pytest.mark.parametrize("fmt", [DataFormat.CSV, DataFormat.JSONL, DataFormat.PARQUET])
 def test_async_outputs_match_the_model(
     served: tuple[UserModel, ScoringServer], azurite: Azurite, servicebus: ServiceBusEmulator, fmt: DataFormat
 ) -> None:
@@ -178,8 +186,10 @@ def test_async_outputs_match_the_model(
     rows = model.inputs
     if fmt == DataFormat.CSV:
         data = rows.to_csv(index=False).encode()
-    else:
+    elif fmt == DataFormat.JSONL:
         data = "".join(json.dumps(r) + "\n" for r in _records(rows)).encode()
+    else:
+        data = _parquet(rows)
     name = f"{model.name}-{uuid.uuid4().hex[:8]}.{fmt.value}"
     upload(azurite.connection_string, name, data)
     request = scoring_request(sas_url(azurite.blob_endpoint, name), name, fmt)
@@ -188,8 +198,14 @@ def test_async_outputs_match_the_model(
     result = result_of(message)
     assert result.status == ResultStatus.SUCCEEDED, result.error
     assert (result.rows_scored, result.rows_failed) == (len(rows), 0)
-    out = output_bytes(result).decode()
     want = expected(model, rows)
+    if fmt == DataFormat.PARQUET:
+        table = pq.read_table(io.BytesIO(output_bytes(result))).to_pandas()
+        assert list(table.columns) == [*rows.columns, *want]
+        pd.testing.assert_frame_equal(table[list(rows.columns)], rows, check_dtype=False)
+        check_columns({name: table[name].tolist() for name in want}, want)
+        return
+    out = output_bytes(result).decode()
     if fmt == DataFormat.CSV:
         check_columns(_csv_columns(out, list(want)), want, text=True)
     else:

@@ -55,6 +55,16 @@ def test_publishes_a_request_without_reading_the_file() -> None:
     assert record is not None and record.state == RequestState.SUBMITTED and record.session_id == "client-7"
 
 
+def test_a_parquet_blob_is_requested_as_parquet() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    blobs.put("input", "batch/rows.parquet", b"PAR1...PAR1")
+    assert run(blobs, bus, "batch/rows.parquet") == SubmitOutcome.PUBLISHED
+    [sent] = bus.sent
+    request = InferenceRequest.from_json(sent.message.body)
+    assert (request.format, request.compression) == ("parquet", None)
+    assert sent.message.application_properties["content_type"] == "application/vnd.apache.parquet"
+
+
 def test_refired_trigger_yields_the_same_request_and_message_id() -> None:
     blobs, bus = FakeBlobStore(), FakeBus()
     blobs.put("input", "a.jsonl.gz", b"\x1f\x8b...")
@@ -95,7 +105,7 @@ def test_model_route_from_metadata_or_path_prefix(name: str, metadata: dict[str,
     ("name", "size", "metadata", "code"),
     [("../etc/a.csv", 1, {}, "invalid_name"), ("a\\b.csv", 1, {}, "invalid_name"), ("a\x07.csv", 1, {}, "invalid_name"),
      ("d//a.csv", 1, {}, "invalid_name"), ("x" * MAX_INPUT_NAME_LENGTH + ".csv", 1, {}, "invalid_name"),
-     ("a.parquet", 1, {}, "unsupported_format"), ("a.csv", 0, {}, "empty_file"), ("a.csv", 1001, {}, "too_large"),
+     ("a.xlsx", 1, {}, "unsupported_format"), ("a.csv", 0, {}, "empty_file"), ("a.csv", 1001, {}, "too_large"),
      ("a.csv", 1, {"model": "gpt"}, "unknown_model"), ("a.csv", 1, {"session_id": "s" * 129}, "invalid_request")],
 )  # fmt: skip
 def test_bad_files_get_an_error_record_and_a_failed_ledger_entry(
