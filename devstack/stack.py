@@ -185,6 +185,11 @@ class StackSettings:
         return self.servicebus_data_dir / "ca.pem"
 
     @property
+    def servicebus_ca_bundle(self) -> Path:
+        """Public CAs plus the emulator's CA, for ``REQUESTS_CA_BUNDLE`` (which replaces the default CAs)."""
+        return self.servicebus_data_dir / "ca-bundle.pem"
+
+    @property
     def scoring_url(self) -> str:
         return f"http://{LOOPBACK}:{self.scoring_port}/score"
 

@@ -5,7 +5,9 @@ string with `UseDevelopmentEmulator=true`, so the emulator answers TLS on its AM
 creates a CA (`ca.pem`, with its key `ca-key.pem` readable only by the owner) in the data dir and keeps it
 across restarts, so a client that trusts `ca.pem` (`connection_verify=` / `REQUESTS_CA_BUNDLE` /
 `SSL_CERT_FILE`) keeps trusting the emulator. The server certificate is issued by that CA at every start
-for the host the emulator listens on, plus `localhost` and `127.0.0.1`.
+for the host the emulator listens on, plus `localhost` and `127.0.0.1`. `ca-bundle.pem` holds the public CAs
+(certifi's) plus the local one, for `REQUESTS_CA_BUNDLE` / `SSL_CERT_FILE`, which replace the default trust
+store: a process pointed at it still trusts public HTTPS endpoints.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import os
 import ssl
 from pathlib import Path
 
+import certifi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_FILE = "ca.pem"
+BUNDLE_FILE = "ca-bundle.pem"
 CA_KEY_FILE = "ca-key.pem"
 SERVER_FILE = "server.pem"  # certificate chain and key of the current run
 CA_NAME = "Service Bus emulator local CA"
@@ -111,6 +115,8 @@ def server_context(data_dir: Path, host: str) -> ssl.SSLContext:
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    bundle = Path(certifi.where()).read_bytes().rstrip(b"\n") + b"\n" + ca_cert.public_bytes(serialization.Encoding.PEM)
+    (data_dir / BUNDLE_FILE).write_bytes(bundle)
     chain = data_dir / SERVER_FILE
     pem = serialization.Encoding.PEM
     _write_private(chain, cert.public_bytes(pem) + ca_cert.public_bytes(pem) + _pem_key(key))

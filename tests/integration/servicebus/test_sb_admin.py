@@ -258,6 +258,13 @@ def test_requests_ca_bundle_is_enough_and_untrusted_clients_are_refused(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file(sb))
     with ServiceBusAdministrationClient.from_connection_string(sb.connection_string) as a:
         assert a.get_queue("plain").name == "plain"
+    # The bundle next to it holds the public CAs too, so a process pointed at it trusts both.
+    bundle = Path(ca_file(sb)).with_name("ca-bundle.pem")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    with ServiceBusAdministrationClient.from_connection_string(sb.connection_string) as a:
+        assert a.get_queue("plain").name == "plain"
+    public = bundle.read_text().count("BEGIN CERTIFICATE")
+    assert public > 50 and Path(ca_file(sb)).read_text() in bundle.read_text()
     # The certificate names the loopback address and localhost, and chains to ca.pem.
     context = ssl.create_default_context(cafile=ca_file(sb))
     request = urllib.request.Request(f"https://localhost:{sb.port}/plain?api-version=2021-05")
