@@ -84,7 +84,7 @@ class DeploymentLimits:
     endpoint: EndpointLimits
     max_instances: int  # Flex maximumInstanceCount, or Elastic Premium maximumElasticWorkerCount
     max_instances_setting: str  # which of the two, for messages
-    scoring_functions: int  # score_request functions calling this endpoint (1 + routes that share it)
+    scoring_functions: int  # score_request functions sending to one deployment (1: each route has its own)
     lock_durations: Mapping[str, float]  # LockDuration (seconds) of each subscription a trigger reads
 
 
@@ -126,7 +126,7 @@ def problems(limits: DeploymentLimits) -> list[str]:
     burst = f.max_concurrent_calls * limits.max_instances * limits.scoring_functions
     sending = (
         f"host.json maxConcurrentCalls ({f.max_concurrent_calls}) x {limits.max_instances_setting} "
-        f"({limits.max_instances}) x score_request functions on this endpoint ({limits.scoring_functions}) = {burst}"
+        f"({limits.max_instances}) x score_request functions per deployment ({limits.scoring_functions}) = {burst}"
     )
     admitted = 2 * e.max_concurrent_requests_per_instance * e.instance_count
     if burst > admitted:

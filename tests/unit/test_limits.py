@@ -54,7 +54,7 @@ def test_agreeing_limits_pass() -> None:
         (lambda d: replace(d, max_instances=21), ["maxConcurrentCalls", "maximumInstanceCount", "= 42", "2 x"]),
         (
             lambda d: replace(d, scoring_functions=2, endpoint=replace(ENDPOINT, queue_size=78)),
-            ["score_request functions on this endpoint (2) = 80", "Azure ML admits"],
+            ["score_request functions per deployment (2) = 80", "Azure ML admits"],
         ),
         (
             lambda d: replace(d, endpoint=replace(ENDPOINT, max_concurrent_requests_per_instance=19)),
