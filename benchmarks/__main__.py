@@ -1,9 +1,9 @@
 """All benchmarks from one entry point: ``python -m benchmarks [--quick] [--only NAME ...]`` (``make bench``).
 
-Runs the Service Bus emulator benchmark, the scoring server benchmark and the pipeline benchmark one after
-the other, each in its own process (they start their own services on free ports), then prints one table of
-their headline figures, each beside its same-run baseline. Each benchmark writes its full figures to
-``benchmarks/results/<name>.json``; the combined table goes to ``benchmarks/results/summary.json``.
+Runs the Service Bus emulator benchmark, the scoring server benchmark, the Parquet scoring benchmark and the
+pipeline benchmark one after the other, each in its own process (they start their own services on free ports),
+then prints one table of their headline figures, each beside its same-run baseline. Each benchmark writes its
+full figures to ``benchmarks/results/<name>.json``; the combined table goes to ``benchmarks/results/summary.json``.
 """
 
 from __future__ import annotations
@@ -55,6 +55,16 @@ def scoring_rows(f: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def parquet_rows(f: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for kind, m in f["models"].items():
+        a, b = m["async"], m["pandas_baseline"]
+        measure = f"scoring async {a['rows']:,}-row Parquet rows/s ({kind})"
+        baseline = f"pandas script {b['rows_per_s']:,.0f}"
+        rows.append((measure, f"{a['service_rows_per_s']:,.0f}", baseline, f"{a['ratio_vs_pandas']:.2f}x", ">= 1.0x"))
+    return rows
+
+
 BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[dict[str, Any]], list[Row]]]] = {
     # name: (module, full-run arguments, --quick arguments, table rows from its JSON)
     "servicebus": ("benchmarks.servicebus_bench", [], ["--messages", "2000"], servicebus_rows),
@@ -64,6 +74,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[dict[str, Any]]
         ["--rows", "50000", "--sync-requests", "5", "--latency-requests", "50"],
         scoring_rows,
     ),
+    "parquet": ("benchmarks.parquet_bench", [], ["--rows", "50000"], parquet_rows),
     "pipeline": ("benchmarks.pipeline_bench", [], ["--quick"], pipeline_rows),
 }
 

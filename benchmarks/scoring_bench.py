@@ -60,7 +60,7 @@ from devstack import gunicorn_loopback
 from devstack.ports import LOOPBACK, free_port
 from devstack.stack import LocalStack, StackSettings
 from scoring.examples.churn.sample import frame, sample_bytes
-from shared.contracts import DataFormat, ResultStatus
+from shared.contracts import ResultStatus, detect_format
 from tests.integration.scoring.helpers import (
     CLIENT_SUBSCRIPTION,
     RESULT_TOPIC,
@@ -320,7 +320,9 @@ def async_throughput(settings: StackSettings, path: Path, rows: int, scoring_url
     started = time.perf_counter()
     upload(settings.storage_connection_string, name, path.read_bytes())
     upload_s = time.perf_counter() - started
-    request = scoring_request(sas_url(settings.blob_endpoint, name), path.name, DataFormat.CSV)
+    detected = detect_format(path.name)
+    assert detected is not None, path
+    request = scoring_request(sas_url(settings.blob_endpoint, name), path.name, detected[0], compression=detected[1])
     # The waiting client is already attached to its session when the request goes out, as a real one is.
     with ServiceBusClient.from_connection_string(settings.servicebus_connection_string) as client:
         receiver = client.get_subscription_receiver(
@@ -358,9 +360,10 @@ def async_throughput(settings: StackSettings, path: Path, rows: int, scoring_url
 def pandas_baseline(path: Path, rows: int, model_dir: Path = MODEL) -> dict[str, float]:
     """What a user would write instead of the service: read, predict, write with the added columns."""
     model = mlflow.sklearn.load_model(str(model_dir))
-    out = Path(tempfile.mkdtemp()) / "scored.csv"
+    parquet = path.suffix == ".parquet"  # read_parquet + to_parquet, else read_csv + to_csv
+    out = Path(tempfile.mkdtemp()) / f"scored{path.suffix}"
     t0 = time.perf_counter()
-    data = pd.read_csv(path)
+    data = pd.read_parquet(path) if parquet else pd.read_csv(path)
     t1 = time.perf_counter()
     if hasattr(model, "predict_proba"):
         proba = model.predict_proba(data)
@@ -372,7 +375,10 @@ def pandas_baseline(path: Path, rows: int, model_dir: Path = MODEL) -> dict[str,
         prediction = model.predict(data)
         t2 = time.perf_counter()
         data["prediction"] = prediction
-    data.to_csv(out, index=False)
+    if parquet:
+        data.to_parquet(out, index=False)
+    else:
+        data.to_csv(out, index=False)
     t3 = time.perf_counter()
     out.unlink()
     out.parent.rmdir()
