@@ -164,10 +164,10 @@ def load_model(root: Path, *, class_probabilities: bool = False, compiled: bool 
 def _loaded(path: Path, load: Callable[[], Any]) -> Any:
     try:
         return load()
-    except ImportError as exc:
+    except Exception as exc:  # MLflow and the flavors raise many kinds; each ends as one message at start
         missing = _missing_module(exc)
         if missing is None:
-            raise ModelLoadError(f"the model could not be loaded: {exc}") from exc
+            raise ModelLoadError(f"the model in {path} could not be loaded: {exc}") from exc
         raise ModelLoadError(_missing_message(path, missing)) from exc
 
 
