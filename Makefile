@@ -6,7 +6,7 @@ MODEL_DIR := scoring/model
 EXAMPLES_DIR := .devstack/models
 CHURN_SOURCES := scoring/train.py scoring/examples/__init__.py scoring/examples/common.py $(wildcard scoring/examples/churn/*.py)
 
-.PHONY: setup test lint unit demo up down status logs bench chaos clean examples
+.PHONY: setup browser test lint unit demo up down status logs bench chaos clean examples
 
 $(VENV_STAMP): pyproject.toml requirements.txt
 	python3 -m venv .venv
@@ -35,7 +35,13 @@ lint: $(VENV_STAMP)
 	.venv/bin/mypy
 
 # pytest exits 5 when it collects nothing: that must fail, not pass quietly.
-test: setup lint
+# The status page test drives Debian's chromium (Playwright's executable_path); nothing downloads a browser.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+test: setup browser lint
 	$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
 
 unit: $(VENV_STAMP)

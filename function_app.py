@@ -10,7 +10,7 @@ import azure.functions as func
 
 from shared.limits import check_startup
 from shared.telemetry import logs, setup
-from shared.triggers import reconcile, request_status, score_request, submit_blob, write_result
+from shared.triggers import reconcile, request_status, score_request, status, submit_blob, write_result
 
 logs.install()
 setup.configure("function-app")
@@ -22,5 +22,5 @@ logging.getLogger("shared").setLevel(logging.INFO)
 check_startup(os.environ, Path(__file__).with_name("host.json"))
 
 app = func.FunctionApp()
-for module in (submit_blob, score_request, write_result, reconcile, request_status):
+for module in (submit_blob, score_request, write_result, reconcile, request_status, status):
     app.register_functions(module.bp)

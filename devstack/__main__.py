@@ -98,6 +98,9 @@ def cmd_up(stack: LocalStack, names: Sequence[str]) -> int:
     print(f"service bus CA certificate:    {s.servicebus_ca_file}  (administration client: connection_verify=)")
     print(f"client settings:               {s.client_settings_file}  (python -m client ... --settings FILE)")
     print(f"logs: {s.log_dir}  (python -m devstack logs [NAME])")
+    print(f"telemetry (spans and metrics as JSON lines): {s.telemetry_dir}")
+    if s.status_url():
+        print(f"status page: {s.status_url()}")
     return 0
 
 

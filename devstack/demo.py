@@ -251,6 +251,8 @@ def run(stack: LocalStack, timeout: float = 300.0) -> int:
             item.status = f"no result after {timeout:.0f}s"
     print()
     print_summary(items)
+    if settings.status_url():
+        print(f"\nstatus page (files in flight, timelines, errors, queues): {settings.status_url()}")
     failed = [item for item in items if not item.as_expected]
     if failed:
         print(

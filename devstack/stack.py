@@ -276,6 +276,11 @@ class StackSettings:
             "FUNCTIONS_URL": self.functions_url,
         }
 
+    def status_url(self) -> str | None:
+        """The function app's status page with the host key (None before the host made its key)."""
+        key = self.functions_key()
+        return f"{self.functions_url}/api/status?code={key}" if key else None
+
     def function_app_settings(self) -> dict[str, str]:
         """The app settings that depend on this stack's ports and routes (they override local.settings.json)."""
         return {
@@ -283,6 +288,8 @@ class StackSettings:
             "DataStorage": self.storage_connection_string,
             "ServiceBus": self.servicebus_connection_string,
             "SCORING_URI": self.scoring_url,
+            # The status page reads Service Bus depths with the administration client, over the emulator's TLS.
+            "REQUESTS_CA_BUNDLE": str(self.servicebus_ca_file),
             **self.telemetry_settings(),
             ROUTES_FILE_SETTING: str(self.routes_file),
             **{f"SCORING_URI__{setting_suffix(m.name)}": m.scoring_url for m in self.models},

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 RECORDS = "requests/"
 INFLIGHT = "inflight/"
 TERMINAL = (RequestState.SUCCEEDED, RequestState.FAILED)
+_LISTING_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,21 @@ class LedgerRecord:
             submitted_at=submitted_at,
             updated_at=iso(now),
         )
+
+    def listing_metadata(self) -> dict[str, str]:
+        """The record blob's metadata: state and times, so one listing of the ledger shows every request's
+        stage and timing (the status page's counts and charts read nothing else). Metadata is ASCII."""
+        values = {
+            "state": self.state.value,
+            "model": self.model,
+            "attempt": str(self.attempt),
+            "submitted_at": self.submitted_at,
+            "accepted_at": self.accepted_at,
+            "completed_at": self.completed_at,
+            "updated_at": self.updated_at,
+            "error_code": _LISTING_UNSAFE.sub("_", self.error_code)[:64] if self.error_code else None,
+        }
+        return {key: value for key, value in values.items() if value}
 
     @classmethod
     def for_request(cls, request: InferenceRequest, now: datetime) -> LedgerRecord:
@@ -235,7 +252,7 @@ class Ledger:
                     f"{RECORDS}{request_id}.json",
                     new.to_json(),
                     content_type="application/json",
-                    metadata={"state": new.state.value},
+                    metadata=new.listing_metadata(),
                     if_match=etag,
                     if_none_match_any=etag is None,
                 )

@@ -26,6 +26,7 @@ class BlobInfo:
     etag: str
     size: int
     metadata: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None  # when the blob was created (an input: when it was uploaded)
 
 
 class BlobStore(Protocol):

@@ -84,7 +84,14 @@ class AzureBlobStore:
             props = blob.get_blob_properties()
         except ResourceNotFoundError as exc:
             raise BlobNotFound(f"{container}/{name}") from exc
-        return BlobInfo(name=name, url=blob.url, etag=props.etag, size=props.size, metadata=dict(props.metadata))
+        return BlobInfo(
+            name=name,
+            url=blob.url,
+            etag=props.etag,
+            size=props.size,
+            metadata=dict(props.metadata),
+            created_at=props.creation_time,
+        )
 
     def read(self, container: str, name: str) -> tuple[bytes, str]:
         blob = self._service.get_blob_client(container, name)

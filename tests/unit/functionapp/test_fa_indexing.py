@@ -39,8 +39,8 @@ def bindings(app_module: ModuleType) -> dict[str, list[dict[str, Any]]]:
 
 def test_functions_and_bindings_with_two_model_routes(restore_modules: pytest.MonkeyPatch) -> None:
     found = bindings(load_app(restore_modules, MODEL_ROUTES_FILE=str(TWO_ROUTES)))
-    assert sorted(found) == ["reconcile", "request_status", "score_request", "score_request_churn_v2",
-                             "submit_blob", "write_result"]  # fmt: skip
+    assert sorted(found) == ["reconcile", "request_status", "score_request", "score_request_churn_v2", "status",
+                             "status_error_record", "submit_blob", "write_result"]  # fmt: skip
     assert found["submit_blob"] == [{"direction": "IN", "type": "blobTrigger", "name": "client",
                                      "path": "%INPUT_CONTAINER%/{name}", "connection": "DataStorage",
                                      "source": "LogsAndContainerScan"}]  # fmt: skip
@@ -61,6 +61,9 @@ def test_functions_and_bindings_with_two_model_routes(restore_modules: pytest.Mo
     assert (http_in["type"], http_in["authLevel"], http_in["route"], http_in["methods"]) == (
         "httpTrigger", "FUNCTION", "requests/{request_id}", ["GET"])  # fmt: skip
     assert (http_out["type"], http_out["name"]) == ("http", "$return")
+    for name, route in (("status", "status"), ("status_error_record", "status/errors/{request_id}")):
+        page_in, _page_out = found[name]
+        assert (page_in["authLevel"], page_in["route"], page_in["methods"]) == ("FUNCTION", route, ["GET"])
 
 
 def test_single_route_and_event_grid_source(restore_modules: pytest.MonkeyPatch) -> None:
