@@ -17,7 +17,7 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
 from scoring.examples.churn.data import generate
-from shared.contracts import PREDICTION_COLUMN, derive_request_id, error_blob_name, output_blob_name
+from shared.contracts import DEFAULT_MODEL, PREDICTION_COLUMN, derive_request_id, error_blob_name, output_blob_name
 from tests.fixtures.stack import own_stack, restart_functions
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,9 @@ def test_files_dropped_before_the_endpoint_exists_are_scored_once_it_does(tmp_pa
             # The blob trigger submits every file, and score_request backs off instead of failing.
             def all_backed_off() -> bool:
                 text = log.read_text(errors="replace")
-                return all(f"score_request {rid} (model churn): rescheduled" in text for rid in requests.values())
+                return all(
+                    f"score_request {rid} (model {DEFAULT_MODEL}): rescheduled" in text for rid in requests.values()
+                )
 
             wait_until(all_backed_off, "not every request was rescheduled while the endpoint was missing", log)
             assert "is an unresolved Key Vault reference" in log.read_text(errors="replace")
