@@ -75,7 +75,7 @@ def test_runtime_properties_count_active_dead_lettered_and_scheduled_messages(sb
 def test_configured_entities_are_described_as_configured(sb: ServiceBusEmulator) -> None:
     with admin(sb) as a:
         renew = a.get_queue("auto-renew")
-        assert renew.lock_duration == timedelta(seconds=3)
+        assert renew.lock_duration == timedelta(seconds=5)
         assert renew.requires_session is False and renew.max_delivery_count == 10
         assert a.get_queue("sessions").requires_session is True
         assert a.get_queue("dedup").requires_duplicate_detection is True

@@ -22,8 +22,8 @@ from tests.fixtures.servicebus import ServiceBusEmulator, ServiceBusFactory
 from tests.integration.servicebus.conftest import queue, write_config
 from tests.integration.servicebus.sbhelp import bodies, client, take, wait_until
 
-LOCK = timedelta(seconds=3)  # the lock duration of the auto-renew queues
-HELD = LOCK * 3  # how long each test keeps its locks: three lock durations
+LOCK = timedelta(seconds=5)  # the lock duration of the auto-renew queues
+HELD = LOCK * 2  # how long each test keeps its locks: two lock durations (the first lock has long run out)
 
 
 def _renewed_past(item: Any, first: datetime) -> bool:
@@ -31,7 +31,7 @@ def _renewed_past(item: Any, first: datetime) -> bool:
     return until is not None and until >= first + HELD
 
 
-def test_message_locks_are_kept_past_three_lock_durations(sb: ServiceBusEmulator) -> None:
+def test_message_locks_are_kept_past_two_lock_durations(sb: ServiceBusEmulator) -> None:
     with client(sb) as c:
         with c.get_queue_sender("auto-renew") as sender:
             sender.send_messages([ServiceBusMessage(f"m{i}") for i in range(8)])
@@ -56,7 +56,7 @@ def test_message_locks_are_kept_past_three_lock_durations(sb: ServiceBusEmulator
         assert take(c, "auto-renew") == []
 
 
-def test_session_lock_is_kept_past_three_lock_durations(sb: ServiceBusEmulator) -> None:
+def test_session_lock_is_kept_past_two_lock_durations(sb: ServiceBusEmulator) -> None:
     with client(sb) as c:
         with c.get_queue_sender("auto-renew-session") as sender:
             sender.send_messages([ServiceBusMessage(f"s{i}", session_id="long-work") for i in range(3)])
