@@ -70,6 +70,7 @@ def test_sas_sent_to_the_scoring_server_is_read_only_and_short_lived(
         "etag"
     ]
     store = AzureBlobStore(settings.data_storage)
+    route: ScoringRoute = settings.routes[0]
     request = InferenceRequest(
         request_id=derive_request_id("input", name, etag),
         container="input",
@@ -80,10 +81,9 @@ def test_sas_sent_to_the_scoring_server_is_read_only_and_short_lived(
         format=DataFormat.CSV,
         compression=None,
         session_id=f"security-{uuid.uuid4().hex[:8]}",
-        model="churn",
+        model=route.model,
         submitted_at=utc_now_iso(),
     )
-    route: ScoringRoute = settings.routes[0]
     endpoint = RecordingEndpoint(HttpScoringEndpoint(load_endpoint(env, route.model)))
     before = datetime.now(UTC)
     outcome = score.score_request(
