@@ -270,6 +270,16 @@ main() {
   storage_id="$(az_read value "storage account id" storage account show --resource-group "$rg" \
     --name "$AZURE_STORAGE_ACCOUNT_NAME" --query id --output tsv)"
   ensure_role "$principal" "Azure Service Bus Data Sender" "$topic_id"
+  # OpenTelemetry from the scoring code to Application Insights (Entra auth: local auth is off on the resource).
+  local telemetry=()
+  if [[ -n "${AZURE_APPINSIGHTS_CONNECTION_STRING:-}" ]]; then
+    local appinsights_id
+    appinsights_id="$(az_read value "application insights id" resource show --resource-group "$rg" \
+      --name "$AZURE_APPINSIGHTS_NAME" --resource-type Microsoft.Insights/components --query id --output tsv)"
+    ensure_role "$principal" "Monitoring Metrics Publisher" "$appinsights_id"
+    telemetry=("environment_variables.APPLICATIONINSIGHTS_CONNECTION_STRING=${AZURE_APPINSIGHTS_CONNECTION_STRING}"
+      "environment_variables.APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD")
+  fi
   ensure_role "$principal" "Storage Blob Data Contributor" \
     "${storage_id}/blobServices/default/containers/${results_container}"
 
@@ -288,7 +298,7 @@ main() {
     "environment_variables.RESULTS_STORAGE_ACCOUNT_URL=${AZURE_STORAGE_BLOB_ENDPOINT}" \
     "environment_variables.INPUT_STORAGE_ACCOUNT_URLS=${AZURE_STORAGE_BLOB_ENDPOINT}" \
     "environment_variables.RESULTS_CONTAINER=${results_container}" \
-    "environment_variables.SCORING_MODEL_NAME=${route}"
+    "environment_variables.SCORING_MODEL_NAME=${route}" "${telemetry[@]}"
   # The default route takes the endpoint's unpinned traffic; every route is reached by its pinned deployment.
   if [[ "$route" == "default" ]]; then
     az_change ml online-endpoint update --name "$endpoint" "${ml[@]}" --traffic "${deployment}=100" --output none

@@ -229,6 +229,7 @@ output AZURE_SERVICEBUS_NAMESPACE string = serviceBus.outputs.name
 output AZURE_SERVICEBUS_FQDN string = serviceBus.outputs.fqdn
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_APPINSIGHTS_NAME string = monitoring.outputs.appInsightsName
+output AZURE_APPINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString
 output AZURE_EVENTGRID_SYSTEM_TOPIC string = isFlex ? 'evgt-${token}' : ''
 output AZURE_ML_WORKSPACE string = '${names.aml.workspacePrefix}-${token}'
 output AZURE_ML_ENDPOINT string = '${names.aml.endpointPrefix}-${token}'

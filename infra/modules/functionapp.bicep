@@ -61,6 +61,8 @@ var appSettings = {
   AZURE_CLIENT_ID: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // host.json "telemetryMode": "OpenTelemetry": the Python worker sends its own OpenTelemetry (Azure Monitor distro).
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
   INPUT_CONTAINER: containers.input
   OUTPUT_CONTAINER: containers.output
   LEDGER_CONTAINER: containers.ledger

@@ -28,6 +28,7 @@ from typing import IO, Any
 logger = logging.getLogger(__name__)
 
 APPINSIGHTS_CONNECTION = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+APPINSIGHTS_AUTHENTICATION = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 WORKER_APPINSIGHTS = "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"
 OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 TELEMETRY_DIR = "TELEMETRY_DIR"
@@ -106,7 +107,7 @@ def _configure(service_name: str, settings: TelemetrySettings) -> None:
         from azure.monitor.opentelemetry import configure_azure_monitor
 
         os.environ.setdefault("OTEL_SERVICE_NAME", service_name)
-        configure_azure_monitor()
+        configure_azure_monitor(**_entra_credential(os.environ.get(APPINSIGHTS_AUTHENTICATION, "")))
         return
     from opentelemetry import metrics, trace
     from opentelemetry.sdk.metrics import MeterProvider
@@ -144,6 +145,19 @@ def _configure(service_name: str, settings: TelemetrySettings) -> None:
     trace.set_tracer_provider(tracer_provider)
     reader = PeriodicExportingMetricReader(metric_exporter, export_interval_millis=settings.metric_interval_ms)
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+
+
+def _entra_credential(authentication: str) -> dict[str, Any]:
+    """``credential=`` for Entra ingestion when ``APPLICATIONINSIGHTS_AUTHENTICATION_STRING`` asks for it
+    (``Authorization=AAD``, optionally ``ClientId=<user-assigned identity>``), as Application Insights resources
+    with local authentication disabled require."""
+    parts = dict(part.split("=", 1) for part in authentication.split(";") if "=" in part)
+    if parts.get("Authorization", "").upper() != "AAD":
+        return {}
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    client_id = parts.get("ClientId")
+    return {"credential": ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()}
 
 
 def _line_file(path: Path) -> IO[str]:

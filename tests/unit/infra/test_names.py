@@ -27,7 +27,7 @@ KV_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\(SecretUri=.+\)$")
 BINDING_EXPRESSION = re.compile(r"%([A-Za-z0-9_]+)%")
 # Settings the platform or the Functions host reads, not our code.
 PLATFORM_PREFIXES = ("AzureWebJobs", "FUNCTIONS_", "WEBSITE_", "APPLICATIONINSIGHTS_", "SCM_", "ENABLE_ORYX")
-PLATFORM_NAMES = {"AZURE_CLIENT_ID"}
+PLATFORM_NAMES = {"AZURE_CLIENT_ID", "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"}  # the latter: the Python worker
 
 
 def read_json(path: Path) -> Any:
@@ -390,15 +390,19 @@ def deploy_script_environment() -> dict[str, str]:
         "result_topic": names()["serviceBus"]["resultTopic"],
         "results_container": names()["containers"]["results"],
         "route": "default",
+        "AZURE_APPINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
     }
     return {name: sample[source] for name, source in pairs.items()}
 
 
 def test_scoring_service_reads_what_the_deployment_sets() -> None:
     from scoring.service.settings import ScoringSettings
+    from shared.telemetry.setup import Exporter, TelemetrySettings
 
     env = RecordingEnv({**deploy_script_environment(), "AZUREML_MODEL_DIR": "/var/azureml-app/model"})
     loaded = ScoringSettings.from_env(env)
+    # The scoring server's telemetry goes to Application Insights through the Azure Monitor distro.
+    assert TelemetrySettings.from_env(env).exporter == Exporter.AZURE_MONITOR
     assert set(deploy_script_environment()) <= env.read
     assert loaded.async_enabled
     assert loaded.result_topic == names()["serviceBus"]["resultTopic"]
