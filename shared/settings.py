@@ -59,6 +59,7 @@ class Settings:
     results_container: str  # where the scoring endpoint stages large outputs; the writer deletes them
     request_topic: str
     result_topic: str
+    writer_subscription: str
     routes: tuple[ScoringRoute, ...]
     max_input_bytes: int
     sas_ttl_minutes: int
@@ -99,6 +100,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         results_container=read.text("RESULTS_CONTAINER", "results"),
         request_topic=read.text("REQUEST_TOPIC", "inference-requests"),
         result_topic=read.text("RESULT_TOPIC", "inference-results"),
+        writer_subscription=read.text("WRITER_SUBSCRIPTION", "writer"),
         routes=routes,
         max_input_bytes=read.integer("MAX_INPUT_BYTES", 2 * 1024**3, minimum=1),
         sas_ttl_minutes=read.integer("SAS_TTL_MINUTES", SAS_TTL_MINUTES, minimum=1),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from urllib.parse import quote
 
@@ -28,7 +27,6 @@ from shared.wiring import services
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
 
-WRITER_SUBSCRIPTION = os.environ.get("WRITER_SUBSCRIPTION", "writer")
 _REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -51,7 +49,7 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
         depths=depth_reader(svc.settings),
         probe=HttpHealthProbe(),
         models=svc.settings.models,
-        writer_subscription=WRITER_SUBSCRIPTION,
+        writer_subscription=svc.settings.writer_subscription,
         now=svc.clock.now(),
     )
     if _wants_json(req):
