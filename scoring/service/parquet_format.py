@@ -3,8 +3,9 @@
 Parquet keeps its schema and row-group index in a footer at the end of the file, so a reader must seek.
 The downloaded (for ``.parquet.gz``, inflated) pieces are spooled to an anonymous temporary file in the
 temp directory (``TMPDIR``; on disk, never in memory; the service's size limits bound it), then read
-with ``ParquetFile.iter_batches``, one row group at a time, cut into batches of about ``SCORING_CHUNK_BYTES``
-decoded bytes. Memory is bounded by a row group and a batch, not by the file.
+with ``ParquetFile.iter_batches``, one row group at a time, cut into batches of about four times
+``SCORING_CHUNK_BYTES`` decoded (never more than a row group). Memory is bounded by a row group and a
+batch, not by the file.
 
 Each batch is validated with ``Validator.check_arrow`` (typed columns keep their types; text is read as
 in CSV). The good rows, in their input types, plus the model's output columns (``output.with_predictions``)
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 MIN_BATCH_ROWS = 1024
 FIRST_BATCH_ROWS = 8192
+# Decoded Arrow columns take about twice the bytes of the same rows as CSV text, and a model's predict has a
+# cost per call (tree ensembles start their thread pool each time): a batch may hold a few chunks' worth.
+BATCH_CHUNKS = 4
 
 
 @contextmanager
@@ -162,7 +166,7 @@ class ParquetFormat:
     def __init__(self, validator: Validator, model: ScoringModel, settings: ScoringSettings) -> None:
         self._validator = validator
         self._model = model
-        self._batch_bytes = settings.chunk_bytes
+        self._batch_bytes = settings.chunk_bytes * BATCH_CHUNKS
         self._output = ParquetOutput()
 
     def chunks(self, pieces: Iterator[bytes]) -> Iterator[pa.Table]:
