@@ -7,7 +7,8 @@ Routes (api-version 2021-05, ATOM/XML bodies, see `atom.py`):
 A PUT without `If-Match` creates (409 if the entity exists), with `If-Match: *` updates (404 if it does not).
 
 Entity properties are validated exactly like `Config.json` (`config.entity_properties` / `config.rule_config`).
-Properties the broker does not act on (size quota, status, auto-delete on idle, partitioning, user metadata,
+`Status` is enforced (Disabled / SendDisabled refuse sends, Disabled / ReceiveDisabled refuse receivers). Properties
+the broker does not act on (size quota, auto-delete on idle, partitioning, user metadata,
 ForwardDeadLetteredMessagesTo, ...) are kept and returned as given. Runtime properties come from the broker's
 state: active (deferred included, as in Azure), dead-letter and scheduled counts, size in bytes, and the
 created/updated/accessed times; transfer counts are always 0 (no `$Transfer` queues).
@@ -78,6 +79,7 @@ _EXTRA: dict[str, dict[str, str | None]] = {
         "EntityAvailabilityStatus": "Available",
     },
 }  # fmt: skip
+STATUSES = ("Active", "Disabled", "SendDisabled", "ReceiveDisabled")
 _NEVER_MS = 10_000 * 86_400_000  # a time to live this long means "never expires"
 _SUB_RE = re.compile(r"^(?P<topic>.+)/subscriptions(?:/(?P<sub>[^/]+)(?:/rules(?:/(?P<rule>[^/]+))?)?)?$", re.I)
 _KIND_ORDER = {QUEUE: 0, TOPIC: 0, SUBSCRIPTION: 1, RULE: 2}
@@ -245,6 +247,9 @@ class Admin:
             return
         where = f"{kind} '{name}'"
         props = entity_properties(doc["Properties"], where, kind)
+        status = (doc.get("Extra") or {}).get("Status", "Active")
+        if status not in STATUSES:
+            raise AdminError(400, f"Status: {status!r} is not one of {', '.join(STATUSES)}.")
         if kind == SUBSCRIPTION:
             topic = self._topic(doc["Topic"])
             self._check_forward(props, f"{doc['Topic']}/{name}")
@@ -267,8 +272,21 @@ class Admin:
                     self.broker.set_properties(target.queue, props)
                 target.props = props
         self.meta[path] = Meta(doc["Created"], doc["Updated"], dict(doc.get("Extra") or {}), name)
+        self._set_status(kind, path, self.meta[path].extra.get("Status", "Active"))
         if record:
             self.broker.store.admin_entity(path, kind, json.dumps(doc))
+
+    def _set_status(self, kind: str, path: str, status: str) -> None:
+        """Status the broker enforces: Disabled, SendDisabled (queues, topics), ReceiveDisabled (queues, subs)."""
+        if kind == SUBSCRIPTION:
+            found = self._find_subscription(path)
+            if found is not None:
+                found[1].status = status
+            return
+        target = self.broker.targets[path]
+        target.status = status
+        if target.queue is not None:
+            target.queue.status = status
 
     @staticmethod
     def _keep_sessions(sq: SubQueue, props: EntityProperties, name: str) -> None:

@@ -256,6 +256,8 @@ class AmqpServer:
         sq = self.broker.subqueues.get(path)
         if sq is None:
             raise BrokerError("amqp:not-found", f"The messaging entity '{path}' could not be found.", 404)
+        if sq.main.status in ("Disabled", "ReceiveDisabled"):
+            raise BrokerError("com.microsoft:entity-disabled", f"The messaging entity '{sq.name}' is disabled.", 400)
         consumer = EntityConsumer(link, sq, receive_and_delete=link.remote_snd_settle_mode == Link.SND_SETTLED)
         link.sb_kind = "consume"
         link.sb_consumer = consumer
@@ -394,6 +396,9 @@ class AmqpServer:
         target: Target = link.sb_target
         if self.broker.targets.get(target.path) is not target:
             _reject(delivery, "amqp:not-found", f"The messaging entity '{target.path}' was deleted.")
+            return
+        if target.status in ("Disabled", "SendDisabled"):
+            _reject(delivery, "com.microsoft:entity-disabled", f"The messaging entity '{target.path}' is disabled.")
             return
         try:
             payloads = codec.split_batch(data) or [data]

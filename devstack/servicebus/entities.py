@@ -168,6 +168,7 @@ class SubQueue:
         self.sessions: dict[str, Session] = {}
         self.locks: dict[bytes, Msg] = {}
         self.consumers: list[Consumer] = []
+        self.status = "Active"  # set through the administration API: Disabled / ReceiveDisabled refuse receivers
         self.dlq: SubQueue | None = (
             None if self.is_dlq else SubQueue(f"{name}/$DeadLetterQueue", props, dead_letter_of=self)
         )
@@ -193,6 +194,7 @@ class Target:
         self.queue: SubQueue | None = None
         self.subscriptions: list[tuple[SubQueue, SubscriptionConfig]] = []
         self.scheduled: dict[int, Msg] = {}  # topics only; a queue keeps scheduled messages in its SubQueue
+        self.status = "Active"  # set through the administration API: Disabled / SendDisabled refuse sends
 
     @property
     def is_topic(self) -> bool:

@@ -22,9 +22,10 @@ from azure.core.exceptions import (
 )
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio.management import ServiceBusAdministrationClient as AsyncAdministrationClient
-from azure.servicebus.exceptions import MessagingEntityNotFoundError
+from azure.servicebus.exceptions import MessagingEntityDisabledError, MessagingEntityNotFoundError
 from azure.servicebus.management import (
     CorrelationRuleFilter,
+    EntityStatus,
     ServiceBusAdministrationClient,
     SqlRuleAction,
     SqlRuleFilter,
@@ -211,6 +212,35 @@ def test_sql_filter_parameters_are_bound_and_shown_as_given(sb: ServiceBusEmulat
         with pytest.raises(Exception, match="@missing"):
             a.create_rule("parameters", "matching", "unbound", filter=SqlRuleFilter("kind = @missing"))
         a.delete_topic("parameters")
+
+
+def test_disabled_entities_refuse_senders_and_receivers(sb: ServiceBusEmulator) -> None:
+    with admin(sb) as a:
+        a.create_queue("switched", status=EntityStatus.DISABLED)
+        a.create_topic("switched-topic")
+        a.create_subscription("switched-topic", "paused", status=EntityStatus.RECEIVE_DISABLED)
+        assert a.get_queue("switched").status == EntityStatus.DISABLED
+        with client(sb, retry_total=0) as c:
+            with pytest.raises(MessagingEntityDisabledError), c.get_queue_sender("switched") as sender:
+                sender.send_messages(ServiceBusMessage("refused"))
+            with c.get_topic_sender("switched-topic") as sender:
+                sender.send_messages(ServiceBusMessage("kept"))  # the topic is active; the subscription stores it
+            receiver = c.get_subscription_receiver("switched-topic", "paused", max_wait_time=1)
+            with pytest.raises(MessagingEntityDisabledError), receiver:
+                receiver.receive_messages(max_wait_time=1)
+        queue_props = a.get_queue("switched")
+        queue_props.status = EntityStatus.ACTIVE
+        a.update_queue(queue_props)
+        sub = a.get_subscription("switched-topic", "paused")
+        sub.status = EntityStatus.ACTIVE
+        a.update_subscription("switched-topic", sub)
+        with client(sb) as c:
+            with c.get_queue_sender("switched") as sender:
+                sender.send_messages(ServiceBusMessage("accepted"))
+            assert bodies(take(c, "switched")) == ["accepted"]
+            assert bodies(take(c, "switched-topic", "paused")) == ["kept"]
+        a.delete_queue("switched")
+        a.delete_topic("switched-topic")
 
 
 def test_listing_pages_past_one_hundred_entities(sb: ServiceBusEmulator) -> None:
