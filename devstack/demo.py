@@ -1,9 +1,12 @@
-"""``python -m devstack demo``: score a handful of sample files end to end on the local stack.
+"""``python -m devstack demo``: score a handful of sample files end to end on the local stack, on three models.
 
-Starts the stack if needed, writes sample files with ``python -m scoring.sample``, uploads them to the
-``input`` container (metadata ``session_id``), waits for each output (or its error record) in the
-``output`` container and prints a summary. Exit status 1 when a good file was not scored or a bad
-file was not reported as an error.
+Starts the stack if needed, with two extra model routes beside the default (``multiclass`` and ``regression``,
+see :mod:`devstack.demo_models`), writes sample files with ``python -m scoring.sample``, uploads them to the
+``input`` container (metadata ``session_id``, and ``model`` for the extra routes), waits for each output (or
+its error record) in the ``output`` container, compares the checked outputs with their model's in-process
+predictions and prints a summary. Exit status 1 when a good file was not scored (or not by its model) or a
+bad file was not reported as an error. On a stack already running without the extra routes, their files are
+left out with a note.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
 from devstack import procs
+from devstack.demo_models import model_dir_of, prediction_mismatches, train_route_models, with_demo_routes
 from devstack.runner import StackError
-from devstack.stack import LocalStack
-from shared.contracts import derive_request_id, detect_format, error_blob_name, output_blob_name
+from devstack.stack import LocalStack, StackSettings
+from shared.contracts import DEFAULT_MODEL, derive_request_id, detect_format, error_blob_name, output_blob_name
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ class DemoFile:
     path: Path
     blob_name: str
     expect_error: bool
+    model: str = DEFAULT_MODEL
+    check: bool = False
     uploaded_at: float = 0.0
     finished_at: float | None = None
     status: str = "waiting"
@@ -54,7 +60,9 @@ class DemoFile:
 
     @property
     def as_expected(self) -> bool:
-        return self.status.startswith("error" if self.expect_error else "scored")
+        if self.expect_error:
+            return self.status.startswith("error")
+        return self.status.startswith("scored") and "differ" not in self.status
 
 
 @dataclass(frozen=True)
@@ -64,13 +72,15 @@ class Sample:
     name: str
     args: tuple[str, ...]
     expect_error: bool = False
+    model: str = DEFAULT_MODEL  # the route (blob metadata ``model``)
+    check: bool = False  # compare the output with the model's in-process predictions
 
 
 # Sizes chosen so the demo shows both output paths: small outputs travel inline in the result message,
 # the 40,000-row file's output (several MB) goes through the scoring service's results container.
 SAMPLES = (
-    Sample("customers-small.csv", ("--rows", "20", "--format", "csv", "--seed", "1")),
-    Sample("customers-medium.jsonl", ("--rows", "2000", "--format", "jsonl", "--seed", "2")),
+    Sample("customers-small.csv", ("--rows", "20", "--format", "csv", "--seed", "1"), check=True),
+    Sample("customers-medium.jsonl", ("--rows", "2000", "--format", "jsonl", "--seed", "2"), check=True),
     Sample("customers-large.csv", ("--rows", "40000", "--format", "csv", "--seed", "3")),
     Sample("customers-compressed.jsonl.gz", ("--rows", "5000", "--format", "jsonl", "--gzip", "--seed", "4")),
     Sample("customers-some-bad-rows.csv", ("--rows", "30", "--format", "csv", "--seed", "5", "--bad", "some-bad-rows")),
@@ -78,15 +88,24 @@ SAMPLES = (
         "bad-missing-column.csv", ("--rows", "10", "--format", "csv", "--seed", "6", "--bad", "missing-column"), True
     ),
     Sample("bad-not-tabular.jsonl", ("--rows", "10", "--format", "jsonl", "--bad", "not-tabular"), True),
-)
+    # the extra routes: an iris classifier with string labels and a diabetes regressor
+    Sample("iris-flowers.csv", ("--kind", "multiclass", "--rows", "150", "--format", "csv", "--seed", "7"),
+           model="multiclass", check=True),
+    Sample("iris-flowers.jsonl", ("--kind", "multiclass", "--rows", "60", "--format", "jsonl", "--seed", "8"),
+           model="multiclass", check=True),
+    Sample("diabetes-patients.csv", ("--kind", "regression", "--rows", "300", "--format", "csv", "--seed", "9"),
+           model="regression", check=True),
+    Sample("diabetes-patients.jsonl", ("--kind", "regression", "--rows", "80", "--format", "jsonl", "--seed", "10"),
+           model="regression", check=True),
+)  # fmt: skip
 
 
-def make_samples(stack: LocalStack, out_dir: Path) -> list[tuple[Path, Sample]]:
+def make_samples(stack: LocalStack, out_dir: Path, samples: tuple[Sample, ...] = SAMPLES) -> list[tuple[Path, Sample]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     log = stack.settings.log_dir / "demo-samples.log"
     made = []
     with log.open("ab") as out:
-        for sample in SAMPLES:
+        for sample in samples:
             path = out_dir / sample.name
             done = subprocess.run(
                 [sys.executable, "-m", "scoring.sample", *sample.args, "--out", str(path)],
@@ -152,6 +171,16 @@ def check_one(output: ContainerClient, item: DemoFile) -> None:
         return
 
 
+def compare_with_model(output: ContainerClient, item: DemoFile, settings: StackSettings) -> None:
+    """After the run (so timings stay the pipeline's): the output against the model's in-process predictions."""
+    model_dir = model_dir_of(settings, item.model)
+    if not item.check or item.status != "scored" or model_dir is None:
+        return
+    name = output_blob_name(item.blob_name)
+    wrong = prediction_mismatches(model_dir, item.path.read_bytes(), output.download_blob(name).readall(), name)
+    item.status = f"scored, {wrong} rows differ from the model" if wrong else "scored, matches the model"
+
+
 class Progress:
     """A one-line bar on a terminal; one plain line per finished file otherwise."""
 
@@ -181,13 +210,14 @@ class Progress:
 
 
 def print_summary(items: list[DemoFile]) -> None:
-    headers = ("file", "rows", "status", "seconds", "output")
+    headers = ("file", "model", "rows", "status", "seconds", "output")
     rows = []
     for item in items:
         seconds = f"{item.finished_at - item.uploaded_at:.1f}" if item.finished_at is not None else "-"
         rows.append(
             (
                 item.path.name + (" (bad on purpose)" if item.expect_error else ""),
+                item.model,
                 "-" if item.rows is None else str(item.rows),
                 item.status,
                 seconds,
@@ -199,16 +229,33 @@ def print_summary(items: list[DemoFile]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def run(stack: LocalStack, timeout: float = 300.0) -> int:
     if not stack.running():
-        print("starting the local stack ...", flush=True)
+        stack = LocalStack(with_demo_routes(stack.settings, train_route_models(stack.settings, _say)), _say)
+        print("starting the local stack with the model routes multiclass and regression ...", flush=True)
         stack.up()
     settings = stack.settings
+    served = {DEFAULT_MODEL, *settings.model_names}
+    skipped = sorted({s.model for s in SAMPLES} - served)
+    if skipped:
+        print(
+            f"the running stack does not serve the route(s) {', '.join(skipped)}: their files are left out "
+            "(`python -m devstack down`, then the demo starts the stack with them)",
+            flush=True,
+        )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_id = f"demo-{stamp}-{uuid.uuid4().hex[:6]}"
     print("writing sample files (python -m scoring.sample) ...", flush=True)
-    made = make_samples(stack, settings.base_dir / "demo" / run_id)
-    items = [DemoFile(path=p, blob_name=f"{run_id}/{p.name}", expect_error=sample.expect_error) for p, sample in made]
+    samples = tuple(s for s in SAMPLES if s.model in served)
+    made = make_samples(stack, settings.base_dir / "demo" / run_id, samples)
+    items = [
+        DemoFile(p, f"{run_id}/{p.name}", sample.expect_error, model=sample.model, check=sample.check)
+        for p, sample in made
+    ]
 
     with BlobServiceClient.from_connection_string(settings.storage_connection_string) as service:
         inbox = service.get_container_client(INPUT_CONTAINER)
@@ -223,7 +270,7 @@ def run(stack: LocalStack, timeout: float = 300.0) -> int:
                     item.blob_name,
                     fh,
                     overwrite=True,
-                    metadata={"session_id": run_id},
+                    metadata={"session_id": run_id, "model": item.model},
                     content_settings=ContentSettings(content_type=content_type),
                 )
             item.etag = str(uploaded.get_blob_properties().etag)
@@ -242,6 +289,7 @@ def run(stack: LocalStack, timeout: float = 300.0) -> int:
             time.sleep(POLL_SECONDS)
         progress.close()
         for item in items:
+            compare_with_model(outbox, item, settings)
             left_out = rows_failed(ledger, item) if item.status == "scored" else None
             if left_out:
                 item.status = f"scored, {left_out} bad rows left out"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from devstack.stack import REPO
-from tests.fixtures.stack import StackEndpoints
+from devstack.stack import PORT_SETTINGS, REPO
+from tests.fixtures.stack import StackEndpoints, distinct_free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +65,13 @@ def test_demo_scores_the_good_samples_and_reports_the_bad_ones(stack: StackEndpo
             assert " scored" in line, line
     assert "error (missing_columns)" in summary["bad-missing-column.csv"]
     assert "3 bad rows left out" in summary["customers-some-bad-rows.csv"]
-    rows = {name: line.split()[1] for name, line in summary.items() if name.startswith("customers-")}
+    assert all(line.split()[1] == "default" for n, line in summary.items() if n.startswith("customers-")), summary
+    assert (
+        "matches the model" in summary["customers-small.csv"]
+        and "matches the model" in summary["customers-medium.jsonl"]
+    )
+    assert "does not serve the route(s) multiclass, regression" in done.stdout, "this stack has no extra routes"
+    rows = {name: line.split()[2] for name, line in summary.items() if name.startswith("customers-")}
     assert rows == {
         "customers-small.csv": "20",
         "customers-medium.jsonl": "2000",
@@ -72,3 +79,34 @@ def test_demo_scores_the_good_samples_and_reports_the_bad_ones(stack: StackEndpo
         "customers-compressed.jsonl.gz": "5000",
         "customers-some-bad-rows.csv": "27",
     }
+
+
+def test_demo_starts_a_stack_with_two_more_models_and_routes_files_to_each(tmp_path: Path) -> None:
+    """From a stopped stack, ``demo`` serves the multiclass and regression examples beside the default route."""
+    ports = distinct_free_ports(len(PORT_SETTINGS))
+    flags = [
+        arg for (_, (_, flag)), port in zip(PORT_SETTINGS.items(), ports, strict=True) for arg in (flag, str(port))
+    ]
+    base = ["--base-dir", str(tmp_path / "stack"), *flags]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "devstack", "demo", "--timeout", "240", *base],
+            cwd=REPO, capture_output=True, text=True, timeout=560, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        routed = {
+            line.split()[0]: line.split() for line in done.stdout.splitlines() if re.match(r"^(iris|diabetes)-", line)
+        }
+        assert set(routed) == {
+            "iris-flowers.csv",
+            "iris-flowers.jsonl",
+            "diabetes-patients.csv",
+            "diabetes-patients.jsonl",
+        }
+        for name, cells in routed.items():
+            assert cells[1] == ("multiclass" if name.startswith("iris") else "regression"), cells
+            assert " ".join(cells[3:7]) == "scored, matches the model", cells
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "devstack", "down", *base], cwd=REPO, capture_output=True, timeout=120, check=False
+        )
