@@ -1,8 +1,9 @@
 """All benchmarks from one entry point: ``python -m benchmarks [--quick] [--only NAME ...]`` (``make bench``).
 
-Runs the Service Bus emulator benchmark, the scoring server benchmark, the Parquet scoring benchmark and the
-pipeline benchmark one after the other, each in its own process (they start their own services on free ports),
-then prints one table of their headline figures, each beside its same-run baseline. Each benchmark writes its
+Runs the Service Bus emulator benchmark, the scoring server benchmark, the Parquet scoring benchmark, the
+pipeline benchmark and the telemetry on/off benchmark one after the other, each in its own process (they start
+their own services on free ports), then prints one table of their headline figures, each beside its same-run
+baseline. Each benchmark writes its
 full figures to ``benchmarks/results/<name>.json``; the combined table goes to ``benchmarks/results/summary.json``.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from benchmarks.pipeline_bench import print_table
 from benchmarks.pipeline_bench import table as pipeline_rows
+from benchmarks.telemetry_bench import table as telemetry_rows
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -76,6 +78,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], Callable[[dict[str, Any]]
     ),
     "parquet": ("benchmarks.parquet_bench", [], ["--rows", "50000"], parquet_rows),
     "pipeline": ("benchmarks.pipeline_bench", [], ["--quick"], pipeline_rows),
+    "telemetry": ("benchmarks.telemetry_bench", [], ["--quick"], telemetry_rows),
 }
 
 

@@ -86,3 +86,27 @@ def test_one_file_one_trace_across_every_hop(stack: StackEndpoints, blobs: BlobS
     assert any(" devstack.functions_host." in line and "Executed 'Functions.score_request'" in line for line in tagged)
     assert any(" shared." in line and f"request={request_id}" in line for line in tagged)
     assert any(f"trace={hex_id}" in line and f"request={request_id}" in line for line in scoring_log.splitlines())
+
+
+def test_metrics_reach_the_on_disk_exporter(stack: StackEndpoints, blobs: BlobServiceClient) -> None:
+    """The file counters, the endpoint's answers and the Service Bus depths (from the administration client) are
+    exported; the stack exports every 10 s."""
+    name = f"metrics/{uuid.uuid4().hex[:8]}/customers.csv"
+    blobs.get_container_client("input").upload_blob(name, generate(5, seed=6, label=False).to_csv(index=False).encode())
+    wait_for_blob(blobs.get_container_client("output"), [output_blob_name(name)], stack.log_dir)
+    wanted = {"inference.files.submitted", "inference.files.scored", "inference.rows.scored",
+              "inference.file.duration", "inference.endpoint.responses",
+              "servicebus.subscription.active_messages", "servicebus.subscription.dead_lettered_messages"}  # fmt: skip
+    deadline = time.monotonic() + 45
+    while True:
+        found = set()
+        for path in (stack.base_dir / "telemetry").glob("metrics-*.jsonl"):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                for resource in json.loads(line)["resource_metrics"]:
+                    for scope in resource["scope_metrics"]:
+                        found.update(metric["name"] for metric in scope["metrics"])
+        if wanted <= found:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"metrics never exported: {sorted(wanted - found)}")
+        time.sleep(1)
