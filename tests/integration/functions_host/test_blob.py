@@ -151,6 +151,9 @@ def test_sdk_type_parameter_gets_a_client_and_an_input_stream_gets_the_whole_con
         # Like the worker, the host builds one client per blob reference and hands it out again.
         upload.upload_blob(b"a\n2\n", overwrite=True)
         entries = fixture_app.wait_for("on_blob_client", lambda e: len(e) >= 3)
+    mib = 1024 * 1024
+    print(f"host peak RSS: {baseline / mib:.0f} MiB, {after_reference / mib:.0f} MiB after a {size // mib} MiB blob "
+          f"bound as BlobClient, {after_content / mib:.0f} MiB after one bound as InputStream")  # fmt: skip
     assert after_reference - baseline < size / 4, (baseline, after_reference)
     assert after_content - after_reference >= size, (after_reference, after_content)
     assert entries[2]["client_id"] == big["client_id"] and entries[2]["size"] == 4
