@@ -12,7 +12,10 @@ stopped, so they do not compete with it for the CPU):
   (default 200 files at 5 files/s) and for files dropped one at a time into an idle pipeline, with the time
   split into stages from the request ledger (blob scan -> submitted -> accepted by the endpoint -> scored -> written);
 * peak RSS (VmHWM, whole process tree: gunicorn's workers count) of each stack process during the large
-  run, vs the same during a run of a file a tenth the size (goal: about 1.0x, bounded by chunk size).
+  run, vs the same during a run of a file a tenth the size (goal: about 1.0x, bounded by chunk size);
+* the cost of each small file in the bursts and the paced run: storage operations by container and kind,
+  Service Bus operations, endpoint calls and CPU seconds of each service, counted by the services
+  themselves (:mod:`benchmarks.costs`).
 
     python -m benchmarks.pipeline_bench [--rows N] [--files N] [--file-rows N] [--sequential N] [--quick]
 
@@ -33,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from benchmarks.costs import CostMeter, cost_lines
 from devstack.stack import LocalStack
 from scoring.examples.churn.sample import frame
 from scoring.examples.files import to_csv
@@ -186,6 +191,8 @@ def run_burst(
     session = prefix.rstrip("/") if shared_session else None
     names = [f"{prefix}{i:05d}.csv" for i in range(len(files))]
     watcher = OutputWatcher(dropper.outputs, names, [prefix, f"errors/{prefix}"])
+    meter = CostMeter(stack)
+    counted = meter.snapshot()
     cpu_before = cpu_seconds(stack)
     started = last_poll = time.monotonic()
     for i, (name, data) in enumerate(zip(names, files, strict=True)):
@@ -200,6 +207,7 @@ def run_burst(
     finished = time.monotonic()
     cpu_after = cpu_seconds(stack)
     time.sleep(2.0)  # the writer updates the ledger just after it writes the output
+    cost = meter.per_file(counted, len(names))  # the benchmark's own requests are shown apart
     outcomes = watcher.poll()
     errors = [n for n in names if n in outcomes.errors]
     latencies = [(outcomes.outputs[n].at - dropper.dropped[n][1]) * 1000 for n in names if n in outcomes.outputs]
@@ -222,6 +230,7 @@ def run_burst(
         "error_records": len(errors),
         "stages_p50_ms": _stage_medians(stages),
         "poll_interval_s": POLL_SECONDS,
+        "cost_per_file": cost,
     }
 
 
@@ -308,7 +317,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     large, medium = sample_file(args.rows), sample_file(max(1000, args.rows // 10))
     small = small_files(args.files + args.sequential, args.file_rows)
     base = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
-    stack = LocalStack(isolated_settings(base), report=lambda line: logger.info("%s", line))
+    stack = LocalStack(
+        replace(isolated_settings(base), storage_access_log=True), report=lambda line: logger.info("%s", line)
+    )
     figures: dict[str, Any] = {"load_avg_before": load_average()}
     try:
         stack.up()
@@ -373,6 +384,11 @@ def table(f: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         (f"  one file at a time p50 / p95 (ms, n={sq['files']})", f"{sq['p50_ms']:,.0f} / {sq['p95_ms']:,.0f}", "",
          f"{500 / sq['p50_ms']:.2f}x of goal", "p50 <= 500 ms"),
     ]  # fmt: skip
+    for key in ("burst", "burst_own_sessions", "paced"):
+        if cost := f[key].get("cost_per_file"):  # absent from figures of runs before it was counted
+            rows.append((f"  per file of the {f[key]['files']}: storage ops / SB requests / endpoint calls / CPU ms",
+                         f"{cost['storage_ops']:.1f} / {cost['servicebus_requests']:.1f} / "
+                         f"{cost['endpoint_calls']:.2f} / {cost['cpu_s_all'] * 1000:,.0f}", "", "", ""))  # fmt: skip
     for name, ratio in f["memory_ratio"].items():
         peak = lg["peak_rss"][name]
         rows.append(
@@ -397,6 +413,10 @@ def print_details(f: dict[str, Any]) -> None:
         print(f"burst of {b['files']} ({b['sessions']}), median per stage (ms): {_fmt(b['stages_p50_ms'])}; "
               f"uploads took {b['upload_s']:.1f} s; missing {b['missing']}, error records {b['error_records']}; "
               f"CPU (share of one core): {cpu}")  # fmt: skip
+        for line in cost_lines(
+            f"  cost of {b['files']} ({b['sessions']}{', paced' if b['rate'] else ''})", b["cost_per_file"]
+        ):
+            print(line)
     print(
         f"outputs are seen by listing the output container every {POLL_SECONDS} s or more (three times the"
         " listing's time; idle runs: 0.02 s)"

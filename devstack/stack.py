@@ -95,6 +95,8 @@ class StackSettings:
     # Extra app settings for the scoring server and the functions host (they win over local.settings.json),
     # e.g. a small MAX_INPUT_BYTES or short RESULT_DEADLINE_MINUTES for tests; not saved in stack.json.
     extra_settings: Mapping[str, str] = field(default_factory=dict)
+    # Azurite writes one access-log line per request into its log (the benchmark counts storage operations).
+    storage_access_log: bool = False
 
     @classmethod
     def load(
@@ -386,7 +388,7 @@ def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[
     flag = {name: option for name, (_variable, option) in PORT_SETTINGS.items()}
 
     azurite_argv = (
-        str(azurite_bin(repo)), "--skipApiVersionCheck", "--loose", "--silent",
+        str(azurite_bin(repo)), "--skipApiVersionCheck", "--loose", *(() if s.storage_access_log else ("--silent",)),
         "--location", str(s.base_dir / "azurite"),
         "--blobHost", LOOPBACK, "--blobPort", str(s.blob_port),
         "--queueHost", LOOPBACK, "--queuePort", str(s.queue_port),

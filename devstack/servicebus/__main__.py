@@ -16,6 +16,7 @@ from devstack.servicebus.broker import Broker
 from devstack.servicebus.config import ConfigError, load_config
 from devstack.servicebus.https import AdminServer
 from devstack.servicebus.ioloop import IoLoop
+from devstack.servicebus.opcounts import read_operations
 from devstack.servicebus.settings import ServerSettings, add_server_arguments, settings_from_args
 from devstack.servicebus.store import Store, read_counts
 
@@ -72,6 +73,11 @@ def stats(data_dir: Path) -> int:
     print(f"{'entity':<50} {'active':>8} {'scheduled':>10} {'deferred':>9} {'dead-lettered':>14}")
     for entity, c in counts.items():
         print(f"{entity:<50} {c.active:>8} {c.scheduled:>10} {c.deferred:>9} {c.dead_lettered:>14}")
+    operations = read_operations(data_dir)
+    if operations:
+        print("operations served since the emulator started:")
+        for kind, count in operations.items():
+            print(f"  {kind:<48} {count:>8}")
     return 0
 
 

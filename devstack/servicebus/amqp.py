@@ -19,6 +19,7 @@ from proton import Condition, Data, Delivery, Endpoint, Link, Message, ProtonExc
 from devstack.servicebus import auth, codec
 from devstack.servicebus.broker import Broker, BrokerError, Session, SubQueue, Target, now_ms
 from devstack.servicebus.management import Management
+from devstack.servicebus.opcounts import OperationCounts
 from devstack.servicebus.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -74,8 +75,9 @@ class ConnectionState:
 class EntityConsumer:
     """A client receiver link on a queue, subscription or dead-letter queue (the broker's `Consumer`)."""
 
-    def __init__(self, link: Link, sq: SubQueue, receive_and_delete: bool) -> None:
+    def __init__(self, link: Link, sq: SubQueue, receive_and_delete: bool, operations: OperationCounts) -> None:
         self.link = link
+        self.operations = operations
         self.sq = sq
         self.receive_and_delete = receive_and_delete
         self.session: Session | None = None
@@ -91,6 +93,7 @@ class EntityConsumer:
         delivery.sb_token = tag  # Delivery.tag would try to decode the binary tag as UTF-8
         self.link.stream(payload)
         self.link.advance()
+        self.operations.add("messages out")
         if settled:
             delivery.settle()
 
@@ -113,9 +116,11 @@ class AmqpServer:
         self.settings = settings
         self.management = Management(broker, self._reply)
         self.open_links = 0
+        self.operations = OperationCounts(settings.data_dir)
 
     def tick(self) -> None:
         self.broker.tick()
+        self.operations.maybe_write()
 
     def quiesce(self) -> None:
         # Everything read in this pass is in memory: commit it in one transaction, then acknowledge.
@@ -134,6 +139,7 @@ class AmqpServer:
         if not hasattr(connection, "sb_state"):
             connection.sb_state = ConnectionState()
         if connection.state & Endpoint.LOCAL_UNINIT:
+            self.operations.add("connections opened")
             connection.open()
 
     @guarded
@@ -182,6 +188,7 @@ class AmqpServer:
         link = event.link
         if not link.state & Endpoint.LOCAL_UNINIT:
             return
+        self.operations.add("links attached")
         state: ConnectionState = link.connection.sb_state
         link.source.copy(link.remote_source)
         link.target.copy(link.remote_target)
@@ -258,7 +265,9 @@ class AmqpServer:
             raise BrokerError("amqp:not-found", f"The messaging entity '{path}' could not be found.", 404)
         if sq.main.status in ("Disabled", "ReceiveDisabled"):
             raise BrokerError("com.microsoft:entity-disabled", f"The messaging entity '{sq.name}' is disabled.", 400)
-        consumer = EntityConsumer(link, sq, receive_and_delete=link.remote_snd_settle_mode == Link.SND_SETTLED)
+        consumer = EntityConsumer(
+            link, sq, receive_and_delete=link.remote_snd_settle_mode == Link.SND_SETTLED, operations=self.operations
+        )
         link.sb_kind = "consume"
         link.sb_consumer = consumer
         session_filter = _session_filter(link)
@@ -372,6 +381,7 @@ class AmqpServer:
         if delivery.partial:
             return
         link.advance()
+        self.operations.add(f"request {kind or 'other'}")
         if link.credit < (SEND_CREDIT if kind == "send" else REQUEST_CREDIT) // 2:
             link.flow((SEND_CREDIT if kind == "send" else REQUEST_CREDIT) - link.credit)
         if getattr(delivery, "sb_dropped", False):
@@ -417,6 +427,7 @@ class AmqpServer:
         def acknowledge(_seqs: list[int]) -> None:
             _settle(delivery, Delivery.ACCEPTED)
 
+        self.operations.add("messages in", len(parsed))
         self.broker.send(target, parsed, acknowledge)
 
     def _put_token(self, link: Link, delivery: Delivery, data: bytes) -> None:
@@ -448,6 +459,8 @@ class AmqpServer:
         if request is None:
             return
         _settle(delivery, Delivery.ACCEPTED)
+        properties: dict[Any, Any] = dict(request.properties or {})
+        self.operations.add(f"management {properties.get('operation', '?')}")
         self.management.handle(link.connection, link.sb_entity, request)
 
     def _reply(self, connection: Any, address: str, message: Message) -> None:
@@ -468,6 +481,7 @@ class AmqpServer:
             delivery.settle()
             return
         sq, outcome = consumer.sq, delivery.remote_state
+        self.operations.add(f"settle {_OUTCOMES.get(outcome, str(outcome))}")
         try:
             if outcome == Delivery.ACCEPTED:
                 self.broker.complete(sq, token)
@@ -510,6 +524,12 @@ class AmqpServer:
 
 
 _NO_FILTER = object()
+_OUTCOMES: dict[Any, str] = {
+    Delivery.ACCEPTED: "complete",
+    Delivery.RELEASED: "abandon",
+    Delivery.MODIFIED: "abandon or defer",
+    Delivery.REJECTED: "dead-letter",
+}
 
 
 def _session_filter(link: Link) -> Any:

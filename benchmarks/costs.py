@@ -1,0 +1,154 @@
+"""What each file costs the local stack, counted where the work is served, for the pipeline benchmark.
+
+* storage operations: Azurite's own access log (one line per request, ``--silent`` left off by
+  ``StackSettings.storage_access_log``), by container and REST operation, as Azure bills them; the
+  functions host's own receipts are counted with the rest (they are requests to the same Azurite); the
+  benchmark's own uploads and output listings are shown apart (:data:`BENCH_OWN`);
+* Service Bus operations: the emulator's counts (``operations.json`` in its data directory, written at
+  most once a second: :mod:`devstack.servicebus.opcounts`);
+* endpoint calls: the lines the AML inference server logs for each request it answered (``POST /score 202``);
+* CPU seconds of each service's process tree (user + system, from /proc).
+
+A :class:`CostMeter` takes a snapshot before a phase and turns the difference after it into figures per file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from devstack.servicebus.opcounts import read_operations
+from devstack.stack import LocalStack
+from tests.support.flow import cpu_seconds
+
+# morgan's "common" format: 127.0.0.1 - - [date] "GET /devstoreaccount1/input?restype=... HTTP/1.1" 200 123
+_ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<url>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
+# azureml-inference-server-http logs "<method> <path> <status> <ms>ms <length>" after each request it routes
+_ENDPOINT = re.compile(r"\b(?P<method>GET|POST) (?P<path>/score\S*) (?P<status>\d{3}) [\d.]+ms")
+_SERVED_FROM = "azurite"
+# Requests the benchmark itself makes: its uploads and its listings of the output container (the pipeline
+# never lists ``output``); counted and shown, but not in the pipeline's operations per file.
+BENCH_OWN = frozenset({"input: Put/Copy Blob", "output: List Blobs"})
+
+
+def storage_operation(method: str, url: str) -> str:
+    """``container: REST operation`` of one request, e.g. ``ledger: Put Blob`` (queue/table paths name theirs)."""
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    where = segments[1].split("(", 1)[0] if len(segments) > 1 else "(account)"
+    query = parse_qs(parts.query)
+    comp, restype = query.get("comp", [""])[0], query.get("restype", [""])[0]
+    if restype == "container":
+        kind = {"list": "List Blobs", "": f"{method} Container"}.get(comp, f"{method} Container {comp}")
+    elif comp:
+        kind = {
+            "block": "Put Block",
+            "blocklist": "Put Block List",
+            "metadata": "Set Blob Metadata",
+            "properties": "Set Blob Properties",
+            "lease": "Lease Blob",
+            "tags": "Blob Tags",
+        }.get(comp, f"{method} {comp}")
+    else:
+        # a PUT without comp is Put Blob or Copy Blob (told apart by a header the access log does not show)
+        kind = {"GET": "Get Blob", "HEAD": "Get Blob Properties", "PUT": "Put/Copy Blob", "DELETE": "Delete Blob"}
+        kind = kind.get(method, method)  # type: ignore[assignment]
+    return f"{where}: {kind}"
+
+
+def storage_operations(log_text: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for match in _ACCESS.finditer(log_text):
+        operation = storage_operation(match["method"], match["url"])
+        counts[operation] += 1
+        if match["status"][0] in "45":
+            counts[f"{operation} -> {match['status']}"] += 1
+    return counts
+
+
+def endpoint_calls(log_text: str) -> Counter[str]:
+    return Counter(f"{m['method']} {m['path'].split('?', 1)[0]} {m['status']}" for m in _ENDPOINT.finditer(log_text))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    log_offsets: dict[str, int]
+    servicebus: dict[str, int]
+    cpu: dict[str, float]
+
+
+class CostMeter:
+    """Counts of one stack between two snapshots; the stack must run with ``storage_access_log``."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.logs = {name: stack.log_path(name) for name in stack.names if name == _SERVED_FROM or "scoring" in name}
+
+    def snapshot(self) -> Snapshot:
+        offsets = {name: _size(path) for name, path in self.logs.items()}
+        return Snapshot(offsets, read_operations(self.stack.settings.servicebus_data_dir), cpu_seconds(self.stack))
+
+    def per_file(self, before: Snapshot, files: int) -> dict[str, Any]:
+        """Operations and CPU seconds since ``before``, divided by ``files``; totals under ``"totals"``.
+
+        The emulator writes its counts at most once a second: call this a second or more after the phase ends.
+        """
+        after = self.snapshot()
+        storage: Counter[str] = Counter()
+        endpoint: Counter[str] = Counter()
+        for name, path in self.logs.items():
+            text = _read_from(path, before.log_offsets.get(name, 0), after.log_offsets[name])
+            if name == _SERVED_FROM:
+                storage += storage_operations(text)
+            else:
+                endpoint += endpoint_calls(text)
+        servicebus = Counter(after.servicebus)
+        servicebus.subtract(before.servicebus)
+        cpu = {name: seconds - before.cpu.get(name, 0.0) for name, seconds in after.cpu.items()}
+        storage_total = sum(n for kind, n in storage.items() if " -> " not in kind and kind not in BENCH_OWN)
+        requests = sum(n for kind, n in servicebus.items() if kind.startswith("request "))
+        return {
+            "files": files,
+            "storage_ops": storage_total / files,
+            "servicebus_requests": requests / files,
+            "endpoint_calls": sum(endpoint.values()) / files,
+            "cpu_s": {name: seconds / files for name, seconds in cpu.items()},
+            "cpu_s_all": sum(cpu.values()) / files,
+            "totals": {
+                "storage": dict(storage.most_common()),
+                "servicebus": {k: v for k, v in sorted(servicebus.items()) if v},
+                "endpoint": dict(endpoint),
+                "cpu_s": cpu,
+            },
+        }
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _read_from(path: Path, start: int, end: int) -> str:
+    with path.open("rb") as log:
+        log.seek(start)
+        return log.read(max(0, end - start)).decode("utf-8", "replace")
+
+
+def cost_lines(label: str, cost: dict[str, Any]) -> list[str]:
+    """A few printable lines: per-file figures, then the operations behind them."""
+    cpu = ", ".join(f"{name} {seconds * 1000:,.0f} ms" for name, seconds in cost["cpu_s"].items())
+    totals = cost["totals"]
+    return [
+        f"{label}: per file {cost['storage_ops']:.1f} storage ops (uploads and the benchmark's listings apart),"
+        f" {cost['servicebus_requests']:.1f} Service Bus"
+        f" requests, {cost['endpoint_calls']:.2f} endpoint calls, CPU {cost['cpu_s_all'] * 1000:,.0f} ms ({cpu})",
+        "  storage ops (all files): " + ", ".join(f"{k} {v}" for k, v in totals["storage"].items()),
+        "  Service Bus (all files): " + ", ".join(f"{k} {v}" for k, v in totals["servicebus"].items()),
+        "  endpoint (all files): " + ", ".join(f"{k} {v}" for k, v in totals["endpoint"].items()),
+    ]
