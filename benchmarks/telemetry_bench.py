@@ -19,6 +19,7 @@ import logging
 import shutil
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,32 @@ def one_round(mode: str, large: Path, rows: int, files: list[bytes], timeout: fl
     return {"mode": mode, "files_per_s": burst["files_per_s"], "rows_per_s": big["rows_per_s"], "spans": spans}
 
 
+def span_cost_us(count: int = 20_000) -> float:
+    """CPU microseconds per span (8 attributes) through the local stack's exporter (BatchSpanProcessor + JSON
+    lines to a file), export included: a bound on what telemetry adds per span, free of the stack's noise."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "spans.jsonl").open("w") as out:
+        provider = TracerProvider()
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n"),
+                max_queue_size=count,  # nothing dropped: every span is exported and paid for
+            )
+        )
+        tracer = provider.get_tracer("bench")
+        attributes = {f"inference.attr{i}": f"value-{i}" for i in range(8)}
+        started = time.process_time()
+        for _ in range(count):
+            with tracer.start_as_current_span("stage", attributes=attributes):
+                pass
+        provider.force_flush()
+        elapsed = time.process_time() - started
+        provider.shutdown()
+    return elapsed / count * 1e6
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     ensure_model()
     large = sample_file(args.rows)
@@ -62,7 +89,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         mode: {key: max(r[key] for r in rounds if r["mode"] == mode) for key in ("files_per_s", "rows_per_s")}
         for mode in MODES
     }
+    spans_per_file = max(r["spans"] for r in rounds) / (args.files + 6)  # the burst, its warm-up and the large file
     return {
+        "span_cost_us": span_cost_us(),
+        "spans_per_file": spans_per_file,
         "rounds": rounds,
         "best": best,
         "large_ratio_on_vs_off": best["on"]["rows_per_s"] / best["off"]["rows_per_s"],
@@ -82,6 +112,8 @@ def table(f: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
          f"telemetry off {off['rows_per_s']:,.0f}", f"{f['large_ratio_on_vs_off']:.3f}x", goal),
         (f"telemetry on: burst of {s['files']} small files, files/s", f"{on['files_per_s']:.1f}",
          f"telemetry off {off['files_per_s']:.1f}", f"{f['burst_ratio_on_vs_off']:.3f}x", goal),
+        ("telemetry: CPU per span, exported (us)", f"{f['span_cost_us']:.0f}",
+         f"{f['spans_per_file']:.1f} spans per file", "", ""),
     ]  # fmt: skip
 
 
