@@ -7,7 +7,7 @@ The shape compiled is the ordinary one for tabular data::
             ("categories", OneHotEncoder(handle_unknown="ignore"), [string columns...]),
             ("numbers", StandardScaler(), [numeric columns...]),
         ])),                                   # remainder="drop"; one or more of each; in any order
-        ("model", LogisticRegression()),       # binary
+        ("model", LogisticRegression()),       # binary or multinomial, any label type
     ])
 
 A logistic regression over one-hot blocks and standardised numbers is a sum: the intercept, one weight
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy.special import expit
+from scipy.special import expit, softmax
 
 from scoring.service.spec import NUMPY_TYPES, Kind, ModelSpec
 
@@ -51,25 +51,36 @@ _EXACT_NUMBERS = frozenset({Kind.LONG, Kind.INTEGER, Kind.DOUBLE})  # float32 in
 class _Categorical:
     name: str
     levels: tuple[str, ...]  # the encoder's categories, in its order
-    weights: np.ndarray  # per level, then 0.0 at [-1] for a value that is not a level
+    weights: np.ndarray  # per level (then per class if several), then zeros at [-1] for a value not a level
     reuse_codes: bool  # validation's codes index these same levels
 
 
 @dataclass(frozen=True)
 class LinearScorer:
-    """P(class) and the label of a binary logistic regression over one-hot + standardised columns."""
+    """Class probabilities and the label of a logistic regression over one-hot + standardised columns.
 
-    intercept: float
+    A binary model has one decision value per row (floats below); a multinomial one has one per class
+    (arrays of the class count), turned into probabilities by softmax, as scikit-learn does.
+    """
+
+    intercept: Any  # float, or one per class
     categorical: tuple[_Categorical, ...]
-    numeric: tuple[tuple[str, float, float, float], ...]  # (column, mean, scale, coefficient)
+    numeric: tuple[tuple[str, float, float, Any], ...]  # (column, mean, scale, coefficient or one per class)
     unknown_is_error: bool  # the encoder raises on an unseen level: leave such batches to the model
 
+    @property
+    def binary(self) -> bool:
+        return np.ndim(self.intercept) == 0
+
     def decision(self, codes: dict[str, np.ndarray], numbers: dict[str, np.ndarray], rows: int) -> np.ndarray:
-        total = np.full(rows, self.intercept, dtype=np.float64)
+        shape = rows if self.binary else (rows, len(self.intercept))
+        total = np.empty(shape, dtype=np.float64)
+        total[...] = self.intercept
         for column in self.categorical:
             total += column.weights[codes[column.name]]
         for name, mean, scale, coef in self.numeric:
-            total += (numbers[name] - mean) / scale * coef
+            scaled = (numbers[name] - mean) / scale
+            total += scaled * coef if self.binary else np.outer(scaled, coef)
         return total
 
     def codes(self, checked: Checked) -> dict[str, np.ndarray] | None:
@@ -87,11 +98,13 @@ class LinearScorer:
         return found
 
     def predict(self, checked: Checked) -> tuple[np.ndarray, np.ndarray] | None:
-        """(predict_proba's two columns, index of the predicted class) per good row; None: ask the model."""
+        """(predict_proba's columns, index of the predicted class) per good row; None: ask the model."""
         codes = self.codes(checked)
         if codes is None:
             return None
         decision = self.decision(codes, checked.numbers, checked.rows)
+        if not self.binary:
+            return np.asarray(softmax(decision, axis=1), dtype=np.float64), np.argmax(decision, axis=1)
         positive = np.asarray(expit(decision), dtype=np.float64)
         # decision > 0 is how scikit-learn's predict picks classes_[1].
         return np.column_stack([1.0 - positive, positive]), (decision > 0).astype(np.int64)
@@ -109,7 +122,8 @@ def compile_linear(estimator: Any, spec: ModelSpec) -> LinearScorer | None:
     if type(features) is not ColumnTransformer or type(model) is not LogisticRegression:
         return None
     coef = np.asarray(model.coef_, dtype=np.float64)
-    if len(model.classes_) != 2 or coef.ndim != 2 or coef.shape[0] != 1:
+    classes = len(model.classes_)
+    if coef.ndim != 2 or coef.shape[0] != (1 if classes == 2 else classes):
         return None
     parts = _parts(features, spec)
     if parts is None:
@@ -118,22 +132,27 @@ def compile_linear(estimator: Any, spec: ModelSpec) -> LinearScorer | None:
     width = sum(len(levels) if kind == "categorical" else 1 for kind, _, levels, _ in blocks)
     if coef.shape[1] != width:
         return None
-    weights = coef[0]
+    weights = coef[0] if coef.shape[0] == 1 else coef.T  # per feature (then per class)
     categorical: list[_Categorical] = []
-    numeric: list[tuple[str, float, float, float]] = []
+    numeric: list[tuple[str, float, float, Any]] = []
     offset = 0
     for kind, name, levels, scaling in blocks:
         if kind == "categorical":
-            block = np.concatenate([weights[offset : offset + len(levels)], [0.0]])
+            block = weights[offset : offset + len(levels)]
+            block = np.concatenate([block, np.zeros((1, *block.shape[1:]))])
             categorical.append(_Categorical(name, levels, block, spec.column(name).levels == levels))
             offset += len(levels)
         else:
             mean, scale = scaling
-            numeric.append((name, mean, scale, float(weights[offset])))
+            weight = weights[offset]
+            numeric.append((name, mean, scale, float(weight) if np.ndim(weight) == 0 else weight))
             offset += 1
     if len({c.name for c in categorical}) != len(categorical) or len({n[0] for n in numeric}) != len(numeric):
         return None
-    scorer = LinearScorer(float(model.intercept_[0]), tuple(categorical), tuple(numeric), unknown_is_error)
+    intercept = np.asarray(model.intercept_, dtype=np.float64)
+    scorer = LinearScorer(
+        float(intercept[0]) if coef.shape[0] == 1 else intercept, tuple(categorical), tuple(numeric), unknown_is_error
+    )
     if not _reproduces(scorer, estimator, spec):
         logger.warning("the compiled scorer does not reproduce the model's predictions; using the model")
         return None

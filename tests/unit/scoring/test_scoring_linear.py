@@ -129,9 +129,24 @@ def test_other_shapes_are_not_compiled(tmp_path: Path) -> None:
     three = _fit(_pipeline())
     three.steps.insert(0, ("noop", FunctionTransformer()))
     assert compile_linear(three, spec) is None
-    data = _rows(300, 6)
-    multiclass = _pipeline().fit(data, data["plan"].str[:2] + data["region"].str[:1])  # 6 classes
-    assert compile_linear(multiclass, spec) is None
+
+
+def test_a_multinomial_model_compiles_and_matches(tmp_path: Path) -> None:
+    data = _rows(900, 6)
+    labels = np.where(data["spend"] > 100, "big", np.where(data["age"] > 50, "senior", "other"))
+    pipeline = _pipeline(handle_unknown="ignore").fit(data, labels)
+    model = load_model(_save(pipeline, tmp_path / "m", levels=False))
+    assert isinstance(model, SklearnClassifier) and model.linear is not None and not model.linear.binary
+    rows = _rows(2000, 7)
+    rows.loc[::9, "plan"] = "enterprise"  # unseen: an all-zero one-hot block
+    body = {"dataframe_records": rows.to_dict("records")}
+    answer = json.loads(score_sync(body, model, Validator(model.spec, 20), 10_000))["predictions"]
+    labels_out = pipeline.predict(rows)
+    assert [a["prediction"] for a in answer] == list(labels_out)
+    proba = pipeline.predict_proba(rows)
+    classes = list(pipeline.classes_)
+    want = proba[np.arange(len(rows)), [classes.index(label) for label in labels_out]]
+    assert np.max(np.abs(np.asarray([a["probability"] for a in answer]) - want)) <= 1e-12
 
 
 def test_a_scaler_that_scales_otherwise_is_not_trusted(tmp_path: Path) -> None:
