@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import requests
-from azure.servicebus import ServiceBusClient
+from azure.servicebus import AutoLockRenewer, ServiceBusClient
 
 from devstack import gunicorn_loopback
 from devstack.ports import LOOPBACK, free_port
@@ -328,7 +328,9 @@ def async_throughput(settings: StackSettings, path: Path, rows: int, scoring_url
         receiver = client.get_subscription_receiver(
             RESULT_TOPIC, CLIENT_SUBSCRIPTION, session_id=request.reply.session_id, max_wait_time=600
         )
-        with receiver:
+        # A large file takes longer than the session lock: keep the lock while waiting, as a real client does.
+        with receiver, AutoLockRenewer(max_lock_renewal_duration=900) as renewer:
+            renewer.register(receiver, receiver.session)
             started = time.perf_counter()
             response = requests.post(scoring_url or settings.scoring_url, data=request.to_json(), timeout=30)
             accepted_ms = (time.perf_counter() - started) * 1000

@@ -9,11 +9,14 @@ import time
 import uuid
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from scoring.examples.churn.data import generate
+from scoring.examples.churn.sample import frame as sample_frame
+from scoring.examples.churn.sample import sample_bytes
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, error_blob_name, output_blob_name
 from tests.fixtures.stack import StackEndpoints
 from tests.support.flow import reference_model
@@ -74,6 +77,23 @@ def test_jsonl_file_is_scored_into_output(stack: StackEndpoints, blobs: BlobServ
     for original, out in zip(records, scored, strict=True):
         assert {k: out[k] for k in original} == original
     assert reference_model().check_rows(frame, scored) == []
+
+
+def test_parquet_file_is_scored_into_parquet_output(stack: StackEndpoints, blobs: BlobServiceClient) -> None:
+    frame = sample_frame(300, 13)
+    name = f"e2e/{uuid.uuid4().hex[:8]}/customers.parquet"
+    upload(blobs, name, sample_bytes(300, "parquet", seed=13, row_group_rows=100))
+
+    outputs = blobs.get_container_client("output")
+    found, data = wait_for_blob(outputs, [output_blob_name(name), error_blob_name(name)], stack.log_dir)
+
+    assert found == output_blob_name(name), data[:500]
+    properties = outputs.get_blob_client(found).get_blob_properties()
+    assert properties.content_settings.content_type == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(data))
+    assert table.column_names == [*frame.columns, PREDICTION_COLUMN, PROBABILITY_COLUMN]
+    assert table.select(list(frame.columns)).to_pylist() == frame.to_dict("records")
+    assert reference_model().check_rows(frame, table.to_pylist()) == []
 
 
 def test_bad_file_gets_an_error_record_and_no_output(stack: StackEndpoints, blobs: BlobServiceClient) -> None:
