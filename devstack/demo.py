@@ -12,6 +12,7 @@ left out with a note.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import subprocess
@@ -97,6 +98,10 @@ SAMPLES = (
            model="regression", check=True),
     Sample("diabetes-patients.jsonl", ("--kind", "regression", "--rows", "80", "--format", "jsonl", "--seed", "10"),
            model="regression", check=True),
+    Sample("iris-flowers.parquet", ("--kind", "multiclass", "--rows", "90", "--format", "parquet", "--seed", "11"),
+           model="multiclass", check=True),
+    Sample("diabetes-patients.parquet", ("--kind", "regression", "--rows", "99", "--format", "parquet", "--seed", "12"),
+           model="regression", check=True),
 )  # fmt: skip
 
 
@@ -124,8 +129,12 @@ def make_samples(stack: LocalStack, out_dir: Path, samples: tuple[Sample, ...] =
 
 
 def count_rows(data: bytes, name: str) -> int:
-    """Data rows in an output file (CSV: lines after the header; JSON Lines: non-empty lines)."""
+    """Data rows in an output file (CSV: lines after the header; JSON Lines: non-empty lines; Parquet: metadata)."""
     detected = detect_format(name)
+    if detected is not None and detected[0] == "parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(io.BytesIO(data)).metadata.num_rows)
     if detected is not None and detected[1] == "gzip":
         data = gzip.decompress(data)
     lines = [line for line in data.splitlines() if line.strip()]

@@ -72,6 +72,8 @@ def _frame(data: bytes, name: str):  # type: ignore[no-untyped-def]  # pandas is
         data, name = gzip.decompress(data), name[:-3]
     if name.endswith(".csv"):
         return pd.read_csv(io.BytesIO(data))
+    if name.endswith(".parquet"):
+        return pd.read_parquet(io.BytesIO(data))
     return pd.DataFrame([json.loads(line) for line in data.decode().splitlines() if line.strip()])
 
 

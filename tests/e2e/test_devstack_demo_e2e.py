@@ -97,12 +97,8 @@ def test_demo_starts_a_stack_with_two_more_models_and_routes_files_to_each(tmp_p
         routed = {
             line.split()[0]: line.split() for line in done.stdout.splitlines() if re.match(r"^(iris|diabetes)-", line)
         }
-        assert set(routed) == {
-            "iris-flowers.csv",
-            "iris-flowers.jsonl",
-            "diabetes-patients.csv",
-            "diabetes-patients.jsonl",
-        }
+        stems = ("iris-flowers", "diabetes-patients")
+        assert set(routed) == {f"{stem}.{ext}" for stem in stems for ext in ("csv", "jsonl", "parquet")}
         for name, cells in routed.items():
             assert cells[1] == ("multiclass" if name.startswith("iris") else "regression"), cells
             assert " ".join(cells[3:7]) == "scored, matches the model", cells

@@ -1,8 +1,9 @@
 """Several models at once on one local stack: ``--model multiclass=DIR --model regression=DIR`` beside the default.
 
 Each route has its own ``azmlinfsrv``; a blob uploaded with metadata ``model=NAME`` must be scored by that
-model (checked against the model's own in-process predictions), a file without ``model`` metadata by the
-default route's example model, and a bad file per route must end as an error record with no output.
+model (CSV, JSON Lines and Parquet, checked against the model's own in-process predictions), a file without
+``model`` metadata by the default route's example model, and a bad file per route must end as an error record
+with no output.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from devstack.runner import StackError
 from devstack.stack import PORT_SETTINGS, LocalStack, StackSettings
 from scoring.examples import examples
 from scoring.examples.churn.data import generate
+from scoring.examples.files import to_parquet
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, error_blob_name, output_blob_name
 from tests.fixtures.stack import E2E_SETTINGS, distinct_free_ports
 from tests.support.flow import reference_model
@@ -79,12 +81,17 @@ def blobs(routed: RoutedStack) -> Iterator[BlobServiceClient]:
 def rows_of(name: str, data: bytes) -> list[dict[str, Any]]:
     if name.endswith(".csv"):
         return list(csv.DictReader(io.StringIO(data.decode())))
+    if name.endswith(".parquet"):
+        records: list[dict[str, Any]] = pd.read_parquet(io.BytesIO(data)).to_dict(orient="records")
+        return records
     return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
 
 
 def encode(frame: pd.DataFrame, fmt: str) -> bytes:
     if fmt == "csv":
         return frame.to_csv(index=False).encode()
+    if fmt == "parquet":
+        return to_parquet(frame)
     records = json.loads(frame.astype(object).to_json(orient="records"))
     return "".join(json.dumps(r) + "\n" for r in records).encode()
 
@@ -144,7 +151,7 @@ def test_files_are_scored_by_the_model_their_metadata_names(routed: RoutedStack,
     frames: dict[str, tuple[str | None, pd.DataFrame]] = {}
     bad: dict[str, str] = {}
     for i, route in enumerate(ROUTES):
-        for fmt, rows in (("csv", 30), ("jsonl", 17)):
+        for fmt, rows in (("csv", 30), ("jsonl", 17), ("parquet", 23)):
             frame = examples()[route].frame(rows, 100 + i)
             name = f"{run}/{route}-rows.{fmt}"
             inbox.upload_blob(name, encode(frame, fmt), metadata={"model": route, "session_id": run})
