@@ -290,8 +290,9 @@ class StackSettings:
             "DataStorage": self.storage_connection_string,
             "ServiceBus": self.servicebus_connection_string,
             "SCORING_URI": self.scoring_url,
-            # The status page reads Service Bus depths with the administration client, over the emulator's TLS.
-            "REQUESTS_CA_BUNDLE": str(self.servicebus_ca_file),
+            # The status page reads Service Bus depths with the administration client, over the emulator's TLS;
+            # the bundle keeps the public CAs too, since this variable replaces the default trust store.
+            "REQUESTS_CA_BUNDLE": str(self.servicebus_ca_bundle),
             **self.telemetry_settings(),
             ROUTES_FILE_SETTING: str(self.routes_file),
             **{f"SCORING_URI__{setting_suffix(m.name)}": m.scoring_url for m in self.models},
