@@ -35,7 +35,7 @@ def real_adapters() -> Adapters:
     def output_fetcher(s: ClientSettings) -> OutputFetcher:
         from client.azure_io import BlobOutputFetcher
 
-        return BlobOutputFetcher(s.storage)
+        return BlobOutputFetcher(s.storage, s.output_container)
 
     def inbox(s: ClientSettings, session_id: str) -> AbstractContextManager[ResultInbox]:
         from client.azure_io import open_session_inbox

@@ -107,9 +107,10 @@ class BlobOutputFetcher:
     """Downloads a results blob named in a result message: with our storage credential when the URL is in our
     account, otherwise as given (a SAS URL) or with ``DefaultAzureCredential``."""
 
-    def __init__(self, target: StorageTarget) -> None:
+    def __init__(self, target: StorageTarget, output_container: str) -> None:
         self._target = target
         self._service = blob_service(target)
+        self._output_container = output_container
 
     def _client(self, url: str) -> BlobClient:
         own = self._service.url.rstrip("/") + "/"
@@ -119,9 +120,15 @@ class BlobOutputFetcher:
         has_sas = "sig=" in url.partition("?")[2]
         return BlobClient.from_blob_url(url, credential=None if has_sas else _credential())
 
-    def download(self, url: str, sink: Sink) -> None:
+    def download(self, url: str, sink: Sink, final_name: str) -> None:
+        # download_blob() fails before any byte reaches the sink when the blob is gone.
+        try:
+            stream = self._client(url).download_blob()
+        except ResourceNotFoundError:
+            logger.debug("staged output %s is gone; reading the final output %s", url, final_name)
+            stream = self._service.get_blob_client(self._output_container, final_name).download_blob()
         # Chunk by chunk in order: the sink hashes as it writes, so it cannot take parallel (seeking) writes.
-        for chunk in self._client(url).download_blob().chunks():
+        for chunk in stream.chunks():
             sink.write(chunk)
 
 

@@ -40,8 +40,12 @@ class Sink(Protocol):
 
 
 class OutputFetcher(Protocol):
-    def download(self, url: str, sink: Sink) -> None:
-        """Write the blob at ``url`` (a results blob named in a result message) into ``sink``."""
+    def download(self, url: str, sink: Sink, final_name: str) -> None:
+        """Write the blob at ``url`` (a results blob named in a result message) into ``sink``.
+
+        The function app's writer deletes a staged results blob once it has written the final output, so
+        when ``url`` is gone the final output ``final_name`` in the output container (the same bytes) is read.
+        """
         ...
 
 

@@ -29,6 +29,7 @@ from shared.contracts import (
     ResultStatus,
     RowError,
     derive_request_id,
+    output_blob_name,
 )
 
 logger = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class _HashingSink:
         return self.target.write(data)
 
 
-def save_output(output: OutputRef, target: Path, fetcher: OutputFetcher) -> None:
+def save_output(output: OutputRef, target: Path, fetcher: OutputFetcher, input_name: str) -> None:
     """Write the output to ``target`` (via a ``.part`` file), checking its size and SHA-256."""
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
@@ -165,7 +166,7 @@ def save_output(output: OutputRef, target: Path, fetcher: OutputFetcher) -> None
             if output.inline_b64 is not None:
                 sink.write(output.inline_bytes())
             elif output.blob_url is not None:
-                fetcher.download(output.blob_url, sink)
+                fetcher.download(output.blob_url, sink, output_blob_name(input_name))
         if sink.size != output.size or sink.digest.hexdigest() != output.sha256:
             raise ContractError(f"output of {sink.size} bytes does not match the result's size {output.size} / sha256")
         part.replace(target)
@@ -216,7 +217,7 @@ class ResultCollector:
             return
         target = output_path(job.path, self.out_dir)
         try:
-            save_output(result.output, target, self.fetcher)
+            save_output(result.output, target, self.fetcher, result.input_name)
         except (OSError, ContractError) as exc:
             job.state = JobState.FAILED
             job.error = ErrorInfo("output_unavailable", f"scored, but the output could not be saved to {target}: {exc}")

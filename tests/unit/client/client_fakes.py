@@ -48,10 +48,15 @@ class FakeStore:
 class FakeFetcher:
     blobs: dict[str, bytes] = field(default_factory=dict)
 
-    def download(self, url: str, sink: Sink) -> None:
-        if url not in self.blobs:
-            raise ServiceError(f"no blob at {url}")
-        sink.write(self.blobs[url])
+    outputs: dict[str, bytes] = field(default_factory=dict)  # final outputs by name in the output container
+
+    def download(self, url: str, sink: Sink, final_name: str) -> None:
+        if url in self.blobs:
+            sink.write(self.blobs[url])
+        elif final_name in self.outputs:
+            sink.write(self.outputs[final_name])
+        else:
+            raise ServiceError(f"no blob at {url} nor output {final_name}")
 
 
 @dataclass

@@ -162,6 +162,20 @@ def test_output_in_a_results_blob_is_downloaded_into_out_dir_and_checked(tmp_pat
     assert f"output of {len(big) - 1} bytes does not match the result's size {len(big)}" in world.out.getvalue()
 
 
+def test_a_staged_output_already_removed_by_the_writer_is_read_from_the_output_container(tmp_path: Path) -> None:
+    world = World()
+    files = make_files(tmp_path, "a.csv")
+    big = SCORED * 3
+    ref = OutputRef.inline(big, DataFormat.CSV, None)
+    gone = OutputRef(DataFormat.CSV, None, ref.size, ref.sha256, blob_url="http://results/gone/a.csv")
+    world.fetcher.outputs = {"a.csv": big}  # the writer wrote the final output, then deleted the staged blob
+    result = InferenceResult(rid("a.csv", 1), ResultStatus.SUCCEEDED, "a.csv", "churn", rows_scored=6, output=gone)
+    world.inbox = FakeInbox(world.clock, [[FakeDelivery(result.to_json())]])
+    code = run(["submit", *files, "--wait", "--out", str(tmp_path / "out")], world.console(), world.adapters(), env={})
+    assert code == 0
+    assert (tmp_path / "out" / "a.csv").read_bytes() == big
+
+
 def test_foreign_and_malformed_messages_are_settled_without_derailing_the_run(tmp_path: Path) -> None:
     world = World()
     files = make_files(tmp_path, "a.csv")
