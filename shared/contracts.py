@@ -6,6 +6,9 @@ Three JSON documents cross process boundaries, each carrying ``"schema"`` and ``
   (``message_id = request_id``, ``session_id`` = the client's session, application properties
   ``model`` and ``content_type`` for subscription rules).
 * :class:`AsyncScoringRequest`: the body ``score_request`` POSTs to the endpoint's scoring route.
+* :class:`AsyncScoringBatch`: several small files for one model in one POST (each file an
+  :class:`AsyncScoringRequest` with its own reply session); the endpoint answers 202 with an
+  :class:`AsyncScoringBatchReply` saying, file by file, whether it was accepted, a duplicate or rejected.
 * :class:`InferenceResult`: published by the scoring service to the ``inference-results`` topic on
   the reply session (``message_id`` from :meth:`InferenceResult.message_id`, so a re-delivery of the
   same attempt is de-duplicated by the broker).
@@ -56,6 +59,9 @@ SCHEMA_VERSION = 1
 
 REQUEST_SCHEMA = "inference-request"
 SCORING_REQUEST_SCHEMA = "async-scoring-request"
+SCORING_BATCH_SCHEMA = "async-scoring-batch"
+SCORING_BATCH_REPLY_SCHEMA = "async-scoring-batch-reply"
+MAX_BATCH_REQUESTS = 1000  # files in one AsyncScoringBatch
 RESULT_SCHEMA = "inference-result"
 
 # Base64 grows data by 4/3: 160 KiB of output becomes ~214 KiB, leaving room for the JSON envelope
@@ -327,8 +333,11 @@ class AsyncScoringRequest:
 
     @classmethod
     def from_json(cls, raw: bytes | str | Mapping[str, Any]) -> AsyncScoringRequest:
-        data = _load_object(raw, SCORING_REQUEST_SCHEMA)
-        where = SCORING_REQUEST_SCHEMA
+        return cls.from_fields(_load_object(raw, SCORING_REQUEST_SCHEMA), SCORING_REQUEST_SCHEMA)
+
+    @classmethod
+    def from_fields(cls, data: Mapping[str, Any], where: str) -> AsyncScoringRequest:
+        """The request from its fields (a document of its own, or one entry of an :class:`AsyncScoringBatch`)."""
         if data.get("mode") != "async":
             raise ContractError(f"{where}: mode must be 'async'")
         reply = _require(data, "reply", Mapping, where)
@@ -345,6 +354,92 @@ class AsyncScoringRequest:
             model=_optional(data, "model", str, where) or DEFAULT_MODEL,
             attempt=_optional(data, "attempt", int, where) or 1,
         )
+
+
+@dataclass(frozen=True)
+class AsyncScoringBatch:
+    """Several small files for one model, POSTed as one async request: the endpoint queues them as one job and
+    publishes one :class:`InferenceResult` per file, each on its own reply session."""
+
+    model: str
+    requests: tuple[AsyncScoringRequest, ...]
+    mode: str = field(default="async")
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.requests) <= MAX_BATCH_REQUESTS:
+            raise ContractError(f"{SCORING_BATCH_SCHEMA}: 1 to {MAX_BATCH_REQUESTS} requests, got {len(self.requests)}")
+        if any(r.model != self.model for r in self.requests):
+            raise ContractError(f"{SCORING_BATCH_SCHEMA}: every request must be for model {self.model!r}")
+
+    def to_json(self) -> bytes:
+        return _dump(SCORING_BATCH_SCHEMA, self)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str | Mapping[str, Any]) -> AsyncScoringBatch:
+        data = _load_object(raw, SCORING_BATCH_SCHEMA)
+        where = SCORING_BATCH_SCHEMA
+        if data.get("mode") != "async":
+            raise ContractError(f"{where}: mode must be 'async'")
+        model = _require(data, "model", str, where)
+        entries = _require(data, "requests", list, where)
+        requests = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                raise ContractError(f"{where}.requests[{i}]: each entry must be an object")
+            requests.append(AsyncScoringRequest.from_fields({"model": model, **entry}, f"{where}.requests[{i}]"))
+        return cls(model=model, requests=tuple(requests))
+
+
+class Admission(StrEnum):
+    """What the endpoint did with one file of an :class:`AsyncScoringBatch`."""
+
+    ACCEPTED = "accepted"  # queued: its result will be published
+    DUPLICATE = "duplicate"  # the same request_id and attempt was already queued, running or done
+    REJECTED = "rejected"  # refused for good (``code``, ``message``): no result will be published
+
+
+@dataclass(frozen=True)
+class FileAdmission:
+    request_id: str
+    attempt: int
+    status: Admission
+    code: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class AsyncScoringBatchReply:
+    """The 202 answer to an :class:`AsyncScoringBatch`: one admission per file, in the request's order."""
+
+    admissions: tuple[FileAdmission, ...]
+
+    def to_json(self) -> bytes:
+        return _dump(SCORING_BATCH_REPLY_SCHEMA, self)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str | Mapping[str, Any]) -> AsyncScoringBatchReply:
+        data = _load_object(raw, SCORING_BATCH_REPLY_SCHEMA)
+        where = SCORING_BATCH_REPLY_SCHEMA
+        admissions = []
+        for i, entry in enumerate(_require(data, "admissions", list, where)):
+            w = f"{where}.admissions[{i}]"
+            if not isinstance(entry, Mapping):
+                raise ContractError(f"{w}: each entry must be an object")
+            status = _require(entry, "status", str, w)
+            try:
+                admission = Admission(status)
+            except ValueError as exc:
+                raise ContractError(f"{w}: unknown status {status!r}") from exc
+            admissions.append(
+                FileAdmission(
+                    request_id=_require(entry, "request_id", str, w),
+                    attempt=_require(entry, "attempt", int, w),
+                    status=admission,
+                    code=_optional(entry, "code", str, w),
+                    message=_optional(entry, "message", str, w),
+                )
+            )
+        return cls(admissions=tuple(admissions))
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from shared.contracts import (
+    Admission,
+    AsyncScoringBatch,
+    AsyncScoringBatchReply,
     AsyncScoringRequest,
     ContractError,
     DataFormat,
     ErrorCode,
     ErrorInfo,
+    FileAdmission,
     InferenceRequest,
     InferenceResult,
     OutputRef,
@@ -149,3 +154,62 @@ def test_result_requires_output_or_error() -> None:
 
 def test_error_blob_name() -> None:
     assert error_blob_name("dir/a.csv") == "errors/dir/a.csv.error.json"
+
+
+def _scoring_request(request_id: str, session: str, model: str = "default") -> AsyncScoringRequest:
+    return AsyncScoringRequest(
+        request_id=request_id,
+        blob_url=f"https://acct.blob.example/input/{request_id}.csv?sig=x",
+        reply=ReplyTo(topic="inference-results", session_id=session),
+        input_name=f"{request_id}.csv",
+        format=DataFormat.CSV,
+        model=model,
+    )
+
+
+def test_a_batch_round_trips_with_each_files_own_reply_session() -> None:
+    batch = AsyncScoringBatch(model="default", requests=(_scoring_request("a", "s1"), _scoring_request("b", "s2")))
+    assert AsyncScoringBatch.from_json(batch.to_json()) == batch
+    body = json.loads(batch.to_json())
+    assert body["schema"] == "async-scoring-batch" and body["mode"] == "async"
+    assert [r["reply"]["session_id"] for r in body["requests"]] == ["s1", "s2"]
+
+
+def test_batch_entries_take_the_batch_model_when_they_name_none() -> None:
+    body = json.loads(AsyncScoringBatch(model="iris", requests=(_scoring_request("a", "s", "iris"),)).to_json())
+    del body["requests"][0]["model"]
+    assert AsyncScoringBatch.from_json(body).requests[0].model == "iris"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda b: b.update(requests=[]), "1 to 1000 requests"),
+        (lambda b: b["requests"][0].update(model="other"), "every request must be for model 'default'"),
+        (lambda b: b["requests"][1].pop("blob_url"), r"requests\[1\]: missing field 'blob_url'"),
+        (lambda b: b.update(requests=["x"]), "each entry must be an object"),
+        (lambda b: b.update(mode="sync"), "mode must be 'async'"),
+    ],
+)
+def test_a_batch_that_breaks_the_contract_is_refused_naming_the_entry(change: Any, message: str) -> None:
+    body = json.loads(
+        AsyncScoringBatch(model="default", requests=(_scoring_request("a", "s"), _scoring_request("b", "s"))).to_json()
+    )
+    change(body)
+    with pytest.raises(ContractError, match=message):
+        AsyncScoringBatch.from_json(body)
+
+
+def test_a_batch_reply_round_trips_and_refuses_an_unknown_status() -> None:
+    reply = AsyncScoringBatchReply(
+        admissions=(
+            FileAdmission("a", 1, Admission.ACCEPTED),
+            FileAdmission("b", 2, Admission.DUPLICATE),
+            FileAdmission("c", 1, Admission.REJECTED, code="invalid_name", message="bad name"),
+        )
+    )
+    assert AsyncScoringBatchReply.from_json(reply.to_json()) == reply
+    body = json.loads(reply.to_json())
+    body["admissions"][0]["status"] = "maybe"
+    with pytest.raises(ContractError, match="unknown status 'maybe'"):
+        AsyncScoringBatchReply.from_json(body)
