@@ -35,15 +35,21 @@ def name_problem(name: str) -> str | None:
         return "the blob name is empty"
     if len(name) > MAX_INPUT_NAME_LENGTH:
         return f"the blob name is longer than {MAX_INPUT_NAME_LENGTH} characters"
+    if problem := path_problem(name):
+        return problem
+    if len(name.split("/")) > MAX_INPUT_SEGMENTS:
+        return f"the blob name has more than {MAX_INPUT_SEGMENTS} path segments"
+    return None
+
+
+def path_problem(name: str) -> str | None:
+    """Why ``name`` is unsafe to put in a storage request path (any blob, not only inputs), or None."""
     if has_control_characters(name):
         return "the blob name contains control characters"
     if "\\" in name:
         return "the blob name contains a backslash"
-    segments = name.split("/")
-    if name.startswith("/") or any(seg in ("", ".", "..") for seg in segments):
+    if any(seg in ("", ".", "..") for seg in name.split("/")):
         return "the blob name has an empty, '.' or '..' path segment"
-    if len(segments) > MAX_INPUT_SEGMENTS:
-        return f"the blob name has more than {MAX_INPUT_SEGMENTS} path segments"
     return None
 
 

@@ -55,7 +55,8 @@ class BlobStore(Protocol):
     def copy_from_url(
         self, source_url: str, container: str, name: str, *, content_type: str, metadata: Mapping[str, str]
     ) -> None:
-        """Server-side copy of a whole blob (the target appears only when complete); raises BlobNotFound."""
+        """Server-side copy of a whole blob of this account (the target appears only when complete); raises
+        BlobNotFound, or ValueError for a source of any other account or host."""
         ...
 
     def locate(self, url: str) -> tuple[str, str] | None:

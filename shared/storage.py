@@ -136,7 +136,7 @@ class AzureBlobStore:
     def copy_from_url(
         self, source_url: str, container: str, name: str, *, content_type: str, metadata: Mapping[str, str]
     ) -> None:
-        source_url = self._authorised_source(source_url)
+        source_url = self._own_source(source_url)
         blob = self._service.get_blob_client(container, name)
         if _PUT_FROM_URL.get(self._service.url, True):
             try:
@@ -175,12 +175,16 @@ class AzureBlobStore:
             threading.Event().wait(_COPY_POLL_SECONDS)
         blob.set_http_headers(content_settings=ContentSettings(content_type=content_type))
 
-    def _authorised_source(self, source_url: str) -> str:
-        """Adds a read SAS when the source is a blob of this account given without one."""
-        located = None if urlparse(source_url).query else self.locate(source_url)
+    def _own_source(self, source_url: str) -> str:
+        """The source as a URL of this account's blob (rebuilt from its container and name), keeping the SAS it
+        came with or signing a read SAS; a URL of any other account or host is refused."""
+        located = self.locate(source_url)
         if located is None:
-            return source_url
-        return self.read_sas_url(*located, timedelta(minutes=30))
+            raise ValueError(f"copy source {source_url.split('?')[0]} is not a blob of this storage account")
+        query = urlparse(source_url).query
+        if not query:
+            return self.read_sas_url(*located, timedelta(minutes=30))
+        return f"{self.url(*located)}?{query}"
 
     def locate(self, url: str) -> tuple[str, str] | None:
         parsed, ours = urlparse(url), urlparse(self._service.url)

@@ -9,10 +9,12 @@ Whether an output or an error record stands for an input is decided in :mod:`sha
 state moves on through :meth:`shared.ledger.Ledger.advance`, and ``reconcile`` later checks that the
 output the record names exists.
 
-A staged output (a blob in the results container the endpoint wrote) is deleted once the final output is
-written and the ledger says so; a redelivered result finds the output already written and deletes again
-(a no-op). Only a blob of our own account, in ``RESULTS_CONTAINER``, under the result's request id is ever
-deleted. A failed delete is logged, not raised: the lifecycle rule on the container removes leftovers.
+A staged output (a blob in the results container the endpoint wrote) is copied only if it is a blob of our
+own account, in ``RESULTS_CONTAINER``, under the result's request id: a result naming any other URL gets an
+error record (``blob_url_not_allowed``) instead, so a result message cannot make the writer copy from
+elsewhere. The staged output is deleted once the final output is written and the ledger says so; a
+redelivered result finds the output already written and deletes again (a no-op). A failed delete is
+logged, not raised: the lifecycle rule on the container removes leftovers.
 """
 
 from __future__ import annotations
@@ -23,8 +25,16 @@ from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 
-from shared.blobnames import name_problem
-from shared.contracts import TRANSIENT_ERRORS, InferenceResult, RequestState, ResultStatus, output_blob_name
+from shared.blobnames import name_problem, path_problem
+from shared.contracts import (
+    TRANSIENT_ERRORS,
+    ErrorCode,
+    ErrorInfo,
+    InferenceResult,
+    RequestState,
+    ResultStatus,
+    output_blob_name,
+)
 from shared.errors import remove_superseded_error, write_error_record
 from shared.ledger import Ledger, LedgerRecord, failed, succeeded
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
@@ -58,10 +68,16 @@ def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: L
     if problem := name_problem(input_name):
         raise ValueError(f"result {result.request_id}: unusable input name {input_name!r}: {problem}")
     base = record or LedgerRecord.for_result(result, settings.input_container, now)
+    staged = None
+    if result.output is not None and result.output.blob_url is not None:
+        staged = _staged_output(blobs, result.output.blob_url, result.request_id, settings.results_container)
+        if staged is None:
+            result = _refused_output(result, result.output.blob_url, settings.results_container)
     if result.status == ResultStatus.SUCCEEDED:
         return _store_output(
-            result, input_name, base, settings=settings, blobs=blobs, ledger=ledger, now=now, known=(record, etag)
-        )
+            result, input_name, base, staged, settings=settings, blobs=blobs, ledger=ledger, now=now,
+            known=(record, etag),
+        )  # fmt: skip
     if record is not None and record.state == RequestState.SUCCEEDED:
         logger.info("failed result for %s attempt %s arrives after success; ignored", result.request_id,
                     result.attempt)  # fmt: skip
@@ -107,6 +123,27 @@ def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: L
     return WriteOutcome.ERROR_RECORDED
 
 
+def _staged_output(blobs: BlobStore, url: str, request_id: str, results_container: str) -> tuple[str, str] | None:
+    """(container, name) of ``url`` if it is a staged output of this request: a blob of our own account, in
+    the results container, under the request id, with a safe path; None for any other URL."""
+    located = blobs.locate(url)
+    if located is None or located[0] != results_container:
+        return None
+    name = located[1]
+    return located if name.startswith(f"{request_id}/") and path_problem(name) is None else None
+
+
+def _refused_output(result: InferenceResult, url: str, results_container: str) -> InferenceResult:
+    """The result as a failure: its output is not a staged output the writer may copy."""
+    where = url.split("?")[0]
+    message = (f"the result names its output at {where}, which is not a staged output of this request (a blob of "
+               f"this storage account in container {results_container!r} under '{result.request_id}/'); "
+               "it was not copied")  # fmt: skip
+    logger.error("request %s attempt %s: %s", result.request_id, result.attempt, message)
+    return replace(result, status=ResultStatus.FAILED, output=None,
+                   error=ErrorInfo(ErrorCode.BLOB_URL_NOT_ALLOWED, message))  # fmt: skip
+
+
 def _with_completed(record: LedgerRecord | None, completed_at: str) -> LedgerRecord | None:
     return None if record is None else replace(record, completed_at=completed_at)
 
@@ -115,6 +152,7 @@ def _store_output(
     result: InferenceResult,
     input_name: str,
     base: LedgerRecord,
+    staged: tuple[str, str] | None,
     *,
     settings: Settings,
     blobs: BlobStore,
@@ -164,22 +202,17 @@ def _store_output(
     )
     logger.info("request %s succeeded: %s (%s rows, %s failed)", result.request_id, location, result.rows_scored,
                 result.rows_failed)  # fmt: skip
-    if output.blob_url is not None:
-        _delete_staged(blobs, output.blob_url, result.request_id, settings.results_container)
+    if staged is not None:
+        _delete_staged(blobs, staged, result.request_id)
     return outcome
 
 
-def _delete_staged(blobs: BlobStore, url: str, request_id: str, results_container: str) -> None:
-    """Removes a staged output whose final output is written (see the module docstring for what qualifies)."""
-    located = blobs.locate(url)
-    if located is None or located[0] != results_container or not located[1].startswith(f"{request_id}/"):
-        logger.warning("request %s: staged output %s is not ours to delete; left to the lifecycle rule", request_id,
-                       url.split("?")[0])  # fmt: skip
-        return
+def _delete_staged(blobs: BlobStore, staged: tuple[str, str], request_id: str) -> None:
+    """Removes a staged output (checked by :func:`_staged_output`) whose final output is written."""
     try:
-        blobs.delete(*located)
+        blobs.delete(*staged)
     except Exception:  # the output is written: a leftover is only storage, removed by the lifecycle rule
-        logger.warning("request %s: could not delete staged output %s/%s", request_id, *located, exc_info=True)
+        logger.warning("request %s: could not delete staged output %s/%s", request_id, *staged, exc_info=True)
 
 
 def _already_written(blobs: BlobStore, container: str, name: str, sha256: str, size: int) -> bool:

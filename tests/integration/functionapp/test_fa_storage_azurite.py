@@ -80,6 +80,11 @@ def test_copy_from_url_with_and_without_sas(fa_env: AppEnv) -> None:
     assert props.content_settings.content_type == "text/csv"
     with pytest.raises(BlobNotFound):
         blobs.copy_from_url(source.url + "-missing", fa_env.output, "c.csv", content_type="text/csv", metadata={})
+    elsewhere = source.url.replace("127.0.0.1", "localhost", 1)  # the same bytes, named by another host
+    assert elsewhere != source.url
+    with pytest.raises(ValueError, match="not a blob of this storage account"):
+        blobs.copy_from_url(elsewhere, fa_env.output, "d.csv", content_type="text/csv", metadata={})
+    assert fa_env.names(fa_env.output) == ["a.csv", "b.csv"]
 
 
 def test_concurrent_ledger_updates_are_not_lost(fa_env: AppEnv) -> None:

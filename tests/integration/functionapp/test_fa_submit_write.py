@@ -112,19 +112,41 @@ def test_write_result_inline_is_idempotent(fa_env: AppEnv) -> None:
     assert record["state"] == "succeeded" and record["output_location"] == f"{fa_env.output}/d/x.csv"
 
 
-def test_write_result_copies_a_staged_output(fa_env: AppEnv) -> None:
-    staged = fa_env.input + "-results"
-    fa_env.blob_service.create_container(staged)
-    data = b"a,prediction,probability\n" + b"1,1,0.75\n" * 40_000
-    blob = fa_env.blob_service.get_blob_client(staged, "2222/1/big.csv")
-    blob.upload_blob(data)
+def staged_output(env: AppEnv, container: str, name: str, data: bytes, request_id: str) -> InferenceResult:
+    """A succeeded result whose output the endpoint staged at ``container/name`` of the Azurite account."""
+    if not env.blob_service.get_container_client(container).exists():
+        env.blob_service.create_container(container)
+    blob = env.blob_service.get_blob_client(container, name)
+    blob.upload_blob(data, overwrite=True)
     ref = OutputRef(format=DataFormat.CSV, compression=None, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
                     blob_url=blob.url)  # fmt: skip
-    result = InferenceResult(request_id="2" * 32, status=ResultStatus.SUCCEEDED, input_name="big.csv", model="churn",
-                             rows_scored=40_000, output=ref)  # fmt: skip
+    return InferenceResult(request_id=request_id, status=ResultStatus.SUCCEEDED, input_name="big.csv",
+                           model="churn", rows_scored=40_000, output=ref)  # fmt: skip
+
+
+def test_write_result_copies_a_staged_output(fa_env: AppEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, RESULTS_CONTAINER=fa_env.input + "-results")
+    data = b"a,prediction,probability\n" + b"1,1,0.75\n" * 40_000
+    result = staged_output(fa_env, fa_env.input + "-results", f"{'2' * 32}/1/big.csv", data, "2" * 32)
     write_result.build().get_user_function()(result_message(result))
     assert fa_env.read(fa_env.output, "big.csv") == data
     assert fa_env.ledger_record("2" * 32)["rows_scored"] == 40_000
+    assert fa_env.names(fa_env.input + "-results") == []  # the staged output is removed once written
+
+
+def test_write_result_copies_nothing_from_outside_the_requests_staged_outputs(
+    fa_env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_env(monkeypatch, RESULTS_CONTAINER=fa_env.input + "-results")
+    secret = b"a,b\n" + b"not for the output container\n" * 100
+    rid = "4" * 32
+    result = staged_output(fa_env, fa_env.input, f"{rid}/1/big.csv", secret, rid)  # the input container
+    write_result.build().get_user_function()(result_message(result))
+    assert fa_env.names(fa_env.output) == ["errors/big.csv.error.json"]
+    document = json.loads(fa_env.read(fa_env.output, "errors/big.csv.error.json"))
+    assert document["error"]["code"] == "blob_url_not_allowed"
+    assert fa_env.ledger_record(rid)["state"] == "failed"
+    assert fa_env.read(fa_env.input, f"{rid}/1/big.csv") == secret  # nothing copied, nothing deleted
 
 
 def test_write_result_failure_writes_the_error_record(fa_env: AppEnv) -> None:

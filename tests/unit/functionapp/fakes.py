@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 from shared.ports import BlobInfo, BlobNotFound, EndpointReply, OutgoingMessage, PreconditionFailed
 from shared.settings import Settings, load_settings
@@ -77,9 +78,10 @@ class FakeBlobStore:
     def copy_from_url(
         self, source_url: str, container: str, name: str, *, content_type: str, metadata: Mapping[str, str]
     ) -> None:
-        path = source_url.split("?")[0][len(ACCOUNT) + 1 :]
-        src_container, _, src_name = path.partition("/")
-        data, _ = self.read(src_container, src_name)
+        located = self.locate(source_url)
+        if located is None:
+            raise ValueError(f"copy source {source_url} is not a blob of this storage account")
+        data, _ = self.read(*located)
         self.copies.append((source_url, container, name))
         self.write(container, name, data, content_type=content_type, metadata=metadata)
 
@@ -88,7 +90,7 @@ class FakeBlobStore:
         if not path.startswith(f"{ACCOUNT}/"):
             return None
         container, _, name = path[len(ACCOUNT) + 1 :].partition("/")
-        return (container, name) if container and name else None
+        return (container, unquote(name)) if container and name else None
 
     def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
         blob = self.blobs.get((container, name))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 
 import pytest
@@ -83,21 +84,49 @@ def test_a_stale_result_after_a_newer_success_is_superseded_not_an_error() -> No
     assert blobs.names("results") == []
 
 
-def test_only_our_results_blobs_of_this_request_are_deleted(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"{ACCOUNT}/input/{RID}/1/in/a.csv",  # our account, another container
+        f"{ACCOUNT}/results/another-request/1/in/a.csv",  # another request's staged output
+        f"https://elsewhere.example/results/{RID}/1/in/a.csv?sig=z",  # another account or host
+        f"{ACCOUNT}/results/{RID}/../input/{RID}/1/in/a.csv",  # a dot segment out of the request's folder
+        f"{ACCOUNT}/results/{RID}/1/..%2F..%2F..%2Finput%2Fsecret.csv",  # the same, percent-encoded
+    ],
+)
+def test_an_output_that_is_not_this_requests_staged_output_gets_an_error_record(url: str) -> None:
+    blobs = FakeBlobStore()
     for container, name in [("input", f"{RID}/1/in/a.csv"), ("results", "another-request/1/in/a.csv")]:
-        blobs = FakeBlobStore()
         blobs.put(container, name, DATA)
-        ref = OutputRef(DataFormat.CSV, None, len(DATA), hashlib.sha256(DATA).hexdigest(),
-                        blob_url=blobs.url(container, name))  # fmt: skip
-        result = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="in/a.csv",
-                                 model="default", output=ref)  # fmt: skip
-        with caplog.at_level(logging.WARNING, logger="shared.write"):
-            assert write(blobs, result) == WriteOutcome.WRITTEN
-        assert blobs.names(container) == [name], "a blob outside this request's staged outputs was deleted"
-        assert "not ours to delete" in caplog.text
-    elsewhere = FakeBlobStore()
-    assert elsewhere.locate(f"https://elsewhere.example/results/{RID}/1/x.csv") is None
-    assert elsewhere.locate(f"{ACCOUNT}/results/{RID}/1/x.csv?sig=z") == ("results", f"{RID}/1/x.csv")
+    ref = OutputRef(DataFormat.CSV, None, len(DATA), hashlib.sha256(DATA).hexdigest(), blob_url=url)
+    result = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="in/a.csv", model="default",
+                             output=ref)  # fmt: skip
+    assert write(blobs, result) == WriteOutcome.ERROR_RECORDED
+    assert blobs.copies == [] and blobs.names("output") == ["errors/in/a.csv.error.json"]
+    document = json.loads(blobs.read("output", "errors/in/a.csv.error.json")[0])
+    assert document["error"]["code"] == "blob_url_not_allowed"
+    assert url.split("?")[0] in document["error"]["message"] and "sig=" not in document["error"]["message"]
+    assert blobs.names("input") == [f"{RID}/1/in/a.csv"] and blobs.names("results") == ["another-request/1/in/a.csv"]
+    record = Ledger(blobs, "ledger").get(RID)
+    assert record is not None and record.state == RequestState.FAILED
+    assert FakeBlobStore().locate(f"{ACCOUNT}/results/{RID}/1/x.csv?sig=z") == ("results", f"{RID}/1/x.csv")
+
+
+def test_the_store_copies_only_from_its_own_account() -> None:
+    blobs = FakeBlobStore()
+    with pytest.raises(ValueError, match="not a blob of this storage account"):
+        blobs.copy_from_url(f"https://elsewhere.example/results/{RID}/1/x.csv", "output", "x.csv",
+                            content_type="text/csv", metadata={})  # fmt: skip
+
+
+def test_a_refused_output_after_a_success_changes_nothing() -> None:
+    blobs = FakeBlobStore()
+    assert write(blobs, staged(blobs)) == WriteOutcome.WRITTEN
+    ref = OutputRef(DataFormat.CSV, None, 5, "0" * 64, blob_url=f"https://elsewhere.example/results/{RID}/1/a.csv")
+    forged = InferenceResult(request_id=RID, status=ResultStatus.SUCCEEDED, input_name="in/a.csv", model="default",
+                             output=ref, attempt=2)  # fmt: skip
+    assert write(blobs, forged) == WriteOutcome.SUPERSEDED
+    assert blobs.names("output") == ["in/a.csv"] and blobs.read("output", "in/a.csv")[0] == DATA
 
 
 def test_a_failed_delete_is_logged_and_the_write_still_succeeds(caplog: pytest.LogCaptureFixture) -> None:
