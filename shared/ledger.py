@@ -34,7 +34,7 @@ from typing import Any
 from shared.contracts import InferenceRequest, InferenceResult, RequestState, detect_format, iso, parse_iso
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
 from shared.retry import LEDGER_CONFLICT
-from shared.telemetry import pipeline
+from shared.telemetry import logs, pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class LedgerRecord:
     rows_failed: int | None = None
     scoring_retries: int = 0
     dead_letter_reason: str | None = None
+    traceparent: str | None = None  # the file's trace (W3C), kept from the record's first write
 
     @classmethod
     def new(
@@ -245,6 +246,8 @@ class Ledger:
             new = transition(current)
             if new is None:
                 return current
+            if new.traceparent is None:
+                new = replace(new, traceparent=pipeline.traceparent())
             self._mark(request_id, now, new.attempt)
             try:
                 self._blobs.write(
@@ -290,7 +293,8 @@ class Ledger:
             try:
                 since, attempt = parse_iso(info.metadata["since"]), int(info.metadata["attempt"])
             except (KeyError, ValueError):
-                logger.warning("ledger marker %s has bad metadata %s", info.name, info.metadata)
+                with logs.request_scope(request_id):
+                    logger.warning("ledger marker %s has bad metadata %s", info.name, info.metadata)
                 continue
             yield Marker(request_id, since, attempt, info.etag)
 

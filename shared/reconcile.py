@@ -14,11 +14,16 @@ It reads the in-flight markers (:mod:`shared.ledger`) whose request last changed
   and published again; a failure whose error record is gone gets it written again from the record.
 
 Checking a result only a deadline after it was recorded means the check sees settled storage.
+
+Each marker is handled in the request's log scope (its lines carry the request id), and each action on a
+request (resubmit, time-out, reopen, error record written again) runs in a span of the file's own trace,
+continued from the context its ledger record kept, so a resubmitted message stays in that trace.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -28,6 +33,7 @@ from shared.ledger import Ledger, LedgerRecord, Marker, failed, reopened, submit
 from shared.messages import request_message
 from shared.ports import BlobNotFound, BlobStore, MessageBus
 from shared.settings import Settings
+from shared.telemetry import logs, pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -61,16 +67,20 @@ class _Pass:
     def run(self) -> ReconcileReport:
         deadline = timedelta(minutes=self.settings.result_deadline_minutes)
         for marker in [m for m in self.ledger.inflight() if self.now - m.since >= deadline]:
-            record = self.ledger.get(marker.request_id)
-            if record is None:
-                self._release(marker)
-            elif record.state == RequestState.SUCCEEDED:
-                self._check_output(record, marker)
-            elif record.state == RequestState.FAILED:
-                self._check_error_record(record, marker)
-            else:
-                self._overdue(record, marker)
+            with logs.request_scope(marker.request_id):
+                self._one(marker)
         return self.report
+
+    def _one(self, marker: Marker) -> None:
+        record = self.ledger.get(marker.request_id)
+        if record is None:
+            self._release(marker)
+        elif record.state == RequestState.SUCCEEDED:
+            self._check_output(record, marker)
+        elif record.state == RequestState.FAILED:
+            self._check_error_record(record, marker)
+        else:
+            self._overdue(record, marker)
 
     def _release(self, marker: Marker) -> None:
         if self.ledger.release(marker):
@@ -96,42 +106,51 @@ class _Pass:
             logger.error("request %s: output %s is gone and the record cannot be resubmitted", request_id,
                          record.output_location)  # fmt: skip
             return
-        # Ledger first: a published attempt must not find the record still saying "succeeded".
-        stored = self.ledger.advance(request_id, reopened(attempt, self.now), now=self.now)
-        if stored is None or stored.state != RequestState.SUBMITTED or stored.attempt != attempt:
-            return  # the record changed since it was read; the next pass looks again
-        self.bus.publish(self.settings.request_topic, request_message(request))
-        self.report.reopened.append(request_id)
-        logger.warning("request %s: output %s is gone; resubmitted as attempt %s", request_id,
-                       record.output_location, attempt)  # fmt: skip
+        with self._span(record, attempt, "output_gone"):
+            # Ledger first: a published attempt must not find the record still saying "succeeded".
+            stored = self.ledger.advance(request_id, reopened(attempt, self.now), now=self.now)
+            if stored is None or stored.state != RequestState.SUBMITTED or stored.attempt != attempt:
+                return  # the record changed since it was read; the next pass looks again
+            self.bus.publish(self.settings.request_topic, request_message(request))
+            self.report.reopened.append(request_id)
+            logger.warning("request %s: output %s is gone; resubmitted as attempt %s", request_id,
+                           record.output_location, attempt)  # fmt: skip
 
     def _check_error_record(self, record: LedgerRecord, marker: Marker) -> None:
         superseded = f"{self.settings.output_container}/{output_blob_name(record.input_name)}"
         if self._exists(record.error_location) or self._exists(superseded):
             self._release(marker)
             return
-        location = self._error_record(record, record.attempt, record.error_code or ErrorCode.INTERNAL,
-                                      record.error_message or "")  # fmt: skip
-        self.report.error_rewritten.append(record.request_id)
-        logger.warning("request %s: error record %s was gone; written again at %s", record.request_id,
-                       record.error_location, location)  # fmt: skip
+        with self._span(record, record.attempt, "error_record_gone"):
+            location = self._error_record(record, record.attempt, record.error_code or ErrorCode.INTERNAL,
+                                          record.error_message or "")  # fmt: skip
+            self.report.error_rewritten.append(record.request_id)
+            logger.warning("request %s: error record %s was gone; written again at %s", record.request_id,
+                           record.error_location, location)  # fmt: skip
 
     def _overdue(self, record: LedgerRecord, marker: Marker) -> None:
         request_id, attempt = record.request_id, max(record.attempt, marker.attempt)
         request = record.request(attempt + 1)
         if request is not None and attempt <= self.settings.max_resubmits:
-            self.bus.publish(self.settings.request_topic, request_message(request))
-            self.ledger.advance(request_id, submitted(request, self.now), now=self.now)
-            self.report.resubmitted.append(request_id)
-            logger.warning("request %s had no result in time; resubmitted as attempt %s", request_id,
-                           request.attempt)  # fmt: skip
+            with self._span(record, request.attempt, "result_overdue"):
+                self.bus.publish(self.settings.request_topic, request_message(request))
+                self.ledger.advance(request_id, submitted(request, self.now), now=self.now)
+                self.report.resubmitted.append(request_id)
+                logger.warning("request %s had no result in time; resubmitted as attempt %s", request_id,
+                               request.attempt)  # fmt: skip
             return
         message = f"no result within {self.settings.result_deadline_minutes} minutes after {attempt} attempt(s)"
-        location = self._error_record(record, attempt, ErrorCode.RESULT_TIMEOUT, message)
-        transition = failed(record, self.now, code=ErrorCode.RESULT_TIMEOUT, message=message, error_location=location)
-        self.ledger.advance(request_id, transition, now=self.now)
-        self.report.timed_out.append(request_id)
-        logger.error("request %s failed: %s", request_id, message)
+        with self._span(record, attempt, ErrorCode.RESULT_TIMEOUT.value):
+            location = self._error_record(record, attempt, ErrorCode.RESULT_TIMEOUT, message)
+            transition = failed(record, self.now, code=ErrorCode.RESULT_TIMEOUT, message=message,
+                                error_location=location)  # fmt: skip
+            self.ledger.advance(request_id, transition, now=self.now)
+            self.report.timed_out.append(request_id)
+            logger.error("request %s failed: %s", request_id, message)
+
+    def _span(self, record: LedgerRecord, attempt: int, reason: str) -> AbstractContextManager[object]:
+        return pipeline.resumed_span("reconcile", record.traceparent, request_id=record.request_id, attempt=attempt,
+                                     reason=reason)  # fmt: skip
 
     def _error_record(self, record: LedgerRecord, attempt: int, code: str, message: str) -> str | None:
         return record_error(self.blobs, self.settings.output_container, record, code=code, message=message,

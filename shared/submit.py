@@ -27,6 +27,7 @@ from shared.ledger import Ledger, LedgerRecord, failed, submitted
 from shared.messages import request_message
 from shared.ports import BlobInfo, BlobNotFound, BlobStore, MessageBus
 from shared.settings import Settings
+from shared.telemetry import logs
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ def submit_blob(
     if problem := name_problem(name):
         info = trigger_info or BlobInfo(name=name, url="", etag="", size=0)
         request_id = derive_request_id(container, name, info.etag)
+        logs.set_request_id(request_id)
         rejection = Rejection(ErrorCode.INVALID_NAME, problem)
         _reject(container, name, info, request_id, rejection, settings=settings, blobs=blobs, ledger=ledger, now=now)
         return SubmitOutcome.REJECTED
@@ -122,6 +124,7 @@ def submit_blob(
         logger.warning("input %s/%s is gone before it could be submitted", container, name)
         return SubmitOutcome.GONE
     request_id = derive_request_id(container, name, info.etag)
+    logs.set_request_id(request_id)  # the log lines from here on name the request
     metadata = {k.lower(): v for k, v in info.metadata.items()}
     try:
         fmt = check_file(name, info, settings)

@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -33,6 +34,10 @@ from azure.servicebus.exceptions import (
     ServiceBusConnectionError,
     ServiceBusError,
 )
+from opentelemetry import context as otel_context
+
+from shared.contracts import PROP_REQUEST_ID
+from shared.telemetry import logs, propagation
 
 from . import clients
 from .indexing import FunctionSpec
@@ -49,6 +54,22 @@ _SESSION_CYCLE = _SESSION_ACCEPT_WAIT + 0.5  # accept wait + the SDK's open
 _RECONNECT_PAUSE = 1.0
 _LOCAL_CONCURRENCY_CAP = 8
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
+
+
+@contextlib.contextmanager
+def message_log_scope(message: ServiceBusReceivedMessage | None) -> Iterator[None]:
+    """Log records inside carry the message's trace id (its ``traceparent`` / ``Diagnostic-Id``) and request id."""
+    properties = (message.application_properties if message is not None else None) or {}
+    raw = properties.get(PROP_REQUEST_ID.encode(), properties.get(PROP_REQUEST_ID))
+    request_id = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    parent = propagation.context_from(properties)
+    token = otel_context.attach(parent) if parent is not None else None
+    try:
+        with logs.request_scope(request_id if isinstance(request_id, str) else None):
+            yield
+    finally:
+        if token is not None:
+            otel_context.detach(token)
 
 
 def parse_timespan(value: Any, setting: str) -> float:
@@ -246,6 +267,15 @@ class ServiceBusTrigger:
         return True
 
     def _handle(
+        self, receiver: ServiceBusReceiver, messages: list[ServiceBusReceivedMessage], outputs: ServiceBusOutputs
+    ) -> None:
+        # The host's lines about one message (converting, invoking, settling it) carry its trace and the request
+        # its ``request_id`` property names; a batch of several has no single request.
+        one = messages[0] if len(messages) == 1 else None
+        with message_log_scope(one):
+            self._handle_in_scope(receiver, messages, outputs)
+
+    def _handle_in_scope(
         self, receiver: ServiceBusReceiver, messages: list[ServiceBusReceivedMessage], outputs: ServiceBusOutputs
     ) -> None:
         try:

@@ -7,8 +7,13 @@ with child spans ``download``, ``parse+validate``, ``predict``, ``upload`` and `
 on the result message) and ``write`` (the writer, which ends it). Attributes: request id, input name, model
 route, rows, bad rows, bytes, attempt, outcome / error code and the endpoint's HTTP status.
 
+A request that ``reconcile`` publishes again stays in the file's trace: the ledger keeps the trace context its
+record was first written under (:func:`traceparent`), and the resubmission runs in a :func:`resumed_span` of it
+(stage ``reconcile``, with the attempt and the reason), so the new message carries the same trace.
+
 Ledger transitions are the one place every file's state changes, so :func:`recorded` turns each into span
-attributes, the request id of the log records and the file counters; no use case calls telemetry itself.
+attributes, the request id of the log records and the file counters; the use cases call telemetry only where
+they work on a request that no message brought (``reconcile``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any, Protocol
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from shared.telemetry import logs, metrics, propagation
 
@@ -70,6 +75,7 @@ ATTEMPT = "inference.attempt"
 OUTCOME = "inference.outcome"
 ERROR_CODE = "inference.error_code"
 HTTP_STATUS = "http.response.status_code"
+REASON = "inference.reason"
 
 _ROOT = Context()  # an empty context: a span started in it begins a new trace
 
@@ -105,6 +111,29 @@ def message_span(name: str, stage: str, properties: Mapping[Any, Any] | None) ->
         ) as span,
     ):
         yield span
+
+
+@contextlib.contextmanager
+def resumed_span(name: str, traceparent: str | None, *, request_id: str, attempt: int, reason: str) -> Iterator[Span]:
+    """A span for work on one request that no message brought here (``reconcile`` resubmitting it): it
+    continues the file's trace from the ``traceparent`` its ledger record kept, so the message published
+    inside it carries that trace on. The span that was current (the timer invocation's, if any) is linked.
+    Without a kept context the span stays under the current one."""
+    current = otel_context.get_current()
+    kept = propagation.context_from({propagation.TRACEPARENT: traceparent}) if traceparent else None
+    invocation = propagation.span_context_of(current)
+    links = [Link(invocation)] if kept is not None and invocation is not None else []
+    attributes: dict[str, str | int] = {STAGE: name, REQUEST_ID: request_id, ATTEMPT: attempt, REASON: reason}
+    with (
+        logs.request_scope(request_id),
+        TRACER.start_as_current_span(name, context=kept or current, links=links, attributes=attributes) as span,
+    ):
+        yield span
+
+
+def traceparent() -> str | None:
+    """The current span's W3C ``traceparent``, for the ledger to keep with a request; None outside a trace."""
+    return propagation.current_headers().get(propagation.TRACEPARENT)
 
 
 def set_outcome(outcome: str) -> None:
