@@ -34,6 +34,7 @@ from packaging.version import Version
 SERVICE_NEEDS: Mapping[str, str] = {
     "mlflow": ">=3.0,<4",
     "scikit-learn": ">=1.3",
+    "threadpoolctl": ">=3.1",  # threadpool_limits(limits=n); scikit-learn needs it too
     "scipy": ">=1.10",
     "numpy": ">=1.26",
     "pandas": ">=2.2",

@@ -85,7 +85,7 @@ def limit_native_threads(threads: int) -> None:
     cap, a gradient-boosted model's predict opens a parallel region per tree over every core; next to
     the job's reader and upload threads (and on a busy machine) its threads mostly wait for each other:
     1 thread predicted 200,000 rows in 5.6 s where 2 threads took 12.4 s, and 28.8 s in 7 batches.
-    ``threadpoolctl`` comes with scikit-learn.
+    ``threadpoolctl`` is declared in the scoring environment (it also comes with scikit-learn).
     """
     from threadpoolctl import threadpool_limits
 

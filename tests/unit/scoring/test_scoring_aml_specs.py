@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.utils import canonicalize_name
 
 from scoring.service.settings import DEFAULT_RESULT_TOPIC, DEFAULT_RESULTS_CONTAINER, ScoringSettings
+from tests.support.imports import import_graph, reachable, third_party_imports
 
 REPO = Path(__file__).resolve().parents[3]
 AML = REPO / "scoring" / "aml"
@@ -32,16 +34,21 @@ class ReadingEnv(dict[str, str]):
         return super().get(key, default)
 
 
+def conda_pins() -> dict[str, str]:
+    """The `==` pins of scoring/aml/conda.yml, package -> version."""
+    return dict(
+        line.strip().removeprefix("- ").split("==")
+        for line in (AML / "conda.yml").read_text().splitlines()
+        if "==" in line
+    )
+
+
 def test_environment_pins_what_the_score_script_needs() -> None:
     from azure.ai.ml import load_environment
 
     environment = load_environment(source=AML / "environment.yml")
     assert environment.image and environment.conda_file
-    pins = dict(
-        line.strip().removeprefix("- ").split("==")
-        for line in (AML / "conda.yml").read_text().splitlines()
-        if "==" in line
-    )
+    pins = conda_pins()
     for package in ("azureml-inference-server-http", "mlflow", "scikit-learn", "pandas", "pyarrow", "cloudpickle",
                     "msgspec", "azure-servicebus", "azure-storage-blob", "azure-identity"):  # fmt: skip
         assert package in pins, package
@@ -105,3 +112,33 @@ def test_amlignore_keeps_the_code_the_score_script_imports() -> None:
     for unwanted in ("tests/conftest.py", ".venv/bin/python", "scoring/model/MLmodel", "node_modules/x/y.js"):
         assert ignored(unwanted), unwanted
     assert yaml.safe_load((AML / "deployment.yml").read_text())["code_configuration"]["code"] == "../.."
+
+
+def installed_modules() -> dict[str, set[str]]:
+    """Every importable dotted module (and package folder) of the installed distributions -> their names."""
+    owners: dict[str, set[str]] = {}
+    for dist in importlib.metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"])
+        for file in dist.files or ():
+            if file.suffix not in (".py", ".so") or file.parts[0].endswith((".dist-info", ".data")):
+                continue
+            parts = [*file.parts[:-1], *([] if file.stem == "__init__" else [file.name.split(".")[0]])]
+            for end in range(1, len(parts) + 1):
+                owners.setdefault(".".join(parts[:end]), set()).add(name)
+    return owners
+
+
+def test_every_package_the_scoring_service_imports_is_in_its_environment() -> None:
+    """What the AML server runs (scoring/score.py and all it imports, lazily or not, shared/ included) imports
+    only packages that conda.yml installs: a package that merely comes along with another may not."""
+    pins = {canonicalize_name(name) for name in conda_pins()}
+    graph = import_graph()
+    roots = ["scoring.score", *(module for module in graph if module.startswith("scoring.service"))]
+    owners = installed_modules()
+    undeclared = {}
+    for name in third_party_imports(reachable(graph, roots)):
+        parts = name.split(".")
+        module = next(".".join(parts[:end]) for end in range(len(parts), 0, -1) if ".".join(parts[:end]) in owners)
+        if not owners[module] & pins:
+            undeclared[name] = sorted(owners[module])
+    assert undeclared == {}, f"imported by the scoring service but not in scoring/aml/conda.yml: {undeclared}"
