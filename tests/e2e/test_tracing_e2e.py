@@ -1,23 +1,28 @@
 """One dropped file gives one trace across the function app, the local host and the scoring server, read back
-from the telemetry the stack keeps on disk (``<base dir>/telemetry/spans-*.jsonl``) and from the service logs."""
+from the telemetry the stack keeps on disk (``<base dir>/telemetry/spans-*.jsonl``) and from the service logs;
+a request that ``reconcile`` publishes again stays in that trace."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from scoring.examples.churn.data import generate
 from shared.contracts import derive_request_id, output_blob_name
 from tests.e2e.test_pipeline_e2e import wait_for_blob
-from tests.fixtures.stack import StackEndpoints
+from tests.fixtures.stack import StackEndpoints, own_stack
 
 pytestmark = pytest.mark.slow
+
+T = TypeVar("T")
 
 STAGES = ["submit", "score_request", "accept", "score", "write"]
 SCORING_STAGES = ["download", "parse+validate", "predict", "upload", "publish"]
@@ -110,3 +115,78 @@ def test_metrics_reach_the_on_disk_exporter(stack: StackEndpoints, blobs: BlobSe
         if time.monotonic() > deadline:
             pytest.fail(f"metrics never exported: {sorted(wanted - found)}")
         time.sleep(1)
+
+
+# The scoring service is not started at first: score_request backs off (quickly, without giving up) and the
+# request is overdue after a minute, which a reconcile run every 5 s notices.
+OVERDUE_SETTINGS = {
+    "RESULT_DEADLINE_MINUTES": "1",
+    "RECONCILE_SCHEDULE": "*/5 * * * * *",
+    "SCORING_RETRY_BASE_SECONDS": "1",
+    "SCORING_RETRY_MAX_SECONDS": "5",
+    "SCORING_MAX_RETRIES": "1000",
+    "SCORING_CONNECT_TIMEOUT_SECONDS": "2",
+}
+
+
+def wait_for(probe: Callable[[], T | None], what: str, log: Path, timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found is not None:
+            return found
+        time.sleep(0.5)
+    pytest.fail(f"{what} within {timeout:.0f}s; functions log:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def test_a_request_reconcile_resubmits_stays_in_the_files_trace(tmp_path: Path) -> None:
+    with own_stack(tmp_path / "stack", OVERDUE_SETTINGS, ["azurite", "servicebus", "functions"]) as local:
+        log = local.log_path("functions")
+        name = f"overdue/{uuid.uuid4().hex[:8]}/customers.csv"
+        with BlobServiceClient.from_connection_string(local.settings.storage_connection_string) as service:
+            data = generate(20, seed=8, label=False).to_csv(index=False).encode()
+            etag = service.get_container_client("input").upload_blob(name, data).get_blob_properties().etag
+            request_id = derive_request_id("input", name, etag)
+            record_blob = service.get_blob_client("ledger", f"requests/{request_id}.json")
+
+            def resubmitted() -> dict[str, Any] | None:
+                try:
+                    record: dict[str, Any] = json.loads(record_blob.download_blob().readall())
+                except ResourceNotFoundError:
+                    return None
+                return record if record["attempt"] >= 2 else None
+
+            record = wait_for(resubmitted, "reconcile did not resubmit the overdue request", log, timeout=180)
+            assert record["state"] == "submitted" and record["traceparent"], record
+            local.up(["scoring"])
+            output = service.get_container_client("output")
+            wait_for_blob(output, [output_blob_name(name)], local.settings.log_dir)
+
+        spans = trace_of(local.settings.base_dir / "telemetry", request_id, time.monotonic() + 60)
+        trace_id = spans[0]["context"]["trace_id"]
+        assert record["traceparent"].split("-")[1] == trace_id.removeprefix("0x")
+        stages = [(s["attributes"].get("pipeline.stage"), s["attributes"].get("inference.attempt")) for s in spans]
+        reconciles = [s for s in spans if s["attributes"].get("pipeline.stage") == "reconcile"]
+        assert reconciles, stages
+        first = reconciles[0]["attributes"]
+        assert (first["inference.request_id"], first["inference.attempt"], first["inference.reason"]) == (
+            request_id, 2, "result_overdue"
+        ), first  # fmt: skip
+        # The later attempt went all the way through in the same trace: accepted, scored and written.
+        scored = [s for s in spans if s["attributes"].get("pipeline.stage") == "score"]
+        assert [s["attributes"]["inference.attempt"] for s in scored] == [record["attempt"]], stages
+        written = [s for s in spans if s["attributes"].get("pipeline.stage") == "write"]
+        assert [s["attributes"]["inference.outcome"] for s in written] == ["written"], stages
+        resubmitted_requests = [s for s in spans if s["attributes"].get("pipeline.stage") == "score_request"
+                                and s["attributes"].get("inference.attempt", 0) >= 2]  # fmt: skip
+        assert resubmitted_requests, stages
+        # Reconcile's lines about the request carry its id and the file's trace id.
+        hex_id = trace_id.removeprefix("0x")
+        lines = [line for line in log.read_text(errors="replace").splitlines()
+                 if " shared.reconcile " in line and "resubmitted as attempt" in line]  # fmt: skip
+        assert lines, "no reconcile line about the resubmission"
+        assert all(f"trace={hex_id} request={request_id}]" in line for line in lines), lines
+        # The local host's lines about the resubmitted message name the request too.
+        executed = [line for line in log.read_text(errors="replace").splitlines()
+                    if "Executed 'Functions.score_request'" in line and f"trace={hex_id}" in line]  # fmt: skip
+        assert executed and all(f"request={request_id}]" in line for line in executed), executed[:3]
