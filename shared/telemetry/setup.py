@@ -25,6 +25,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
+from shared.config import SettingsReader
+
 logger = logging.getLogger(__name__)
 
 APPINSIGHTS_CONNECTION = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -58,20 +60,18 @@ class TelemetrySettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TelemetrySettings:
-        env = os.environ if env is None else env
-        raw_interval = env.get(METRIC_INTERVAL, "").strip()
-        try:
-            interval = int(raw_interval) if raw_interval else _DEFAULT_METRIC_INTERVAL_MS
-        except ValueError as exc:
-            raise ValueError(f"{METRIC_INTERVAL} must be milliseconds, got {raw_interval!r}") from exc
-        if env.get(TELEMETRY_DISABLED, "").strip().lower() in ("1", "true", "yes"):
+        read = SettingsReader(os.environ if env is None else env)
+        interval = read.integer(METRIC_INTERVAL, _DEFAULT_METRIC_INTERVAL_MS, minimum=1)
+        if (read.optional(TELEMETRY_DISABLED) or "").lower() in ("1", "true", "yes"):
             return cls(Exporter.OFF)
-        if env.get(APPINSIGHTS_CONNECTION, "").strip():
-            worker = env.get(WORKER_APPINSIGHTS, "").strip().lower() == "true" and env.get(FUNCTIONS_WORKER_RUNTIME)
+        if read.optional(APPINSIGHTS_CONNECTION):
+            worker = (read.optional(WORKER_APPINSIGHTS) or "").lower() == "true" and read.optional(
+                FUNCTIONS_WORKER_RUNTIME
+            )
             return cls(Exporter.WORKER if worker else Exporter.AZURE_MONITOR, metric_interval_ms=interval)
-        if env.get(OTLP_ENDPOINT, "").strip():
+        if read.optional(OTLP_ENDPOINT):
             return cls(Exporter.OTLP, metric_interval_ms=interval)
-        directory = env.get(TELEMETRY_DIR, "").strip()
+        directory = read.optional(TELEMETRY_DIR)
         if directory:
             return cls(Exporter.FILE, Path(directory), metric_interval_ms=interval)
         return cls(Exporter.OFF)

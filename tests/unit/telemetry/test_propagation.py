@@ -9,6 +9,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from shared.config import SettingsError
 from shared.telemetry import logs, propagation
 from shared.telemetry.setup import Exporter, TelemetrySettings
 
@@ -104,3 +105,12 @@ def test_exporter_follows_the_documented_settings() -> None:
     assert local.exporter == Exporter.FILE and str(local.directory) == "/tmp/t"
     assert TelemetrySettings.from_env({}).exporter == Exporter.OFF
     assert TelemetrySettings.from_env({"TELEMETRY_DIR": "/tmp/t", "TELEMETRY_DISABLED": "true"}).enabled is False
+
+
+def test_a_bad_telemetry_setting_is_named() -> None:
+    with pytest.raises(SettingsError, match="setting OTEL_METRIC_EXPORT_INTERVAL must be an integer, got 'soon'"):
+        TelemetrySettings.from_env({"OTEL_METRIC_EXPORT_INTERVAL": "soon"})
+    assert (
+        TelemetrySettings.from_env({"TELEMETRY_DIR": "/tmp/t", "OTEL_METRIC_EXPORT_INTERVAL": "250"}).metric_interval_ms
+        == 250
+    )
