@@ -75,7 +75,7 @@ def endpoint_calls(log_text: str) -> Counter[str]:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class CostSnapshot:
     log_offsets: dict[str, int]
     servicebus: dict[str, int]
     cpu: dict[str, float]
@@ -88,11 +88,11 @@ class CostMeter:
         self.stack = stack
         self.logs = {name: stack.log_path(name) for name in stack.names if name == _SERVED_FROM or "scoring" in name}
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> CostSnapshot:
         offsets = {name: _size(path) for name, path in self.logs.items()}
-        return Snapshot(offsets, read_operations(self.stack.settings.servicebus_data_dir), cpu_seconds(self.stack))
+        return CostSnapshot(offsets, read_operations(self.stack.settings.servicebus_data_dir), cpu_seconds(self.stack))
 
-    def per_file(self, before: Snapshot, files: int) -> dict[str, Any]:
+    def per_file(self, before: CostSnapshot, files: int) -> dict[str, Any]:
         """Operations and CPU seconds since ``before``, divided by ``files``; totals under ``"totals"``.
 
         The emulator writes its counts at most once a second: call this a second or more after the phase ends.

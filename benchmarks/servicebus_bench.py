@@ -175,7 +175,7 @@ def _bench_config() -> dict[str, Any]:
     return {"UserConfig": {"Namespaces": [{"Name": "sbemulatorns", "Queues": [queue], "Topics": []}]}}
 
 
-class Clock:
+class ActivityTimer:
     """Wall time split by activity, plus totals of wall, client CPU and emulator CPU over a measured span."""
 
     def __init__(self, emulator: Emulator) -> None:
@@ -206,7 +206,9 @@ class Clock:
         )  # fmt: skip
 
 
-def produce(client: ServiceBusClient, clock: Clock, count: int, warmup: int, size: int, batch_size: int) -> Phase:
+def produce(
+    client: ServiceBusClient, clock: ActivityTimer, count: int, warmup: int, size: int, batch_size: int
+) -> Phase:
     body = (b"0123456789abcdef" * (size // 16 + 1))[:size]
     with client.get_queue_sender(QUEUE) as sender:
         _send(sender, clock, warmup, body, batch_size)
@@ -215,7 +217,7 @@ def produce(client: ServiceBusClient, clock: Clock, count: int, warmup: int, siz
         return clock.phase(f"send (batches of {batch_size})", count, SEND_GOAL)
 
 
-def _send(sender: Any, clock: Clock, count: int, body: bytes, batch_size: int) -> None:
+def _send(sender: Any, clock: ActivityTimer, count: int, body: bytes, batch_size: int) -> None:
     remaining = count
     while remaining:
         with clock.activity("build batches"):
@@ -234,7 +236,7 @@ def _send(sender: Any, clock: Clock, count: int, body: bytes, batch_size: int) -
         remaining -= added
 
 
-def consume(client: ServiceBusClient, clock: Clock, args: argparse.Namespace, peek_lock: bool) -> Phase:
+def consume(client: ServiceBusClient, clock: ActivityTimer, args: argparse.Namespace, peek_lock: bool) -> Phase:
     mode = ServiceBusReceiveMode.PEEK_LOCK if peek_lock else ServiceBusReceiveMode.RECEIVE_AND_DELETE
     receiver = client.get_queue_receiver(QUEUE, receive_mode=mode, prefetch_count=args.prefetch, max_wait_time=5)
     with receiver:
@@ -246,7 +248,9 @@ def consume(client: ServiceBusClient, clock: Clock, args: argparse.Namespace, pe
         return clock.phase("receive-and-delete (ref)", args.messages, None)
 
 
-def _receive(receiver: Any, clock: Clock, count: int, size: int, max_message_count: int, complete: bool) -> None:
+def _receive(
+    receiver: Any, clock: ActivityTimer, count: int, size: int, max_message_count: int, complete: bool
+) -> None:
     done = 0
     last_progress = time.monotonic()
     while done < count:
@@ -346,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
         emulator = Emulator(Path(tmp), args.profile.resolve() if args.profile else None)
         try:
-            clock = Clock(emulator)
+            clock = ActivityTimer(emulator)
             with ServiceBusClient.from_connection_string(emulator.connection_string) as producer:
                 send = produce(producer, clock, args.messages, args.warmup, args.size, args.batch)
             with ServiceBusClient.from_connection_string(emulator.connection_string) as consumer:

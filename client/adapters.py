@@ -7,7 +7,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from client.ports import InputStore, OutputFetcher, ResultInbox, ScoringEndpoint, StatusSource
+from client.ports import InputStore, OutputFetcher, ResultInbox, StatusSource, SyncScoringEndpoint
 from client.settings import ClientSettings
 from shared.config import SettingsError
 
@@ -19,7 +19,7 @@ class Adapters:
     input_store: Callable[[ClientSettings], InputStore]
     output_fetcher: Callable[[ClientSettings], OutputFetcher]
     inbox: Callable[[ClientSettings, str], AbstractContextManager[ResultInbox]]
-    scoring: Callable[[ClientSettings, float], ScoringEndpoint]
+    scoring: Callable[[ClientSettings, float], SyncScoringEndpoint]
     status: Callable[[ClientSettings], StatusSource]
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
@@ -42,7 +42,7 @@ def real_adapters() -> Adapters:
 
         return open_session_inbox(s.servicebus, s.result_topic, s.client_subscription, session_id)
 
-    def scoring(s: ClientSettings, timeout: float) -> ScoringEndpoint:
+    def scoring(s: ClientSettings, timeout: float) -> SyncScoringEndpoint:
         from client.http_io import HttpSyncScoring
 
         if s.scoring_uri is None:

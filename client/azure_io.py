@@ -25,7 +25,7 @@ from azure.servicebus.exceptions import (
 from azure.storage.blob import BlobClient, BlobServiceClient, ContentSettings, ExponentialRetry
 
 from client.errors import ServiceError
-from client.ports import Delivery, Sink, UploadedBlob
+from client.ports import ResultDelivery, Sink, UploadedBlob
 from client.settings import ServiceBusTarget, StorageTarget
 from shared.retry import CLIENT_STORAGE
 
@@ -153,7 +153,7 @@ class SessionInbox:
     def __init__(self, receiver: ServiceBusReceiver, error: Callable[[ServiceBusError], ServiceError]) -> None:
         self._receiver, self._error = receiver, error
 
-    def receive(self, max_wait: float) -> list[Delivery]:
+    def receive(self, max_wait: float) -> list[ResultDelivery]:
         try:
             self._renew_if_due()
             messages = self._receiver.receive_messages(max_message_count=20, max_wait_time=max(max_wait, 0.1))

@@ -27,7 +27,7 @@ SETTING_FLAGS: dict[str, str] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
+class _ArgumentParser(argparse.ArgumentParser):
     """Raises UsageError instead of exiting, so main() prints one line and returns exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -44,8 +44,8 @@ def _positive(text: str) -> float:
     return value
 
 
-def _common() -> _Parser:
-    common = _Parser(add_help=False)
+def _common() -> _ArgumentParser:
+    common = _ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     common.add_argument("--debug", action="store_true", help="show tracebacks and SDK logging")
     conn = common.add_argument_group("settings (default: environment, else the local stack)")
@@ -64,8 +64,8 @@ def _common() -> _Parser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = _Parser(prog="asyncinfer", description="Submit files for asynchronous scoring and follow them.")
-    subs = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _ArgumentParser(prog="asyncinfer", description="Submit files for asynchronous scoring and follow them.")
+    subs = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
 
     submit = subs.add_parser("submit", parents=[common], help="upload CSV / JSON Lines files for scoring")
     submit.add_argument(

@@ -49,7 +49,7 @@ class OutputFetcher(Protocol):
         ...
 
 
-class Delivery(Protocol):
+class ResultDelivery(Protocol):
     """One received result message, settled exactly once."""
 
     @property
@@ -61,7 +61,7 @@ class Delivery(Protocol):
 
 
 class ResultInbox(Protocol):
-    def receive(self, max_wait: float) -> list[Delivery]:
+    def receive(self, max_wait: float) -> list[ResultDelivery]:
         """Messages of this session that arrived within ``max_wait`` seconds (possibly none)."""
         ...
 
@@ -70,7 +70,7 @@ class ResultInbox(Protocol):
 InboxOpener = Callable[[str], AbstractContextManager[ResultInbox]]
 
 
-class ScoringEndpoint(Protocol):
+class SyncScoringEndpoint(Protocol):
     def score(self, rows: list[dict[str, Any]]) -> Any:
         """POST ``{"data": rows}`` to the scoring URI; the decoded JSON answer."""
         ...

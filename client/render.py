@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from client.submit import FileJob, JobState, SubmitRun
+from client.submit import FileJob, FileJobState, SubmitRun
 
 BAR_WIDTH = 24
 REDRAW_SECONDS = 0.1
@@ -28,15 +28,15 @@ def human_bytes(size: float) -> str:
 def job_line(job: FileJob) -> list[str]:
     """The line(s) that report one file's latest state."""
     name = str(job.path)
-    if job.state == JobState.SUBMITTED:
+    if job.state == FileJobState.SUBMITTED:
         return [f"uploaded  {name} -> {job.blob_name} ({human_bytes(job.size)}), request {job.request_id}"]
-    if job.state == JobState.SUCCEEDED:
+    if job.state == FileJobState.SUCCEEDED:
         failed = f", {job.rows_failed} rows skipped" if job.rows_failed else ""
         lines = [f"done      {name}: {job.rows_scored} rows scored{failed} -> {job.output_path}"]
     else:
-        if job.state == JobState.NOT_UPLOADED:
+        if job.state == FileJobState.NOT_UPLOADED:
             return [f"skipped   {name}: not uploaded"]
-        label = "REJECTED" if job.state == JobState.REJECTED else "FAILED  "
+        label = "REJECTED" if job.state == FileJobState.REJECTED else "FAILED  "
         code, message = (job.error.code, job.error.message) if job.error else ("unknown", "no reason given")
         lines = [f"{label}  {name}: {message} [{code}]"]
     shown = job.row_errors[:ROW_ERRORS_SHOWN]
@@ -77,7 +77,7 @@ class TextReporter:
 
     def start_waiting(self, timeout: float) -> None:
         self.waiting = True
-        pending = sum(1 for j in self._run.jobs if j.state == JobState.SUBMITTED)
+        pending = sum(1 for j in self._run.jobs if j.state == FileJobState.SUBMITTED)
         if pending:
             self._say([f"waiting   up to {timeout:g} s for {pending} result(s) on session {self._run.session_id}"])
 
@@ -85,7 +85,9 @@ class TextReporter:
         jobs = self._run.jobs
         total_bytes = sum(j.size for j in jobs) or 1
         sent = sum(j.uploaded_bytes for j in jobs)
-        unfinished = (JobState.NOT_UPLOADED, JobState.SUBMITTED) if self.waiting else (JobState.NOT_UPLOADED,)
+        unfinished = (
+            (FileJobState.NOT_UPLOADED, FileJobState.SUBMITTED) if self.waiting else (FileJobState.NOT_UPLOADED,)
+        )
         done = sum(1 for j in jobs if j.state not in unfinished)
         rows = sum(j.rows_scored for j in jobs)
         fraction = done / len(jobs) if self.waiting and jobs else sent / total_bytes
@@ -142,7 +144,7 @@ def summary_lines(run: SubmitRun, timeout: float | None) -> list[str]:
         counts[job.state.value] = counts.get(job.state.value, 0) + 1
     parts = ", ".join(f"{n} {state}" for state, n in counts.items())
     lines = [f"session {run.session_id}: {parts or 'no files'}"]
-    pending = [j for j in run.jobs if j.state == JobState.SUBMITTED]
+    pending = [j for j in run.jobs if j.state == FileJobState.SUBMITTED]
     if pending and (run.timed_out or run.interrupted):
         why = "interrupted" if run.interrupted else f"timed out after {timeout:g} s"
         lines.append(f"{why}; still waiting for {len(pending)} file(s):")

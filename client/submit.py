@@ -18,7 +18,8 @@ from typing import BinaryIO, Protocol
 
 from client.errors import ExitCode, ServiceError, UsageError
 from client.localfiles import LocalRejection, check_input, output_path
-from client.ports import Delivery, InputStore, OutputFetcher, ResultInbox
+from client.ports import InputStore, OutputFetcher, ResultDelivery, ResultInbox
+from shared.blobnames import path_problem
 from shared.contracts import (
     TRANSIENT_ERRORS,
     ContractError,
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 5.0
 
 
-class JobState(StrEnum):
+class FileJobState(StrEnum):
     NOT_UPLOADED = "not_uploaded"  # not attempted (yet, or because an earlier upload hit a service error)
     REJECTED = "rejected"  # refused locally, never uploaded
     UPLOAD_FAILED = "upload_failed"
@@ -52,7 +53,7 @@ class FileJob:
     blob_name: str
     size: int = 0
     format: DataFormat | None = None
-    state: JobState = JobState.NOT_UPLOADED
+    state: FileJobState = FileJobState.NOT_UPLOADED
     request_id: str | None = None
     uploaded_bytes: int = 0
     error: ErrorInfo | None = None
@@ -76,7 +77,7 @@ class SubmitRun:
             return ExitCode.INTERRUPTED
         if self.timed_out:
             return ExitCode.TIMEOUT
-        if any(j.state not in (JobState.SUBMITTED, JobState.SUCCEEDED) for j in self.jobs):
+        if any(j.state not in (FileJobState.SUBMITTED, FileJobState.SUCCEEDED) for j in self.jobs):
             return ExitCode.FAILED
         return ExitCode.OK
 
@@ -97,8 +98,8 @@ def blob_name_for(path: Path, prefix: str | None) -> str:
 
 def plan_jobs(paths: list[Path], prefix: str | None) -> list[FileJob]:
     """One job per file; missing files and two files with one blob name are usage errors."""
-    if prefix is not None and any(seg in ("", ".", "..") or "\\" in seg for seg in prefix.strip("/").split("/")):
-        raise UsageError(f"--prefix {prefix!r}: use non-empty path segments without '.', '..' or backslashes")
+    if prefix is not None and (problem := path_problem(prefix.strip("/"))):
+        raise UsageError(f"--prefix {prefix!r}: {problem}")
     jobs: list[FileJob] = []
     seen: dict[str, Path] = {}
     for path in paths:
@@ -117,7 +118,7 @@ def upload_all(run: SubmitRun, store: InputStore, container: str, max_bytes: int
         try:
             checked = check_input(job.path, max_bytes)
         except LocalRejection as exc:
-            job.state, job.error = JobState.REJECTED, ErrorInfo(code=exc.code.value, message=exc.message)
+            job.state, job.error = FileJobState.REJECTED, ErrorInfo(code=exc.code.value, message=exc.message)
             reporter.file_event(job)
             continue
         job.size, job.format = checked.size, checked.format
@@ -130,14 +131,14 @@ def upload_all(run: SubmitRun, store: InputStore, container: str, max_bytes: int
         try:
             blob = store.upload(job.path, job.blob_name, metadata, checked.format.content_type, progress)
         except OSError as exc:  # a local read error while streaming the file
-            job.state, job.error = JobState.UPLOAD_FAILED, ErrorInfo("upload_failed", f"cannot read it ({exc})")
+            job.state, job.error = FileJobState.UPLOAD_FAILED, ErrorInfo("upload_failed", f"cannot read it ({exc})")
             reporter.file_event(job)
             continue
         except ServiceError as exc:  # storage is down or refuses us: the next files would fail the same way
-            job.state, job.error = JobState.UPLOAD_FAILED, ErrorInfo("upload_failed", str(exc))
+            job.state, job.error = FileJobState.UPLOAD_FAILED, ErrorInfo("upload_failed", str(exc))
             reporter.file_event(job)
             raise
-        job.state, job.uploaded_bytes = JobState.SUBMITTED, job.size
+        job.state, job.uploaded_bytes = FileJobState.SUBMITTED, job.size
         job.request_id = derive_request_id(container, blob.name, blob.etag)
         reporter.file_event(job)
 
@@ -181,9 +182,9 @@ class ResultCollector:
         self.run, self.fetcher, self.out_dir, self.reporter = run, fetcher, out_dir, reporter
 
     def pending(self) -> list[FileJob]:
-        return [j for j in self.run.jobs if j.state == JobState.SUBMITTED]
+        return [j for j in self.run.jobs if j.state == FileJobState.SUBMITTED]
 
-    def handle(self, delivery: Delivery) -> None:
+    def handle(self, delivery: ResultDelivery) -> None:
         try:
             result = InferenceResult.from_json(delivery.body)
         except ContractError as exc:
@@ -213,21 +214,21 @@ class ResultCollector:
         job.request_id = result.request_id
         job.rows_scored, job.rows_failed, job.row_errors = result.rows_scored, result.rows_failed, result.row_errors
         if result.status == ResultStatus.FAILED or result.output is None:
-            job.state, job.error = JobState.FAILED, result.error or ErrorInfo("internal_error", "no output")
+            job.state, job.error = FileJobState.FAILED, result.error or ErrorInfo("internal_error", "no output")
             return
         target = output_path(job.path, self.out_dir)
         try:
             save_output(result.output, target, self.fetcher, result.input_name)
         except (OSError, ContractError) as exc:
-            job.state = JobState.FAILED
+            job.state = FileJobState.FAILED
             job.error = ErrorInfo("output_unavailable", f"scored, but the output could not be saved to {target}: {exc}")
             return
         except Exception as exc:  # any SDK error downloading the results blob is this file's failure
             logger.debug("output download failed", exc_info=True)
-            job.state = JobState.FAILED
+            job.state = FileJobState.FAILED
             job.error = ErrorInfo("output_unavailable", f"scored, but downloading the output failed: {exc}")
             return
-        job.state, job.output_path = JobState.SUCCEEDED, target
+        job.state, job.output_path = FileJobState.SUCCEEDED, target
 
 
 def collect_results(

@@ -9,7 +9,7 @@ from client.console import Console
 from client.errors import CliError, ExitCode, UsageError
 from client.render import QuietReporter, TextReporter, submit_document
 from client.settings import ClientSettings
-from client.submit import JobState, ResultCollector, SubmitRun, collect_results, plan_jobs, upload_all
+from client.submit import FileJobState, ResultCollector, SubmitRun, collect_results, plan_jobs, upload_all
 
 
 def run_submit(args: argparse.Namespace, settings: ClientSettings, adapters: Adapters, console: Console) -> ExitCode:
@@ -28,7 +28,7 @@ def run_submit(args: argparse.Namespace, settings: ClientSettings, adapters: Ada
     try:
         store = adapters.input_store(settings)
         upload_all(run, store, settings.input_container, settings.max_input_bytes, text or quiet)
-        if args.wait and any(j.state == JobState.SUBMITTED for j in run.jobs):
+        if args.wait and any(j.state == FileJobState.SUBMITTED for j in run.jobs):
             collector = ResultCollector(run, adapters.output_fetcher(settings), args.out, text or quiet)
             with adapters.inbox(settings, run.session_id) as inbox:
                 if text is not None:  # said once the session is ours: from now on no result can be missed

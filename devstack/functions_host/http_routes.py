@@ -62,7 +62,7 @@ def compile_route(template: str) -> re.Pattern[str]:
 
 
 @dataclass(frozen=True)
-class Route:
+class HttpRoute:
     spec: FunctionSpec
     template: str
     pattern: re.Pattern[str]
@@ -71,7 +71,7 @@ class Route:
     literal_segments: int
 
 
-def build_routes(specs: Iterable[FunctionSpec]) -> list[Route]:
+def build_routes(specs: Iterable[FunctionSpec]) -> list[HttpRoute]:
     routes = []
     for spec in specs:
         if spec.trigger_type != "httpTrigger":
@@ -83,7 +83,7 @@ def build_routes(specs: Iterable[FunctionSpec]) -> list[Route]:
             raise ValueError(f"function '{spec.name}': route '{template}' is invalid: {exc}") from exc
         methods = spec.trigger.get("methods")
         routes.append(
-            Route(
+            HttpRoute(
                 spec=spec,
                 template=template,
                 pattern=pattern,
@@ -96,7 +96,7 @@ def build_routes(specs: Iterable[FunctionSpec]) -> list[Route]:
     return sorted(routes, key=lambda r: -r.literal_segments)
 
 
-def match_route(routes: Iterable[Route], path: str) -> list[tuple[Route, dict[str, str]]]:
+def match_route(routes: Iterable[HttpRoute], path: str) -> list[tuple[HttpRoute, dict[str, str]]]:
     """Every route whose template matches ``path`` (relative to the prefix), with its route parameters."""
     found = []
     for route in routes:

@@ -20,7 +20,7 @@ from azure.functions import meta
 from azure.functions.http import HttpRequestConverter
 from opentelemetry.trace import SpanKind
 
-from .http_routes import Route, authorized, match_route
+from .http_routes import HttpRoute, authorized, match_route
 from .invoker import Invoker
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ _HTTP_REASON = "This function was programmatically called via the host APIs."
 class HttpTriggers:
     def __init__(
         self,
-        routes: list[Route],
+        routes: list[HttpRoute],
         invoker: Invoker,
         host: str,
         port: int,

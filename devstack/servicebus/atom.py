@@ -156,12 +156,12 @@ def rule_action_xml(expression: str | None, parameters: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
-class Parsed:
+class ParsedDescription:
     kind: str  # one of KINDS
     element: ET.Element
 
 
-def parse_description(body: bytes) -> Parsed:
+def parse_description(body: bytes) -> ParsedDescription:
     """The entity description inside an ATOM entry (or a bare description)."""
     try:
         root = ET.fromstring(body)
@@ -170,7 +170,7 @@ def parse_description(body: bytes) -> Parsed:
     for element in root.iter():
         local = _local(element.tag)
         if local in KINDS:
-            return Parsed(local, element)
+            return ParsedDescription(local, element)
     raise AtomError("the body holds no QueueDescription, TopicDescription, SubscriptionDescription or RuleDescription")
 
 

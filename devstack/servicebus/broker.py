@@ -221,7 +221,9 @@ class Broker:
             raise not_found(path)
         return target
 
-    def send(self, target: Target, parsed: Iterable[codec.Parsed], on_stored: Callable[[list[int]], None]) -> None:
+    def send(
+        self, target: Target, parsed: Iterable[codec.ParsedMessage], on_stored: Callable[[list[int]], None]
+    ) -> None:
         """Store the messages, then make them visible and call ``on_stored`` with their sequence numbers."""
         placed: list[tuple[SubQueue | Target, Msg]] = []
         seqs: list[int] = []
@@ -246,7 +248,7 @@ class Broker:
     def _route(
         self,
         target: Target,
-        p: codec.Parsed,
+        p: codec.ParsedMessage,
         app_override: bytes | None,
         placed: list[tuple[SubQueue | Target, Msg]],
         now: int,
@@ -657,7 +659,9 @@ class Broker:
 
     # ------------------------------------------------------------ management helpers
 
-    def schedule(self, target: Target, parsed: list[codec.Parsed], on_stored: Callable[[list[int]], None]) -> None:
+    def schedule(
+        self, target: Target, parsed: list[codec.ParsedMessage], on_stored: Callable[[list[int]], None]
+    ) -> None:
         self.send(target, parsed, on_stored)
 
     def cancel_scheduled(self, target: Target, seqs: Iterable[int]) -> None:

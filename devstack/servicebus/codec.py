@@ -193,7 +193,7 @@ PROPERTY_FIELDS = (
 
 
 @dataclass(frozen=True)
-class Parsed:
+class ParsedMessage:
     """A message cut into the pieces the broker stores, plus the values it routes on."""
 
     ttl: int | None
@@ -209,7 +209,7 @@ class Parsed:
     application: Mapping[Any, Any]
 
 
-def parse_message(buf: bytes) -> Parsed:
+def parse_message(buf: bytes) -> ParsedMessage:
     ttl: int | None = None
     priority: int | None = None
     durable = False
@@ -240,7 +240,7 @@ def parse_message(buf: bytes) -> Parsed:
             tail_start = start
     if tail_start is None:
         raise CodecError("message has no body")
-    return Parsed(
+    return ParsedMessage(
         ttl, priority, durable, ann_pairs, ann_count, annotations or {}, props, app, buf[tail_start:],
         properties, application,
     )  # fmt: skip

@@ -30,7 +30,7 @@ class ActionStep:
 
 def compile_condition(expression: str) -> x.Node:
     """The compiled filter condition; FilterSyntaxError if it does not parse."""
-    parser = _Parser(expression)
+    parser = _FilterParser(expression)
     if parser.token.kind == "end":
         raise FilterSyntaxError("the expression is empty", expression, 0)
     node = parser.disjunction()
@@ -42,7 +42,7 @@ def compile_condition(expression: str) -> x.Node:
 
 def compile_action(expression: str) -> list[ActionStep]:
     """The statements of a rule action (``SET``/``REMOVE``, optionally separated by ``;``)."""
-    parser = _Parser(expression)
+    parser = _FilterParser(expression)
     steps: list[ActionStep] = []
     while parser.token.kind != "end":
         verb = parser.token.text.upper() if parser.token.kind == "ident" else ""
@@ -70,7 +70,7 @@ def compile_action(expression: str) -> list[ActionStep]:
     return steps
 
 
-class _Parser:
+class _FilterParser:
     def __init__(self, expression: str) -> None:
         self.expression = expression
         self.tokens = tokenize(expression)

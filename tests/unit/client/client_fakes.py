@@ -12,7 +12,7 @@ from typing import Any
 from client.adapters import Adapters
 from client.console import Console
 from client.errors import ServiceError
-from client.ports import Delivery, Sink, UploadedBlob
+from client.ports import ResultDelivery, Sink, UploadedBlob
 from client.settings import ClientSettings
 
 
@@ -87,7 +87,7 @@ class FakeInbox:
         self.received: list[FakeDelivery] = []
         self.waits: list[float] = []
 
-    def receive(self, max_wait: float) -> list[Delivery]:
+    def receive(self, max_wait: float) -> list[ResultDelivery]:
         self.waits.append(max_wait)
         if not self.batches:
             self.clock.now += max_wait

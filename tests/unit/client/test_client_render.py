@@ -10,7 +10,7 @@ from client_fakes import FakeClock, World
 from client.app import run
 from client.console import Console
 from client.render import TextReporter, human_bytes, job_line, table
-from client.submit import FileJob, JobState, SubmitRun
+from client.submit import FileJob, FileJobState, SubmitRun
 from shared.contracts import ErrorInfo, RowError
 
 
@@ -38,8 +38,10 @@ def test_plain_output_has_no_control_characters(tmp_path: Path) -> None:
 def test_bar_counts_files_bytes_and_rows() -> None:
     clock = FakeClock()
     run_ = SubmitRun("s", "churn", wait=True)
-    done = FileJob(Path("a.csv"), "a.csv", size=2048, state=JobState.SUCCEEDED, uploaded_bytes=2048, rows_scored=1500)
-    pending = FileJob(Path("b.csv"), "b.csv", size=2048, state=JobState.SUBMITTED, uploaded_bytes=2048)
+    done = FileJob(
+        Path("a.csv"), "a.csv", size=2048, state=FileJobState.SUCCEEDED, uploaded_bytes=2048, rows_scored=1500
+    )
+    pending = FileJob(Path("b.csv"), "b.csv", size=2048, state=FileJobState.SUBMITTED, uploaded_bytes=2048)
     run_.jobs = [done, pending]
     reporter = TextReporter(io.StringIO(), io.StringIO(), run_, clock)
     reporter.waiting = True
@@ -53,7 +55,7 @@ def test_failure_line_shows_code_message_and_first_row_errors() -> None:
     job = FileJob(
         Path("in/a.csv"),
         "a.csv",
-        state=JobState.FAILED,
+        state=FileJobState.FAILED,
         error=ErrorInfo("missing_columns", "missing columns: tenure"),
         rows_failed=9,
         row_errors=tuple(RowError(i, f"bad {i}") for i in range(1, 8)),

@@ -9,7 +9,7 @@ import pytest
 from client_fakes import FakeDelivery, FakeInbox, World
 
 from client.app import run
-from client.ports import Delivery
+from client.ports import ResultDelivery
 from shared.contracts import (
     DataFormat,
     ErrorInfo,
@@ -235,6 +235,8 @@ def test_missing_file_and_bad_options_are_usage_errors(tmp_path: Path) -> None:
         ["submit", str(tmp_path / "a.csv"), "--session", "has space"],
         ["submit", str(tmp_path / "a.csv"), "--timeout", "-1"],
         ["submit", str(tmp_path / "a.csv"), "--prefix", "a/../b"],
+        ["submit", str(tmp_path / "a.csv"), "--prefix", "a//b"],
+        ["submit", str(tmp_path / "a.csv"), "--prefix", "a\\b"],
         ["submit"],
         ["frobnicate"],
     ):
@@ -285,7 +287,7 @@ def test_ctrl_c_while_waiting_still_reports_the_uploaded_requests(tmp_path: Path
     files = make_files(tmp_path, "a.csv")
 
     class InterruptedInbox(FakeInbox):
-        def receive(self, max_wait: float) -> list[Delivery]:
+        def receive(self, max_wait: float) -> list[ResultDelivery]:
             raise KeyboardInterrupt
 
     world.inbox = InterruptedInbox(world.clock)

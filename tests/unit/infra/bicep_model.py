@@ -281,7 +281,7 @@ def function_app_settings(hosting_plan: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Grant:
+class RoleGrant:
     """One role assignment a template makes: who (an expression's value), which role id, on what resource."""
 
     principal: Any
@@ -327,7 +327,7 @@ def _scope_resource(node: Any, scope: Scope) -> tuple[str, str]:
     return target["type"], str(evaluate(body["name"], inner))
 
 
-def role_assignments(scope: Scope) -> list[Grant]:
+def role_assignments(scope: Scope) -> list[RoleGrant]:
     """Every role assignment ``scope``'s file makes, with loops unrolled and conditions applied."""
     grants = []
     for symbol, resource in scope.tree.get("resources", {}).items():
@@ -338,5 +338,5 @@ def role_assignments(scope: Scope) -> list[Grant]:
             role = str(evaluate(body["properties"]["roleDefinitionId"], inner)).rsplit("/", 1)[-1]
             kind, name = _scope_resource(body["scope"], inner)
             principal = evaluate(body["properties"]["principalId"], inner)
-            grants.append(Grant(principal, role, kind, name, symbol))
+            grants.append(RoleGrant(principal, role, kind, name, symbol))
     return grants

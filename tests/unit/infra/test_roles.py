@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.infra.bicep_model import INFRA, REPO, Grant, main_scope, module_scope, role_assignments
+from tests.unit.infra.bicep_model import INFRA, REPO, RoleGrant, main_scope, module_scope, role_assignments
 from tests.unit.infra.test_infra_scripts import dry_run_commands, option
 
 PLANS = {"FlexConsumption": "Flex Consumption", "ElasticPremium": "Elastic Premium"}
@@ -72,7 +72,7 @@ def documented(plan: str) -> list[Row]:
     return rows
 
 
-def readable_scope(grant: Grant) -> str:
+def readable_scope(grant: RoleGrant) -> str:
     kind, name = grant.scope_type.removeprefix("Microsoft."), grant.scope_name
     rbac = module_scope(main_scope(), "rbac")
     if kind == "Storage/storageAccounts":
