@@ -8,6 +8,8 @@ own ledger, through :func:`observe_subscription_depths`.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -49,15 +51,37 @@ class SubscriptionDepth:
 DepthSource = Callable[[], Iterable[SubscriptionDepth]]
 
 
-def observe_subscription_depths(source: DepthSource) -> None:
-    """Registers gauges read from ``source`` at each metric export (a failing read skips that export)."""
+class SharedRead:
+    """One read of ``source`` serves every gauge of one export: the gauges' callbacks run one after the other, so
+    a read younger than ``fresh_seconds`` is handed out again instead of asking Service Bus twice. A failing
+    read gives no depths for that export (a metrics callback must never raise into the SDK's thread)."""
 
-    def read() -> list[SubscriptionDepth]:
-        try:
-            return list(source())
-        except Exception as exc:  # noqa: BLE001 - a metrics callback must never raise into the SDK's thread
-            logger.warning("Service Bus depths unavailable for metrics: %s", exc)
-            return []
+    def __init__(
+        self, source: DepthSource, fresh_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._source = source
+        self._fresh = fresh_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._at: float | None = None
+        self._depths: list[SubscriptionDepth] = []
+
+    def __call__(self) -> list[SubscriptionDepth]:
+        with self._lock:
+            now = self._clock()
+            if self._at is None or now - self._at >= self._fresh:
+                try:
+                    self._depths = list(self._source())
+                except Exception as exc:  # noqa: BLE001 - see the class docstring
+                    logger.warning("Service Bus depths unavailable for metrics: %s", exc)
+                    self._depths = []
+                self._at = now
+            return self._depths
+
+
+def observe_subscription_depths(source: DepthSource) -> None:
+    """Registers gauges read from ``source`` at each metric export (one read per export)."""
+    read = SharedRead(source)
 
     def active(options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(d.active, {"topic": d.topic, "subscription": d.subscription}) for d in read()]

@@ -1,4 +1,5 @@
-"""W3C trace context on Service Bus properties and HTTP headers, and the trace / request fields of log records."""
+"""W3C trace context on Service Bus properties and HTTP headers, the trace / request fields of log records, and
+the Service Bus depth gauges' shared read."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from shared.config import SettingsError
 from shared.telemetry import logs, propagation
+from shared.telemetry.metrics import SharedRead, SubscriptionDepth
 from shared.telemetry.setup import Exporter, TelemetrySettings
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -114,3 +116,24 @@ def test_a_bad_telemetry_setting_is_named() -> None:
         TelemetrySettings.from_env({"TELEMETRY_DIR": "/tmp/t", "OTEL_METRIC_EXPORT_INTERVAL": "250"}).metric_interval_ms
         == 250
     )
+
+
+def test_one_service_bus_read_serves_both_depth_gauges_of_an_export(caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    calls: list[float] = []
+
+    def source() -> list[SubscriptionDepth]:
+        calls.append(now[0])
+        if len(calls) == 3:
+            raise ConnectionError("emulator down")
+        return [SubscriptionDepth("inference-requests", "default", active=len(calls), dead_lettered=0)]
+
+    read = SharedRead(source, fresh_seconds=1.0, clock=lambda: now[0])
+    assert read() == read()  # the active and the dead-lettered gauge of one export
+    assert calls == [100.0]
+    now[0] += 10  # the next export reads again
+    assert [d.active for d in read()] == [2] and len(calls) == 2
+    now[0] += 10
+    with caplog.at_level(logging.WARNING):
+        assert read() == []
+    assert "Service Bus depths unavailable" in caplog.text
