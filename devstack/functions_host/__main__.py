@@ -32,9 +32,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--data-dir", type=Path, default=Path(".devstack") / "functions-host", help="where the host key is kept"
     )
-    parser.add_argument("--blob-poll-interval", type=float, default=2.0, help="seconds between container scans")
+    parser.add_argument(
+        "--blob-poll-interval", type=float, default=2.0, help="seconds between container listings without an access log"
+    )
+    parser.add_argument(
+        "--blob-scan-interval", type=float, default=30.0,
+        help="seconds between the safety-net listings of a container whose writes are read from an access log",
+    )  # fmt: skip
+    parser.add_argument(
+        "--storage-access-log", action="append", default=[], type=_access_log, metavar="BLOB_URL=PATH",
+        help="the access log (morgan common format, as Azurite writes it) of the blob service at BLOB_URL; "
+        "blob triggers on that service follow it for new blobs (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds running invocations get to end")
     return parser.parse_args(argv)
+
+
+def _access_log(value: str) -> tuple[str, Path]:
+    url, equals, path = value.partition("=")
+    if not equals or not url.startswith(("http://", "https://")) or not path:
+        raise argparse.ArgumentTypeError(
+            f"expected BLOB_URL=PATH (e.g. http://127.0.0.1:10000/devstoreaccount1=azurite.log), got {value!r}"
+        )
+    return url.rstrip("/"), Path(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         data_dir=args.data_dir,
         blob_poll_interval=args.blob_poll_interval,
+        blob_scan_interval=args.blob_scan_interval,
+        storage_access_logs=tuple(args.storage_access_log),
         shutdown_grace=args.shutdown_grace,
     )
     stop = threading.Event()

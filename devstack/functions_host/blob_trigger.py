@@ -1,8 +1,18 @@
-"""Blob trigger (``source`` LogsAndContainerScan): polls the container, runs the function once per blob ETag.
+"""Blob trigger: finds new blobs in a container and runs the function once per blob ETag.
+
+Finding them: when the host is given the storage service's access log (``--storage-access-log``, Azurite's
+own log; :mod:`.access_log`), the trigger follows that log and looks up each blob written into its container
+at once, and lists the whole container only at start and every ``--blob-scan-interval`` seconds as a safety
+net for anything the log missed; the time to find a blob then does not grow with the container. Without a log it
+lists the container every ``--blob-poll-interval`` seconds (and pauses twice as long as a listing took).
+A trigger with ``source`` EventGrid runs only for blobs last modified after it first started against this host
+storage (``azure-webjobs-hosts/blobtriggers/<host id>/<function>``: the local counterpart of the Event Grid
+subscription), since Event Grid never reports blobs written before its subscription existed; LogsAndContainerScan
+runs for every blob.
 
 State lives in the host storage account, so it survives restarts: a receipt blob
 ``azure-webjobs-hosts/blobreceipts/<host id>/Host.Functions.<name>/<etag>/<container>/<blob>`` records the
-attempts (metadata ``Attempts``) and whether the blob is done. A failed blob is retried on the next scans; after
+attempts (metadata ``Attempts``) and whether the blob is done. A failed blob is retried shortly after; after
 ``poisonBlobThreshold`` attempts (host.json ``extensions.blobs``, else ``extensions.queues.maxDequeueCount``,
 default 5) a message goes to queue ``webjobs-blobtrigger-poison`` in the documented shape and the blob is not tried
 again.
@@ -18,8 +28,12 @@ import queue
 import re
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -27,6 +41,7 @@ from azure.storage.blob import BlobProperties, BlobServiceClient, ContainerClien
 from azure.storage.queue import QueueClient
 
 from . import clients
+from .access_log import AccessLogFollower
 from .blob_binding import SdkTypeArguments, content_argument, reference, trigger_metadata
 from .blob_listing import ContainerLister, bare_etag
 from .host_storage import function_id, hosts_container
@@ -41,12 +56,31 @@ POISON_QUEUE = "webjobs-blobtrigger-poison"
 _DOWNLOAD_CHUNK = 4 * 1024 * 1024
 
 
+# host storage blobs that record when an Event Grid-source trigger first ran (see the module's docstring)
+SUBSCRIPTIONS = "eventgrid-subscriptions"
+_FOLLOW_SECONDS = 0.05  # how often the access log is looked at (a stat; a read only when it grew)
+_FRESH_SECONDS = 1.0  # properties read this recently are trusted by the worker without reading them again
+_QUEUED, _DONE, _BUSY = "queued", "done", "busy"
+
+
 @dataclass(frozen=True)
 class BlobTriggerOptions:
     poll_interval: float = 2.0
     max_dequeue_count: int = 5
     parallelism: int = 8
     base64_messages: bool = True
+    # With an access log: seconds between the safety-net listings (the first runs at start).
+    scan_interval: float = 30.0
+    # blob service URL (e.g. http://127.0.0.1:10000/devstoreaccount1) -> that service's access log
+    access_logs: Mapping[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Work:
+    key: tuple[str, str]  # blob name, ETag
+    state: dict[str, str]  # the receipt's metadata when the blob was queued ({} when it has none)
+    props: BlobProperties | None  # the blob's properties when the trigger has just read them
+    read_at: float
 
 
 def compile_path(path: str) -> tuple[str, re.Pattern[str]]:
@@ -98,16 +132,20 @@ class BlobTrigger:
         self._invoker = invoker
         self._stop = stop
         self._host_storage = host_storage
+        self._host_id = host_id
         self._data = spec.connection(spec.trigger)
         self._options = options
         self._sdk_types = SdkTypeArguments()
         self.container, self._pattern = compile_path(str(spec.trigger["path"]))
+        self.event_grid = str(spec.trigger.get("source", "")).lower() == "eventgrid"
         self._receipt_prefix = f"blobreceipts/{host_id}/{function_id(spec.name)}/"
-        # (name, etag) of each blob to run the function on, with its receipt's metadata as the scan read it
-        self._work: queue.Queue[tuple[tuple[str, str], dict[str, str]]] = queue.Queue()
+        self._work: queue.Queue[_Work] = queue.Queue()
         self._lock = threading.Lock()
         self._in_flight: set[tuple[str, str]] = set()
         self._done: set[tuple[str, str]] = set()
+        self._retries: dict[str, float] = {}  # blob name -> when to look it up again (access-log mode)
+        self._trouble = False  # a storage call failed since the last listing: list again soon
+        self._missing_logged = False
         self._threads = [threading.Thread(target=self._scan_loop, name=f"blobscan-{spec.name}", daemon=True)]
         self._threads += [
             threading.Thread(target=self._work_loop, name=f"blob-{spec.name}-{i}", daemon=True)
@@ -125,56 +163,152 @@ class BlobTrigger:
     def receipt_name(self, blob: str, etag: str) -> str:
         return f"{self._receipt_prefix}{etag.strip(chr(34))}/{self.container}/{blob}"
 
-    # -- scanning ---------------------------------------------------------------------------------------------
+    # -- finding blobs ----------------------------------------------------------------------------------------
     def _scan_loop(self) -> None:
-        data = clients.blob_service(self._data).get_container_client(self.container)
-        listing = ContainerLister(data)
+        service = clients.blob_service(self._data)
+        listing = ContainerLister(service.get_container_client(self.container))
         receipts = hosts_container(self._host_storage)
-        missing_logged = False
+        # Created before the first listing, so a blob written while that listing runs is in the log, or in it.
+        follower = self._follower(str(service.url))
+        next_listing = 0.0
         try:
             while not self._stop.is_set():
-                started = time.monotonic()
-                try:
-                    self._scan(listing, receipts)
-                    missing_logged = False
-                except ResourceNotFoundError:
-                    if not missing_logged:
-                        logger.warning(
-                            "blob trigger '%s': container '%s' does not exist yet", self.spec.name, self.container
-                        )
-                        missing_logged = True
-                except Exception as exc:  # noqa: BLE001 - a poller outlives any storage error
-                    logger.warning("blob trigger '%s': scan failed: %s", self.spec.name, exc)
-                    # Storage that was unreachable may come back from an earlier state (Azurite killed before
-                    # it saved its metadata): receipts it lost must be looked up again, not trusted from memory.
-                    with self._lock:
+                following = follower is not None and follower.available()
+                with self._lock:
+                    trouble, self._trouble = self._trouble, False
+                    if trouble:
+                        # Storage that failed may come back from an earlier state (Azurite killed before it saved
+                        # its metadata): receipts it lost must be looked up again, not trusted from memory.
                         self._done.clear()
-                # A big container makes each scan slow: then pause twice as long as the scan took, so
-                # scanning takes at most a third of a core (and of the storage service) whatever the size.
-                self._stop.wait(max(self._options.poll_interval, 2 * (time.monotonic() - started)))
+                if trouble:
+                    next_listing = min(next_listing, time.monotonic() + self._options.poll_interval)
+                if time.monotonic() >= next_listing:
+                    started = time.monotonic()
+                    queued = self._list(listing, receipts)
+                    took = time.monotonic() - started
+                    if queued and following and next_listing:
+                        logger.info(
+                            "blob trigger '%s': the safety-net listing queued %d blob(s) not (yet) seen in the log",
+                            self.spec.name, queued,
+                        )  # fmt: skip
+                    # A big container makes each listing slow: without a log, pause twice as long as it took,
+                    # so listing takes at most a third of a core (and of the storage service) whatever the size.
+                    slow = following and queued is not None
+                    next_listing = time.monotonic() + (
+                        self._options.scan_interval if slow else max(self._options.poll_interval, 2 * took)
+                    )
+                if follower is not None and following:
+                    for _container, name in follower.new_blobs():
+                        self._look_up(service, receipts, name)
+                    self._retry_due(service, receipts)
+                else:
+                    with self._lock:
+                        self._retries.clear()  # the next listing sees them
+                pause = _FOLLOW_SECONDS if following else next_listing - time.monotonic()
+                self._stop.wait(max(0.0, pause))
         finally:
             listing.close()
-            data.close()
+            service.close()
             receipts.close()
 
-    def _scan(self, listing: ContainerLister, receipts: ContainerClient) -> None:
+    def _follower(self, service_url: str) -> AccessLogFollower | None:
+        wanted = service_url.rstrip("/")
+        for url, path in self._options.access_logs.items():
+            if url.rstrip("/") == wanted:
+                logger.info(
+                    "blob trigger '%s': follows %s for writes into '%s'; lists the container every %g s",
+                    self.spec.name, path, self.container, self._options.scan_interval,
+                )  # fmt: skip
+                return AccessLogFollower(path, urlsplit(wanted).path, [self.container])
+        logger.info(
+            "blob trigger '%s': no access log for %s; lists '%s' every %g s or more",
+            self.spec.name, wanted, self.container, self._options.poll_interval,
+        )  # fmt: skip
+        return None
+
+    def _list(self, listing: ContainerLister, receipts: ContainerClient) -> int | None:
+        """One full listing; the number of blobs it queued, None when it failed."""
+        try:
+            if self.event_grid and listing.modified_since is None:
+                listing.modified_since = self._subscription_start(receipts)
+            queued = self._scan(listing, receipts)
+        except ResourceNotFoundError:
+            if not self._missing_logged:
+                logger.warning("blob trigger '%s': container '%s' does not exist yet", self.spec.name, self.container)
+                self._missing_logged = True
+            return None
+        except Exception as exc:  # noqa: BLE001 - a poller outlives any storage error
+            logger.warning("blob trigger '%s': scan failed: %s", self.spec.name, exc)
+            with self._lock:
+                self._done.clear()  # see _scan_loop
+            return None
+        self._missing_logged = False
+        return queued
+
+    def _subscription_start(self, receipts: ContainerClient) -> datetime:
+        """When this trigger first ran against this host storage: Event Grid reports no blob written before."""
+        marker = receipts.get_blob_client(f"{SUBSCRIPTIONS}/{self._host_id}/{function_id(self.spec.name)}")
+        with contextlib.suppress(ResourceExistsError):
+            marker.upload_blob(b"", overwrite=False)
+        started: datetime = marker.get_blob_properties().last_modified
+        return started
+
+    def _scan(self, listing: ContainerLister, receipts: ContainerClient) -> int:
+        queued = 0
         for key in listing:
             if self._stop.is_set():
+                break
+            if self._pattern.fullmatch(key[0]) and self._queue(key, receipts) == _QUEUED:
+                queued += 1
+        return queued
+
+    def _look_up(self, service: BlobServiceClient, receipts: ContainerClient, name: str) -> None:
+        """A blob the access log showed (or one to try again): its properties, then the same path as a listing's."""
+        if not self._pattern.fullmatch(name):
+            return
+        try:
+            props = service.get_blob_client(self.container, name).get_blob_properties()
+            if self._queue((name, bare_etag(str(props.etag))), receipts, props) != _BUSY:
                 return
-            if not self._pattern.fullmatch(key[0]):
-                continue
+        except ResourceNotFoundError:
+            return  # deleted since
+        except Exception as exc:  # noqa: BLE001 - the scan thread outlives any storage error
+            logger.warning("blob trigger '%s': looking up %s failed: %s", self.spec.name, name, exc)
             with self._lock:
-                if key in self._done or key in self._in_flight:
-                    continue
-            state = _receipt_state(receipts, self.receipt_name(*key))
-            if state is not None and state.get("Incomplete") != "true":
-                with self._lock:
-                    self._done.add(key)
-                continue
+                self._trouble = True
+        self._retry_later(name)
+
+    def _queue(self, key: tuple[str, str], receipts: ContainerClient, props: BlobProperties | None = None) -> str:
+        with self._lock:
+            if key in self._done:
+                return _DONE
+            if key in self._in_flight:
+                return _BUSY
+        state = _receipt_state(receipts, self.receipt_name(*key))
+        if state is not None and state.get("Incomplete") != "true":
             with self._lock:
-                self._in_flight.add(key)
-            # Only this host writes the receipt while the key is in flight, so the worker can go by this state.
-            self._work.put((key, state or {}))
+                self._done.add(key)
+            return _DONE
+        with self._lock:
+            if key in self._in_flight:
+                return _BUSY
+            self._in_flight.add(key)
+        # Only this host writes the receipt while the key is in flight, so the worker can go by this state.
+        self._work.put(_Work(key, state or {}, props, time.monotonic()))
+        return _QUEUED
+
+    def _retry_later(self, name: str) -> None:
+        with self._lock:
+            self._retries.setdefault(name, time.monotonic() + self._options.poll_interval)
+
+    def _retry_due(self, service: BlobServiceClient, receipts: ContainerClient) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [name for name, at in self._retries.items() if at <= now]
+            for name in due:
+                del self._retries[name]
+        for name in due:
+            self._look_up(service, receipts, name)
 
     # -- processing -------------------------------------------------------------------------------------------
     def _work_loop(self) -> None:
@@ -184,7 +318,7 @@ class BlobTrigger:
         try:
             while not self._stop.is_set():
                 try:
-                    key, state = self._work.get(timeout=0.5)
+                    work = self._work.get(timeout=0.5)
                 except queue.Empty:
                     continue
                 if service is None or receipts is None:
@@ -192,19 +326,25 @@ class BlobTrigger:
                         self._data, max_single_get_size=_DOWNLOAD_CHUNK, max_chunk_get_size=_DOWNLOAD_CHUNK
                     )
                     receipts = hosts_container(self._host_storage)
+                name, etag = work.key
                 try:
-                    props = service.get_blob_client(self.container, key[0]).get_blob_properties()
-                    # A blob deleted or overwritten since the scan: the next scan sees what is there now.
-                    if bare_etag(str(props.etag)) == key[1]:
-                        self._process(service, receipts, outputs, props, state)
+                    props = work.props
+                    if props is None or time.monotonic() - work.read_at > _FRESH_SECONDS:
+                        props = service.get_blob_client(self.container, name).get_blob_properties()
+                    # A blob deleted or overwritten since it was found: its new version is found on its own.
+                    if bare_etag(str(props.etag)) == etag:
+                        self._process(service, receipts, outputs, props, work.state)
                 except ResourceNotFoundError:
                     pass
                 except Exception as exc:  # noqa: BLE001 - the worker thread must survive storage errors
-                    # Storage trouble around the invocation: the next scan tries again.
-                    logger.warning("blob trigger '%s': %s: %s", self.spec.name, key[0], exc)
+                    # Storage trouble around the invocation: the blob is tried again.
+                    logger.warning("blob trigger '%s': %s: %s", self.spec.name, name, exc)
+                    self._retry_later(name)
+                    with self._lock:
+                        self._trouble = True
                 finally:
                     with self._lock:
-                        self._in_flight.discard(key)
+                        self._in_flight.discard(work.key)
         finally:
             outputs.close()
             for client in (service, receipts):
@@ -235,9 +375,10 @@ class BlobTrigger:
             return
         if attempt < self._options.max_dequeue_count:
             logger.warning(
-                "blob trigger '%s': %s failed (attempt %d of %d); retrying on a later scan",
+                "blob trigger '%s': %s failed (attempt %d of %d); trying again",
                 self.spec.name, props.name, attempt, self._options.max_dequeue_count,
             )  # fmt: skip
+            self._retry_later(props.name)
             return
         self._poison(props, etag)
         receipts.get_blob_client(receipt).set_blob_metadata({"Attempts": str(attempt), "Poisoned": "true"})
@@ -292,7 +433,13 @@ def _receipt_state(receipts: ContainerClient, name: str) -> dict[str, str] | Non
         return None
 
 
-def blob_trigger_options(host_json: dict[str, Any], poll_interval: float, cpu_count: int) -> BlobTriggerOptions:
+def blob_trigger_options(
+    host_json: dict[str, Any],
+    poll_interval: float,
+    cpu_count: int,
+    scan_interval: float = 30.0,
+    access_logs: Mapping[str, Path] | None = None,
+) -> BlobTriggerOptions:
     extensions = host_json.get("extensions", {}) if isinstance(host_json.get("extensions"), dict) else {}
     queues = extensions.get("queues", {}) or {}
     blobs = extensions.get("blobs", {}) or {}
@@ -302,4 +449,6 @@ def blob_trigger_options(host_json: dict[str, Any], poll_interval: float, cpu_co
         max_dequeue_count=int(blobs.get("poisonBlobThreshold") or queues.get("maxDequeueCount") or 5),
         parallelism=int(blobs.get("maxDegreeOfParallelism", 8 * cpu_count)),
         base64_messages=str(queues.get("messageEncoding", "base64")).lower() == "base64",
+        scan_interval=scan_interval,
+        access_logs=dict(access_logs or {}),
     )

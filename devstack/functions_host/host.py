@@ -42,6 +42,9 @@ class HostOptions:
     port: int = 7071
     data_dir: Path = field(default_factory=lambda: Path(".devstack") / "functions-host")
     blob_poll_interval: float = 2.0
+    # With an access log (storage_access_logs: blob service URL -> its log), the full listing's interval.
+    blob_scan_interval: float = 30.0
+    storage_access_logs: tuple[tuple[str, Path], ...] = ()
     shutdown_grace: float = 10.0
 
 
@@ -73,7 +76,13 @@ class FunctionsHost:
         identity = host_id(root, environ)
         cpus = os.cpu_count() or 1
         sb_options = servicebus_options(self.host_json, cpus)
-        blob_options = blob_trigger_options(self.host_json, self.options.blob_poll_interval, cpus)
+        blob_options = blob_trigger_options(
+            self.host_json,
+            self.options.blob_poll_interval,
+            cpus,
+            scan_interval=self.options.blob_scan_interval,
+            access_logs=dict(self.options.storage_access_logs),
+        )
         for spec in self.functions:
             kind = spec.trigger_type
             if kind == "timerTrigger":
@@ -83,8 +92,9 @@ class FunctionsHost:
                 self._components.append(TimerTrigger(spec, self._invoker, self._stop, storage, identity))
             elif kind == "blobTrigger":
                 if str(spec.trigger.get("source", "")).lower() == "eventgrid":
-                    logger.warning(
-                        "function '%s' uses an Event Grid blob trigger; the local host drives it by container scan",
+                    logger.info(
+                        "function '%s' uses an Event Grid blob trigger: the local host runs it for blobs written "
+                        "after its first start, found through the storage access log or a listing",
                         spec.name,
                     )
                 storage = host_connection(environ, f"blob trigger function '{spec.name}'")

@@ -10,6 +10,7 @@ import os
 import time
 import uuid
 
+import pytest
 from azure.storage.blob import BlobServiceClient, ContentSettings
 from azure.storage.queue import QueueClient
 
@@ -78,7 +79,8 @@ def test_fields_content_and_once_per_etag_across_restarts(fixture_app: FixtureAp
         assert restarted.stop() == 0
 
 
-def test_failing_blob_is_retried_then_poisoned(fixture_app: FixtureApp, azurite: Azurite) -> None:
+@pytest.mark.parametrize("follow_log", [False, True], ids=["listing", "access-log"])
+def test_failing_blob_is_retried_then_poisoned(fixture_app: FixtureApp, azurite: Azurite, follow_log: bool) -> None:
     container = new_container(azurite)
     host_id = f"poison-{uuid.uuid4().hex[:8]}"
     fixture_app.write_settings(settings(azurite, container, host_id))
@@ -87,7 +89,9 @@ def test_failing_blob_is_retried_then_poisoned(fixture_app: FixtureApp, azurite:
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
         blob = service.get_container_client(container).upload_blob("bad.csv", b"x", metadata={"fail": "yes"})
         etag = blob.get_blob_properties().etag
-    fixture_app.start(extra_args=["--blob-poll-interval", "0.2"])
+    # Following the log, the only listing is the first one: the retries cannot come from listings.
+    follow = ["--storage-access-log", f"{azurite.blob_endpoint}={azurite.access_log}", "--blob-scan-interval", "600"]
+    fixture_app.start(extra_args=["--blob-poll-interval", "0.2", *(follow if follow_log else [])])
 
     fixture_app.wait_for("on_blob", lambda e: len(e) >= 3)
     with poison:

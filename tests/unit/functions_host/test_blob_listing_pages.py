@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devstack.functions_host.blob_listing import parse_page
+from devstack.functions_host.blob_listing import parse_dated_page, parse_page
 
 HEAD = b'<?xml version="1.0" encoding="utf-8"?><EnumerationResults ContainerName="input"><Blobs>'
 
@@ -38,3 +38,20 @@ def test_an_escaped_name_sends_the_page_to_elementtree() -> None:
 def test_an_encoded_name_is_not_skipped() -> None:
     page = _page(_blob(b"a.csv", b"0x1"), _blob(b"b%07.csv", b"0x2", encoded=True))
     assert parse_page(page) == ([("a.csv", "0x1"), ("b%07.csv", "0x2")], "")
+
+
+def _dated(name: bytes, modified: bytes, etag: bytes) -> bytes:
+    return (
+        b"<Blob><Name>" + name + b"</Name><Properties><Creation-Time>Fri, 04 Dec 2026 15:25:09 GMT</Creation-Time>"
+        b"<Last-Modified>" + modified + b"</Last-Modified><Etag>" + etag + b"</Etag></Properties></Blob>"
+    )
+
+
+def test_dated_pages_carry_last_modified_on_both_paths() -> None:
+    fast = _page(_dated(b"a.csv", b"Sun, 06 Dec 2026 09:00:01 GMT", b"0x1"), marker=b"m")
+    slow = _page(_dated(b"b&amp;c.csv", b"Sun, 06 Dec 2026 09:00:02 GMT", b"0x2"))
+    (name, etag, modified), *_ = parse_dated_page(fast)[0]
+    assert (name, etag, modified.isoformat() if modified else None) == ("a.csv", "0x1", "2026-12-06T09:00:01+00:00")
+    assert parse_dated_page(fast)[1] == "m"
+    (name, etag, modified), *_ = parse_dated_page(slow)[0]
+    assert (name, etag, modified.isoformat() if modified else None) == ("b&c.csv", "0x2", "2026-12-06T09:00:02+00:00")

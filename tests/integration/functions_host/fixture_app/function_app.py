@@ -86,6 +86,15 @@ def on_blob(blob: func.InputStream) -> None:
         raise ValueError(f"failing {blob.name} on purpose")
 
 
+if os.environ.get("FIXTURE_EVENT_GRID_BLOB") == "1":
+
+    @app.blob_trigger(
+        arg_name="blob", path="%EVENT_CONTAINER%/{name}", connection="DataStorage", source=func.BlobSource.EVENT_GRID
+    )
+    def on_event_blob(blob: func.InputStream) -> None:
+        record("on_event_blob", {"name": blob.name, "etag": (blob.blob_properties or {}).get("ETag")})
+
+
 if os.environ.get("FIXTURE_BLOB_CLIENT") == "1":
     import azurefunctions.extensions.bindings.blob as blob_types
 

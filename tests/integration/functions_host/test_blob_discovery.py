@@ -1,0 +1,112 @@
+"""How the blob trigger finds new blobs, through the real host process against Azurite: by following Azurite's
+access log (no listing between a write and its invocation, whatever the container holds), by the slow safety-net
+listing when the log never shows a write, and, for an Event Grid-source trigger, never for blobs written before
+the trigger first ran (Event Grid reports none of those)."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from devstack.functions_host.blob_listing import PAGE_SIZE
+from tests.fixtures.azurite import Azurite
+
+from .conftest import FixtureApp
+from .test_blob import new_container, settings
+
+PREFILLED = 3000
+
+
+def listings(azurite: Azurite, container: str) -> int:
+    """List Blobs requests Azurite answered for ``container`` so far (one per page), from its access log."""
+    pattern = re.compile(rf'"GET /devstoreaccount1/{re.escape(container)}\?[^" ]*comp=list[^" ]* HTTP')
+    return len(pattern.findall(azurite.access_log.read_text(encoding="utf-8", errors="replace")))
+
+
+def prefill(container: ContainerClient, count: int) -> None:
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: container.upload_blob(f"old/{i:05d}.csv", b"a\n1\n"), range(count)))
+
+
+def wait_until(condition: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_new_blob_in_a_big_container_is_found_through_the_access_log_without_a_listing(
+    fixture_app: FixtureApp, azurite: Azurite
+) -> None:
+    big, empty = new_container(azurite), new_container(azurite)
+    host_id = f"follow-{uuid.uuid4().hex[:8]}"
+    fixture_app.write_settings(
+        {**settings(azurite, empty, host_id), "FIXTURE_EVENT_GRID_BLOB": "1", "EVENT_CONTAINER": big}
+    )
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        blobs = service.get_container_client(big)
+        prefill(blobs, PREFILLED)  # written before the trigger first runs: Event Grid would never report them
+        fixture_app.start(
+            extra_args=[
+                "--blob-poll-interval", "0.2", "--blob-scan-interval", "600",
+                "--storage-access-log", f"{azurite.blob_endpoint}={azurite.access_log}",
+            ]
+        )  # fmt: skip
+        # The start-up listing reads every page of the container...
+        pages = math.ceil(PREFILLED / PAGE_SIZE)
+        assert wait_until(lambda: listings(azurite, big) >= pages, 60), "no start-up listing"
+        # ...and the scan thread follows the log only once it has gone through them.
+        blobs.upload_blob("new/first.csv", b"a\n1\n")
+        fixture_app.wait_for("on_event_blob", lambda e: len(e) >= 1, timeout=60)
+        listed = listings(azurite, big)
+
+        uploaded = time.monotonic()
+        blobs.upload_blob("new/second.csv", b"a\n2\n")
+        entries = fixture_app.wait_for("on_event_blob", lambda e: len(e) >= 2, timeout=10)
+        found_after = time.monotonic() - uploaded
+        assert listings(azurite, big) == listed  # found without listing the container
+        # A listing-based host would have needed the next listing, 600 s away; allow for a loaded machine.
+        assert found_after < 10
+        assert sorted(e["name"] for e in entries) == [f"{big}/new/first.csv", f"{big}/new/second.csv"]
+        # Overwriting a blob is a new version (Put Blob answered 201 again): it runs once more.
+        blobs.upload_blob("new/first.csv", b"a\n3\n", overwrite=True)
+        entries = fixture_app.wait_for("on_event_blob", lambda e: len(e) >= 3, timeout=10)
+    assert [e["name"] for e in entries].count(f"{big}/new/first.csv") == 2
+    assert not any("/old/" in e["name"] for e in entries)  # the start-up listing ran, and skipped them
+    assert listings(azurite, big) == listed
+
+
+def test_a_write_the_log_never_shows_is_found_by_the_safety_net_listing_once(
+    fixture_app: FixtureApp, azurite: Azurite, tmp_path: Path
+) -> None:
+    container = new_container(azurite)
+    host_id = f"net-{uuid.uuid4().hex[:8]}"
+    fixture_app.write_settings(settings(azurite, container, host_id))
+    # A log that never shows the write stands for a lost line (a rotated log, Azurite killed mid-write).
+    silent = tmp_path / "other.log"
+    silent.write_text("")
+    host = fixture_app.start(
+        extra_args=[
+            "--blob-poll-interval", "0.2", "--blob-scan-interval", "3",
+            "--storage-access-log", f"{azurite.blob_endpoint}={silent}",
+        ]
+    )  # fmt: skip
+    assert wait_until(lambda: listings(azurite, container) >= 1, 60), "no start-up listing"
+    before = listings(azurite, container)
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        service.get_container_client(container).upload_blob("missed.csv", b"a\n1\n")
+    fixture_app.wait_for("on_blob", lambda e: len(e) >= 1, timeout=60)
+    assert listings(azurite, container) > before  # it took a listing to find it
+    assert "the safety-net listing queued 1 blob(s) not (yet) seen in the log" in host.log_text()
+    # Later listings find its receipt: it runs once.
+    seen = listings(azurite, container)
+    assert wait_until(lambda: listings(azurite, container) > seen, 30)
+    assert [e["name"] for e in fixture_app.recorded("on_blob")] == [f"{container}/missed.csv"]

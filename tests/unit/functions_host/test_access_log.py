@@ -1,0 +1,97 @@
+"""Reading blob writes from Azurite's access log: which requests count, and following a log that grows,
+ends mid-line, is truncated or replaced."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from devstack.functions_host.access_log import AccessLogFollower, blob_write
+
+ACCOUNT = "/devstoreaccount1"
+
+
+def line(method: str, url: str, status: int) -> str:
+    return f'127.0.0.1 - - [06/Dec/2026:09:00:00 +0000] "{method} {url} HTTP/1.1" {status} -'
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "status", "expected"),
+    [
+        ("PUT", "/devstoreaccount1/input/a.csv", 201, ("input", "a.csv")),  # Put Blob, Put Blob From URL
+        ("PUT", "/devstoreaccount1/input/a.csv?sv=2024&sig=x", 202, ("input", "a.csv")),  # Copy Blob (From URL)
+        ("PUT", "/devstoreaccount1/input/dir/b%20c%C3%BC.csv?comp=blocklist", 201, ("input", "dir/b cü.csv")),
+        ("PUT", "/devstoreaccount1/input/a.csv?comp=block&blockid=AAA", 201, None),  # Put Block: nothing committed
+        ("PUT", "/devstoreaccount1/input/a.csv?comp=metadata", 200, None),
+        ("PUT", "/devstoreaccount1/input/a.csv?comp=appendblock", 201, None),
+        ("PUT", "/devstoreaccount1/input/a.csv?comp=page", 201, None),
+        ("PUT", "/devstoreaccount1/input/a.csv?comp=snapshot", 201, None),
+        ("PUT", "/devstoreaccount1/input/a.csv?comp=tier", 202, None),
+        ("PUT", "/devstoreaccount1/input/a.csv", 412, None),  # a failed conditional write
+        ("PUT", "/devstoreaccount1/input/a.csv", 409, None),
+        ("GET", "/devstoreaccount1/input/a.csv", 200, None),
+        ("DELETE", "/devstoreaccount1/input/a.csv", 202, None),
+        ("PUT", "/devstoreaccount1/input?restype=container", 201, None),  # Create Container (or a queue)
+        ("POST", "/devstoreaccount1/input/messages", 201, None),  # Put Message on a queue named like the container
+        ("PUT", "/otheraccount/input/a.csv", 201, None),
+    ],
+)
+def test_only_committed_creates_and_replaces_count(method: str, url: str, status: int, expected: object) -> None:
+    assert blob_write(line(method, url, status), ACCOUNT) == expected
+
+
+def test_not_an_access_line() -> None:
+    assert blob_write("Azurite Blob service is successfully listening at http://127.0.0.1:10000", ACCOUNT) is None
+
+
+def append(path: Path, *lines: str, end: str = "\n") -> None:
+    with path.open("a", encoding="utf-8") as log:
+        log.write("\n".join(lines) + end)
+
+
+def test_follows_from_the_end_watched_containers_only_and_keeps_partial_lines(tmp_path: Path) -> None:
+    log = tmp_path / "azurite.log"
+    append(log, line("PUT", "/devstoreaccount1/input/before.csv", 201))
+    follower = AccessLogFollower(log, ACCOUNT, ["input"])
+    assert follower.available()
+    assert follower.new_blobs() == []  # what was there before the follower started is the first listing's
+
+    append(
+        log,
+        line("PUT", "/devstoreaccount1/input/a.csv", 201),
+        line("PUT", "/devstoreaccount1/output/a.csv", 201),
+        line("PUT", "/devstoreaccount1/input/a.csv?comp=blocklist", 201),
+    )
+    half = line("PUT", "/devstoreaccount1/input/b.csv", 201)
+    append(log, half[:20], end="")
+    assert follower.new_blobs() == [("input", "a.csv")]
+    append(log, half[20:])
+    assert follower.new_blobs() == [("input", "b.csv")]
+    assert follower.new_blobs() == []
+
+
+def test_truncated_or_replaced_log_is_read_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "azurite.log"
+    append(log, *[line("PUT", f"/devstoreaccount1/input/old-{i}.csv", 201) for i in range(20)])
+    follower = AccessLogFollower(log, ACCOUNT, ["input"])
+
+    log.write_text(line("PUT", "/devstoreaccount1/input/after-truncate.csv", 201) + "\n")
+    assert follower.new_blobs() == [("input", "after-truncate.csv")]
+
+    rotated = tmp_path / "azurite.log.1"
+    os.rename(log, rotated)
+    assert follower.new_blobs() == []
+    assert not follower.available()
+    append(log, line("PUT", "/devstoreaccount1/input/new-file.csv", 201))
+    assert follower.new_blobs() == [("input", "new-file.csv")]
+
+
+def test_a_missing_log_is_not_available_until_it_appears(tmp_path: Path) -> None:
+    log = tmp_path / "later.log"
+    follower = AccessLogFollower(log, ACCOUNT, ["input"])
+    assert not follower.available()
+    assert follower.new_blobs() == []
+    append(log, line("PUT", "/devstoreaccount1/input/first.csv", 201))
+    assert follower.new_blobs() == [("input", "first.csv")]
