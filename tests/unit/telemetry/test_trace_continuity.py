@@ -121,6 +121,7 @@ def test_the_ledger_keeps_the_trace_the_blob_trigger_started(spans: InMemorySpan
     request, root = dropped(blobs, bus)
     record = Ledger(blobs, "ledger").get(request.request_id)
     assert record is not None and record.traceparent is not None
+    assert record.public_view()["traceparent"] == record.traceparent  # GET /api/requests/<id> shows it
     kept = propagation.span_context_of(propagation.context_from({"traceparent": record.traceparent}))
     assert kept is not None and (kept.trace_id, kept.span_id) == (root.get_span_context().trace_id,
                                                                    root.get_span_context().span_id)  # fmt: skip
