@@ -88,7 +88,8 @@ def score_request(
     rng: random.Random | None = None,
 ) -> ScoreOutcome:
     request = InferenceRequest.from_json(delivery.body)
-    record = ledger.get(request.request_id)
+    # The record as read here is what "accepted" is written against (one read for the whole step).
+    record, etag = ledger.read(request.request_id)
     if record is not None:
         if record.dead_letter_reason and record.attempt == request.attempt:
             raise DeadLetter(f"request {request.request_id}: {record.dead_letter_reason}")
@@ -114,7 +115,8 @@ def score_request(
     ).to_json()
     reply = endpoint.post(body)
     if 200 <= reply.status < 300:
-        ledger.advance(request.request_id, accepted(request, now, delivery.scoring_retry), now=now)
+        transition = accepted(request, now, delivery.scoring_retry)
+        ledger.advance(request.request_id, transition, now=now, known=(record, etag))
         logger.info("request %s attempt %s accepted by %s", request.request_id, request.attempt, route.model)
         return ScoreOutcome.ACCEPTED
     if reply.transient:

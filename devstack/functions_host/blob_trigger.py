@@ -16,6 +16,17 @@ attempts (metadata ``Attempts``) and whether the blob is done. A failed blob is 
 ``poisonBlobThreshold`` attempts (host.json ``extensions.blobs``, else ``extensions.queues.maxDequeueCount``,
 default 5) a message goes to queue ``webjobs-blobtrigger-poison`` in the documented shape and the blob is not tried
 again.
+
+Round trips per new blob version: the receipt is created create-only (``If-None-Match: *``, metadata
+``Incomplete``, ``Attempts=1``) before the call and marked complete after it; only when it exists already (a
+retry, or a host restarted over blobs it has done) is it read. The blob's properties are read when the blob is
+found through the log (for its ETag) or when the function takes its content (``InputStream``/``bytes``: the
+download is pinned to that ETag); an SDK-type parameter gets a reference and the function reads what it needs.
+So a new blob costs this host at most three requests. Azure's host does more for the same guarantee: its scan
+path reads the blob's properties, reads the receipt, creates it, leases it, reads it again, enqueues a message,
+reads and sets the receipt's metadata and releases the lease, then reads the blob's properties again before the
+call (``BlobTriggerExecutor``, ``BlobReceiptManager`` and ``BlobQueueTriggerExecutor`` of the WebJobs storage
+extension). It needs the lease because several instances scan; this host is one process.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobProperties, BlobServiceClient, ContainerClient
+from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
 from . import clients
@@ -78,7 +89,6 @@ class BlobTriggerOptions:
 @dataclass(frozen=True)
 class _Work:
     key: tuple[str, str]  # blob name, ETag
-    state: dict[str, str]  # the receipt's metadata when the blob was queued ({} when it has none)
     props: BlobProperties | None  # the blob's properties when the trigger has just read them
     read_at: float
 
@@ -284,17 +294,12 @@ class BlobTrigger:
                 return _DONE
             if key in self._in_flight:
                 return _BUSY
-        state = _receipt_state(receipts, self.receipt_name(*key))
-        if state is not None and state.get("Incomplete") != "true":
-            with self._lock:
-                self._done.add(key)
-            return _DONE
         with self._lock:
             if key in self._in_flight:
                 return _BUSY
             self._in_flight.add(key)
-        # Only this host writes the receipt while the key is in flight, so the worker can go by this state.
-        self._work.put(_Work(key, state or {}, props, time.monotonic()))
+        # The receipt is not read here: the worker creates it create-only and reads it only if it exists.
+        self._work.put(_Work(key, props, time.monotonic()))
         return _QUEUED
 
     def _retry_later(self, name: str) -> None:
@@ -329,11 +334,13 @@ class BlobTrigger:
                 name, etag = work.key
                 try:
                     props = work.props
-                    if props is None or time.monotonic() - work.read_at > _FRESH_SECONDS:
+                    if self.spec.trigger_deferred:
+                        props = None  # an SDK-type parameter gets a reference: the host needs only the name
+                    elif props is None or time.monotonic() - work.read_at > _FRESH_SECONDS:
                         props = service.get_blob_client(self.container, name).get_blob_properties()
                     # A blob deleted or overwritten since it was found: its new version is found on its own.
-                    if bare_etag(str(props.etag)) == etag:
-                        self._process(service, receipts, outputs, props, work.state)
+                    if props is None or bare_etag(str(props.etag)) == etag:
+                        self._process(service, receipts, outputs, work.key, props)
                 except ResourceNotFoundError:
                     pass
                 except Exception as exc:  # noqa: BLE001 - the worker thread must survive storage errors
@@ -356,46 +363,50 @@ class BlobTrigger:
         service: BlobServiceClient,
         receipts: ContainerClient,
         outputs: ServiceBusOutputs,
-        props: BlobProperties,
-        state: dict[str, str],
+        key: tuple[str, str],
+        props: BlobProperties | None,
     ) -> None:
-        """Runs the function once for a blob whose receipt is missing or incomplete (``state``: its metadata)."""
-        etag = str(props.etag)
-        key = (props.name, bare_etag(etag))
-        receipt = self.receipt_name(*key)
-        attempt = int(state.get("Attempts", "0")) + 1
-        receipts.upload_blob(receipt, b"", overwrite=True, metadata={"Incomplete": "true", "Attempts": str(attempt)})
-        reason = f"New blob detected({_blob_type(props)}): {self.container}/{props.name}"
-        value = self._argument(service, props)
+        """Runs the function once for a blob version whose receipt is missing or incomplete. ``props`` is None
+        for an SDK-type parameter (the host needs nothing but the blob's name then)."""
+        name = key[0]
+        receipt = receipts.get_blob_client(self.receipt_name(*key))
+        attempt = _claim(receipt)
+        if attempt is None:
+            with self._lock:
+                self._done.add(key)
+            return
+        blob_type = _blob_type(props) if props is not None else "BlockBlob"
+        reason = f"New blob detected({blob_type}): {self.container}/{name}"
+        value = self._argument(service, name, props)
         result = self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs)
         if result.succeeded:
-            receipts.get_blob_client(receipt).set_blob_metadata({"Attempts": str(attempt)})
+            receipt.set_blob_metadata({"Attempts": str(attempt)})
             with self._lock:
                 self._done.add(key)
             return
         if attempt < self._options.max_dequeue_count:
             logger.warning(
                 "blob trigger '%s': %s failed (attempt %d of %d); trying again",
-                self.spec.name, props.name, attempt, self._options.max_dequeue_count,
+                self.spec.name, name, attempt, self._options.max_dequeue_count,
             )  # fmt: skip
-            self._retry_later(props.name)
+            self._retry_later(name)
             return
-        self._poison(props, etag)
-        receipts.get_blob_client(receipt).set_blob_metadata({"Attempts": str(attempt), "Poisoned": "true"})
+        self._poison(props or service.get_blob_client(self.container, name).get_blob_properties(), key[1])
+        receipt.set_blob_metadata({"Attempts": str(attempt), "Poisoned": "true"})
         with self._lock:
             self._done.add(key)
 
-    def _argument(self, service: BlobServiceClient, props: BlobProperties) -> Any:
+    def _argument(self, service: BlobServiceClient, name: str, props: BlobProperties | None) -> Any:
         """What the worker passes: a client for an SDK-type parameter, else the whole content (as the host
         reads it before the call, pinned to the ETag the trigger saw)."""
         trigger = self.spec.trigger
-        if self.spec.trigger_deferred:
-            data = reference(str(trigger["connection"]), self.container, props.name)
+        if props is None:
+            data = reference(str(trigger["connection"]), self.container, name)
             return self._sdk_types.argument(self.spec.name, str(trigger["name"]), str(trigger["type"]),
                                             self.spec.trigger_annotation, data)  # fmt: skip
-        blob = service.get_blob_client(self.container, props.name)
+        blob = service.get_blob_client(self.container, name)
         content = blob.download_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified).readall()
-        metadata = trigger_metadata(f"{self.container}/{props.name}", blob.url, blob_properties_dict(props),
+        metadata = trigger_metadata(f"{self.container}/{name}", blob.url, blob_properties_dict(props),
                                     dict(props.metadata or {}))  # fmt: skip
         return content_argument(content, metadata, self.spec.trigger_annotation)
 
@@ -426,11 +437,21 @@ def _blob_type(props: BlobProperties) -> str:
     return str(getattr(props.blob_type, "value", props.blob_type) or "BlockBlob")
 
 
-def _receipt_state(receipts: ContainerClient, name: str) -> dict[str, str] | None:
+def _claim(receipt: BlobClient) -> int | None:
+    """Records one more attempt in the receipt and returns its number; None if the receipt says done.
+
+    A new blob version's receipt is created create-only (one request); an existing one is read first."""
     try:
-        return dict(receipts.get_blob_client(name).get_blob_properties().metadata or {"Done": "true"})
-    except ResourceNotFoundError:
+        receipt.upload_blob(b"", overwrite=False, metadata={"Incomplete": "true", "Attempts": "1"})
+        return 1
+    except ResourceExistsError:
+        pass
+    state = receipt.get_blob_properties().metadata or {}
+    if state.get("Incomplete") != "true":
         return None
+    attempt = int(state.get("Attempts", "0")) + 1
+    receipt.upload_blob(b"", overwrite=True, metadata={"Incomplete": "true", "Attempts": str(attempt)})
+    return attempt
 
 
 def blob_trigger_options(
