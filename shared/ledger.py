@@ -2,19 +2,24 @@
 
 Layout (container ``LEDGER_CONTAINER``):
 
-* ``requests/<request_id>.json``: the :class:`LedgerRecord` (source of truth for ``request_status``).
+* ``requests/<request_id>.json``: the :class:`LedgerRecord` (source of truth for ``request_status``); its
+  metadata repeats the state and times, so one listing shows every request's stage.
 * ``inflight/<request_id>``: an empty marker blob from a request's first state until ``reconcile`` has seen
-  its result; its metadata (``since``: when the request last changed state, ``attempt``) lets ``reconcile``
-  find overdue requests with one listing instead of reading every record.
+  its result; its metadata (``since``: when the request's current attempt began, ``attempt``) lets
+  ``reconcile`` find requests that may be overdue with one listing instead of reading every record.
 
-The ledger owns both: :meth:`Ledger.advance` is the only way a request's state changes, and it writes the
-marker, then the record (with ``If-Match`` on the ETag it read, or ``If-None-Match: *`` for a new record);
-on a conflict it re-reads and retries, so concurrent writers (a late result racing ``accepted``, two
-deliveries of one message) never clobber each other. The marker goes first so that a crash in between
-leaves a marker that is checked again, never a changed record that nobody watches. A finished request
-keeps its marker: only :meth:`Ledger.release`, called by ``reconcile`` once it has checked that the
-output or error record the record names really exists, removes it (conditionally, so a marker rewritten in
-the meantime stays). A record that says an output exists is therefore never taken on trust.
+The ledger owns both: :meth:`Ledger.advance` is the only way a request's state changes. It writes the
+record with ``If-Match`` on the ETag it read (or ``If-None-Match: *`` for a new record); on a conflict it
+re-reads and retries, so concurrent writers (a late result racing ``accepted``, two deliveries of one
+message) never clobber each other. The marker is written, before the record, only when a request starts
+being watched: a new record, a new attempt, or a change to a finished record (a late success replacing a
+failure, a success reopened). Every other change happens while the marker is there already, so it costs
+one request (or two with the read). A crash between marker and record leaves a marker that is checked
+again, never a changed record that nobody watches. A finished request keeps its marker: only
+:meth:`Ledger.release`, called by ``reconcile`` once it has checked that the output or error record the
+record names really exists, a deadline after the record's last change, removes it (conditionally, so a
+marker rewritten in the meantime stays). A record that says an output exists is therefore never taken on
+trust.
 
 Transitions are pure functions of the current record; they never go back from a terminal state, except
 that a late success replaces a failure and a success whose output is gone is reopened as a new attempt.
@@ -248,7 +253,8 @@ class Ledger:
                 return current
             if new.traceparent is None:
                 new = replace(new, traceparent=pipeline.traceparent())
-            self._mark(request_id, now, new.attempt)
+            if _starts_watch(current, new):
+                self._mark(request_id, now, new.attempt)
             try:
                 self._blobs.write(
                     self._container,
@@ -297,6 +303,11 @@ class Ledger:
                     logger.warning("ledger marker %s has bad metadata %s", info.name, info.metadata)
                 continue
             yield Marker(request_id, since, attempt, info.etag)
+
+
+def _starts_watch(current: LedgerRecord | None, new: LedgerRecord) -> bool:
+    """Whether this change needs a fresh in-flight marker (see the module docstring)."""
+    return current is None or current.terminal or new.attempt != current.attempt
 
 
 # ---- transitions (pure) ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Use case ``reconcile``: no request is lost, and no record claims a result that is not there.
 
-It reads the in-flight markers (:mod:`shared.ledger`) whose request last changed state more than
-``RESULT_DEADLINE_MINUTES`` ago:
+It reads the in-flight markers (:mod:`shared.ledger`) whose attempt began more than
+``RESULT_DEADLINE_MINUTES`` ago, and acts on those whose record last changed more than that ago:
 
 * a request still waiting for its result (the endpoint lost it, or its request message was dead-lettered
   by an unexpected error) is published again with ``attempt + 1`` (up to ``MAX_RESUBMITS`` times); after
@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from shared.contracts import ErrorCode, RequestState, output_blob_name
+from shared.contracts import ErrorCode, RequestState, output_blob_name, parse_iso
 from shared.errors import record_error
 from shared.ledger import Ledger, LedgerRecord, Marker, failed, reopened, submitted
 from shared.messages import request_message
@@ -68,19 +68,28 @@ class _Pass:
         deadline = timedelta(minutes=self.settings.result_deadline_minutes)
         for marker in [m for m in self.ledger.inflight() if self.now - m.since >= deadline]:
             with logs.request_scope(marker.request_id):
-                self._one(marker)
+                self._one(marker, deadline)
         return self.report
 
-    def _one(self, marker: Marker) -> None:
+    def _one(self, marker: Marker, deadline: timedelta) -> None:
         record = self.ledger.get(marker.request_id)
         if record is None:
             self._release(marker)
+        elif not self._due(record, deadline):
+            return
         elif record.state == RequestState.SUCCEEDED:
             self._check_output(record, marker)
         elif record.state == RequestState.FAILED:
             self._check_error_record(record, marker)
         else:
             self._overdue(record, marker)
+
+    def _due(self, record: LedgerRecord, deadline: timedelta) -> bool:
+        """The record's last change is a deadline old (a changed record keeps the marker of its attempt)."""
+        try:
+            return record.updated_at is None or self.now - parse_iso(record.updated_at) >= deadline
+        except ValueError:
+            return True
 
     def _release(self, marker: Marker) -> None:
         if self.ledger.release(marker):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,10 @@ class StoredBlob:
 
 
 class FakeBlobStore:
+    """Blobs in a dict; ``ops`` counts the requests a real store would get, by method."""
+
     def __init__(self) -> None:
+        self.ops: Counter[str] = Counter()
         self.blobs: dict[tuple[str, str], StoredBlob] = {}
         self._etags = itertools.count(1)
         self.copies: list[tuple[str, str, str]] = []
@@ -39,12 +43,14 @@ class FakeBlobStore:
         return f"{ACCOUNT}/{container}/{name}"
 
     def properties(self, container: str, name: str) -> BlobInfo:
+        self.ops["properties"] += 1
         blob = self.blobs.get((container, name))
         if blob is None:
             raise BlobNotFound(name)
         return BlobInfo(name, self.url(container, name), blob.etag, len(blob.data), dict(blob.metadata))
 
     def read(self, container: str, name: str) -> tuple[bytes, str]:
+        self.ops["read"] += 1
         blob = self.blobs.get((container, name))
         if blob is None:
             raise BlobNotFound(name)
@@ -61,6 +67,7 @@ class FakeBlobStore:
         if_match: str | None = None,
         if_none_match_any: bool = False,
     ) -> str:
+        self.ops["write"] += 1
         key = (container, name)
         if self.fail_next_writes.get(key, 0) > 0:
             # Simulates another writer winning the race just before this write.
@@ -78,12 +85,14 @@ class FakeBlobStore:
     def copy_from_url(
         self, source_url: str, container: str, name: str, *, content_type: str, metadata: Mapping[str, str]
     ) -> None:
+        self.ops["copy_from_url"] += 1
         located = self.locate(source_url)
         if located is None:
             raise ValueError(f"copy source {source_url} is not a blob of this storage account")
         data, _ = self.read(*located)
         self.copies.append((source_url, container, name))
         self.write(container, name, data, content_type=content_type, metadata=metadata)
+        self.ops.subtract({"read": 1, "write": 1})  # one request to the real service
 
     def locate(self, url: str) -> tuple[str, str] | None:
         path = url.split("?")[0]
@@ -93,15 +102,18 @@ class FakeBlobStore:
         return (container, unquote(name)) if container and name else None
 
     def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
+        self.ops["delete"] += 1
         blob = self.blobs.get((container, name))
         if if_match is not None and (blob is None or blob.etag != if_match):  # as Azurite answers
             raise PreconditionFailed(name)
         self.blobs.pop((container, name), None)
 
     def list(self, container: str, prefix: str) -> Iterator[BlobInfo]:
+        self.ops["list"] += 1
         for (c, n), _ in sorted(self.blobs.items()):
             if c == container and n.startswith(prefix):
                 yield self.properties(c, n)
+                self.ops["properties"] -= 1  # the listing holds them
 
     def read_sas_url(self, container: str, name: str, ttl: timedelta) -> str:
         return f"{self.url(container, name)}?sig=fake&ttl={int(ttl.total_seconds())}"

@@ -43,13 +43,16 @@ def test_record_round_trips_and_public_view_hides_counters() -> None:
     assert view["state"] == "submitted" and "scoring_retries" not in view
 
 
-def test_every_state_change_writes_the_marker_and_a_finished_request_keeps_it() -> None:
+def test_the_marker_is_written_when_a_watch_starts_and_a_finished_request_keeps_it() -> None:
     blobs = FakeBlobStore()
     ledger = Ledger(blobs, "ledger")
     later = NOW + timedelta(minutes=5)
     ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
     assert [(m.request_id, m.since, m.attempt) for m in ledger.inflight()] == [(REQUEST.request_id, NOW, 1)]
-    ledger.advance(REQUEST.request_id, accepted(replace(REQUEST, attempt=2), later, 0), now=later)
+    marker_etag = blobs.blobs[("ledger", f"inflight/{REQUEST.request_id}")].etag
+    ledger.advance(REQUEST.request_id, accepted(REQUEST, later, 0), now=later)  # same attempt: record only
+    assert blobs.blobs[("ledger", f"inflight/{REQUEST.request_id}")].etag == marker_etag
+    ledger.advance(REQUEST.request_id, accepted(replace(REQUEST, attempt=2), later, 0), now=later)  # new attempt
     assert [(m.since, m.attempt) for m in ledger.inflight()] == [(later, 2)]
     ledger.advance(REQUEST.request_id, succeeded(BASE, later, "output/a.csv", 3, 0, "c"), now=later)
     assert [m.request_id for m in ledger.inflight()] == [REQUEST.request_id]
@@ -58,13 +61,36 @@ def test_every_state_change_writes_the_marker_and_a_finished_request_keeps_it() 
     assert {key: blob.etag for key, blob in blobs.blobs.items()} == etags
 
 
+def test_a_change_to_a_finished_record_writes_the_marker_again() -> None:
+    """A late success replacing a failure must be checked by reconcile even if the failure's marker was released."""
+    blobs = FakeBlobStore()
+    ledger = Ledger(blobs, "ledger")
+    ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
+    ledger.advance(REQUEST.request_id, failed(BASE, NOW, code="x", message="m", error_location="e"), now=NOW)
+    [marker] = ledger.inflight()
+    assert ledger.release(marker) and list(ledger.inflight()) == []
+    ledger.advance(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"), now=NOW)
+    assert [m.request_id for m in ledger.inflight()] == [REQUEST.request_id]
+
+
+def test_a_state_change_costs_one_write_when_the_record_is_known() -> None:
+    blobs = FakeBlobStore()
+    ledger = Ledger(blobs, "ledger")
+    ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW, known=(None, None))
+    assert blobs.ops == {"write": 2}  # marker, record
+    known = ledger.read(REQUEST.request_id)
+    blobs.ops.clear()
+    ledger.advance(REQUEST.request_id, accepted(REQUEST, NOW, 0), now=NOW, known=known)
+    assert blobs.ops == {"write": 1}
+
+
 def test_inflight_listing_skips_bad_markers_and_release_is_conditional() -> None:
     blobs = FakeBlobStore()
     ledger = Ledger(blobs, "ledger")
     ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
     blobs.put("ledger", "inflight/r2", b"", {"since": "yesterday", "attempt": "1"})
     [marker] = ledger.inflight()
-    ledger.advance(REQUEST.request_id, accepted(REQUEST, NOW, 0), now=NOW)  # rewrites the marker
+    ledger.advance(REQUEST.request_id, submitted(replace(REQUEST, attempt=2), NOW), now=NOW)  # rewrites the marker
     assert not ledger.release(marker)
     [marker] = ledger.inflight()
     assert ledger.release(marker) and not ledger.release(marker)

@@ -42,6 +42,20 @@ def test_nothing_happens_before_the_deadline() -> None:
     assert (report.resubmitted, report.timed_out, bus.sent) == ([], [], [])
 
 
+def test_a_request_accepted_late_gets_its_full_deadline_from_acceptance() -> None:
+    """The marker keeps the time its attempt began; the record's last change decides whether it is overdue."""
+    blobs, bus = FakeBlobStore(), FakeBus()
+    blobs.put("input", "a.csv", b"1", {"session_id": "s"})
+    ledger = Ledger(blobs, "ledger")
+    submit_blob("input", "a.csv", settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=T0)
+    request = InferenceRequest.from_json(bus.sent[0].message.body)
+    ledger.advance(request.request_id, accepted(request, T0 + timedelta(minutes=20), 0), now=T0 + timedelta(minutes=20))
+    report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=T0 + timedelta(minutes=45))
+    assert (report.resubmitted, len(bus.sent)) == ([], 1)
+    report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=T0 + timedelta(minutes=51))
+    assert report.resubmitted == [request.request_id]
+
+
 def test_overdue_requests_are_resubmitted_then_failed_with_result_timeout() -> None:
     blobs, bus = FakeBlobStore(), FakeBus()
     request = accepted_request(blobs)
