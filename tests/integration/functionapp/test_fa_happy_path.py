@@ -38,7 +38,7 @@ def score_and_write(env: AppEnv, name: str, data: bytes, session: str) -> tuple[
     ):
         received = receiver.receive_messages(max_message_count=1, max_wait_time=60)
         assert received, "no result arrived on the writer subscription"
-        write_result.build().get_user_function()(function_message(received[0]))
+        write_result.build().get_user_function()([function_message(received[0])])
         receiver.complete_message(received[0])
     return rid, InferenceResult.from_json(b"".join(received[0].body))
 

@@ -107,9 +107,9 @@ def test_an_endpoint_not_deployed_yet_breaks_nothing_and_is_retried_until_it_exi
     etag = fa_env.upload("early.csv", b"a\n1\n")
     trigger(fa_env, "early.csv")  # the blob trigger does not need the endpoint
     rid = derive_request_id(fa_env.input, "early.csv", etag)
-    write_result.build().get_user_function()(result_message(InferenceResult(
+    write_result.build().get_user_function()([result_message(InferenceResult(
         request_id="5" * 32, status=ResultStatus.FAILED, input_name="other.csv", model="churn",
-        error=ErrorInfo("no_valid_rows", "no row could be scored"))))  # fmt: skip
+        error=ErrorInfo("no_valid_rows", "no row could be scored")))])  # fmt: skip
     assert fa_env.ledger_record("5" * 32)["state"] == "failed"  # nor does the writer
 
     score = indexed_function("score_request")

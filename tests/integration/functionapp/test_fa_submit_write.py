@@ -24,6 +24,7 @@ from shared.contracts import (
     ResultStatus,
     RowError,
     derive_request_id,
+    iso,
 )
 from shared.ledger import Ledger, accepted
 from shared.settings import DATA_STORAGE, get_settings
@@ -31,7 +32,7 @@ from shared.storage import AzureBlobStore
 from shared.triggers.reconcile import reconcile
 from shared.triggers.request_status import request_status
 from shared.triggers.submit_blob import submit_blob
-from shared.triggers.write_result import write_result
+from shared.triggers.write_result import WriteBatchFailed, write_result
 
 from .conftest import AppEnv
 from .fa_support import set_env
@@ -102,14 +103,37 @@ def test_write_result_inline_is_idempotent(fa_env: AppEnv) -> None:
     result = InferenceResult(request_id="1" * 32, status=ResultStatus.SUCCEEDED, input_name="d/x.csv", model="churn",
                              rows_scored=1, output=OutputRef.inline(output, DataFormat.CSV, None))  # fmt: skip
     fn = write_result.build().get_user_function()
-    fn(result_message(result))
+    fn([result_message(result)])
     first = fa_env.blob_service.get_blob_client(fa_env.output, "d/x.csv").get_blob_properties()
-    fn(result_message(result))
+    fn([result_message(result)])
     second = fa_env.blob_service.get_blob_client(fa_env.output, "d/x.csv").get_blob_properties()
     assert first.etag == second.etag and fa_env.read(fa_env.output, "d/x.csv") == output
     assert fa_env.names(fa_env.output) == ["d/x.csv"]
     record = fa_env.ledger_record("1" * 32)
     assert record["state"] == "succeeded" and record["output_location"] == f"{fa_env.output}/d/x.csv"
+
+
+def test_write_result_writes_a_batch_and_raises_for_the_result_it_could_not_write(fa_env: AppEnv) -> None:
+    """The host abandons a batch whose function raised; the results written already are found in place when
+    the batch comes again."""
+
+    def ok(request_id: str, name: str) -> InferenceResult:
+        output = OutputRef.inline(f"a,prediction\n{name},1\n".encode(), DataFormat.CSV, None)
+        return InferenceResult(request_id=request_id, status=ResultStatus.SUCCEEDED, input_name=name, model="churn",
+                               rows_scored=1, output=output)  # fmt: skip
+
+    good = [ok("6" * 32, "b/one.csv"), ok("7" * 32, "b/two.csv")]
+    bad = ok("8" * 32, "../escape.csv")
+    fn = write_result.build().get_user_function()
+    with pytest.raises(WriteBatchFailed, match="1 of 3 results not written"):
+        fn([result_message(good[0]), result_message(bad), result_message(good[1])])
+    assert fa_env.names(fa_env.output) == ["b/one.csv", "b/two.csv"]
+    etags = [fa_env.blob_service.get_blob_client(fa_env.output, n).get_blob_properties().etag
+             for n in ("b/one.csv", "b/two.csv")]  # fmt: skip
+    fn([result_message(r) for r in good])
+    assert etags == [fa_env.blob_service.get_blob_client(fa_env.output, n).get_blob_properties().etag
+                     for n in ("b/one.csv", "b/two.csv")]  # fmt: skip
+    assert fa_env.ledger_record("7" * 32)["state"] == "succeeded"
 
 
 def staged_output(env: AppEnv, container: str, name: str, data: bytes, request_id: str) -> InferenceResult:
@@ -128,7 +152,7 @@ def test_write_result_copies_a_staged_output(fa_env: AppEnv, monkeypatch: pytest
     set_env(monkeypatch, RESULTS_CONTAINER=fa_env.input + "-results")
     data = b"a,prediction,probability\n" + b"1,1,0.75\n" * 40_000
     result = staged_output(fa_env, fa_env.input + "-results", f"{'2' * 32}/1/big.csv", data, "2" * 32)
-    write_result.build().get_user_function()(result_message(result))
+    write_result.build().get_user_function()([result_message(result)])
     assert fa_env.read(fa_env.output, "big.csv") == data
     assert fa_env.ledger_record("2" * 32)["rows_scored"] == 40_000
     assert fa_env.names(fa_env.input + "-results") == []  # the staged output is removed once written
@@ -141,7 +165,7 @@ def test_write_result_copies_nothing_from_outside_the_requests_staged_outputs(
     secret = b"a,b\n" + b"not for the output container\n" * 100
     rid = "4" * 32
     result = staged_output(fa_env, fa_env.input, f"{rid}/1/big.csv", secret, rid)  # the input container
-    write_result.build().get_user_function()(result_message(result))
+    write_result.build().get_user_function()([result_message(result)])
     assert fa_env.names(fa_env.output) == ["errors/big.csv.error.json"]
     document = json.loads(fa_env.read(fa_env.output, "errors/big.csv.error.json"))
     assert document["error"]["code"] == "blob_url_not_allowed"
@@ -153,7 +177,7 @@ def test_write_result_failure_writes_the_error_record(fa_env: AppEnv) -> None:
     result = InferenceResult(request_id="3" * 32, status=ResultStatus.FAILED, input_name="bad.csv", model="churn",
                              rows_failed=1, row_errors=(RowError(1, "tenure: expected a number"),),
                              error=ErrorInfo("no_valid_rows", "no row could be scored"))  # fmt: skip
-    write_result.build().get_user_function()(result_message(result))
+    write_result.build().get_user_function()([result_message(result)])
     document = json.loads(fa_env.read(fa_env.output, "errors/bad.csv.error.json"))
     assert document["error"]["code"] == "no_valid_rows"
     assert document["row_errors"] == [{"row": 1, "message": "tenure: expected a number"}]
@@ -168,8 +192,16 @@ def test_reconcile_resubmits_an_overdue_request(fa_env: AppEnv, monkeypatch: pyt
     message = fa_env.receive("scoring", lambda m: m.message_id == request_id)
     assert message is not None
     request = InferenceRequest.from_json(b"".join(message.body))
-    ledger = Ledger(AzureBlobStore(get_settings().data_storage), fa_env.ledger)
+    blobs = AzureBlobStore(get_settings().data_storage)
+    ledger = Ledger(blobs, fa_env.ledger)
     long_ago = datetime.now(UTC) - timedelta(minutes=5)
+
+    def began_long_ago(attempt: int) -> None:
+        """Five minutes pass: the attempt began that long ago (its in-flight marker says when)."""
+        blobs.write(fa_env.ledger, f"inflight/{request_id}", b"", content_type="application/octet-stream",
+                    metadata={"since": iso(long_ago), "attempt": str(attempt)})  # fmt: skip
+
+    began_long_ago(1)
     ledger.advance(request_id, accepted(request, long_ago, 0), now=long_ago)
     reconcile.build().get_user_function()(func.timer.TimerRequest(past_due=False))
     again = fa_env.receive("scoring", lambda m: m.message_id == f"{request_id}:2")
@@ -178,7 +210,8 @@ def test_reconcile_resubmits_an_overdue_request(fa_env: AppEnv, monkeypatch: pyt
     record = fa_env.ledger_record(request_id)
     assert (record["state"], record["attempt"]) == ("submitted", 2)
     # The resubmitted attempt is overdue too and no resubmits are left: result_timeout.
-    ledger.advance(request_id, lambda r: r and replace(r, updated_at="long ago"), now=long_ago)
+    began_long_ago(2)
+    ledger.advance(request_id, lambda r: r and replace(r, updated_at=iso(long_ago)), now=long_ago)
     reconcile.build().get_user_function()(func.timer.TimerRequest(past_due=True))
     record = fa_env.ledger_record(request_id)
     assert (record["state"], record["error_code"]) == ("failed", "result_timeout")
@@ -220,7 +253,7 @@ def test_result_published_on_the_bus_reaches_the_writer_subscription(fa_env: App
             [received] = receiver.receive_messages(max_message_count=1, max_wait_time=10)
             from .fa_support import function_message
 
-            write_result.build().get_user_function()(function_message(received))
+            write_result.build().get_user_function()([function_message(received)])
             receiver.complete_message(received)
     assert fa_env.read(fa_env.output, "s.jsonl") == output
 

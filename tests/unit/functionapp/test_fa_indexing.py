@@ -53,6 +53,7 @@ def test_functions_and_bindings_with_two_model_routes(restore_modules: pytest.Mo
                            "topicName": "%REQUEST_TOPIC%", "subscriptionName": subscription}  # fmt: skip
     [writer] = found["write_result"]
     assert writer["type"] == "serviceBusTrigger" and writer["isSessionsEnabled"] is True
+    assert (writer["name"], writer["cardinality"]) == ("msgs", "MANY")
     assert (writer["topicName"], writer["subscriptionName"], writer["connection"]) == (
         "%RESULT_TOPIC%", "%WRITER_SUBSCRIPTION%", "ServiceBus")  # fmt: skip
     [timer] = found["reconcile"]
