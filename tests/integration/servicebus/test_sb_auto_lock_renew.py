@@ -1,5 +1,6 @@
 """`AutoLockRenewer` (sync and aio) keeps message and session locks alive on the emulator, well past the lock
-duration, and calls its failure callback when renewal really fails.
+duration, and calls its failure callback when renewal really fails: the broker lost the lock (`kill -9`), or
+the entity was deleted under the receiver (the renewal is answered `amqp:not-found`, as in Azure).
 
 The sync renewer renews from a thread pool whose threads share the receiver's connection; their transfer frames
 reach the emulator out of delivery-id order (see `devstack/servicebus/framing.py`), which used to end the
@@ -17,10 +18,11 @@ from typing import Any
 from azure.servicebus import AutoLockRenewer, ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus.aio import AutoLockRenewer as AsyncAutoLockRenewer
 from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
+from azure.servicebus.exceptions import AutoLockRenewFailed, MessagingEntityNotFoundError
 
 from tests.fixtures.servicebus import ServiceBusEmulator, ServiceBusFactory
 from tests.integration.servicebus.conftest import queue, write_config
-from tests.integration.servicebus.sbhelp import bodies, client, take, wait_until
+from tests.integration.servicebus.sbhelp import admin, bodies, client, take, wait_until
 
 LOCK = timedelta(seconds=5)  # the lock duration of the auto-renew queues
 HELD = LOCK * 2  # how long each test keeps its locks: two lock durations (the first lock has long run out)
@@ -142,6 +144,68 @@ def test_failure_callback_fires_when_the_broker_loses_the_lock(
     assert error is not None and m.auto_renew_error is error
 
 
+def test_failure_callback_fires_when_the_queue_is_deleted_under_the_receiver(sb: ServiceBusEmulator) -> None:
+    with admin(sb) as a:
+        a.create_queue("renew-deleted", lock_duration="PT3S")
+    with client(sb, retry_total=0) as c:
+        with c.get_queue_sender("renew-deleted") as sender:
+            sender.send_messages(ServiceBusMessage("job"))
+        failures: list[Any] = []
+        called = threading.Event()
+
+        def failed(renewable: Any, error: Exception | None) -> None:
+            failures.append((renewable, error))
+            called.set()
+
+        with AutoLockRenewer() as renewer, c.get_queue_receiver("renew-deleted", max_wait_time=2) as receiver:
+            (m,) = receiver.receive_messages(max_message_count=1, max_wait_time=2)
+            first = m.locked_until_utc
+            assert first is not None
+            renewer.register(receiver, m, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
+            wait_until(lambda: m.locked_until_utc is not None and m.locked_until_utc > first, 10, "a first renewal")
+            with admin(sb) as a:
+                a.delete_queue("renew-deleted")
+            assert called.wait(15), "the failure callback was not called"
+    ((renewable, error),) = failures
+    assert renewable is m
+    assert isinstance(error, AutoLockRenewFailed) and m.auto_renew_error is error
+    assert isinstance(error.inner_exception, MessagingEntityNotFoundError), repr(error.inner_exception)
+
+
+def test_async_failure_callback_fires_when_the_session_queue_is_deleted(sb: ServiceBusEmulator) -> None:
+    with admin(sb) as a:
+        a.create_queue("renew-deleted-session-aio", lock_duration="PT3S", requires_session=True)
+
+    async def scenario() -> tuple[Any, list[Any]]:
+        failures: list[Any] = []
+
+        async def failed(renewable: Any, error: Exception | None) -> None:
+            failures.append((renewable, error))
+
+        async with AsyncServiceBusClient.from_connection_string(sb.connection_string, retry_total=0) as c:
+            async with c.get_queue_sender("renew-deleted-session-aio") as sender:
+                await sender.send_messages(ServiceBusMessage("x", session_id="doomed"))
+            async with (
+                AsyncAutoLockRenewer() as renewer,
+                c.get_queue_receiver("renew-deleted-session-aio", session_id="doomed", keep_alive=0) as receiver,
+            ):
+                session = receiver.session
+                first = session.locked_until_utc
+                assert first is not None
+                renewer.register(receiver, session, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
+                await _async_wait(lambda: session.locked_until_utc is not None and session.locked_until_utc > first, 10)
+                with admin(sb) as a:
+                    a.delete_queue("renew-deleted-session-aio")
+                await _async_wait(lambda: bool(failures), 15)
+        return session, failures
+
+    session, failures = asyncio.run(scenario())
+    ((renewable, error),) = failures
+    assert renewable is session
+    assert isinstance(error, AutoLockRenewFailed) and session.auto_renew_error is error
+    assert isinstance(error.inner_exception, MessagingEntityNotFoundError), repr(error.inner_exception)
+
+
 def _record(failures: list[Any]) -> Any:
     def failed(renewable: Any, error: Exception | None) -> None:
         failures.append((renewable, error))
@@ -153,5 +217,5 @@ async def _async_wait(condition: Any, timeout: float) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for renewed locks")
+            raise AssertionError(f"timed out after {timeout} s waiting on the renewer")
         await asyncio.sleep(0.1)

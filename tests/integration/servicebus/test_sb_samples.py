@@ -14,6 +14,15 @@ wait of the failure demo 16 s) and their queues get a 5 s lock instead of Azure'
 outlasts the lock four times, the renewer's interval still outlasts it, and renewal is still the only thing that
 keeps the messages.
 
+Their session example closes its receiver while the renewer still runs, and the SDK may then log one traceback
+of its own (`SESSION_CLOSE_RACE`): a renewal that falls due while the receiver closes fails inside the client.
+Closing ends the client's AMQP session, which puts its cached `$management` link in error, but the receiver
+counts as running until its keep-alive task wakes (it sleeps in 1 s steps, 0.2 s here, and close waits for it);
+a renewal in that moment fails at `ManagementOperation.ready()` before anything is sent, the SDK logs it with
+`logger.exception` and the renewer stops quietly. Nothing reaches the emulator, so Azure sees the same (a known
+race of the SDK's renewer, avoided by closing the renewer before the receiver); the sample's work is done by
+then. That one record, right after the session example's last line, is allowed; any other traceback fails.
+
 `CLOUD_ONLY` lists the samples that need something only Azure has, with the reason; they are not run.
 """
 
@@ -22,6 +31,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -58,12 +68,18 @@ CLOUD_ONLY = {
     "authenticate_using_azure_sas_credential": _CREDENTIAL_OBJECT,
     "generate_sas_token_and_authenticate_client": _CREDENTIAL_OBJECT,
 }
-# Samples that fail against the emulator today, with what fails; they are not run until it is fixed.
-KNOWN_FAILING = {
-    "auto_lock_renew": "on an idle machine the SDK reports 'Management Operation error occurred' on its "
-    "$management link while the renewer renews, and the handler shuts down (the jobs still complete); "
-    "test_sb_auto_lock_renew.py covers renewal itself",
-}
+# The SDK's own record of a renewal that raced its receiver's close (see the module docstring): the error is
+# raised by the client's cached $management link, in `ready()` before the request is sent or, when the close
+# came while an answer was awaited, in `execute()`.
+SESSION_CLOSE_RACE = re.compile(
+    r"Unexpected error occurred \(ValueError\('Management Operation error occurred\.'\)\)\. Handler shutting down\.\n"
+    r"Traceback \(most recent call last\):\n"
+    r"(?:  .*\n)*?"
+    r'  File ".*/_pyamqp/(?:aio/_)?management_operation(?:_async)?\.py", line \d+, in (?:ready|execute)\n'
+    r"    raise self\._mgmt_error\n"
+    r"ValueError: Management Operation error occurred\.\n"
+)
+SESSION_EXAMPLE_DONE = "Register session into AutoLockRenewer.\nComplete messages.\n"
 LOCK_SECONDS = {"auto_lock_renew": 5}  # see the module docstring
 SESSION_SUBSCRIPTION = {"list_sessions"}  # samples whose SERVICEBUS_SUBSCRIPTION_NAME must require sessions
 SCALED = {"auto_lock_renew"}
@@ -221,12 +237,22 @@ def outcomes(
 ) -> dict[str, Outcome]:
     """Every runnable sample, run side by side (the slowest first)."""
     log_dir = tmp_path_factory.mktemp("sample-logs")
-    runnable = [p for p in _sample_files(samples) if _stem(p) not in CLOUD_ONLY and _stem(p) not in KNOWN_FAILING]
+    runnable = [p for p in _sample_files(samples) if _stem(p) not in CLOUD_ONLY]
     runnable.sort(key=lambda p: _stem(p) not in SCALED)
     _preload(emulator, runnable)
     with ThreadPoolExecutor(WORKERS) as pool:
         results = pool.map(lambda p: _run(emulator, p, log_dir), runnable)
         return {f"{p.parent.name}/{p.name}": outcome for p, outcome in zip(runnable, results, strict=True)}
+
+
+def _without_session_close_race(output: str) -> str:
+    """The output less the SDK's record of a renewal racing the session receiver's close, where it can occur."""
+    done = output.find(SESSION_EXAMPLE_DONE)
+    if done < 0:
+        return output
+    rest = done + len(SESSION_EXAMPLE_DONE)
+    race = SESSION_CLOSE_RACE.match(output, rest)
+    return output if race is None else output[:rest] + output[race.end() :]
 
 
 def _all_sample_names() -> list[str]:
@@ -286,11 +312,10 @@ def test_sample(name: str, outcomes: dict[str, Outcome]) -> None:
     stem = name.split("/")[1].removesuffix(".py").removesuffix("_async")
     if stem in CLOUD_ONLY:
         pytest.skip(f"needs Azure: {CLOUD_ONLY[stem]}")
-    if stem in KNOWN_FAILING:
-        pytest.skip(f"fails against the emulator: {KNOWN_FAILING[stem]}")
     outcome = outcomes[name]
     report = f"exit {outcome.code} after {outcome.seconds:.0f} s:\n{outcome.output[-4000:]}"
-    assert "Traceback" not in outcome.output, report
+    output = _without_session_close_race(outcome.output) if stem == "auto_lock_renew" else outcome.output
+    assert "Traceback" not in output, report
     if stem == "auto_lock_renew":  # the long jobs completed and the failure callback fired
         assert outcome.output.count("Complete") >= 2, report
         assert "Intentionally failed to renew lock" in outcome.output, report
