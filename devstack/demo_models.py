@@ -12,16 +12,12 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from devstack import procs
 from devstack.routes import ModelOption
-from devstack.runner import StackError
-from devstack.stack import PORT_SETTINGS, StackSettings
+from devstack.stack import PORT_SETTINGS, StackSettings, run_training
 from shared.contracts import DEFAULT_MODEL, PREDICTION_COLUMN
 
 # route -> example kind of ``python -m scoring.train --kind``
@@ -31,23 +27,11 @@ DEMO_ROUTES = {"multiclass": "multiclass", "regression": "regression"}
 def train_route_models(settings: StackSettings, report: Callable[[str], None]) -> list[ModelOption]:
     """The demo routes' models, trained into ``<base>/demo-models/<kind>`` the first time."""
     options = []
-    log = settings.log_dir / "demo-train.log"
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
     for route, kind in DEMO_ROUTES.items():
         folder = settings.base_dir / "demo-models" / kind
         if not (folder / "MLmodel").is_file():
             report(f"training the {kind} example model for route {route} (python -m scoring.train --kind {kind})")
-            with log.open("ab") as out:
-                done = subprocess.run(
-                    [sys.executable, "-m", "scoring.train", "--kind", kind, "--out", str(folder)],
-                    cwd=settings.repo,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    check=False,
-                )
-            if done.returncode != 0:
-                lines = "\n".join(f"    {line}" for line in procs.tail(log, 15))
-                raise StackError(f"training the {kind} example failed; last lines of {log}:\n{lines}")
+            run_training(settings, folder, "demo-train.log", f"the {kind} example", "--kind", kind)
         options.append(ModelOption(route, folder))
     return options
 

@@ -370,19 +370,27 @@ def ensure_model(settings: StackSettings, report: Callable[[str], None]) -> None
     if (settings.model_dir / "MLmodel").exists():
         return
     report(f"scoring: no trained model in {settings.model_dir}; training it (python -m scoring.train)")
+    run_training(settings, settings.model_dir, "train.log", "the model")
+
+
+def run_training(settings: StackSettings, out: Path, log_name: str, what: str, *options: str) -> None:
+    """``python -m scoring.train [options] --out OUT``, its output appended to ``<log_dir>/<log_name>``.
+
+    Raises StackError naming ``what`` and quoting the log's last lines when training fails.
+    """
     settings.log_dir.mkdir(parents=True, exist_ok=True)
-    log = settings.log_dir / "train.log"
-    with log.open("ab") as out:
+    log = settings.log_dir / log_name
+    with log.open("ab") as stream:
         done = subprocess.run(
-            [sys.executable, "-m", "scoring.train", "--out", str(settings.model_dir)],
+            [sys.executable, "-m", "scoring.train", *options, "--out", str(out)],
             cwd=settings.repo,
-            stdout=out,
+            stdout=stream,
             stderr=subprocess.STDOUT,
             check=False,
         )
     if done.returncode != 0:
         lines = "\n".join(f"    {line}" for line in procs.tail(log, 15))
-        raise StackError(f"training the model failed (exit {done.returncode}); last lines of {log}:\n{lines}")
+        raise StackError(f"training {what} failed (exit {done.returncode}); last lines of {log}:\n{lines}")
 
 
 def _require_module(module: str, what: str) -> None:

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import skops.io
-from mlflow.models import infer_signature
 from sklearn.datasets import load_diabetes
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import train_test_split
 
-from scoring.examples.common import SKLEARN_PACKAGES, clear_model_dir, pinned
+from scoring.examples.common import save_example
 
 DEFAULT_SEED = 7
 TEST_FRACTION = 0.25
@@ -57,13 +55,6 @@ def train_and_save(out: Path, rows: int | None = None, seed: int | None = None) 
         raise SystemExit("the regression example trains on the 442 bundled diabetes rows; --rows does not apply")
     model, r2 = train(DEFAULT_SEED if seed is None else seed)
     x, _ = dataset()
-    mlflow.sklearn.save_model(
-        model,
-        clear_model_dir(out),
-        signature=infer_signature(x, model.predict(x)),
-        input_example=x.head(3),
-        pip_requirements=pinned(SKLEARN_PACKAGES),
-        skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
-        metadata={"holdout_r2": round(r2, 4)},
-    )
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    save_example(model, out, x, {"holdout_r2": round(r2, 4)}, skops_trusted_types=trusted)
     return f"held-out R²: {r2:.4f}"

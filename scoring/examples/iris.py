@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow.sklearn
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from scoring.examples.common import SKLEARN_PACKAGES, clear_model_dir, pinned
+from scoring.examples.common import save_example
 
 COLUMNS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 DEFAULT_SEED = 7
@@ -55,12 +53,5 @@ def train_and_save(out: Path, rows: int | None = None, seed: int | None = None) 
         raise SystemExit("the multiclass example trains on the 150 bundled iris rows; --rows does not apply")
     pipeline, accuracy = train(DEFAULT_SEED if seed is None else seed)
     x, _ = dataset()
-    mlflow.sklearn.save_model(
-        pipeline,
-        clear_model_dir(out),
-        signature=infer_signature(x, pipeline.predict(x)),
-        input_example=x.head(3),
-        pip_requirements=pinned(SKLEARN_PACKAGES),
-        metadata={"holdout_accuracy": round(accuracy, 4)},
-    )
+    save_example(pipeline, out, x, {"holdout_accuracy": round(accuracy, 4)})
     return f"held-out accuracy: {accuracy:.4f}"
