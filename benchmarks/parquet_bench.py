@@ -17,33 +17,16 @@ cached in ``benchmarks/data/`` (not committed).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import platform
-import tempfile
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scoring_bench import (
-    DATA,
-    MODEL,
-    USER_MODELS,
-    ModelServer,
-    async_throughput,
-    pandas_baseline,
-    train_user_model,
-)
-from devstack.ports import free_port
-from devstack.stack import LocalStack, StackSettings
+from benchmarks.figures import RESULTS, save, stamp
+from benchmarks.scoring_bench import DATA, MODEL, async_throughput, scoring_stack, user_model_rows, with_baseline
 from scoring.examples.churn.sample import sample_bytes
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "parquet.json"
 ROW_GROUP_ROWS = 100_000
 GOAL = 1.0
 
@@ -56,47 +39,14 @@ def input_file(rows: int) -> Path:
     return path
 
 
-def measured(settings: StackSettings, path: Path, rows: int, model_dir: Path, url: str | None = None) -> dict[str, Any]:
-    served = async_throughput(settings, path, rows, url)
-    baseline = pandas_baseline(path, rows, model_dir)
-    served["ratio_vs_pandas"] = served["service_rows_per_s"] / baseline["rows_per_s"]
-    return {"async": served, "pandas_baseline": baseline}
-
-
 def run(rows: int) -> dict[str, Any]:
-    if not (MODEL / "MLmodel").exists():
-        from scoring.train import main as train_main
-
-        train_main(["--out", str(MODEL)])
-    base = Path(tempfile.mkdtemp(prefix="parquet-bench-"))
-    settings = replace(
-        StackSettings(base_dir=base),
-        blob_port=free_port(),
-        queue_port=free_port(),
-        table_port=free_port(),
-        servicebus_port=free_port(),
-        scoring_port=free_port(),
-        functions_port=free_port(),
-    )
-    stack = LocalStack(settings, report=lambda line: logger.info("%s", line))
     path = input_file(rows)
-    figures: dict[str, Any] = {"rows": rows, "row_group_rows": ROW_GROUP_ROWS, "models": {}}
-    try:
-        stack.up(["azurite", "servicebus", "scoring"])
-        figures["models"]["churn"] = measured(settings, path, rows, MODEL)
-        for kind in USER_MODELS:
-            model_dir = train_user_model(kind, base / kind)
-            server = ModelServer(settings, model_dir, base / f"{kind}.log")
-            try:
-                figures["models"][kind] = measured(settings, path, rows, model_dir, server.url)
-            finally:
-                server.stop()
-    finally:
-        stack.down()
+    figures: dict[str, Any] = {"rows": rows, "row_group_rows": ROW_GROUP_ROWS}
+    with scoring_stack("parquet-bench-") as (settings, base):
+        churn = with_baseline(async_throughput(settings, path, rows), path, rows, MODEL)
+        figures["models"] = {"churn": churn, **user_model_rows(settings, base, path, rows)}
     figures["goal"] = GOAL
-    figures["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()}
-    figures["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    return figures
+    return stamp(figures)
 
 
 def print_table(f: dict[str, Any]) -> None:
@@ -118,9 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     figures = run(args.rows)
     print_table(figures)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"written to {RESULTS.relative_to(REPO)}")
+    save(figures, RESULTS / "parquet.json")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from benchmarks.costs import CostMeter, cost_lines
+from benchmarks.figures import save
 from devstack.stack import LocalStack
 from scoring.examples.churn.sample import frame
 from scoring.examples.files import to_csv
@@ -460,9 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = run(args)
     print_table(table(figures))
     print_details(figures)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2, default=str) + "\n")
-    print(f"written to {args.out}")
+    save(figures, args.out)
     return 0
 
 

@@ -17,7 +17,6 @@ Results go to ``benchmarks/results/scan.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import shutil
@@ -34,6 +33,7 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from benchmarks.figures import save
 from devstack.functions_host.blob_listing import ContainerLister
 from devstack.stack import BLOB_POLL_SECONDS, LocalStack
 from tests.support.flow import REPO, cpu_seconds, isolated_settings, load_average
@@ -183,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     figures = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"written to {args.out}")
+    save(figures, args.out)
     return 0
 
 

@@ -36,14 +36,11 @@ import http.client
 import json
 import logging
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,25 +53,19 @@ import psutil
 import requests
 from azure.servicebus import AutoLockRenewer, ServiceBusClient
 
+from benchmarks.figures import RESULTS, save, stamp
 from devstack import gunicorn_loopback
-from devstack.ports import LOOPBACK, free_port
+from devstack.ports import LOOPBACK
 from devstack.stack import LocalStack, StackSettings
 from scoring.examples.churn.sample import frame, sample_bytes
 from shared.contracts import ResultStatus, detect_format
-from tests.integration.scoring.helpers import (
-    CLIENT_SUBSCRIPTION,
-    RESULT_TOPIC,
-    result_of,
-    sas_url,
-    scoring_request,
-    upload,
-)
-from tests.support.flow import peak_rss_kib
+from tests.support.azmlinfsrv import ScoringServer, start_scoring_server
+from tests.support.flow import isolated_settings, peak_rss_kib
+from tests.support.scoring import CLIENT_SUBSCRIPTION, RESULT_TOPIC, result_of, sas_url, scoring_request, upload
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "scoring.json"
 DATA = REPO / "benchmarks" / "data"
 MODEL = REPO / "scoring" / "model"
 SYNC_ROWS = 10_000
@@ -440,85 +431,59 @@ def _trusted_types(pipeline: Any) -> list[str]:
         return list(skops.io.get_untrusted_types(file=dumped))
 
 
-class ModelServer:
+def start_user_server(settings: StackSettings, model_dir: Path, log: Path) -> ScoringServer:
     """One more ``azmlinfsrv`` serving ``model_dir``, wired to the stack's Azurite and Service Bus emulator."""
+    env = {
+        "RESULT_SERVICEBUS_CONNECTION": settings.servicebus_connection_string,
+        "RESULTS_STORAGE_CONNECTION": settings.storage_connection_string,
+        "GUNICORN_CMD_ARGS": gunicorn_loopback.CMD_ARGS,
+    }
+    return start_scoring_server(model_dir, log, env, timeout=120)
 
-    def __init__(self, settings: StackSettings, model_dir: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}/score"
-        env = {
-            **os.environ,
-            "RESULT_SERVICEBUS_CONNECTION": settings.servicebus_connection_string,
-            "RESULTS_STORAGE_CONNECTION": settings.storage_connection_string,
-            "GUNICORN_CMD_ARGS": gunicorn_loopback.CMD_ARGS,
-        }
-        env.pop("AZUREML_MODEL_DIR", None)
-        argv = [
-            str(Path(sys.executable).with_name("azmlinfsrv")), "--entry_script", str(REPO / "scoring" / "score.py"),
-            "--model_dir", str(model_dir), "--port", str(self.port),
-        ]  # fmt: skip
-        self.log = log
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"azmlinfsrv for {model_dir} exited:\n{log.read_text(errors='replace')[-2000:]}")
-            with contextlib.suppress(requests.RequestException):
-                if (
-                    "ready for serving" in log.read_text(errors="replace")
-                    and requests.get(f"http://{LOOPBACK}:{self.port}/", timeout=5).ok
-                ):
-                    return
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"azmlinfsrv for {model_dir} was not ready in 120 s")
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def with_baseline(served: dict[str, Any], path: Path, rows: int, model_dir: Path) -> dict[str, Any]:
+    """``served`` (figures of :func:`async_throughput` on ``path``) beside a pandas script with the same model."""
+    baseline = pandas_baseline(path, rows, model_dir)
+    served["ratio_vs_pandas"] = served["service_rows_per_s"] / baseline["rows_per_s"]
+    return {"async": served, "pandas_baseline": baseline}
 
 
 def user_model_rows(settings: StackSettings, base: Path, path: Path, rows: int) -> dict[str, Any]:
-    """Async rows/s of each user model on the same CSV, each against its own pandas script."""
+    """Async rows/s of each user model on the same file, each served by its own server (stopped before its
+    pandas script runs), against its own pandas script."""
     figures: dict[str, Any] = {}
     for kind in USER_MODELS:
         model_dir = train_user_model(kind, base / kind)
-        server = ModelServer(settings, model_dir, base / f"{kind}.log")
+        server = start_user_server(settings, model_dir, base / f"{kind}.log")
         try:
-            served = async_throughput(settings, path, rows, server.url)
+            served = async_throughput(settings, path, rows, server.score_url)
         finally:
             server.stop()
-        baseline = pandas_baseline(path, rows, model_dir)
-        served["ratio_vs_pandas"] = served["service_rows_per_s"] / baseline["rows_per_s"]
-        figures[kind] = {"async": served, "pandas_baseline": baseline}
+        figures[kind] = with_baseline(served, path, rows, model_dir)
     return figures
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.contextmanager
+def scoring_stack(prefix: str) -> Iterator[tuple[StackSettings, Path]]:
+    """Azurite, the Service Bus emulator and azmlinfsrv serving scoring/model (trained first if missing), on
+    free loopback ports under a new temporary folder; the settings and that folder."""
     if not (MODEL / "MLmodel").exists():
         from scoring.train import main as train_main
 
         train_main(["--out", str(MODEL)])
-    base = Path(tempfile.mkdtemp(prefix="scoring-bench-"))
-    settings = replace(
-        StackSettings(base_dir=base),
-        blob_port=free_port(),
-        queue_port=free_port(),
-        table_port=free_port(),
-        servicebus_port=free_port(),
-        scoring_port=free_port(),
-        functions_port=free_port(),
-    )
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    settings = isolated_settings(base)
     stack = LocalStack(settings, report=lambda line: logger.info("%s", line))
-    path = input_file(args.rows) if not args.sync_only else None
     try:
         stack.up(["azurite", "servicebus", "scoring"])
+        yield settings, base
+    finally:
+        stack.down()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    path = input_file(args.rows) if not args.sync_only else None
+    with scoring_stack("scoring-bench-") as (settings, base):
         figures: dict[str, Any] = {
             "sync": sync_throughput(settings.scoring_url, settings.scoring_port, args.sync_requests),
             "latency": one_row_latency(settings.scoring_url, args.latency_requests),
@@ -542,16 +507,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             figures["pandas_baseline"] = pandas_baseline(path, args.rows)
             figures["user_models"] = user_model_rows(settings, base, path, args.rows)
-    finally:
-        stack.down()
     if "async" in figures:
         figures["async"]["ratio_vs_pandas"] = (
             figures["async"]["service_rows_per_s"] / figures["pandas_baseline"]["rows_per_s"]
         )
     figures["goals"] = GOALS
-    figures["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()}
-    figures["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    return figures
+    return stamp(figures)
 
 
 SHAPE_LABELS = {
@@ -643,9 +604,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(figures)
     if args.sync_only:
         return
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"written to {RESULTS.relative_to(REPO)}")
+    save(figures, RESULTS / "scoring.json")
 
 
 if __name__ == "__main__":

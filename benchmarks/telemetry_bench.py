@@ -14,7 +14,6 @@ Results go to ``benchmarks/results/telemetry.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
+from benchmarks.figures import save
 from benchmarks.pipeline_bench import Dropper, ensure_model, print_table, run_burst, run_large, sample_file, small_files
 from devstack.stack import LocalStack
 from tests.support.flow import REPO, isolated_settings, load_average
@@ -133,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(table(figures))
     for r in figures["rounds"]:
         print(f"  {r['mode']:>3}: {r['rows_per_s']:,.0f} rows/s, {r['files_per_s']:.1f} files/s, {r['spans']} spans")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"written to {args.out}")
+    save(figures, args.out)
     return 0
 
 

@@ -21,18 +21,25 @@ import pandas as pd
 import pytest
 
 from scoring.examples.churn.sample import frame, sample_bytes
-from shared.contracts import INLINE_OUTPUT_MAX_BYTES, DataFormat, ErrorCode, ResultStatus
+from shared.contracts import (
+    INLINE_OUTPUT_MAX_BYTES,
+    AsyncScoringRequest,
+    DataFormat,
+    ErrorCode,
+    InferenceResult,
+    ResultStatus,
+)
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.scoring import ScoringServer, ScoringServerFactory
 from tests.fixtures.servicebus import ServiceBusEmulator
-from tests.integration.scoring.helpers import (
+from tests.support.scoring import (
     output_bytes,
     post,
     receive_results,
     result_of,
-    sas_url,
+    result_of_request,
     scoring_request,
-    upload,
+    submit,
 )
 
 pytestmark = pytest.mark.slow
@@ -40,14 +47,25 @@ pytestmark = pytest.mark.slow
 
 def _submit(
     server: ScoringServer, azurite: Azurite, data: bytes, name: str, fmt: DataFormat, compression: str | None = None
-) -> Any:
+) -> AsyncScoringRequest:
     blob = f"{uuid.uuid4().hex[:8]}/{name}"
-    upload(azurite.connection_string, blob, data)
-    request = scoring_request(sas_url(azurite.blob_endpoint, blob), name, fmt, compression=compression)
-    response = post(server.score_url, request.to_json())
-    assert response.status_code == 202, response.text
-    assert response.json() == {"request_id": request.request_id, "attempt": 1, "status": "accepted"}
-    return request
+    return submit(server.score_url, azurite, blob, data, fmt, input_name=name, compression=compression)
+
+
+def _scored(
+    server: ScoringServer,
+    azurite: Azurite,
+    servicebus: ServiceBusEmulator,
+    data: bytes,
+    name: str,
+    fmt: DataFormat,
+    compression: str | None = None,
+) -> InferenceResult:
+    """The succeeded result of scoring ``data`` as input file ``name``."""
+    request = _submit(server, azurite, data, name, fmt, compression)
+    result = result_of_request(servicebus.connection_string, request)
+    assert result.status == ResultStatus.SUCCEEDED, result.error
+    return result
 
 
 def _expected_proba(server: ScoringServer, data: pd.DataFrame) -> list[float]:
@@ -82,12 +100,9 @@ def test_large_csv_output_is_staged_as_a_results_blob(
     scoring_server: ScoringServer, azurite: Azurite, servicebus: ServiceBusEmulator
 ) -> None:
     data = sample_bytes(8000, "csv", seed=22)
-    request = _submit(scoring_server, azurite, data, "big.csv", DataFormat.CSV)
-    (message,) = receive_results(servicebus.connection_string, request.reply.session_id)
-    result = result_of(message)
-    assert result.status == ResultStatus.SUCCEEDED, result.error
+    result = _scored(scoring_server, azurite, servicebus, data, "big.csv", DataFormat.CSV)
     assert result.output is not None and result.output.blob_url is not None and result.output.inline_b64 is None
-    assert f"/results/{request.request_id}/1/big.csv" in result.output.blob_url
+    assert f"/results/{result.request_id}/1/big.csv" in result.output.blob_url
     body = output_bytes(result)
     assert len(body) == result.output.size > INLINE_OUTPUT_MAX_BYTES
     assert hashlib.sha256(body).hexdigest() == result.output.sha256
@@ -100,10 +115,7 @@ def test_gzip_jsonl_gets_gzip_jsonl_with_two_keys_added(
     scoring_server: ScoringServer, azurite: Azurite, servicebus: ServiceBusEmulator
 ) -> None:
     data = sample_bytes(500, "jsonl", seed=23, compress=True)
-    request = _submit(scoring_server, azurite, data, "rows.jsonl.gz", DataFormat.JSONL, "gzip")
-    (message,) = receive_results(servicebus.connection_string, request.reply.session_id)
-    result = result_of(message)
-    assert result.status == ResultStatus.SUCCEEDED, result.error
+    result = _scored(scoring_server, azurite, servicebus, data, "rows.jsonl.gz", DataFormat.JSONL, "gzip")
     assert result.output is not None and result.output.compression == "gzip"
     rows = [json.loads(line) for line in output_bytes(result).splitlines()]
     originals = [json.loads(line) for line in gzip.decompress(data).splitlines()]
@@ -118,10 +130,7 @@ def test_quoted_multiline_csv_fields_survive(
     scoring_server: ScoringServer, azurite: Azurite, servicebus: ServiceBusEmulator
 ) -> None:
     data = sample_bytes(2000, "csv", seed=24, bad="quoted-multiline")
-    request = _submit(scoring_server, azurite, data, "quoted.csv", DataFormat.CSV)
-    (message,) = receive_results(servicebus.connection_string, request.reply.session_id)
-    result = result_of(message)
-    assert result.status == ResultStatus.SUCCEEDED, result.error
+    result = _scored(scoring_server, azurite, servicebus, data, "quoted.csv", DataFormat.CSV)
     rows = list(csv.reader(io.StringIO(output_bytes(result).decode(), newline="")))
     originals = list(csv.reader(io.StringIO(data.decode(), newline="")))
     assert len(rows) == len(originals) == 2001
@@ -133,10 +142,7 @@ def test_a_few_bad_rows_are_reported_and_the_rest_scored(
     scoring_server: ScoringServer, azurite: Azurite, servicebus: ServiceBusEmulator
 ) -> None:
     data = sample_bytes(40, "csv", seed=25, bad="some-bad-rows")
-    request = _submit(scoring_server, azurite, data, "some-bad.csv", DataFormat.CSV)
-    (message,) = receive_results(servicebus.connection_string, request.reply.session_id)
-    result = result_of(message)
-    assert result.status == ResultStatus.SUCCEEDED, result.error
+    result = _scored(scoring_server, azurite, servicebus, data, "some-bad.csv", DataFormat.CSV)
     assert (result.rows_scored, result.rows_failed) == (37, 3)
     assert [e.row for e in result.row_errors] == [2, 5, 9]
     assert "tenure: 'x' is not a number" in result.row_errors[0].message
@@ -150,10 +156,7 @@ def test_ragged_rows_are_bad_rows(
     scoring_server: ScoringServer, azurite: Azurite, servicebus: ServiceBusEmulator, fmt: str
 ) -> None:
     data = sample_bytes(30, fmt, seed=26, bad="ragged")
-    request = _submit(scoring_server, azurite, data, f"ragged.{fmt}", DataFormat(fmt))
-    (message,) = receive_results(servicebus.connection_string, request.reply.session_id)
-    result = result_of(message)
-    assert result.status == ResultStatus.SUCCEEDED, result.error
+    result = _scored(scoring_server, azurite, servicebus, data, f"ragged.{fmt}", DataFormat(fmt))
     assert (result.rows_scored, result.rows_failed) == (28, 2)
     assert [e.row for e in result.row_errors] == [3, 4]
 
@@ -161,11 +164,10 @@ def test_ragged_rows_are_bad_rows(
 def test_duplicate_request_is_acknowledged_but_scored_once(
     scoring_server: ScoringServer, azurite: Azurite, servicebus: ServiceBusEmulator
 ) -> None:
-    upload(azurite.connection_string, "dup/dup.csv", sample_bytes(50, "csv", seed=27))
-    request = scoring_request(sas_url(azurite.blob_endpoint, "dup/dup.csv"), "dup.csv", DataFormat.CSV)
-    first = post(scoring_server.score_url, request.to_json())
+    data = sample_bytes(50, "csv", seed=27)
+    request = submit(scoring_server.score_url, azurite, "dup/dup.csv", data, DataFormat.CSV, input_name="dup.csv")
     second = post(scoring_server.score_url, request.to_json())
-    assert first.status_code == second.status_code == 202
+    assert second.status_code == 202
     assert second.json()["duplicate_of"] in ("queued", "running", "done")
     messages = receive_results(servicebus.connection_string, request.reply.session_id, count=2, wait=8)
     assert len(messages) == 1

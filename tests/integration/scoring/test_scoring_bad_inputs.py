@@ -13,7 +13,17 @@ from shared.contracts import DataFormat, ErrorCode, InferenceResult, ResultStatu
 from tests.fixtures.azurite import DEV_KEY, Azurite
 from tests.fixtures.scoring import ScoringServer, ScoringServerFactory
 from tests.fixtures.servicebus import ServiceBusEmulator
-from tests.integration.scoring.helpers import post, receive_results, result_of, sas_url, scoring_request, upload
+from tests.support.scoring import (
+    accepted,
+    post,
+    receive_results,
+    result_of,
+    result_of_request,
+    sas_url,
+    scoring_request,
+    submit,
+    upload,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +33,8 @@ WRONG_KEY = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ=
 def _score_ok(
     server: ScoringServer, azurite: Azurite, servicebus: ServiceBusEmulator, data: bytes, name: str
 ) -> InferenceResult:
-    upload(azurite.connection_string, f"ok/{name}", data)
-    request = scoring_request(sas_url(azurite.blob_endpoint, f"ok/{name}"), name, DataFormat.CSV)
-    assert post(server.score_url, request.to_json()).status_code == 202
-    (message,) = receive_results(servicebus.connection_string, request.reply.session_id)
-    return result_of(message)
+    request = submit(server.score_url, azurite, f"ok/{name}", data, DataFormat.CSV, input_name=name)
+    return result_of_request(servicebus.connection_string, request)
 
 
 def _score(
@@ -43,15 +50,11 @@ def _score(
     blob = f"bad-{uuid.uuid4().hex[:8]}/{name}"
     if data is not None:
         upload(azurite.connection_string, blob, data)
-    url = (
-        sas_url(azurite.blob_endpoint, blob, read=read)
-        if key is None
-        else sas_url(azurite.blob_endpoint, blob, key=key)
-    )
+    url = sas_url(azurite.blob_endpoint, blob, key=key or DEV_KEY, read=read)
     fmt = DataFormat.JSONL if ".jsonl" in name else DataFormat.CSV
-    request = scoring_request(url, name, fmt, compression="gzip" if name.endswith(".gz") else None)
-    response = post(server.score_url, request.to_json())
-    assert response.status_code == 202, response.text
+    request = accepted(
+        server.score_url, scoring_request(url, name, fmt, compression="gzip" if name.endswith(".gz") else None)
+    )
     (message,) = receive_results(servicebus.connection_string, request.reply.session_id)
     assert message.application_properties[b"status"] == b"failed"
     return result_of(message)
@@ -160,9 +163,7 @@ def test_unreachable_storage(scoring_server_factory: ScoringServerFactory, servi
     # An allowed account whose storage does not answer (nothing listens on its port).
     scoring_server = scoring_server_factory(INPUT_STORAGE_ACCOUNT_URLS=account)
     closed = f"{account}/input/gone.csv?sv=2024&sig=abc"
-    request = scoring_request(closed, "gone.csv", DataFormat.CSV)
-    assert post(scoring_server.score_url, request.to_json()).status_code == 202
-    (message,) = receive_results(servicebus.connection_string, request.reply.session_id, wait=120)
-    result = result_of(message)
+    request = accepted(scoring_server.score_url, scoring_request(closed, "gone.csv", DataFormat.CSV))
+    result = result_of_request(servicebus.connection_string, request, wait=120)
     assert result.error is not None and result.error.code == ErrorCode.INPUT_UNAVAILABLE
     assert "did not answer" in result.error.message and "sig=" not in result.error.message

@@ -29,18 +29,11 @@ import requests
 
 from shared.contracts import DataFormat, ResultStatus
 from tests.fixtures.azurite import Azurite
-from tests.fixtures.scoring import TEST_SERVER_ENV, ScoringServer, start_scoring_server
+from tests.fixtures.scoring import TEST_SERVER_ENV
 from tests.fixtures.servicebus import ServiceBusEmulator
-from tests.integration.scoring.helpers import (
-    output_bytes,
-    post,
-    receive_results,
-    result_of,
-    sas_url,
-    scoring_request,
-    upload,
-)
+from tests.support.azmlinfsrv import ScoringServer, ServerStartError, start_scoring_server
 from tests.support.models import CLASSIFIER, COLUMNS, FRAME, REGRESSOR, TENSOR_SIGNATURE, VALID_NAMES, UserModel
+from tests.support.scoring import output_bytes, post, result_of_request, submit
 
 pytestmark = pytest.mark.slow
 
@@ -69,8 +62,7 @@ def example_model(kind: str, out: Path) -> UserModel:
 def served(
     request: pytest.FixtureRequest,
     user_model: Callable[[str], UserModel],
-    azurite: Azurite,
-    servicebus: ServiceBusEmulator,
+    scoring_server_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[UserModel, ScoringServer]]:
     name: str = request.param
@@ -79,13 +71,8 @@ def served(
         model = example_model(kind, tmp_path_factory.mktemp("examples") / kind)
     else:
         model = user_model(name)
-    env = {
-        **TEST_SERVER_ENV,
-        "RESULT_SERVICEBUS_CONNECTION": servicebus.connection_string,
-        "RESULTS_STORAGE_CONNECTION": azurite.connection_string,
-    }
     log = tmp_path_factory.mktemp("model-servers") / f"{model.name}.log"
-    server = start_scoring_server(model.path, log, env)
+    server = start_scoring_server(model.path, log, scoring_server_env)
     try:
         yield model, server
     finally:
@@ -191,11 +178,8 @@ def test_async_outputs_match_the_model(
     else:
         data = _parquet(rows)
     name = f"{model.name}-{uuid.uuid4().hex[:8]}.{fmt.value}"
-    upload(azurite.connection_string, name, data)
-    request = scoring_request(sas_url(azurite.blob_endpoint, name), name, fmt)
-    assert post(server.score_url, request.to_json()).status_code == 202
-    (message,) = receive_results(servicebus.connection_string, request.reply.session_id)
-    result = result_of(message)
+    request = submit(server.score_url, azurite, name, data, fmt)
+    result = result_of_request(servicebus.connection_string, request)
     assert result.status == ResultStatus.SUCCEEDED, result.error
     assert (result.rows_scored, result.rows_failed) == (len(rows), 0)
     want = expected(model, rows)
@@ -246,10 +230,8 @@ def test_bad_rows_and_columns_are_refused_with_the_reason(
     # In a file, the bad row is reported and the good rows are scored.
     text = pd.DataFrame(records).to_csv(index=False).encode()
     name = f"{model.name}-bad-{uuid.uuid4().hex[:8]}.csv"
-    upload(azurite.connection_string, name, text)
-    request = scoring_request(sas_url(azurite.blob_endpoint, name), name, DataFormat.CSV)
-    assert post(server.score_url, request.to_json()).status_code == 202
-    result = result_of(receive_results(servicebus.connection_string, request.reply.session_id)[0])
+    request = submit(server.score_url, azurite, name, text, DataFormat.CSV)
+    result = result_of_request(servicebus.connection_string, request)
     assert result.status == ResultStatus.SUCCEEDED, result.error
     assert (result.rows_scored, result.rows_failed) == (5, 1)
     assert result.row_errors[0].row == 3 and column in result.row_errors[0].message
@@ -264,7 +246,7 @@ def test_models_without_a_column_signature_stop_the_start(
 ) -> None:
     model = user_model(name)
     log = tmp_path / "server.log"
-    with pytest.raises(pytest.fail.Exception, match="exited"):
+    with pytest.raises(ServerStartError, match="exited"):
         start_scoring_server(model.path, log, dict(TEST_SERVER_ENV))
     text = log.read_text(errors="replace")
     assert "infer_signature" in text and ("no signature" in text or "tensor-based" in text)

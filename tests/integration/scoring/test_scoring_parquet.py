@@ -28,15 +28,7 @@ from shared.contracts import DataFormat, ErrorCode, InferenceResult, ResultStatu
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.scoring import ScoringServer, ScoringServerFactory
 from tests.fixtures.servicebus import ServiceBusEmulator
-from tests.integration.scoring.helpers import (
-    output_bytes,
-    post,
-    receive_results,
-    result_of,
-    sas_url,
-    scoring_request,
-    upload,
-)
+from tests.support.scoring import output_bytes, result_of_request, submit
 
 pytestmark = pytest.mark.slow
 
@@ -49,12 +41,8 @@ def score(
 ) -> InferenceResult:
     compression = "gzip" if name.endswith(".gz") else None
     blob = f"parquet-{uuid.uuid4().hex[:8]}/{name}"
-    upload(azurite.connection_string, blob, data)
-    request = scoring_request(sas_url(azurite.blob_endpoint, blob), blob, DataFormat.PARQUET, compression=compression)
-    response = post(server.score_url, request.to_json())
-    assert response.status_code == 202, response.text
-    (message,) = receive_results(servicebus.connection_string, request.reply.session_id, wait=wait)
-    return result_of(message)
+    request = submit(server.score_url, azurite, blob, data, DataFormat.PARQUET, compression=compression)
+    return result_of_request(servicebus.connection_string, request, wait=wait)
 
 
 def check_against_model(out: bytes, rows: pd.DataFrame, model_dir: Path) -> None:

@@ -14,7 +14,7 @@ import requests
 
 from scoring.examples.churn.sample import frame
 from tests.fixtures.scoring import ScoringServer
-from tests.integration.scoring.helpers import post
+from tests.support.scoring import post
 
 pytestmark = pytest.mark.slow
 
