@@ -25,17 +25,10 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.storage.blob import BlobProperties, BlobServiceClient
 
 from devstack.ports import free_port
-from shared.contracts import (
-    DataFormat,
-    ErrorInfo,
-    InferenceResult,
-    OutputRef,
-    ResultStatus,
-    RowError,
-    derive_request_id,
-)
+from shared.contracts import DataFormat, ErrorInfo, InferenceResult, OutputRef, RowError, derive_request_id
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.servicebus import ServiceBusEmulator, ServiceBusFactory, project_entities
+from tests.support.results import failed, succeeded
 
 REPO = Path(__file__).resolve().parents[3]
 CSV = "customerID,tenure,MonthlyCharges\nA-1,3,29.5\nB-2,40,99.0\n"
@@ -128,11 +121,7 @@ def request_id(props: BlobProperties) -> str:
 def publish_scored(servicebus: ServiceBusEmulator, session: str, props: BlobProperties, name: str) -> bytes:
     """Publishes the scored result of the uploaded CSV (as the scoring service would); returns its output."""
     output = scored(CSV, DataFormat.CSV)
-    result = InferenceResult(
-        request_id(props), ResultStatus.SUCCEEDED, name, "churn", rows_scored=2,
-        output=OutputRef.inline(output, DataFormat.CSV, None),
-    )  # fmt: skip
-    publish(servicebus, session, result)
+    publish(servicebus, session, succeeded(request_id(props), name, output))
     return output
 
 
@@ -167,23 +156,15 @@ def test_submit_wait_saves_inline_and_blob_outputs_and_reports_failures(
         staged = blobs.get_blob_client("results", f"{request_id(b)}/1/b.jsonl.gz")
         staged.upload_blob(b_out, overwrite=True)
         b_ref = OutputRef.inline(b_out, DataFormat.JSONL, "gzip")
+        b_staged = OutputRef(DataFormat.JSONL, "gzip", b_ref.size, b_ref.sha256, blob_url=staged.url)
+        no_rows = ErrorInfo("no_valid_rows", "none of the 2 rows could be scored")
         publish(
             servicebus,
             session,
-            InferenceResult(
-                request_id(a), ResultStatus.SUCCEEDED, a.name, "churn", rows_scored=2,
-                output=OutputRef.inline(a_out, DataFormat.CSV, None),
-            ),
-            InferenceResult(
-                request_id(b), ResultStatus.SUCCEEDED, b.name, "churn", rows_scored=2,
-                output=OutputRef(DataFormat.JSONL, "gzip", b_ref.size, b_ref.sha256, blob_url=staged.url),
-            ),
-            InferenceResult(
-                request_id(c), ResultStatus.FAILED, c.name, "churn", rows_failed=2,
-                row_errors=(RowError(1, "tenure: expected a number, got 'x'"),),
-                error=ErrorInfo("no_valid_rows", "none of the 2 rows could be scored"),
-            ),
-        )  # fmt: skip
+            succeeded(request_id(a), a.name, a_out),
+            succeeded(request_id(b), b.name, b_staged),
+            failed(request_id(c), c.name, no_rows, (RowError(1, "tenure: expected a number, got 'x'"),), 2),
+        )
         code, out, err = finish(proc)
     finally:
         proc.kill()

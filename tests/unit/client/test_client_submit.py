@@ -10,15 +10,9 @@ from client_fakes import FakeDelivery, FakeInbox, World
 
 from client.app import run
 from client.ports import ResultDelivery
-from shared.contracts import (
-    DataFormat,
-    ErrorInfo,
-    InferenceResult,
-    OutputRef,
-    ResultStatus,
-    RowError,
-    derive_request_id,
-)
+from shared.contracts import DataFormat, ErrorInfo, OutputRef, RowError, derive_request_id
+from tests.support.results import failed as failed_result
+from tests.support.results import succeeded
 
 CSV = "customerID,tenure\nA-1,3\nB-2,40\n"
 SCORED = b"customerID,tenure,prediction,probability\nA-1,3,1,0.8\nB-2,40,0,0.1\n"
@@ -30,29 +24,13 @@ def rid(blob_name: str, upload_number: int) -> str:
 
 
 def ok(name: str, number: int, data: bytes = SCORED, **extra: object) -> FakeDelivery:
-    result = InferenceResult(
-        request_id=rid(name, number),
-        status=ResultStatus.SUCCEEDED,
-        input_name=name,
-        model="churn",
-        rows_scored=2,
-        output=OutputRef.inline(data, DataFormat.CSV, None),
-        **extra,  # type: ignore[arg-type]
-    )
-    return FakeDelivery(result.to_json())
+    return FakeDelivery(succeeded(rid(name, number), name, data, **extra).to_json())
 
 
 def failed(name: str, number: int) -> FakeDelivery:
-    result = InferenceResult(
-        request_id=rid(name, number),
-        status=ResultStatus.FAILED,
-        input_name=name,
-        model="churn",
-        rows_failed=3,
-        row_errors=(RowError(1, "tenure: not a number"), RowError(2, "gender: unknown level 'X'")),
-        error=ErrorInfo("no_valid_rows", "no row could be scored"),
-    )
-    return FakeDelivery(result.to_json())
+    row_errors = (RowError(1, "tenure: not a number"), RowError(2, "gender: unknown level 'X'"))
+    error = ErrorInfo("no_valid_rows", "no row could be scored")
+    return FakeDelivery(failed_result(rid(name, number), name, error, row_errors, rows_failed=3).to_json())
 
 
 def make_files(tmp_path: Path, *names: str) -> list[str]:
@@ -99,10 +77,8 @@ def test_failed_result_prints_code_message_and_row_errors_and_exits_1(tmp_path: 
 def test_a_transient_failure_is_noted_and_the_next_result_awaited(tmp_path: Path) -> None:
     world = World()
     files = make_files(tmp_path, "a.csv")
-    unavailable = InferenceResult(
-        request_id=rid("a.csv", 1), status=ResultStatus.FAILED, input_name="a.csv", model="churn",
-        error=ErrorInfo("input_unavailable", "reading the input blob failed with HTTP 500"),
-    )  # fmt: skip
+    error = ErrorInfo("input_unavailable", "reading the input blob failed with HTTP 500")
+    unavailable = failed_result(rid("a.csv", 1), "a.csv", error)
     deliveries = [FakeDelivery(unavailable.to_json()), ok("a.csv", 1, attempt=2)]
     world.inbox = FakeInbox(world.clock, [[deliveries[0]], [deliveries[1]]])
     code = run(["submit", *files, "--wait"], world.console(), world.adapters(), env={})
@@ -152,7 +128,7 @@ def test_output_in_a_results_blob_is_downloaded_into_out_dir_and_checked(tmp_pat
     world.fetcher.blobs = {"http://results/a.csv": big, "http://results/b.csv": big[:-1]}
     messages = []
     for name, number, output in (("a.csv", 1, blob_ref), ("b.csv", 2, bad_ref)):
-        result = InferenceResult(rid(name, number), ResultStatus.SUCCEEDED, name, "churn", rows_scored=6, output=output)
+        result = succeeded(rid(name, number), name, output, rows_scored=6)
         messages.append(FakeDelivery(result.to_json()))
     world.inbox = FakeInbox(world.clock, [messages])
     code = run(["submit", *files, "--wait", "--out", str(tmp_path / "out")], world.console(), world.adapters(), env={})
@@ -169,7 +145,7 @@ def test_a_staged_output_already_removed_by_the_writer_is_read_from_the_output_c
     ref = OutputRef.inline(big, DataFormat.CSV, None)
     gone = OutputRef(DataFormat.CSV, None, ref.size, ref.sha256, blob_url="http://results/gone/a.csv")
     world.fetcher.outputs = {"a.csv": big}  # the writer wrote the final output, then deleted the staged blob
-    result = InferenceResult(rid("a.csv", 1), ResultStatus.SUCCEEDED, "a.csv", "churn", rows_scored=6, output=gone)
+    result = succeeded(rid("a.csv", 1), "a.csv", gone, rows_scored=6)
     world.inbox = FakeInbox(world.clock, [[FakeDelivery(result.to_json())]])
     code = run(["submit", *files, "--wait", "--out", str(tmp_path / "out")], world.console(), world.adapters(), env={})
     assert code == 0
@@ -194,9 +170,7 @@ def test_foreign_and_malformed_messages_are_settled_without_derailing_the_run(tm
 def test_a_stale_result_for_an_earlier_upload_of_the_same_name_is_not_taken(tmp_path: Path) -> None:
     world = World()
     files = make_files(tmp_path, "a.csv")
-    stale = InferenceResult(
-        "earlier-id", ResultStatus.FAILED, "a.csv", "churn", error=ErrorInfo("too_large", "an older version")
-    )
+    stale = failed_result("earlier-id", "a.csv", ErrorInfo("too_large", "an older version"))
     world.inbox = FakeInbox(world.clock, [[FakeDelivery(stale.to_json())], [ok("a.csv", 1)]])
     assert run(["submit", *files, "--wait", "--json"], world.console(), world.adapters(), env={}) == 0
     doc = json.loads(world.out.getvalue())
