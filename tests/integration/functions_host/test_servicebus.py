@@ -6,6 +6,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -84,68 +85,77 @@ def receive_done(client: ServiceBusClient, count: int, timeout: float = 30) -> l
     return received
 
 
+@pytest.fixture
+def client(bus: ServiceBusEmulator) -> Iterator[ServiceBusClient]:
+    with ServiceBusClient.from_connection_string(bus.connection_string) as sb:
+        yield sb
+
+
+def send(client: ServiceBusClient, queue: str, *messages: ServiceBusMessage) -> None:
+    with client.get_queue_sender(queue) as sender:
+        sender.send_messages(list(messages))
+
+
+def assert_settled(client: ServiceBusClient, queue: str) -> None:
+    """Nothing is left on ``queue``: every message was completed."""
+    with client.get_queue_receiver(queue) as receiver:
+        assert receiver.peek_messages(max_message_count=10) == []
+
+
 def test_message_fields_output_binding_and_completion(
-    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp, client: ServiceBusClient
 ) -> None:
     start_host(fixture_app, azurite, bus, {"sessionIdleTimeout": "00:00:02"})
-    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
-        with client.get_queue_sender("work") as sender:
-            sender.send_messages(
-                ServiceBusMessage(
-                    b'{"n": 1}', message_id="m-1", content_type="application/json", correlation_id="c-1",
-                    subject="subj", to="someone", reply_to="back", application_properties={"model": "churn", "n": 3},
-                    time_to_live=timedelta(minutes=10),
-                )
-            )  # fmt: skip
-        (done,) = receive_done(client, 1)
-        assert str(done) == 'done:{"n": 1}'
-        assert done.content_type == "text/plain"
-        (entry,) = fixture_app.wait_for("on_work", lambda e: len(e) == 1)
-        assert entry["body"] == '{"n": 1}'
-        assert (entry["message_id"], entry["content_type"], entry["correlation_id"]) == (
-            "m-1",
-            "application/json",
-            "c-1",
-        )
-        assert (entry["subject"], entry["label"], entry["to"], entry["reply_to"]) == ("subj", "subj", "someone", "back")
-        assert entry["delivery_count"] == 1
-        assert entry["user_properties"] == {"model": "churn", "n": 3}
-        assert entry["application_properties"] == {"model": "churn", "n": 3}
-        assert entry["time_to_live"] == 600
-        assert isinstance(entry["sequence_number"], int)
-        assert entry["enqueued_time_utc"] and entry["locked_until"] and entry["expires_at_utc"]
-        assert uuid.UUID(entry["lock_token"])
-        # Completed: nothing is left on the work queue.
-        with client.get_queue_receiver("work") as receiver:
-            assert receiver.peek_messages(max_message_count=5) == []
+    message = ServiceBusMessage(
+        b'{"n": 1}', message_id="m-1", content_type="application/json", correlation_id="c-1",
+        subject="subj", to="someone", reply_to="back", application_properties={"model": "churn", "n": 3},
+        time_to_live=timedelta(minutes=10),
+    )  # fmt: skip
+    send(client, "work", message)
+    (done,) = receive_done(client, 1)
+    assert str(done) == 'done:{"n": 1}'
+    assert done.content_type == "text/plain"
+    (entry,) = fixture_app.wait_for("on_work", lambda e: len(e) == 1)
+    assert entry["body"] == '{"n": 1}'
+    assert (entry["message_id"], entry["content_type"], entry["correlation_id"]) == (
+        "m-1",
+        "application/json",
+        "c-1",
+    )
+    assert (entry["subject"], entry["label"], entry["to"], entry["reply_to"]) == ("subj", "subj", "someone", "back")
+    assert entry["delivery_count"] == 1
+    assert entry["user_properties"] == {"model": "churn", "n": 3}
+    assert entry["application_properties"] == {"model": "churn", "n": 3}
+    assert entry["time_to_live"] == 600
+    assert isinstance(entry["sequence_number"], int)
+    assert entry["enqueued_time_utc"] and entry["locked_until"] and entry["expires_at_utc"]
+    assert uuid.UUID(entry["lock_token"])
+    assert_settled(client, "work")
 
 
 def test_exception_abandons_and_the_message_is_redelivered(
-    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp, client: ServiceBusClient
 ) -> None:
     start_host(fixture_app, azurite, bus, {})
-    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
-        with client.get_queue_sender("work") as sender:
-            sender.send_messages(ServiceBusMessage("fail-once"))
-        (done,) = receive_done(client, 1)
-        assert str(done) == "done:fail-once"
+    send(client, "work", ServiceBusMessage("fail-once"))
+    (done,) = receive_done(client, 1)
+    assert str(done) == "done:fail-once"
     entries = fixture_app.recorded("on_work")
     assert [e["delivery_count"] for e in entries] == [1, 2]
     assert entries[0]["message_id"] == entries[1]["message_id"]
 
 
 def test_sessions_each_message_in_order_per_session(
-    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp, client: ServiceBusClient
 ) -> None:
     start_host(fixture_app, azurite, bus, {"sessionIdleTimeout": "00:00:02"})
-    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
-        with client.get_topic_sender("events") as sender:
-            batch = sender.create_message_batch()
-            for index in range(3):
-                for session in ("s-a", "s-b", "s-c"):
-                    batch.add_message(ServiceBusMessage(f"{session}-{index}", session_id=session))
-            sender.send_messages(batch)
-        done = receive_done(client, 9, timeout=60)
+    with client.get_topic_sender("events") as sender:
+        batch = sender.create_message_batch()
+        for index in range(3):
+            for session in ("s-a", "s-b", "s-c"):
+                batch.add_message(ServiceBusMessage(f"{session}-{index}", session_id=session))
+        sender.send_messages(batch)
+    done = receive_done(client, 9, timeout=60)
     bodies = sorted(str(m) for m in done)
     assert bodies == sorted(f"session:{s}:{s}-{i}" for s in ("s-a", "s-b", "s-c") for i in range(3))
     entries = fixture_app.recorded("on_session_event")
@@ -155,59 +165,52 @@ def test_sessions_each_message_in_order_per_session(
 
 
 def test_lock_is_renewed_while_a_slow_function_runs(
-    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp, client: ServiceBusClient
 ) -> None:
     start_host(fixture_app, azurite, bus, {})
-    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
-        with client.get_queue_sender("slow") as sender:
-            sender.send_messages(ServiceBusMessage("5"))  # sleeps 5 s under a 2 s lock
-        fixture_app.wait_for("on_slow", lambda e: len(e) == 1, timeout=30)
-        time.sleep(3)  # a lost lock would show up as a second delivery by now
-        assert [e["delivery_count"] for e in fixture_app.recorded("on_slow")] == [1]
-        with client.get_queue_receiver("slow") as receiver:
-            assert receiver.peek_messages(max_message_count=5) == []
+    send(client, "slow", ServiceBusMessage("5"))  # sleeps 5 s under a 2 s lock
+    fixture_app.wait_for("on_slow", lambda e: len(e) == 1, timeout=30)
+    time.sleep(3)  # a lost lock would show up as a second delivery by now
+    assert [e["delivery_count"] for e in fixture_app.recorded("on_slow")] == [1]
+    assert_settled(client, "slow")
 
 
 def test_session_lock_is_renewed_while_a_slow_function_runs(
-    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp, client: ServiceBusClient
 ) -> None:
     start_host(fixture_app, azurite, bus, {"sessionIdleTimeout": "00:00:01"})
-    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
-        with client.get_queue_sender("slow-sessions") as sender:
-            sender.send_messages([ServiceBusMessage(body, session_id="s-slow") for body in ("5", "0")])
-        fixture_app.wait_for("on_slow_session", lambda e: len(e) == 2, timeout=30)
+    send(client, "slow-sessions", *(ServiceBusMessage(body, session_id="s-slow") for body in ("5", "0")))
+    fixture_app.wait_for("on_slow_session", lambda e: len(e) == 2, timeout=30)
     # A session lock lost during the 5 s call fails both completions: the messages would run again by now.
     time.sleep(7)
     entries = fixture_app.recorded("on_slow_session")
     assert [(e["body"], e["delivery_count"]) for e in entries] == [("5", 1), ("0", 1)]
 
 
-def test_cardinality_many_gets_a_list(bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp) -> None:
-    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
-        with client.get_queue_sender("batch") as sender:
-            batch = sender.create_message_batch()
-            for index in range(5):
-                batch.add_message(ServiceBusMessage(f"b{index}", message_id=f"id-{index}"))
-            sender.send_messages(batch)
-        # Sent before the host starts, so one receive call can see them all.
-        start_host(fixture_app, azurite, bus, {"maxMessageBatchSize": 10})
-        entries = fixture_app.wait_for("on_batch", lambda e: sum(len(x["bodies"]) for x in e) >= 5)
-        assert sorted(b for e in entries for b in e["bodies"]) == [f"b{i}" for i in range(5)]
-        assert sorted(i for e in entries for i in e["ids"]) == [f"id-{i}" for i in range(5)]
-        assert max(len(e["bodies"]) for e in entries) > 1
-        time.sleep(1)
-        with client.get_queue_receiver("batch") as receiver:
-            assert receiver.peek_messages(max_message_count=10) == []
+def test_cardinality_many_gets_a_list(
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp, client: ServiceBusClient
+) -> None:
+    with client.get_queue_sender("batch") as sender:
+        batch = sender.create_message_batch()
+        for index in range(5):
+            batch.add_message(ServiceBusMessage(f"b{index}", message_id=f"id-{index}"))
+        sender.send_messages(batch)
+    # Sent before the host starts, so one receive call can see them all.
+    start_host(fixture_app, azurite, bus, {"maxMessageBatchSize": 10})
+    entries = fixture_app.wait_for("on_batch", lambda e: sum(len(x["bodies"]) for x in e) >= 5)
+    assert sorted(b for e in entries for b in e["bodies"]) == [f"b{i}" for i in range(5)]
+    assert sorted(i for e in entries for i in e["ids"]) == [f"id-{i}" for i in range(5)]
+    assert max(len(e["bodies"]) for e in entries) > 1
+    time.sleep(1)
+    assert_settled(client, "batch")
 
 
 def test_auto_complete_off_leaves_settlement_to_lock_expiry(
-    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp, client: ServiceBusClient
 ) -> None:
     start_host(fixture_app, azurite, bus, {})
-    with ServiceBusClient.from_connection_string(bus.connection_string) as client:
-        with client.get_queue_sender("manual") as sender:
-            sender.send_messages(ServiceBusMessage("left alone"))
-        # Not completed although the function succeeded: redelivered after each 2 s lock expires.
-        entries = fixture_app.wait_for("on_manual", lambda e: len(e) >= 2, timeout=30)
-        assert [e["delivery_count"] for e in entries[:2]] == [1, 2]
-        assert entries[0]["message_id"] == entries[1]["message_id"]
+    send(client, "manual", ServiceBusMessage("left alone"))
+    # Not completed although the function succeeded: redelivered after each 2 s lock expires.
+    entries = fixture_app.wait_for("on_manual", lambda e: len(e) >= 2, timeout=30)
+    assert [e["delivery_count"] for e in entries[:2]] == [1, 2]
+    assert entries[0]["message_id"] == entries[1]["message_id"]
