@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from devstack.servicebus import atom
@@ -47,6 +47,8 @@ from devstack.servicebus.store import SCHEDULED
 logger = logging.getLogger(__name__)
 
 QUEUE, TOPIC, SUBSCRIPTION, RULE = "queue", "topic", "subscription", "rule"
+_Entity = TypeVar("_Entity")
+
 _APPLIES = {
     "LockDuration": {QUEUE, SUBSCRIPTION},
     "MaxDeliveryCount": {QUEUE, SUBSCRIPTION},
@@ -192,26 +194,16 @@ class Admin:
         path = name.lower()
         target = self.broker.targets.get(path)
         kind = QUEUE if target is not None and target.queue is not None else TOPIC
+        what = f"The messaging entity '{name}'"
         if request.method == "GET":
-            if target is None:
-                raise AdminError(404, f"The messaging entity '{name}' was not found.")
-            return Response(200, self._entity_entry(request.base, target))
+            return Response(200, self._entity_entry(request.base, _found(target, what)))
         if request.method == "DELETE":
-            if target is None:
-                raise AdminError(404, f"The messaging entity '{name}' was not found.")
+            _found(target, what)
             self._delete(kind, path)
             return Response(200)
-        if request.method != "PUT":
-            raise AdminError(405, f"{request.method} is not allowed here.")
-        parsed = atom.parse_description(request.body)
-        if parsed.kind not in ("QueueDescription", "TopicDescription"):
-            raise AdminError(400, f"A {parsed.kind} cannot be put at '/{name}'.")
-        kind = QUEUE if parsed.kind == "QueueDescription" else TOPIC
         exists = target is not None
-        if request.if_match is None and exists:
-            raise AdminError(409, f"The messaging entity '{name}' already exists.")
-        if request.if_match is not None and not exists:
-            raise AdminError(404, f"The messaging entity '{name}' was not found.")
+        parsed = _put_description(request, exists, what, ("QueueDescription", "TopicDescription"), f"'/{name}'")
+        kind = QUEUE if parsed.kind == "QueueDescription" else TOPIC
         if exists and (target.queue is not None) != (kind == QUEUE):  # type: ignore[union-attr]
             raise AdminError(409, f"'{name}' exists as another kind of entity.")
         doc = self._document(kind, name, atom.fields(parsed.element), path)
@@ -374,24 +366,14 @@ class Admin:
         topic = self._topic(topic_name)
         sq = self._subscription_of(topic, name)
         path = f"{topic.path}/subscriptions/{name.lower()}"
+        what = f"The subscription '{name}' of '{topic_name}'"
         if request.method == "GET":
-            if sq is None:
-                raise AdminError(404, f"The subscription '{name}' of '{topic_name}' was not found.")
-            return Response(200, self._subscription_entry(request.base, topic, sq))
+            return Response(200, self._subscription_entry(request.base, topic, _found(sq, what)))
         if request.method == "DELETE":
-            if sq is None:
-                raise AdminError(404, f"The subscription '{name}' of '{topic_name}' was not found.")
+            _found(sq, what)
             self._delete(SUBSCRIPTION, path)
             return Response(200)
-        if request.method != "PUT":
-            raise AdminError(405, f"{request.method} is not allowed here.")
-        parsed = atom.parse_description(request.body)
-        if parsed.kind != "SubscriptionDescription":
-            raise AdminError(400, f"A {parsed.kind} cannot be put at a subscription.")
-        if request.if_match is None and sq is not None:
-            raise AdminError(409, f"The subscription '{name}' of '{topic_name}' already exists.")
-        if request.if_match is not None and sq is None:
-            raise AdminError(404, f"The subscription '{name}' of '{topic_name}' was not found.")
+        parsed = _put_description(request, sq is not None, what, ("SubscriptionDescription",), "a subscription")
         doc = self._document(SUBSCRIPTION, name, atom.fields(parsed.element), path)
         doc["Topic"] = self._name_of(topic)
         created = sq is None
@@ -422,24 +404,14 @@ class Admin:
         rules = self._rules_of(topic, sq)
         existing = next((r for r in rules if r.name.lower() == name.lower()), None)
         path = f"{sq.path}/rules/{name.lower()}"
+        what = f"The rule '{name}' of '{topic_name}/{sub_name}'"
         if request.method == "GET":
-            if existing is None:
-                raise AdminError(404, f"The rule '{name}' of '{topic_name}/{sub_name}' was not found.")
-            return Response(200, self._rule_entry(request.base, sq, existing))
+            return Response(200, self._rule_entry(request.base, sq, _found(existing, what)))
         if request.method == "DELETE":
-            if existing is None:
-                raise AdminError(404, f"The rule '{name}' of '{topic_name}/{sub_name}' was not found.")
+            _found(existing, what)
             self._delete(RULE, path)
             return Response(200)
-        if request.method != "PUT":
-            raise AdminError(405, f"{request.method} is not allowed here.")
-        parsed = atom.parse_description(request.body)
-        if parsed.kind != "RuleDescription":
-            raise AdminError(400, f"A {parsed.kind} cannot be put at a rule.")
-        if request.if_match is None and existing is not None:
-            raise AdminError(409, f"The rule '{name}' of '{topic_name}/{sub_name}' already exists.")
-        if request.if_match is not None and existing is None:
-            raise AdminError(404, f"The rule '{name}' of '{topic_name}/{sub_name}' was not found.")
+        parsed = _put_description(request, existing is not None, what, ("RuleDescription",), "a rule")
         old = self.meta.get(path)
         now = now_ms()
         doc = atom.rule_document(existing.name if existing is not None else name, parsed.element)
@@ -621,6 +593,33 @@ class Admin:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _found(entity: _Entity | None, what: str) -> _Entity:
+    """``entity``, or a 404 saying ``what`` (e.g. "The rule 'r' of 't/s'") was not found."""
+    if entity is None:
+        raise AdminError(404, f"{what} was not found.")
+    return entity
+
+
+def _put_description(
+    request: Request, exists: bool, what: str, kinds: tuple[str, ...], at: str
+) -> atom.ParsedDescription:
+    """The description a PUT at an entity's address carries, after the checks every entity route makes.
+
+    Only GET, DELETE and PUT are allowed; the body must describe one of ``kinds``; a PUT without If-Match
+    creates ``what`` (409 if it exists), one with If-Match updates it (404 if it does not).
+    """
+    if request.method != "PUT":
+        raise AdminError(405, f"{request.method} is not allowed here.")
+    parsed = atom.parse_description(request.body)
+    if parsed.kind not in kinds:
+        raise AdminError(400, f"A {parsed.kind} cannot be put at {at}.")
+    if request.if_match is None and exists:
+        raise AdminError(409, f"{what} already exists.")
+    if request.if_match is not None and not exists:
+        raise AdminError(404, f"{what} was not found.")
+    return parsed
 
 
 def _true_rule() -> dict[str, Any]:
