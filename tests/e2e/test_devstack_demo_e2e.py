@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import PORT_SETTINGS, REPO
-from tests.fixtures.stack import StackEndpoints, distinct_free_ports
+from tests.fixtures.stack import StackEndpoints
+from tests.support.flow import distinct_free_ports
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,12 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from devstack.routes import ModelOption
-from devstack.runner import StackError
-from devstack.stack import PORT_SETTINGS, LocalStack, StackSettings
+from devstack.stack import LocalStack, StackSettings
 from scoring.examples import examples
 from scoring.examples.churn.data import generate
 from scoring.examples.files import to_parquet
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, error_blob_name, output_blob_name
-from tests.fixtures.stack import E2E_SETTINGS, distinct_free_ports
+from tests.fixtures.stack import E2E_SETTINGS, own_stack
 from tests.support.flow import reference_model
 
 pytestmark = pytest.mark.slow
@@ -58,18 +57,9 @@ def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoutedStack]:
     for kind in ROUTES:
         examples()[kind].train(models / kind, None, None)
         model_dirs[kind] = models / kind
-    base = tmp_path_factory.mktemp("routed-stack")
-    ports = dict(zip(PORT_SETTINGS, distinct_free_ports(len(PORT_SETTINGS)), strict=True))
     options = [ModelOption(kind, model_dirs[kind]) for kind in ROUTES]
-    stack = LocalStack(replace(StackSettings.load(base, ports, options), extra_settings=E2E_SETTINGS))
-    try:
-        try:
-            stack.up()
-        except StackError as exc:
-            pytest.fail(f"the local stack with two extra models did not start: {exc}", pytrace=False)
+    with own_stack(tmp_path_factory.mktemp("routed-stack"), E2E_SETTINGS, models=options) as stack:
         yield RoutedStack(stack, model_dirs)
-    finally:
-        stack.down()
 
 
 @pytest.fixture(scope="module")

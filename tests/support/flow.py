@@ -1,6 +1,7 @@
 """Driving files through a running local stack and judging what comes out; shared by benchmarks and e2e tests.
 
-* :func:`isolated_settings`: a :class:`StackSettings` on free loopback ports under its own base dir.
+* :func:`isolated_settings`: a :class:`StackSettings` on free loopback ports (:func:`stack_ports`) under its own
+  base dir.
 * :class:`OutputWatcher`: lists the output container under a prefix and remembers when each input's output
   or error record was first seen (client-side, so latency figures include the polling interval).
 * :class:`ReferenceModel`: the MLflow model loaded in this process; checks a scored CSV row by row.
@@ -40,14 +41,23 @@ PROBABILITY_TOLERANCE = 1e-9
 _SAS_SIGNATURE = re.compile(r"[?&]sig=[A-Za-z0-9%+/=]{16,}")
 
 
-def isolated_settings(base_dir: Path, extra: Mapping[str, str] | None = None) -> StackSettings:
+def distinct_free_ports(count: int) -> list[int]:
     ports: list[int] = []
-    while len(ports) < len(PORT_SETTINGS):
+    while len(ports) < count:
         port = free_port()
         if port not in ports:
             ports.append(port)
+    return ports
+
+
+def stack_ports() -> dict[str, int]:
+    """A free loopback port for each of the stack's services, by setting name, no two alike."""
+    return dict(zip(PORT_SETTINGS, distinct_free_ports(len(PORT_SETTINGS)), strict=True))
+
+
+def isolated_settings(base_dir: Path, extra: Mapping[str, str] | None = None) -> StackSettings:
     settings = StackSettings(base_dir=base_dir, extra_settings=dict(extra or {}))
-    return replace(settings, **dict(zip(PORT_SETTINGS, ports, strict=True)))  # type: ignore[arg-type]
+    return replace(settings, **stack_ports())  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
