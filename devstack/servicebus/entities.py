@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from devstack.servicebus import codec
 from devstack.servicebus.config import EntityProperties, SubscriptionConfig
-from devstack.servicebus.store import ACTIVE, DEFERRED, SCHEDULED, Row
+from devstack.servicebus.store import ACTIVE, DEFERRED, SCHEDULED, Row, StoredMessage
 
 DLQ = "$deadletterqueue"
 MAX_FORWARD_HOPS = 4
@@ -69,26 +69,9 @@ class Consumer(Protocol):
 
 
 @dataclass(slots=True, eq=False)
-class Msg:
-    """One message in one sub-queue: the columns of the store's `messages` table, plus lock state."""
+class Msg(StoredMessage):
+    """One message in one sub-queue: its stored columns, plus lock state."""
 
-    entity: str
-    seq: int
-    state: int
-    session_id: str | None
-    message_id: str | None
-    enqueued: int
-    scheduled: int
-    expires: int
-    delivery_count: int
-    ttl: int | None
-    priority: int | None
-    durable: bool
-    ann_count: int  # elements (keys + values) in `ann`
-    ann: bytes  # the sender's message-annotations map content, plus x-opt-deadletter-source once dead-lettered
-    props: bytes  # encoded properties section (or empty)
-    app: bytes  # encoded application-properties section (or empty)
-    tail: bytes  # body sections and footer, as sent
     lock: bytes | None = None
     locked_until: int = 0
     owner: Consumer | None = None

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,10 @@ _DEDUP = "INSERT OR REPLACE INTO dedup VALUES (?, ?, ?)"
 _PRUNE_DEDUP = "DELETE FROM dedup WHERE expires <= ?"
 
 
-class StoredMessage(Protocol):
+@dataclass(slots=True, eq=False)
+class StoredMessage:
+    """One message as the store keeps it: the columns of the `messages` table."""
+
     entity: str
     seq: int
     state: int
@@ -69,11 +72,11 @@ class StoredMessage(Protocol):
     ttl: int | None
     priority: int | None
     durable: bool
-    ann_count: int
-    ann: bytes
-    props: bytes
-    app: bytes
-    tail: bytes
+    ann_count: int  # elements (keys + values) in `ann`
+    ann: bytes  # the sender's message-annotations map content, plus x-opt-deadletter-source once dead-lettered
+    props: bytes  # encoded properties section (or empty)
+    app: bytes  # encoded application-properties section (or empty)
+    tail: bytes  # body sections and footer, as sent
 
 
 Row = tuple[
