@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -110,15 +111,26 @@ def test_busy_port_names_service_and_port(tmp_path: Path) -> None:
     assert not run.pid_path("blobby").exists()
 
 
-def test_stale_pid_file_is_reported_removed_and_never_killed(tmp_path: Path) -> None:
-    # A process this runner did not start, sitting on the pid recorded in the pid file.
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+@contextmanager
+def unrelated_process(*argv: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A process this runner did not start (``python *argv``), killed when the test is done."""
+    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL)
     try:
-        spec = listener("svc", free_port())
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_stale_pid_file_is_reported_removed_and_never_killed(tmp_path: Path) -> None:
+    spec = listener("svc", free_port())
+    # A process this runner did not start, sitting on the pid recorded in the pid file.
+    with unrelated_process("-c", "import time; time.sleep(600)") as bystander:
         run = Runner(tmp_path, [spec], report=lambda line: None)
-        procs.PidRecord(
+        stale = procs.PidRecord(
             name="svc", pid=bystander.pid, argv=spec.argv, ports=spec.ports, log="x", started_at=time.time()
-        ).dump(run.pid_path("svc"))
+        )
+        stale.dump(run.pid_path("svc"))
 
         status = run.status(spec)
         assert status.state is State.STALE
@@ -129,9 +141,7 @@ def test_stale_pid_file_is_reported_removed_and_never_killed(tmp_path: Path) -> 
         assert bystander.poll() is None, "down must not signal a process it did not start"
         assert not run.pid_path("svc").exists()
 
-        procs.PidRecord(
-            name="svc", pid=bystander.pid, argv=spec.argv, ports=spec.ports, log="x", started_at=time.time()
-        ).dump(run.pid_path("svc"))
+        stale.dump(run.pid_path("svc"))
         reported: list[str] = []
         run = Runner(tmp_path, [spec], report=reported.append)
         [started] = run.up()
@@ -139,22 +149,14 @@ def test_stale_pid_file_is_reported_removed_and_never_killed(tmp_path: Path) -> 
         assert any("removing stale pid file" in line for line in reported)
         run.down()
         assert bystander.poll() is None
-    finally:
-        bystander.kill()
-        bystander.wait()
 
 
 def test_down_leaves_unrelated_listener_alone(tmp_path: Path) -> None:
-    port = free_port()
-    other = subprocess.Popen([sys.executable, "-c", LISTENER, str(port)], stdout=subprocess.DEVNULL)
-    try:
+    with unrelated_process("-c", LISTENER, str(free_port())) as other:
         run = Runner(tmp_path, [listener("svc", free_port())], report=lambda line: None)
         run.up()
         run.down()
         assert other.poll() is None
-    finally:
-        other.kill()
-        other.wait()
 
 
 def test_service_exiting_during_start_shows_its_log(tmp_path: Path) -> None:
