@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from devstack.servicebus.filters import FilterSyntaxError, SqlAction
+from devstack.servicebus.filters import SqlAction
+from tests.unit.servicebus.syntax import assert_syntax_error
 
 
 def test_set_adds_and_updates_properties() -> None:
@@ -66,7 +67,4 @@ def test_equality() -> None:
     ],
 )
 def test_action_syntax_errors_name_the_position(expression: str, position: int, fragment: str) -> None:
-    with pytest.raises(FilterSyntaxError) as caught:
-        SqlAction(expression)
-    assert caught.value.position == position
-    assert fragment in str(caught.value)
+    assert_syntax_error(SqlAction, expression, position, fragment)

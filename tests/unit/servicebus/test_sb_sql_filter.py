@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from devstack.servicebus.filters import FilterSyntaxError, SqlFilter
+from devstack.servicebus.filters import SqlFilter
+from tests.unit.servicebus.syntax import assert_syntax_error
 
 
 def evaluate(expression: str, user: dict[str, Any] | None = None, system: dict[str, Any] | None = None) -> Any:
@@ -371,14 +372,7 @@ def test_equality_and_repr() -> None:
     ],
 )
 def test_syntax_errors_name_the_position(expression: str, position: int, fragment: str) -> None:
-    with pytest.raises(FilterSyntaxError) as caught:
-        SqlFilter(expression)
-    error = caught.value
-    assert isinstance(error, ValueError)
-    assert error.position == position
-    assert str(error).startswith(f"column {position + 1}: ")
-    assert fragment in str(error)
-    assert error.expression == expression
+    assert_syntax_error(SqlFilter, expression, position, fragment)
 
 
 def test_amqp_typed_values_compare_as_their_base_kinds() -> None:
