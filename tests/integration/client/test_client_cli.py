@@ -29,6 +29,7 @@ from shared.contracts import DataFormat, ErrorInfo, InferenceResult, OutputRef, 
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.servicebus import ServiceBusEmulator, ServiceBusFactory, project_entities
 from tests.support.results import failed, succeeded
+from tests.support.wait import wait_for, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 CSV = "customerID,tenure,MonthlyCharges\nA-1,3,29.5\nB-2,40,99.0\n"
@@ -78,14 +79,12 @@ def start_cli(args: list[str], env: dict[str, str], cwd: Path = REPO) -> subproc
 def wait_for_blob(blobs: BlobServiceClient, name: str, session: str, timeout: float = 30) -> BlobProperties:
     """The uploaded blob, once it is there with this run's session id (re-used names are overwritten)."""
     client = blobs.get_blob_client("input", name)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if client.exists():
-            props = client.get_blob_properties()
-            if props.metadata.get("session_id") == session:
-                return props
-        time.sleep(0.2)
-    raise AssertionError(f"the client did not upload {name} within {timeout} s")
+
+    def uploaded() -> BlobProperties | None:
+        props = client.get_blob_properties() if client.exists() else None
+        return props if props is not None and props.metadata.get("session_id") == session else None
+
+    return wait_for(uploaded, timeout, f"the client to upload {name}", interval=0.2)
 
 
 def publish(servicebus: ServiceBusEmulator, session: str, *results: InferenceResult) -> None:
@@ -307,10 +306,8 @@ class Lines:
             self.lines.append(line)
 
     def wait_for(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            assert time.monotonic() < deadline, f"no line with {text!r} within {timeout} s: {self.lines}"
-            time.sleep(0.1)
+        wait_until(lambda: any(text in line for line in self.lines), timeout, f"a line with {text!r}",
+                   detail=lambda: "".join(self.lines))  # fmt: skip
 
     def text(self) -> str:
         self._thread.join(timeout=10)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from devstack.functions_host import FunctionsHostProcess
+from tests.support.wait import wait_for
 
 FIXTURE_APP = Path(__file__).parent / "fixture_app" / "function_app.py"
 
@@ -58,14 +58,15 @@ class FixtureApp:
     def wait_for(
         self, function: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0
     ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def met() -> list[dict[str, Any]] | None:
             entries = self.recorded(function)
-            if predicate(entries):
-                return entries
-            time.sleep(0.1)
-        logs = "\n".join(p.log_text()[-4000:] for p in self.processes)
-        raise AssertionError(f"{function}: condition not met in {timeout}s; recorded {self.recorded(function)}\n{logs}")
+            return entries if predicate(entries) else None
+
+        def detail() -> str:
+            logs = "\n".join(p.log_text()[-4000:] for p in self.processes)
+            return f"recorded {self.recorded(function)}\n{logs}"
+
+        return wait_for(met, timeout, f"the calls of {function} to meet the condition", detail=detail)
 
     def stop_all(self) -> None:
         for proc in self.processes:

@@ -7,8 +7,8 @@ import base64
 import hashlib
 import json
 import os
-import time
 import uuid
+from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient, ContentSettings
@@ -16,6 +16,7 @@ from azure.storage.queue import QueueClient
 
 from tests.fixtures.azurite import Azurite
 from tests.support.memory import GeneratedCsv, peak_rss_bytes
+from tests.support.wait import wait_for
 
 from .conftest import FixtureApp
 
@@ -94,15 +95,16 @@ def test_failing_blob_is_retried_then_poisoned(fixture_app: FixtureApp, azurite:
     fixture_app.start(extra_args=["--blob-poll-interval", "0.2", *(follow if follow_log else [])])
 
     fixture_app.wait_for("on_blob", lambda e: len(e) >= 3)
+
+    def poisoned() -> dict[str, Any] | None:
+        found = [m for m in poison.receive_messages(visibility_timeout=1) if container in _decode(m.content)]
+        if not found:
+            return None
+        poison.delete_message(found[0])
+        return dict(json.loads(_decode(found[0].content)))
+
     with poison:
-        message = None
-        for _ in range(100):
-            found = [m for m in poison.receive_messages(visibility_timeout=1) if container in _decode(m.content)]
-            if found:
-                message = json.loads(_decode(found[0].content))
-                poison.delete_message(found[0])
-                break
-            fixture_app.wait_for("on_blob", lambda e: True, timeout=0.2)
+        message = wait_for(poisoned, 30, "the poison message", interval=0.2)
     assert message == {
         "Type": "BlobTrigger",
         "FunctionId": "Host.Functions.on_blob",
@@ -111,9 +113,12 @@ def test_failing_blob_is_retried_then_poisoned(fixture_app: FixtureApp, azurite:
         "BlobName": "bad.csv",
         "ETag": etag.strip('"'),
     }
-    # Poisoned: later scans (every 0.2 s) leave it alone.
-    time.sleep(1.5)
-    assert len(fixture_app.recorded("on_blob")) == 3
+    # Poisoned: later scans leave it alone. Each new blob below is found by a later scan, which lists bad.csv too.
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        for name in ("after-1.csv", "after-2.csv"):
+            service.get_container_client(container).upload_blob(name, b"y")
+            fixture_app.wait_for("on_blob", lambda e, name=name: any(x["name"].endswith(f"/{name}") for x in e))
+    assert [e["name"] for e in fixture_app.recorded("on_blob")].count(f"{container}/bad.csv") == 3
 
 
 def _decode(content: str) -> str:

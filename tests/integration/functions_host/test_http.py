@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
 from tests.fixtures.azurite import Azurite
+from tests.support.wait import wait_until
 
 from .conftest import FixtureApp
 
@@ -105,9 +105,7 @@ def test_sigterm_lets_a_running_request_finish(fixture_app: FixtureApp, azurite:
     host = fixture_app.start()
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(requests.get, f"{host.url}/api/slow?seconds=2", timeout=30)
-        deadline = time.monotonic() + 10
-        while "Executing 'Functions.http_slow'" not in host.log_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "Executing 'Functions.http_slow'" in host.log_text(), 10, "the slow call to start")
         assert host.stop() == 0
         reply = pending.result()
     assert (reply.status_code, reply.text) == (200, "finished")

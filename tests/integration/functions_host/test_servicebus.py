@@ -16,6 +16,8 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusRece
 
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.servicebus import ServiceBusEmulator, ServiceBusFactory
+from tests.integration.servicebus.sbhelp import admin
+from tests.support.wait import wait_until
 
 from .conftest import FixtureApp
 
@@ -54,6 +56,13 @@ def bus(servicebus_factory: ServiceBusFactory, tmp_path: Path) -> ServiceBusEmul
     config = tmp_path / "entities.json"
     config.write_text(json.dumps(_entities()), encoding="utf-8")
     return servicebus_factory(config)
+
+
+def messages_left(bus: ServiceBusEmulator, queue: str) -> int:
+    """Messages in ``queue`` not yet settled (locked ones included), from the administration API (a session
+    queue cannot be peeked without taking a session)."""
+    with admin(bus) as management:
+        return int(management.get_queue_runtime_properties(queue).active_message_count)
 
 
 def start_host(app: FixtureApp, azurite: Azurite, bus: ServiceBusEmulator, extensions: dict[str, Any]) -> None:
@@ -96,10 +105,14 @@ def send(client: ServiceBusClient, queue: str, *messages: ServiceBusMessage) -> 
         sender.send_messages(list(messages))
 
 
-def assert_settled(client: ServiceBusClient, queue: str) -> None:
-    """Nothing is left on ``queue``: every message was completed."""
-    with client.get_queue_receiver(queue) as receiver:
-        assert receiver.peek_messages(max_message_count=10) == []
+def assert_settled(client: ServiceBusClient, queue: str, timeout: float = 10) -> None:
+    """Nothing is left on ``queue`` (peek shows locked messages too): every message was completed."""
+
+    def empty() -> bool:
+        with client.get_queue_receiver(queue) as receiver:
+            return receiver.peek_messages(max_message_count=10) == []
+
+    wait_until(empty, timeout, f"every message on {queue} to be completed")
 
 
 def test_message_fields_output_binding_and_completion(
@@ -170,9 +183,10 @@ def test_lock_is_renewed_while_a_slow_function_runs(
     start_host(fixture_app, azurite, bus, {})
     send(client, "slow", ServiceBusMessage("5"))  # sleeps 5 s under a 2 s lock
     fixture_app.wait_for("on_slow", lambda e: len(e) == 1, timeout=30)
-    time.sleep(3)  # a lost lock would show up as a second delivery by now
+    # Settled means completed by the first call: with a lost lock its completion fails and the message stays
+    # (redelivered during the 5 s call) until a later delivery completes it, after recording a second entry.
+    assert_settled(client, "slow", timeout=30)
     assert [e["delivery_count"] for e in fixture_app.recorded("on_slow")] == [1]
-    assert_settled(client, "slow")
 
 
 def test_session_lock_is_renewed_while_a_slow_function_runs(
@@ -181,8 +195,9 @@ def test_session_lock_is_renewed_while_a_slow_function_runs(
     start_host(fixture_app, azurite, bus, {"sessionIdleTimeout": "00:00:01"})
     send(client, "slow-sessions", *(ServiceBusMessage(body, session_id="s-slow") for body in ("5", "0")))
     fixture_app.wait_for("on_slow_session", lambda e: len(e) == 2, timeout=30)
-    # A session lock lost during the 5 s call fails both completions: the messages would run again by now.
-    time.sleep(7)
+    # A session lock lost during the 5 s call fails both completions: the messages stay until they have run
+    # again, so once the queue is empty every call is recorded.
+    wait_until(lambda: messages_left(bus, "slow-sessions") == 0, 30, "both session messages to be completed")
     entries = fixture_app.recorded("on_slow_session")
     assert [(e["body"], e["delivery_count"]) for e in entries] == [("5", 1), ("0", 1)]
 
@@ -201,7 +216,6 @@ def test_cardinality_many_gets_a_list(
     assert sorted(b for e in entries for b in e["bodies"]) == [f"b{i}" for i in range(5)]
     assert sorted(i for e in entries for i in e["ids"]) == [f"id-{i}" for i in range(5)]
     assert max(len(e["bodies"]) for e in entries) > 1
-    time.sleep(1)
     assert_settled(client, "batch")
 
 

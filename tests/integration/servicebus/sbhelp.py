@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from azure.servicebus import ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiveMode, ServiceBusSubQueue
@@ -83,12 +81,3 @@ def bodies(messages: list[ServiceBusReceivedMessage]) -> list[str]:
 def drain(sb: ServiceBusEmulator, queue: str, wait: float = 0.5) -> list[str]:
     with client(sb) as c:
         return bodies(take(c, queue, wait=wait))
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)

@@ -22,7 +22,8 @@ from azure.servicebus.exceptions import AutoLockRenewFailed, MessagingEntityNotF
 
 from tests.fixtures.servicebus import ServiceBusEmulator, ServiceBusFactory
 from tests.integration.servicebus.conftest import queue, write_config
-from tests.integration.servicebus.sbhelp import admin, bodies, client, take, wait_until
+from tests.integration.servicebus.sbhelp import admin, bodies, client, take
+from tests.support.wait import wait_until
 
 LOCK = timedelta(seconds=5)  # the lock duration of the auto-renew queues
 HELD = LOCK * 2  # how long each test keeps its locks: two lock durations (the first lock has long run out)

@@ -10,7 +10,8 @@ from azure.servicebus import ServiceBusMessage
 
 from devstack.servicebus.opcounts import read_operations
 from tests.fixtures.servicebus import ServiceBusEmulator
-from tests.integration.servicebus.sbhelp import client, drain, wait_until
+from tests.integration.servicebus.sbhelp import client, drain
+from tests.support.wait import wait_until
 
 
 def test_a_batch_sent_and_completed_is_counted_by_kind(sb: ServiceBusEmulator) -> None:

@@ -12,7 +12,8 @@ from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 from azure.servicebus.exceptions import MessageLockLostError, MessageNotFoundError
 
 from tests.fixtures.servicebus import ServiceBusEmulator
-from tests.integration.servicebus.sbhelp import client, drain, take
+from tests.integration.servicebus.sbhelp import admin, client, drain, take
+from tests.support.wait import wait_until
 
 
 def send(sb: ServiceBusEmulator, queue: str, *bodies: str, **kwargs: object) -> None:
@@ -112,7 +113,7 @@ def test_lock_expiry_redelivers_with_higher_delivery_count(sb: ServiceBusEmulato
     with client(sb) as c, c.get_queue_receiver("expiring-lock", max_wait_time=3) as receiver:
         (first,) = receiver.receive_messages(max_wait_time=2)
         assert first.delivery_count == 0
-        time.sleep(1.3)
+        # Neither settled nor renewed: this receive waits until the 1 s lock expires and the message comes back.
         (second,) = receiver.receive_messages(max_wait_time=3)
         assert str(second) == "slow"
         assert second.delivery_count == 1
@@ -124,9 +125,9 @@ def test_settling_after_the_lock_expired_raises_lock_lost(sb: ServiceBusEmulator
     send(sb, "lock-lost", "late")
     with client(sb, retry_total=0) as c, c.get_queue_receiver("lock-lost", max_wait_time=2) as receiver:
         (m,) = receiver.receive_messages(max_wait_time=2)
-        time.sleep(1.3)
-        # Redelivered to someone else meanwhile: the first holder must not be able to complete.
-        (again,) = receiver.receive_messages(max_wait_time=2)
+        # Redelivered once its 1 s lock expires (this receive waits for that): the first holder must not be able
+        # to complete.
+        (again,) = receiver.receive_messages(max_wait_time=3)
         m._locked_until_utc = datetime.now(UTC) + timedelta(minutes=1)  # defeat the SDK's local expiry check
         with pytest.raises(MessageLockLostError):
             receiver.complete_message(m)
@@ -154,7 +155,14 @@ def test_expired_messages_are_dead_lettered_or_dropped(sb: ServiceBusEmulator) -
             sender.send_messages(ServiceBusMessage("own-ttl", time_to_live=timedelta(milliseconds=300)))
         with c.get_queue_sender("ttl-drop") as sender:
             sender.send_messages(ServiceBusMessage("stale"))
-        time.sleep(1.2)
+
+        def expired() -> bool:
+            with admin(sb) as management:
+                dlq = management.get_queue_runtime_properties("ttl-dlq")
+                drop = management.get_queue_runtime_properties("ttl-drop")
+            return (dlq.active_message_count, dlq.dead_letter_message_count, drop.total_message_count) == (0, 2, 0)
+
+        wait_until(expired, 10, "the messages to expire (1 s time to live)")
         assert take(c, "ttl-dlq", wait=0.2) == []
         assert take(c, "ttl-drop", wait=0.2) == []
         dead = take(c, "ttl-dlq", dead_letter=True, wait=1, count=2)

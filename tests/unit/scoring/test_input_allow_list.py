@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +31,7 @@ from shared.contracts import AsyncScoringRequest, DataFormat, ErrorCode, Inferen
 from shared.ports import EndpointReply
 from shared.retry import RESULT_PUBLISH
 from shared.score import classify_rejection
+from tests.support.wait import wait_until
 
 ACCOUNT = "devstoreaccount1"
 SAS = "?sv=2024-08-04&sr=b&sp=r&sig=c2lnbmF0dXJl"
@@ -248,13 +248,6 @@ def test_allowed_urls_pass(servers: tuple[Recorder, Recorder]) -> None:
         check_input_url(url, accounts)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 def test_a_redirect_from_an_allowed_account_is_not_followed(
     churn_model_dir: Path, servers: tuple[Recorder, Recorder]
 ) -> None:
@@ -264,7 +257,7 @@ def test_a_redirect_from_an_allowed_account_is_not_followed(
     url = f"http://127.0.0.1:{allowed.port}/{ACCOUNT}/input/customers.csv{SAS}"
     reply = service.handle(body(url, "redirected"))
     assert reply.status == 202, reply.body
-    wait_for(lambda: len(published.results) == 1)
+    wait_until(lambda: len(published.results) == 1, 30, "the result to be published", interval=0.02)
     result = published.results[0]
     assert result.status == ResultStatus.FAILED and result.error is not None
     assert result.error.code == ErrorCode.BLOB_URL_NOT_ALLOWED and "HTTP 302" in result.error.message, result.error

@@ -26,6 +26,7 @@ from shared.contracts import (
     ResultStatus,
 )
 from shared.retry import RESULT_PUBLISH
+from tests.support.wait import wait_until
 
 # ---------------------------------------------------------------------------------------------- source
 
@@ -185,18 +186,11 @@ def _dispatcher(
     )
 
 
-def _wait_for(condition: object, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-
-
 def test_dispatcher_refuses_when_full_and_deduplicates() -> None:
     gate, sent = threading.Event(), []
     dispatcher = _dispatcher(gate, sent)
     assert dispatcher.submit(_request("a")) is None
-    _wait_for(lambda: dispatcher.state("a", 1) == JobState.RUNNING)
+    wait_until(lambda: dispatcher.state("a", 1) == JobState.RUNNING, 5, "job a to run", interval=0.01)
     assert dispatcher.submit(_request("b")) is None
     assert dispatcher.submit(_request("c")) is None
     with pytest.raises(RequestRejected) as full:
@@ -205,7 +199,7 @@ def test_dispatcher_refuses_when_full_and_deduplicates() -> None:
     assert dispatcher.submit(_request("a")) == JobState.RUNNING
     assert dispatcher.submit(_request("b")) == JobState.QUEUED
     gate.set()
-    _wait_for(lambda: len(sent) == 3)
+    wait_until(lambda: len(sent) == 3, 5, "three results", interval=0.01)
     assert [(r.request_id, s) for r, s in sent] == [("a", "session-a"), ("b", "session-b"), ("c", "session-c")]
     assert dispatcher.submit(_request("a")) == JobState.DONE
     assert dispatcher.submit(_request("a", attempt=2)) is None
@@ -217,8 +211,8 @@ def test_dispatcher_remembers_a_bounded_number_of_finished_requests() -> None:
     dispatcher = _dispatcher(gate, sent, queue_size=50, dedupe_entries=3)
     for i in range(10):
         dispatcher.submit(_request(f"r{i}"))
-    _wait_for(lambda: len(sent) == 10)
-    _wait_for(lambda: dispatcher.state("r9", 1) == JobState.DONE)
+    wait_until(lambda: len(sent) == 10, 5, "ten results", interval=0.01)
+    wait_until(lambda: dispatcher.state("r9", 1) == JobState.DONE, 5, "job r9 to be done", interval=0.01)
     assert [dispatcher.state(f"r{i}", 1) for i in range(10)] == [None] * 7 + [JobState.DONE] * 3
 
 
@@ -253,5 +247,5 @@ def test_a_result_that_could_not_be_published_does_not_block_a_retry() -> None:
     gate.set()
     dispatcher = _dispatcher(gate, sent, BrokenPublisher, retry_after_seconds=0)
     dispatcher.submit(_request("lost"))
-    _wait_for(lambda: dispatcher.state("lost", 1) is None)
+    wait_until(lambda: dispatcher.state("lost", 1) is None, 5, "the lost job to be forgotten", interval=0.01)
     assert dispatcher.submit(_request("lost")) is None  # accepted again, not acknowledged as a duplicate
