@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from devstack.functions_host.access_log import ACCESS_LINE
 from devstack.servicebus.opcounts import read_operations
 from devstack.stack import LocalStack
 from tests.support.flow import cpu_seconds
 
-# morgan's "common" format: 127.0.0.1 - - [date] "GET /devstoreaccount1/input?restype=... HTTP/1.1" 200 123
-_ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<url>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
+# morgan's "common" format, as the functions host reads it too
+_ACCESS = ACCESS_LINE
 # azureml-inference-server-http logs "<method> <path> <status> <ms>ms <length>" after each request it routes
 _ENDPOINT = re.compile(r"\b(?P<method>GET|POST) (?P<path>/score\S*) (?P<status>\d{3}) [\d.]+ms")
 _SERVED_FROM = "azurite"

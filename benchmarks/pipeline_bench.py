@@ -9,15 +9,20 @@ stopped, so they do not compete with it for the CPU):
 * many small files (default 1,000 of 100 rows) dropped as fast as one uploader can: files/s, vs the same
   pandas script looping over the files; and drop -> output latency p50/p95 (goal p50 <= 500 ms) in that
   burst (where files queue, so latency there measures throughput), in a steady stream below capacity
-  (default 200 files at 5 files/s) and for files dropped one at a time into an idle pipeline, with the time
-  split into stages from the request ledger (blob scan -> submitted -> accepted by the endpoint -> scored -> written);
+  (default 200 files at 5 files/s; goal p50 <= 300 ms, p95 <= 600 ms) and for files dropped one at a time into an
+  idle pipeline, with the time split into stages from the request ledger (blob scan -> submitted -> accepted by
+  the endpoint -> scored -> written);
+* every phase runs into an input container already holding ``--prefill`` blobs (default 10,000), uploaded
+  concurrently before the functions host first starts. The function app runs with ``BLOB_TRIGGER_SOURCE=EventGrid``
+  as in Azure, so, as an Event Grid subscription would, the host never runs for blobs written before it first
+  started: they cost the pipeline nothing but the safety-net listings (the run checks that none was scored);
 * peak RSS (VmHWM, whole process tree: gunicorn's workers count) of each stack process during the large
   run, vs the same during a run of a file a tenth the size (goal: about 1.0x, bounded by chunk size);
 * the cost of each small file in the bursts and the paced run: storage operations by container and kind,
   Service Bus operations, endpoint calls and CPU seconds of each service, counted by the services
   themselves (:mod:`benchmarks.costs`).
 
-    python -m benchmarks.pipeline_bench [--rows N] [--files N] [--file-rows N] [--sequential N] [--quick]
+    python -m benchmarks.pipeline_bench [--rows N] [--files N] [--file-rows N] [--sequential N] [--prefill N] [--quick]
 
 Results go to ``benchmarks/results/pipeline.json``; input files are cached in ``benchmarks/data/``.
 """
@@ -25,6 +30,7 @@ Results go to ``benchmarks/results/pipeline.json``; input files are cached in ``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -36,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +53,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from benchmarks.costs import CostMeter, cost_lines
 from benchmarks.figures import save
+from devstack.functions_host.blob_listing import ContainerLister
 from devstack.stack import LocalStack
 from scoring.examples.churn.sample import frame
 from scoring.examples.files import to_csv
@@ -69,7 +77,9 @@ logger = logging.getLogger(__name__)
 
 RESULTS = REPO / "benchmarks" / "results" / "pipeline.json"
 DATA = REPO / "benchmarks" / "data"
-GOALS = {"large_ratio": 1.0, "latency_p50_ms": 500.0, "memory_ratio": 1.0}
+GOALS = {"large_ratio": 1.0, "latency_p50_ms": 500.0, "memory_ratio": 1.0, "paced_p50_ms": 300.0, "paced_p95_ms": 600.0}
+PREFILL_PREFIX = "prefill/"
+PREFILL_THREADS = 8  # the SDK keeps 10 connections per host in its pool
 LEDGER = "ledger"
 # How often bursts look for outputs (at least; see OutputWatcher.pause): each look lists the phase's outputs in
 # Azurite, which the stack shares; a looser interval adds to the latency measured (half of it on average).
@@ -235,6 +245,25 @@ def run_burst(
     }
 
 
+def prefill(service: BlobServiceClient, count: int) -> dict[str, Any]:
+    """Uploads ``count`` tiny blobs into ``input`` concurrently (before the functions host starts)."""
+    inputs = service.get_container_client(INPUT)
+    started = time.monotonic()
+    with ThreadPoolExecutor(PREFILL_THREADS) as pool:
+        list(pool.map(lambda i: inputs.upload_blob(f"{PREFILL_PREFIX}{i:06d}.csv", b"id\n1\n"), range(count)))
+    return {"blobs": count, "upload_s": time.monotonic() - started}
+
+
+def prefilled_scored(service: BlobServiceClient) -> int:
+    """Outputs and error records of the pre-filled blobs: 0 when the trigger left them alone, as Event Grid would."""
+    outputs = service.get_container_client(OUTPUT)
+    found = 0
+    for prefix in (PREFILL_PREFIX, f"errors/{PREFILL_PREFIX}"):
+        with contextlib.closing(ContainerLister(outputs, prefix=prefix)) as lister:
+            found += sum(1 for _ in lister)
+    return found
+
+
 def reset_peaks(stack: LocalStack) -> None:
     """Resets VmHWM of every stack process (writing 5 to clear_refs), so peaks belong to the next run."""
     for pid in service_pids(stack).values():
@@ -316,15 +345,17 @@ def pandas_script(paths: list[Path]) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     ensure_model()
     large, medium = sample_file(args.rows), sample_file(max(1000, args.rows // 10))
-    small = small_files(args.files + args.sequential, args.file_rows)
+    small = small_files(max(args.files, args.own_session_files, args.paced_files) + args.sequential, args.file_rows)
     base = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
-    stack = LocalStack(
-        replace(isolated_settings(base), storage_access_log=True), report=lambda line: logger.info("%s", line)
-    )
+    # Event Grid source, as in Azure: the host never runs for the blobs pre-filled before it first starts.
+    settings = isolated_settings(base, {"BLOB_TRIGGER_SOURCE": "EventGrid"})
+    stack = LocalStack(replace(settings, storage_access_log=True), report=lambda line: logger.info("%s", line))
     figures: dict[str, Any] = {"load_avg_before": load_average()}
     try:
-        stack.up()
+        stack.up(["azurite"])
         with BlobServiceClient.from_connection_string(stack.settings.storage_connection_string) as service:
+            figures["prefill"] = prefill(service, args.prefill)
+            stack.up()
             dropper = Dropper(service)
             run_sequential(dropper, small[:2], args.timeout)  # warm-up: first imports, connections, containers
             figures["sequential"] = run_sequential(dropper, small[2 : 2 + args.sequential], args.timeout)
@@ -338,6 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             figures["medium"] = run_large(dropper, stack, medium, max(1000, args.rows // 10), args.timeout)
             figures["large"] = run_large(dropper, stack, large, args.rows, args.timeout)
+            figures["prefill"]["scored"] = prefilled_scored(service)
         figures["load_avg_during"] = load_average()
     finally:
         stack.down()
@@ -380,8 +412,10 @@ def table(f: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
          f"pandas loop {f['pandas_files_per_s']:,.1f}", f"{ob['ratio_vs_pandas']:.2f}x", ""),
         ("  latency in that burst p50 / p95 (ms)", f"{ob['p50_ms']:,.0f} / {ob['p95_ms']:,.0f}", "", "",
          "p50 <= 500 ms"),
-        (f"{pc['files']} small files at {pc['rate']:g} files/s, one session each: p50 / p95 (ms)",
-         f"{pc['p50_ms']:,.0f} / {pc['p95_ms']:,.0f}", "", f"{500 / pc['p50_ms']:.2f}x of goal", "p50 <= 500 ms"),
+        (f"{pc['files']} small files at {pc['rate']:g} files/s, one session each, into {_held(f)}: p50 / p95 (ms)",
+         f"{pc['p50_ms']:,.0f} / {pc['p95_ms']:,.0f}", "",
+         f"{GOALS['paced_p50_ms'] / pc['p50_ms']:.2f}x / {GOALS['paced_p95_ms'] / pc['p95_ms']:.2f}x of goal",
+         "p50 <= 300, p95 <= 600 ms"),
         (f"  one file at a time p50 / p95 (ms, n={sq['files']})", f"{sq['p50_ms']:,.0f} / {sq['p95_ms']:,.0f}", "",
          f"{500 / sq['p50_ms']:.2f}x of goal", "p50 <= 500 ms"),
     ]  # fmt: skip
@@ -399,6 +433,11 @@ def table(f: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+def _held(f: dict[str, Any]) -> str:
+    prefilled = f.get("prefill", {}).get("blobs", 0)  # absent from figures of runs before the pre-fill
+    return f"a container already holding {prefilled:,} blobs" if prefilled else "a near-empty container"
+
+
 def print_table(rows: list[tuple[str, str, str, str, str]]) -> None:
     header = ("measure", "measured", "baseline (same run)", "ratio", "goal")
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(5)]
@@ -407,6 +446,9 @@ def print_table(rows: list[tuple[str, str, str, str, str]]) -> None:
 
 
 def print_details(f: dict[str, Any]) -> None:
+    if pre := f.get("prefill"):
+        print(f"input held {pre['blobs']:,} blobs before the host started (uploaded in {pre['upload_s']:.1f} s, "
+              f"{PREFILL_THREADS} at a time); outputs or error records of them: {pre['scored']}")  # fmt: skip
     print(f"idle pipeline, median per stage (ms): {_fmt(f['sequential']['stages_p50_ms'])}")
     for key in ("burst", "burst_own_sessions", "paced"):
         b = f[key]
@@ -442,6 +484,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--own-session-files", type=int, default=100, help="small files dropped each in its own session")
     p.add_argument("--paced-files", type=int, default=200, help="small files dropped at --paced-rate")
     p.add_argument("--paced-rate", type=float, default=5.0, help="files per second of the paced run")
+    p.add_argument("--prefill", type=int, default=10_000, help="blobs in input before the host first starts")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for any one phase")
     p.add_argument("--quick", action="store_true", help="a small smoke run (50,000 rows, 50 files)")
     p.add_argument("--out", type=Path, default=RESULTS)

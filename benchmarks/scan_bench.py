@@ -1,9 +1,10 @@
-"""How the local functions host's blob scan scales with the size of the input container.
+"""How the local functions host's blob listing scales with the size of the input container.
 
-The local host finds new blobs by listing the whole container (``devstack/functions_host/blob_listing.py``)
-and pausing ``max(poll interval, 2 x the scan's time)`` between scans (``blob_trigger.py``), so the time to
-find a new blob grows with the container. This benchmark runs Azurite alone, fills container ``input`` step
-by step, and at each size measures:
+Without an access log to follow, the local host finds new blobs by listing the whole container
+(``devstack/functions_host/blob_listing.py``) and pausing ``max(poll interval, 2 x the scan's time)`` between
+listings (``blob_trigger.py``), so the time to find a new blob grows with the container; with Azurite's access
+log it lists only as a safety net (``access_log.py``), and this measures what each such listing costs. This
+benchmark runs Azurite alone, fills container ``input`` step by step, and at each size measures:
 
 * one full listing with the host's own lister: wall time, and Azurite's and the lister's CPU seconds;
 * drop -> seen: a scanner thread that lists and pauses as the host does, while new blobs with random names

@@ -1,8 +1,15 @@
-"""Azurite's development account (public, documented by Microsoft) and connection strings for given ports."""
+"""Azurite's development account (public, documented by Microsoft), connection strings for given ports, and
+the command that runs Azurite with SAS signatures blanked out of its access log."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from devstack.ports import LOOPBACK
+
+# Node script that runs node_modules' Azurite with SAS signatures blanked out of its standard output
+REDACTED_AZURITE = Path(__file__).with_name("azurite_redacted.js")
 
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -19,3 +26,8 @@ def connection_string(blob_port: int, queue_port: int, table_port: int | None = 
         f"BlobEndpoint={endpoint(blob_port)};QueueEndpoint={endpoint(queue_port)};"
     )
     return value if table_port is None else f"{value}TableEndpoint={endpoint(table_port)};"
+
+
+def command() -> tuple[str, ...]:
+    """Azurite run through :data:`REDACTED_AZURITE`; the caller adds Azurite's own options."""
+    return (shutil.which("node") or "node", str(REDACTED_AZURITE))

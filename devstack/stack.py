@@ -27,6 +27,7 @@ from pathlib import Path
 from devstack import azurite, gunicorn_loopback, procs
 from devstack.azurite import DEV_ACCOUNT as DEV_ACCOUNT  # re-exported for scripts that know the stack
 from devstack.azurite import DEV_KEY as DEV_KEY
+from devstack.azurite import command as azurite_command
 from devstack.ports import LOOPBACK, free_port
 from devstack.routes import ModelOption, effective_routes, write_json, write_stack_files
 from devstack.runner import Runner, ServiceSpec, ServiceStatus, StackError
@@ -404,7 +405,7 @@ def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[
     flag = {name: option for name, (_variable, option) in PORT_SETTINGS.items()}
 
     azurite_argv = (
-        str(azurite_bin(repo)), "--skipApiVersionCheck", "--loose", *(() if s.storage_access_log else ("--silent",)),
+        *azurite_command(), "--skipApiVersionCheck", "--loose", *(() if s.storage_access_log else ("--silent",)),
         "--location", str(s.base_dir / "azurite"),
         "--blobHost", LOOPBACK, "--blobPort", str(s.blob_port),
         "--queueHost", LOOPBACK, "--queuePort", str(s.queue_port),

@@ -10,13 +10,16 @@ does not account for blob by blob (an escaped or encoded name) is read with Elem
 :data:`PAGE_SIZE` blobs, so the scan can act on the first blobs while Azurite still lists the rest (the
 whole listing costs the same). Identity connections use the SDK's listing. The blob's full properties are
 read later, only for blobs not seen before. With ``modified_since`` set, blobs last modified before that moment
-are left out (an Event Grid-source trigger never hears of blobs written before its subscription).
+are left out (an Event Grid-source trigger never hears of blobs written before its subscription). With
+``pause_ratio`` set, the lister waits that many times a page's time before asking for the next one, so a
+safety-net listing of a big container leaves most of the storage service to the requests of files in flight.
 """
 
 from __future__ import annotations
 
 import html
 import re
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -55,6 +58,7 @@ class ContainerLister:
         self.page_size = page_size
         self.prefix = prefix
         self.modified_since = modified_since
+        self.pause_ratio = 0.0
         credential = container.credential
         self._key: str | None = getattr(credential, "account_key", None)
         self._session = requests.Session() if self._key else None
@@ -74,7 +78,9 @@ class ContainerLister:
             return
         marker = ""
         while True:
+            started = time.monotonic()
             page = self._page(marker)
+            pause = self.pause_ratio * (time.monotonic() - started)
             if since is None:
                 blobs, marker = parse_page(page)
                 yield from blobs
@@ -83,6 +89,8 @@ class ContainerLister:
                 yield from ((name, etag) for name, etag, modified in dated if modified is None or modified >= since)
             if not marker:
                 return
+            if pause > 0:
+                time.sleep(pause)
 
     def _page(self, marker: str) -> bytes:
         assert self._session is not None

@@ -70,6 +70,7 @@ _DOWNLOAD_CHUNK = 4 * 1024 * 1024
 # host storage blobs that record when an Event Grid-source trigger first ran (see the module's docstring)
 SUBSCRIPTIONS = "eventgrid-subscriptions"
 _FOLLOW_SECONDS = 0.05  # how often the access log is looked at (a stat; a read only when it grew)
+_TROUBLE_CHECK_SECONDS = 0.2  # how soon the listing thread notices a failed storage call of another thread
 _FRESH_SECONDS = 1.0  # properties read this recently are trusted by the worker without reading them again
 _QUEUED, _DONE, _BUSY = "queued", "done", "busy"
 
@@ -155,6 +156,7 @@ class BlobTrigger:
         self._done: set[tuple[str, str]] = set()
         self._retries: dict[str, float] = {}  # blob name -> when to look it up again (access-log mode)
         self._trouble = False  # a storage call failed since the last listing: list again soon
+        self._follower: AccessLogFollower | None = None
         self._missing_logged = False
         self._threads = [threading.Thread(target=self._scan_loop, name=f"blobscan-{spec.name}", daemon=True)]
         self._threads += [
@@ -163,6 +165,13 @@ class BlobTrigger:
         ]
 
     def start(self) -> None:
+        # Made before the first listing starts, so a blob written while it runs is in the log or in the listing.
+        self._follower = self._find_follower()
+        if self._follower is not None:
+            follow = threading.Thread(
+                target=self._follow_loop, args=(self._follower,), name=f"bloblog-{self.spec.name}", daemon=True
+            )
+            self._threads.append(follow)
         for thread in self._threads:
             thread.start()
 
@@ -175,15 +184,14 @@ class BlobTrigger:
 
     # -- finding blobs ----------------------------------------------------------------------------------------
     def _scan_loop(self) -> None:
+        """Full listings: at start, then every ``scan_interval`` while a log is followed, else back to back."""
         service = clients.blob_service(self._data)
         listing = ContainerLister(service.get_container_client(self.container))
         receipts = hosts_container(self._host_storage)
-        # Created before the first listing, so a blob written while that listing runs is in the log, or in it.
-        follower = self._follower(str(service.url))
+        follower = self._follower
         next_listing = 0.0
         try:
             while not self._stop.is_set():
-                following = follower is not None and follower.available()
                 with self._lock:
                     trouble, self._trouble = self._trouble, False
                     if trouble:
@@ -193,6 +201,9 @@ class BlobTrigger:
                 if trouble:
                     next_listing = min(next_listing, time.monotonic() + self._options.poll_interval)
                 if time.monotonic() >= next_listing:
+                    following = follower is not None and follower.available()
+                    # A safety-net listing is in no hurry: it leaves half of the storage service to the files.
+                    listing.pause_ratio = 1.0 if following else 0.0
                     started = time.monotonic()
                     queued = self._list(listing, receipts)
                     took = time.monotonic() - started
@@ -207,22 +218,33 @@ class BlobTrigger:
                     next_listing = time.monotonic() + (
                         self._options.scan_interval if slow else max(self._options.poll_interval, 2 * took)
                     )
-                if follower is not None and following:
-                    for _container, name in follower.new_blobs():
-                        self._look_up(service, receipts, name)
-                    self._retry_due(service, receipts)
-                else:
-                    with self._lock:
-                        self._retries.clear()  # the next listing sees them
-                pause = _FOLLOW_SECONDS if following else next_listing - time.monotonic()
-                self._stop.wait(max(0.0, pause))
+                self._stop.wait(max(0.0, min(next_listing - time.monotonic(), _TROUBLE_CHECK_SECONDS)))
         finally:
             listing.close()
             service.close()
             receipts.close()
 
-    def _follower(self, service_url: str) -> AccessLogFollower | None:
-        wanted = service_url.rstrip("/")
+    def _follow_loop(self, follower: AccessLogFollower) -> None:
+        """Blobs written into the container, read from the access log as they come (beside the listings, so a
+        long listing holds none of them up), and blobs to try again."""
+        service = clients.blob_service(self._data)
+        receipts = hosts_container(self._host_storage)
+        try:
+            while not self._stop.wait(_FOLLOW_SECONDS):
+                if not follower.available():
+                    with self._lock:
+                        self._retries.clear()  # the listings, back to back without a log, see them
+                    continue
+                for _container, name in follower.new_blobs():
+                    self._look_up(service, receipts, name)
+                self._retry_due(service, receipts)
+        finally:
+            service.close()
+            receipts.close()
+
+    def _find_follower(self) -> AccessLogFollower | None:
+        with clients.blob_service(self._data) as service:
+            wanted = str(service.url).rstrip("/")
         for url, path in self._options.access_logs.items():
             if url.rstrip("/") == wanted:
                 logger.info(

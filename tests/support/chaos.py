@@ -1,7 +1,7 @@
 """Fault injection: ``kill -9`` each stack service in turn while files flow, then check nothing was lost.
 
-``python -m tests.support.chaos [--files 300] [--rows 100] [--pace 0.2] [--repeat N]`` (``make chaos``,
-``make chaos REPEAT=10``)
+``python -m tests.support.chaos [--files 300] [--rows 100] [--pace 0.2] [--burst 300] [--burst-rows 20]
+[--repeat N]`` (``make chaos``, ``make chaos REPEAT=10``)
 
 An isolated local stack (free ports, temporary base dir) runs with short deadlines so ``reconcile``
 re-submits requests a killed service lost: ``RESULT_DEADLINE_MINUTES=1``, a reconcile timer every 10 s,
@@ -9,6 +9,11 @@ quick scoring retries. While an uploader drops CSV files into ``input``, the sco
 process group: gunicorn and its workers), the functions host, the Service Bus emulator and Azurite are
 killed with SIGKILL one after the other and restarted with ``LocalStack.up([name])``. The files carry
 ``session_id`` metadata spread over a few sessions, as from several clients.
+
+A burst of small files (``--burst``, default 300 of 20 rows, in one session as one client uploads a batch) is
+dropped as fast as one uploader can just before the first kill, so the paths many small files take (batches of
+requests, one session's results written together) are in flight while the scoring server and then the functions
+host are killed. The burst is judged and reported on its own, by the same rules.
 
 Afterwards every input must have exactly one output whose rows match the MLflow model loaded in this
 process (prediction and probability, row by row), or exactly one error record; none missing, none with
@@ -75,6 +80,7 @@ RETRY_PAUSE = 0.5
 PROGRESS_SECONDS = 30.0
 LEDGER = "ledger"
 SESSIONS = 8  # host.json maxConcurrentSessions: every session receiver of the writer stays busy
+BURST_SEED = 106
 
 
 @dataclass
@@ -94,6 +100,7 @@ class ChaosReport:
     stuck: list[str] = field(default_factory=list)  # what the ledger said about those
     seconds: float = 0.0
     load_avg: list[float] = field(default_factory=list)
+    burst: ChaosReport | None = None  # the burst of small files, judged on its own
 
     @property
     def ok(self) -> bool:
@@ -104,26 +111,34 @@ class ChaosReport:
             and not self.missing
             and not self.both
             and not self.secrets_in_logs
+            and (self.burst is None or self.burst.ok)
         )
 
-    def lines(self) -> list[str]:
-        out = [
-            f"files dropped: {self.files}; outputs matching the model: {self.outputs_ok}; "
+    def outcome_lines(self, what: str) -> list[str]:
+        return [
+            f"{what}: {self.files}; outputs matching the model: {self.outputs_ok}; "
             f"outputs that do not match: {len(self.outputs_wrong)}; error records: {len(self.error_records)}; "
             f"missing: {len(self.missing)}; output and error record both: {len(self.both)}",
-            f"inputs Azurite lost on kill -9 (re-uploaded by the client): {len(self.reuploaded_after_azurite_loss)}; "
+            f"  inputs Azurite lost on kill -9 (re-uploaded by the client): {len(self.reuploaded_after_azurite_loss)}; "
             f"outputs lost with Azurite after they were seen: {len(self.outputs_lost_then_recreated)} written "
             f"again by reconcile, {len(self.outputs_lost_after_seen)} not",
         ]
+
+    def lines(self) -> list[str]:
+        out = self.outcome_lines("files dropped")
+        if self.burst is not None:
+            out += self.burst.outcome_lines("burst of small files dropped at once (one session)")
         for kill in self.kills:
             out.append(
                 f"  killed {kill['service']} (pid {kill['pid']}, {kill['processes']} processes) after "
                 f"{kill['uploaded']} uploads; back in {kill['restart_s']:.1f} s"
             )
-        out += [f"  wrong output {n}: {p}" for n, p in list(self.outputs_wrong.items())[:10]]
-        out += [f"  error record {n}: {e}" for n, e in list(self.error_records.items())[:10]]
-        out += [f"  missing {n}" for n in self.missing[:10]]
-        out += [f"  both {n}" for n in self.both[:10]]
+        for group in (self, self.burst):
+            if group is not None:
+                out += [f"  wrong output {n}: {p}" for n, p in list(group.outputs_wrong.items())[:10]]
+                out += [f"  error record {n}: {e}" for n, e in list(group.error_records.items())[:10]]
+                out += [f"  missing {n}" for n in group.missing[:10]]
+                out += [f"  both {n}" for n in group.both[:10]]
         out += [f"  secret in log: {line}" for line in self.secrets_in_logs[:10]]
         out.append(f"{'PASS' if self.ok else 'FAIL'} in {self.seconds:.0f} s; load average {self.load_avg}")
         return out
@@ -132,11 +147,12 @@ class ChaosReport:
 class Uploader(threading.Thread):
     """Drops the files at a steady pace, retrying through outages; remembers what it uploaded."""
 
-    def __init__(self, connection_string: str, files: dict[str, bytes], pace: float) -> None:
+    def __init__(self, connection_string: str, files: dict[str, bytes], pace: float, sessions: int = SESSIONS) -> None:
         super().__init__(name="chaos-uploader", daemon=True)
         self._connection_string = connection_string
         self._files = files
         self._pace = pace
+        self.sessions = sessions
         self.uploaded: list[str] = []
         self.lock = threading.Lock()
         self.error: BaseException | None = None
@@ -146,7 +162,10 @@ class Uploader(threading.Thread):
             with BlobServiceClient.from_connection_string(self._connection_string, retry_total=0) as service:
                 inputs = service.get_container_client(INPUT)
                 for name, data in self._files.items():
-                    upload_until_done(partial(inputs.upload_blob, name, data, overwrite=True, metadata=metadata(name)))
+                    upload = partial(
+                        inputs.upload_blob, name, data, overwrite=True, metadata=metadata(name, self.sessions)
+                    )
+                    upload_until_done(upload)
                     with self.lock:
                         self.uploaded.append(name)
                     time.sleep(self._pace)
@@ -202,24 +221,34 @@ def reupload_lost(connection_string: str, uploader: Uploader, files: dict[str, b
                 inputs.get_blob_client(name).get_blob_properties()
             except ResourceNotFoundError:
                 lost.append(name)
-                again = partial(inputs.upload_blob, name, files[name], overwrite=True, metadata=metadata(name))
+                again = partial(
+                    inputs.upload_blob, name, files[name], overwrite=True, metadata=metadata(name, uploader.sessions)
+                )
                 upload_until_done(again)
     return lost
 
 
-def metadata(name: str) -> dict[str, str]:
+def metadata(name: str, sessions: int = SESSIONS) -> dict[str, str]:
     """Files are spread over a few reply sessions, as from several clients (each client uses one session)."""
     folder, _, stem = name.rpartition("/")
-    return {"session_id": f"{folder}-s{int(stem.split('.')[0]) % SESSIONS}"}
+    return {"session_id": f"{folder}-s{int(stem.split('.')[0]) % sessions}"}
 
 
-def make_files(count: int, rows: int, prefix: str) -> dict[str, bytes]:
-    data = frame(count * rows, seed=105)
+def make_files(count: int, rows: int, prefix: str, seed: int = 105) -> dict[str, bytes]:
+    data = frame(count * rows, seed=seed)
     return {f"{prefix}{i:04d}.csv": to_csv(data.iloc[i * rows : (i + 1) * rows]) for i in range(count)}
 
 
 def run(
-    *, files: int, rows: int, pace: float, settle_timeout: float, base_dir: Path | None = None, quiet: bool = False
+    *,
+    files: int,
+    rows: int,
+    pace: float,
+    settle_timeout: float,
+    base_dir: Path | None = None,
+    quiet: bool = False,
+    burst: int = 0,
+    burst_rows: int = 20,
 ) -> ChaosReport:
     say: Callable[[str], None] = (lambda _line: None) if quiet else (lambda line: print(line, flush=True))
     started = time.monotonic()
@@ -227,18 +256,30 @@ def run(
     stack = LocalStack(isolated_settings(base, CHAOS_SETTINGS), report=lambda line: logger.info("%s", line))
     prefix = f"chaos-{uuid.uuid4().hex[:6]}/"
     payloads = make_files(files, rows, prefix)
-    report = ChaosReport(files=files)
+    burst_prefix = f"chaos-burst-{uuid.uuid4().hex[:6]}/"
+    burst_payloads = make_files(burst, burst_rows, burst_prefix, seed=BURST_SEED) if burst else {}
+    report = ChaosReport(files=files, burst=ChaosReport(files=burst) if burst else None)
     conn = stack.settings.storage_connection_string
     try:
         stack.up()
         say(f"stack up in {time.monotonic() - started:.0f} s; dropping {files} files of {rows} rows")
         with BlobServiceClient.from_connection_string(conn) as service:
             watcher = OutputWatcher(service.get_container_client(OUTPUT), payloads, [prefix, f"errors/{prefix}"])
+            burst_watcher = OutputWatcher(
+                service.get_container_client(OUTPUT), burst_payloads, [burst_prefix, f"errors/{burst_prefix}"]
+            )
             uploader = Uploader(conn, payloads, pace)
+            burster = Uploader(conn, burst_payloads, 0.0, sessions=1)
             uploader.start()
             for step, name in enumerate(KILL_ORDER, 1):
                 while uploader.is_alive() and uploader.count() < files * step // (len(KILL_ORDER) + 1):
                     time.sleep(0.1)
+                if step == 1 and burst:
+                    # Half the burst uploaded when the scoring server goes: its batches are in flight.
+                    burster.start()
+                    while burster.is_alive() and burster.count() < burst // 2:
+                        time.sleep(0.05)
+                    say(f"burst of {burst} small files: {burster.count()} uploaded at the first kill")
                 _safe_poll(watcher)
                 uploaded = uploader.count()
                 pid, members = kill_service(stack, name)
@@ -252,17 +293,28 @@ def run(
                 )  # fmt: skip
                 if name == "azurite":
                     report.reuploaded_after_azurite_loss = reupload_lost(conn, uploader, payloads)
-            uploader.join()
-            if uploader.error is not None:
-                raise RuntimeError(f"the uploader failed: {uploader.error}") from uploader.error
+                    if report.burst is not None:
+                        report.burst.reuploaded_after_azurite_loss = reupload_lost(conn, burster, burst_payloads)
+            for thread in (uploader, burster):
+                if thread.is_alive() or thread.ident is not None:
+                    thread.join()
+                if thread.error is not None:
+                    raise RuntimeError(f"the uploader failed: {thread.error}") from thread.error
             say("all files uploaded and every service restarted; waiting for the pipeline to finish")
-            report.unsettled = settle(watcher, payloads, settle_timeout, say)
-            if report.unsettled:
-                report.stuck = diagnose(service, prefix, report.unsettled)
-                for line in report.stuck[:20]:
-                    say(f"  {line}")
+            settle_until = time.monotonic() + settle_timeout
+            groups = [(report, watcher, payloads, prefix)]
+            if report.burst is not None:
+                groups.append((report.burst, burst_watcher, burst_payloads, burst_prefix))
+            for group, group_watcher, group_payloads, group_prefix in groups:
+                left = max(0.0, settle_until - time.monotonic())
+                group.unsettled = settle(group_watcher, group_payloads, left, say)
+                if group.unsettled:
+                    group.stuck = diagnose(service, group_prefix, group.unsettled)
+                    for line in group.stuck[:20]:
+                        say(f"  {line}")
             time.sleep(5.0)  # late duplicates would show up now
-            judge(report, watcher, payloads)
+            for group, group_watcher, group_payloads, _ in groups:
+                judge(group, group_watcher, group_payloads)
         report.secrets_in_logs = secrets_in_logs(stack.settings.log_dir)
     finally:
         stack.down()
@@ -365,17 +417,31 @@ def summary(reports: list[ChaosReport]) -> list[str]:
     lines = []
     for i, r in enumerate(reports, 1):
         outputs_lost = len(r.outputs_lost_then_recreated) + len(r.outputs_lost_after_seen)
+        b = r.burst
+        burst = (
+            f"; burst of {b.files}: lost {len(b.missing)}, not matching {len(b.outputs_wrong)}, both {len(b.both)}, "
+            f"error records {len(b.error_records)}"
+            if b is not None
+            else ""
+        )
         lines.append(
             f"run {i}: {'PASS' if r.ok else 'FAIL'} in {r.seconds:.0f} s; lost {len(r.missing)}, "
             f"outputs not matching the model (duplicated or missing rows included) {len(r.outputs_wrong)}, "
-            f"both {len(r.both)}, error records {len(r.error_records)}; "
+            f"both {len(r.both)}, error records {len(r.error_records)}{burst}; "
             f"Azurite lost {len(r.reuploaded_after_azurite_loss)} inputs and {outputs_lost} outputs "
             f"({len(r.outputs_lost_then_recreated)} written again); load average {r.load_avg}"
         )
     passed = sum(r.ok for r in reports)
+    bursts = [r.burst for r in reports if r.burst is not None]
     lines.append(
         f"{passed} of {len(reports)} runs clean: {sum(len(r.missing) for r in reports)} lost, "
         f"{sum(len(r.outputs_wrong) for r in reports)} not matching, {sum(len(r.both) for r in reports)} both"
+        + (
+            f"; bursts: {sum(len(b.missing) for b in bursts)} lost, {sum(len(b.outputs_wrong) for b in bursts)} "
+            f"not matching, {sum(len(b.both) for b in bursts)} both"
+            if bursts
+            else ""
+        )
     )
     return lines
 
@@ -385,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--rows", type=int, default=100, help="rows per file")
     parser.add_argument("--pace", type=float, default=0.2, help="seconds between uploads")
+    parser.add_argument("--burst", type=int, default=300, help="small files dropped at once before the first kill")
+    parser.add_argument("--burst-rows", type=int, default=20, help="rows per file of the burst")
     parser.add_argument("--settle-timeout", type=float, default=600.0, help="seconds to wait for the last outputs")
     parser.add_argument("--keep", type=Path, help="use this base dir and keep it (logs) afterwards")
     parser.add_argument("--repeat", type=int, default=1, help="run this many times in a row (a fresh stack each)")
@@ -398,7 +466,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"=== run {i + 1} of {args.repeat}", flush=True)
         base_dir = args.keep / f"run-{i + 1}" if args.keep and args.repeat > 1 else args.keep
         report = run(
-            files=args.files, rows=args.rows, pace=args.pace, settle_timeout=args.settle_timeout, base_dir=base_dir
+            files=args.files,
+            rows=args.rows,
+            pace=args.pace,
+            settle_timeout=args.settle_timeout,
+            base_dir=base_dir,
+            burst=args.burst,
+            burst_rows=args.burst_rows,
         )
         print("\n".join(report.lines()), flush=True)
         reports.append(report)

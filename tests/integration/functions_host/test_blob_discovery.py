@@ -16,6 +16,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from devstack.functions_host.blob_listing import PAGE_SIZE
 from tests.fixtures.azurite import Azurite
+from tests.support.flow import secrets_in_logs
 
 from .conftest import FixtureApp
 from .test_blob import new_container, settings
@@ -82,6 +83,9 @@ def test_new_blob_in_a_big_container_is_found_through_the_access_log_without_a_l
     assert [e["name"] for e in entries].count(f"{big}/new/first.csv") == 2
     assert not any("/old/" in e["name"] for e in entries)  # the start-up listing ran, and skipped them
     assert listings(azurite, big) == listed
+    # The host lists with a SAS: the log keeps the request, not the signature.
+    assert "sig=REDACTED" in azurite.access_log.read_text(encoding="utf-8", errors="replace")
+    assert not secrets_in_logs(azurite.access_log.parent)
 
 
 def test_a_write_the_log_never_shows_is_found_by_the_safety_net_listing_once(
