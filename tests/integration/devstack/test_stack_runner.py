@@ -18,6 +18,7 @@ import pytest
 from devstack import procs
 from devstack.ports import LOOPBACK, free_port, port_open
 from devstack.runner import Runner, ServiceSpec, StackError, State
+from tests.support.wait import wait_until
 
 # Listens on the port given as argv[1], starts a child in the same process group (like gunicorn's
 # workers), prints "ready", then waits to be stopped.
@@ -89,10 +90,7 @@ def test_down_stops_services_and_their_children(runner: Runner) -> None:
         assert st.pid is not None and not procs.is_alive(st.pid)
         assert not runner.pid_path(st.name).exists()
     # the group's leftovers get SIGKILL, which the kernel completes asynchronously: allow it a moment
-    deadline = time.monotonic() + 5
-    while any(procs.is_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(procs.is_alive(pid) for pid in children)
+    wait_until(lambda: not any(procs.is_alive(pid) for pid in children), 5, "the leftovers to die", interval=0.05)
     assert [s.state for s in runner.statuses()] == [State.STOPPED, State.STOPPED]
 
 
@@ -191,9 +189,7 @@ def test_service_that_died_shows_stale_and_up_restarts_it(runner: Runner) -> Non
     first, second = runner.up()
     assert first.pid is not None
     os.killpg(first.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while procs.is_alive(first.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not procs.is_alive(first.pid), 10, "the killed service to exit", interval=0.05)
 
     stale = runner.status(runner.specs[0])
     assert stale.state is State.STALE

@@ -17,6 +17,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from devstack.functions_host.blob_listing import PAGE_SIZE
 from tests.fixtures.azurite import Azurite
 from tests.support.flow import secrets_in_logs
+from tests.support.wait import wait_until
 
 from .conftest import FixtureApp
 from .test_blob import new_container, settings
@@ -33,15 +34,6 @@ def listings(azurite: Azurite, container: str) -> int:
 def prefill(container: ContainerClient, count: int) -> None:
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: container.upload_blob(f"old/{i:05d}.csv", b"a\n1\n"), range(count)))
-
-
-def wait_until(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_new_blob_in_a_big_container_is_found_through_the_access_log_without_a_listing(
@@ -63,7 +55,7 @@ def test_new_blob_in_a_big_container_is_found_through_the_access_log_without_a_l
         )  # fmt: skip
         # The start-up listing reads every page of the container...
         pages = math.ceil(PREFILLED / PAGE_SIZE)
-        assert wait_until(lambda: listings(azurite, big) >= pages, 60), "no start-up listing"
+        wait_until(lambda: listings(azurite, big) >= pages, 60, "the start-up listing", interval=0.05)
         # ...and the scan thread follows the log only once it has gone through them.
         blobs.upload_blob("new/first.csv", b"a\n1\n")
         fixture_app.wait_for("on_event_blob", lambda e: len(e) >= 1, timeout=60)
@@ -103,7 +95,7 @@ def test_a_write_the_log_never_shows_is_found_by_the_safety_net_listing_once(
             "--storage-access-log", f"{azurite.blob_endpoint}={silent}",
         ]
     )  # fmt: skip
-    assert wait_until(lambda: listings(azurite, container) >= 1, 60), "no start-up listing"
+    wait_until(lambda: listings(azurite, container) >= 1, 60, "the start-up listing", interval=0.05)
     before = listings(azurite, container)
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
         service.get_container_client(container).upload_blob("missed.csv", b"a\n1\n")
@@ -112,5 +104,5 @@ def test_a_write_the_log_never_shows_is_found_by_the_safety_net_listing_once(
     assert "the safety-net listing queued 1 blob(s) not (yet) seen in the log" in host.log_text()
     # Later listings find its receipt: it runs once.
     seen = listings(azurite, container)
-    assert wait_until(lambda: listings(azurite, container) > seen, 30)
+    wait_until(lambda: listings(azurite, container) > seen, 30, "another listing", interval=0.05)
     assert [e["name"] for e in fixture_app.recorded("on_blob")] == [f"{container}/missed.csv"]
