@@ -29,6 +29,18 @@ LOCK = timedelta(seconds=5)  # the lock duration of the auto-renew queues
 HELD = LOCK * 2  # how long each test keeps its locks: two lock durations (the first lock has long run out)
 
 
+class RenewFailures:
+    """An ``on_lock_renew_failure`` callback that keeps what it is given; ``called`` is set by the first call."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, Exception | None]] = []
+        self.called = threading.Event()
+
+    def __call__(self, renewable: Any, error: Exception | None) -> None:
+        self.seen.append((renewable, error))
+        self.called.set()
+
+
 def _renewed_past(item: Any, first: datetime) -> bool:
     until = item.locked_until_utc
     return until is not None and until >= first + HELD
@@ -38,7 +50,7 @@ def test_message_locks_are_kept_past_two_lock_durations(sb: ServiceBusEmulator) 
     with client(sb) as c:
         with c.get_queue_sender("auto-renew") as sender:
             sender.send_messages([ServiceBusMessage(f"m{i}") for i in range(8)])
-        failures: list[Any] = []
+        failed = RenewFailures()
         with (
             AutoLockRenewer(max_workers=4) as renewer,
             c.get_queue_receiver("auto-renew", prefetch_count=8) as receiver,
@@ -48,14 +60,14 @@ def test_message_locks_are_kept_past_two_lock_durations(sb: ServiceBusEmulator) 
                 msgs += receiver.receive_messages(max_message_count=8, max_wait_time=2)
             first = min(m.locked_until_utc for m in msgs if m.locked_until_utc is not None)
             for m in msgs:
-                renewer.register(receiver, m, max_lock_renewal_duration=60, on_lock_renew_failure=_record(failures))
+                renewer.register(receiver, m, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
             wait_until(lambda: all(_renewed_past(m, first) for m in msgs), 30, "eight message locks renewed")
             assert datetime.now(UTC) > first + LOCK  # the original locks have run out by now
             with c.get_queue_receiver("auto-renew", max_wait_time=0.5) as competitor:
                 assert competitor.receive_messages(max_message_count=8, max_wait_time=0.5) == []
             for m in msgs:
                 receiver.complete_message(m)
-        assert failures == []
+        assert failed.seen == []
         assert take(c, "auto-renew") == []
 
 
@@ -63,7 +75,7 @@ def test_session_lock_is_kept_past_two_lock_durations(sb: ServiceBusEmulator) ->
     with client(sb) as c:
         with c.get_queue_sender("auto-renew-session") as sender:
             sender.send_messages([ServiceBusMessage(f"s{i}", session_id="long-work") for i in range(3)])
-        failures: list[Any] = []
+        failed = RenewFailures()
         with (
             AutoLockRenewer() as renewer,
             c.get_queue_receiver("auto-renew-session", session_id="long-work", prefetch_count=3) as receiver,
@@ -71,12 +83,12 @@ def test_session_lock_is_kept_past_two_lock_durations(sb: ServiceBusEmulator) ->
             session = receiver.session
             first = session.locked_until_utc
             assert first is not None
-            renewer.register(receiver, session, max_lock_renewal_duration=60, on_lock_renew_failure=_record(failures))
+            renewer.register(receiver, session, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
             msgs = receiver.receive_messages(max_message_count=3, max_wait_time=2)
             wait_until(lambda: _renewed_past(session, first), 30, "the session lock renewed")
             for m in msgs:
                 receiver.complete_message(m)
-        assert failures == []
+        assert failed.seen == []
         assert bodies(msgs) == ["s0", "s1", "s2"]
 
 
@@ -127,20 +139,14 @@ def test_failure_callback_fires_when_the_broker_loses_the_lock(
     with client(sb, retry_total=0) as c:
         with c.get_queue_sender("work") as sender:
             sender.send_messages(ServiceBusMessage("job"))
-        failures: list[Any] = []
-        called = threading.Event()
-
-        def failed(renewable: Any, error: Exception | None) -> None:
-            failures.append((renewable, error))
-            called.set()
-
+        failed = RenewFailures()
         with AutoLockRenewer() as renewer, c.get_queue_receiver("work", max_wait_time=2) as receiver:
             (m,) = receiver.receive_messages(max_message_count=1, max_wait_time=2)
             renewer.register(receiver, m, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
             sb.kill()  # the broker and every lock it held are gone
             sb.start()
-            assert called.wait(30), "the failure callback was not called"
-    ((renewable, error),) = failures
+            assert failed.called.wait(30), "the failure callback was not called"
+    ((renewable, error),) = failed.seen
     assert renewable is m
     assert error is not None and m.auto_renew_error is error
 
@@ -151,13 +157,7 @@ def test_failure_callback_fires_when_the_queue_is_deleted_under_the_receiver(sb:
     with client(sb, retry_total=0) as c:
         with c.get_queue_sender("renew-deleted") as sender:
             sender.send_messages(ServiceBusMessage("job"))
-        failures: list[Any] = []
-        called = threading.Event()
-
-        def failed(renewable: Any, error: Exception | None) -> None:
-            failures.append((renewable, error))
-            called.set()
-
+        failed = RenewFailures()
         with AutoLockRenewer() as renewer, c.get_queue_receiver("renew-deleted", max_wait_time=2) as receiver:
             (m,) = receiver.receive_messages(max_message_count=1, max_wait_time=2)
             first = m.locked_until_utc
@@ -166,8 +166,8 @@ def test_failure_callback_fires_when_the_queue_is_deleted_under_the_receiver(sb:
             wait_until(lambda: m.locked_until_utc is not None and m.locked_until_utc > first, 10, "a first renewal")
             with admin(sb) as a:
                 a.delete_queue("renew-deleted")
-            assert called.wait(15), "the failure callback was not called"
-    ((renewable, error),) = failures
+            assert failed.called.wait(15), "the failure callback was not called"
+    ((renewable, error),) = failed.seen
     assert renewable is m
     assert isinstance(error, AutoLockRenewFailed) and m.auto_renew_error is error
     assert isinstance(error.inner_exception, MessagingEntityNotFoundError), repr(error.inner_exception)
@@ -205,13 +205,6 @@ def test_async_failure_callback_fires_when_the_session_queue_is_deleted(sb: Serv
     assert renewable is session
     assert isinstance(error, AutoLockRenewFailed) and session.auto_renew_error is error
     assert isinstance(error.inner_exception, MessagingEntityNotFoundError), repr(error.inner_exception)
-
-
-def _record(failures: list[Any]) -> Any:
-    def failed(renewable: Any, error: Exception | None) -> None:
-        failures.append((renewable, error))
-
-    return failed
 
 
 async def _async_wait(condition: Any, timeout: float) -> None:
