@@ -13,14 +13,6 @@ from devstack.stack import REPO, StackSettings, build_specs
 from shared.routes import Route, load_routes
 
 
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "my-model"
-    folder.mkdir()
-    (folder / "MLmodel").write_text("flavors: {}\n")
-    return folder
-
-
 def test_model_options_are_checked(model_dir: Path) -> None:
     option = parse_model_option(f"mine={model_dir}")
     assert (option.name, option.model_dir, option.route) == ("mine", model_dir, Route("mine", "scoring-mine"))

@@ -25,6 +25,7 @@ from shared.limits import (
     problems,
 )
 from shared.routes import load_routes
+from tests.support.function_app import run_python
 from tests.unit.infra.bicep_model import INFRA, REPO, evaluate, function_app_settings, main_scope, module_scope
 
 PLANS = {"FlexConsumption": "maximumInstanceCount", "ElasticPremium": "maximumElasticWorkerCount"}
@@ -113,29 +114,10 @@ def test_documented_arithmetic_matches_the_shipped_values() -> None:
 
 def test_the_app_checks_its_part_at_start_up(tmp_path: Path) -> None:
     """Indexing function_app.py with a read timeout longer than the function may run fails, naming both."""
-    import subprocess
-    import sys
-
-    env = {"PATH": "/usr/bin:/bin", "SCORING_READ_TIMEOUT_SECONDS": "3600", "BLOB_TRIGGER_SOURCE": "EventGrid"}
-    done = subprocess.run(
-        [sys.executable, "-c", "import function_app"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    env = {"SCORING_READ_TIMEOUT_SECONDS": "3600", "BLOB_TRIGGER_SOURCE": "EventGrid"}
+    done = run_python("import function_app", env)
     assert done.returncode != 0
     assert "LimitsError" in done.stderr
     assert "functionTimeout" in done.stderr and "SCORING_READ_TIMEOUT_SECONDS" in done.stderr
-    ok = subprocess.run(
-        [sys.executable, "-c", "import function_app"],
-        cwd=REPO,
-        env={**env, "SCORING_READ_TIMEOUT_SECONDS": "30"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    ok = run_python("import function_app", {**env, "SCORING_READ_TIMEOUT_SECONDS": "30"})
     assert ok.returncode == 0, ok.stderr

@@ -49,16 +49,6 @@ def test_shellcheck_passes(script: Path) -> None:
     assert done.returncode == 0, done.stdout
 
 
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    """A folder shaped like an MLflow model; the script only hashes and uploads it."""
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "MLmodel").write_text("flavors:\n  python_function: {}\n")
-    (folder / "model.pkl").write_bytes(b"\x80\x04N.")
-    return folder
-
-
 def dry_run(*args: str, env: dict[str, str] = OUTPUTS) -> subprocess.CompletedProcess[str]:
     return run(INFRA / "deploy_aml.sh", "--dry-run", *args, env=env)
 

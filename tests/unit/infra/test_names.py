@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.function_app import indexed_bindings
 from tests.unit.infra.bicep_model import INFRA, REPO, Dynamic, function_app_settings, main_scope, module_scope
 
 PLANS = ("FlexConsumption", "ElasticPremium")
@@ -123,18 +122,7 @@ def indexed_functions(blob_trigger_source: str) -> dict[str, list[dict[str, Any]
     """function name -> bindings, as the worker indexes function_app.py (in a fresh interpreter)."""
     if not (REPO / "function_app.py").exists():
         pytest.fail("function_app.py is missing")
-    script = (
-        "import json, function_app\n"
-        "print(json.dumps({f.get_function_name(): json.loads(f.get_function_json())['bindings']"
-        " for f in function_app.app.get_functions()}))"
-    )
-    env = {"BLOB_TRIGGER_SOURCE": blob_trigger_source, "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, f"indexing function_app.py failed:\n{done.stderr}"
-    result: dict[str, list[dict[str, Any]]] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return indexed_bindings({"BLOB_TRIGGER_SOURCE": blob_trigger_source})
 
 
 def triggers(blob_trigger_source: str) -> Iterator[tuple[str, dict[str, Any]]]:

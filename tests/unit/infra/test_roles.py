@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.function_app import indexed_bindings
 from tests.unit.infra.bicep_model import INFRA, REPO, RoleGrant, main_scope, module_scope, role_assignments
 from tests.unit.infra.test_infra_scripts import dry_run_commands, option
 
@@ -112,14 +111,6 @@ def endpoint_grants(model_dir: Path) -> list[Row]:
     return rows
 
 
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "MLmodel").write_text("flavors:\n  python_function: {}\n")
-    return folder
-
-
 @pytest.mark.parametrize("plan", PLANS)
 def test_granted_roles_equal_the_documented_table(plan: str, model_dir: Path) -> None:
     granted = bicep_grants(plan) + endpoint_grants(model_dir)
@@ -167,26 +158,12 @@ def indexed_triggers(plan: str) -> list[dict[str, Any]]:
     route), with their %SETTING% expressions resolved against the app settings the Bicep deploys."""
     main = main_scope(hostingPlan=plan, modelRoutes=EXTRA_ROUTES)
     values = {name: str(value) for name, value in module_scope(main, "functionApp").lookup("allSettings").items()}
-    script = (
-        "import json, function_app\n"
-        "print(json.dumps([b for f in function_app.app.get_functions()"
-        " for b in json.loads(f.get_function_json())['bindings'] if b['type'].endswith('Trigger')]))"
-    )
     with tempfile.TemporaryDirectory() as folder:
         routes = Path(folder) / "models.json"
         routes.write_text(json.dumps({"routes": EXTRA_ROUTES}))
         env = {"BLOB_TRIGGER_SOURCE": values["BLOB_TRIGGER_SOURCE"], "MODEL_ROUTES_FILE": str(routes)}
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=REPO,
-            env={**env, "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    bindings: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+        functions = indexed_bindings(env)
+    bindings = [b for found in functions.values() for b in found if b["type"].endswith("Trigger")]
     for binding in bindings:
         for key, value in binding.items():
             if isinstance(value, str):
