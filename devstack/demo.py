@@ -28,7 +28,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
 from devstack import procs
-from devstack.demo_models import model_dir_of, prediction_mismatches, train_route_models, with_demo_routes
+from devstack.demo_models import DEMO_ROUTES, model_dir_of, prediction_mismatches, train_route_models, with_demo_routes
 from devstack.runner import StackError
 from devstack.stack import LocalStack, StackSettings
 from shared.contracts import DEFAULT_MODEL, derive_request_id, detect_format, error_blob_name, output_blob_name
@@ -77,6 +77,12 @@ class Sample:
     check: bool = False  # compare the output with the model's in-process predictions
 
 
+def route_sample(route: str, name: str, *, rows: int, fmt: str, seed: int) -> Sample:
+    """A file for an extra demo route, made by that route's example and checked against its model."""
+    args = ("--kind", DEMO_ROUTES[route], "--rows", str(rows), "--format", fmt, "--seed", str(seed))
+    return Sample(name, args, model=route, check=True)
+
+
 # Sizes chosen so the demo shows both output paths: small outputs travel inline in the result message,
 # the 40,000-row file's output (several MB) goes through the scoring service's results container.
 SAMPLES = (
@@ -90,18 +96,12 @@ SAMPLES = (
     ),
     Sample("bad-not-tabular.jsonl", ("--rows", "10", "--format", "jsonl", "--bad", "not-tabular"), True),
     # the extra routes: an iris classifier with string labels and a diabetes regressor
-    Sample("iris-flowers.csv", ("--kind", "multiclass", "--rows", "150", "--format", "csv", "--seed", "7"),
-           model="multiclass", check=True),
-    Sample("iris-flowers.jsonl", ("--kind", "multiclass", "--rows", "60", "--format", "jsonl", "--seed", "8"),
-           model="multiclass", check=True),
-    Sample("diabetes-patients.csv", ("--kind", "regression", "--rows", "300", "--format", "csv", "--seed", "9"),
-           model="regression", check=True),
-    Sample("diabetes-patients.jsonl", ("--kind", "regression", "--rows", "80", "--format", "jsonl", "--seed", "10"),
-           model="regression", check=True),
-    Sample("iris-flowers.parquet", ("--kind", "multiclass", "--rows", "90", "--format", "parquet", "--seed", "11"),
-           model="multiclass", check=True),
-    Sample("diabetes-patients.parquet", ("--kind", "regression", "--rows", "99", "--format", "parquet", "--seed", "12"),
-           model="regression", check=True),
+    route_sample("multiclass", "iris-flowers.csv", rows=150, fmt="csv", seed=7),
+    route_sample("multiclass", "iris-flowers.jsonl", rows=60, fmt="jsonl", seed=8),
+    route_sample("regression", "diabetes-patients.csv", rows=300, fmt="csv", seed=9),
+    route_sample("regression", "diabetes-patients.jsonl", rows=80, fmt="jsonl", seed=10),
+    route_sample("multiclass", "iris-flowers.parquet", rows=90, fmt="parquet", seed=11),
+    route_sample("regression", "diabetes-patients.parquet", rows=99, fmt="parquet", seed=12),
 )  # fmt: skip
 
 
