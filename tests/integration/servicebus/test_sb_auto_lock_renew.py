@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from azure.servicebus import AutoLockRenewer, ServiceBusMessage, ServiceBusReceivedMessage
+from azure.servicebus import AutoLockRenewer, ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus.aio import AutoLockRenewer as AsyncAutoLockRenewer
 from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 from azure.servicebus.exceptions import AutoLockRenewFailed, MessagingEntityNotFoundError
@@ -41,6 +43,14 @@ class RenewFailures:
         self.called.set()
 
 
+def _register(renewer: Any, receiver: Any, renewable: Any, on_failure: Any) -> datetime:
+    """Hands ``renewable`` (a message or a session) to ``renewer`` for 60 s; the lock expiry it had then."""
+    first: datetime | None = renewable.locked_until_utc
+    assert first is not None
+    renewer.register(receiver, renewable, max_lock_renewal_duration=60, on_lock_renew_failure=on_failure)
+    return first
+
+
 def _renewed_past(item: Any, first: datetime) -> bool:
     until = item.locked_until_utc
     return until is not None and until >= first + HELD
@@ -60,7 +70,7 @@ def test_message_locks_are_kept_past_two_lock_durations(sb: ServiceBusEmulator) 
                 msgs += receiver.receive_messages(max_message_count=8, max_wait_time=2)
             first = min(m.locked_until_utc for m in msgs if m.locked_until_utc is not None)
             for m in msgs:
-                renewer.register(receiver, m, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
+                _register(renewer, receiver, m, failed)
             wait_until(lambda: all(_renewed_past(m, first) for m in msgs), 30, "eight message locks renewed")
             assert datetime.now(UTC) > first + LOCK  # the original locks have run out by now
             with c.get_queue_receiver("auto-renew", max_wait_time=0.5) as competitor:
@@ -81,9 +91,7 @@ def test_session_lock_is_kept_past_two_lock_durations(sb: ServiceBusEmulator) ->
             c.get_queue_receiver("auto-renew-session", session_id="long-work", prefetch_count=3) as receiver,
         ):
             session = receiver.session
-            first = session.locked_until_utc
-            assert first is not None
-            renewer.register(receiver, session, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
+            first = _register(renewer, receiver, session, failed)
             msgs = receiver.receive_messages(max_message_count=3, max_wait_time=2)
             wait_until(lambda: _renewed_past(session, first), 30, "the session lock renewed")
             for m in msgs:
@@ -111,15 +119,13 @@ def test_async_renewer_keeps_message_and_session_locks(sb: ServiceBusEmulator) -
                         msgs += await receiver.receive_messages(max_message_count=4, max_wait_time=2)
                     first = min(m.locked_until_utc for m in msgs if m.locked_until_utc is not None)
                     for m in msgs:
-                        renewer.register(receiver, m, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
+                        _register(renewer, receiver, m, failed)
                     await _async_wait(lambda: all(_renewed_past(m, first) for m in msgs), 30)
                     for m in msgs:
                         await receiver.complete_message(m)
                 async with c.get_queue_receiver("auto-renew-session-aio", session_id="aio") as receiver:
                     session = receiver.session
-                    started = session.locked_until_utc
-                    assert started is not None
-                    renewer.register(receiver, session, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
+                    started = _register(renewer, receiver, session, failed)
                     got = await receiver.receive_messages(max_message_count=1, max_wait_time=2)
                     await _async_wait(lambda: _renewed_past(session, started), 30)
                     for m in got:
@@ -132,20 +138,28 @@ def test_async_renewer_keeps_message_and_session_locks(sb: ServiceBusEmulator) -
     assert failures == []
 
 
+@contextmanager
+def one_renewed_message(
+    c: ServiceBusClient, queue: str, failed: RenewFailures
+) -> Iterator[tuple[ServiceBusReceivedMessage, datetime]]:
+    """One message sent to ``queue`` and received, its lock renewed by an AutoLockRenewer that reports to
+    ``failed``; the message and its lock expiry when it was registered."""
+    with c.get_queue_sender(queue) as sender:
+        sender.send_messages(ServiceBusMessage("job"))
+    with AutoLockRenewer() as renewer, c.get_queue_receiver(queue, max_wait_time=2) as receiver:
+        (m,) = receiver.receive_messages(max_message_count=1, max_wait_time=2)
+        yield m, _register(renewer, receiver, m, failed)
+
+
 def test_failure_callback_fires_when_the_broker_loses_the_lock(
     servicebus_factory: ServiceBusFactory, tmp_path: Path
 ) -> None:
     sb = servicebus_factory(write_config(tmp_path / "entities.json", [queue("work", LockDuration="PT3S")]))
-    with client(sb, retry_total=0) as c:
-        with c.get_queue_sender("work") as sender:
-            sender.send_messages(ServiceBusMessage("job"))
-        failed = RenewFailures()
-        with AutoLockRenewer() as renewer, c.get_queue_receiver("work", max_wait_time=2) as receiver:
-            (m,) = receiver.receive_messages(max_message_count=1, max_wait_time=2)
-            renewer.register(receiver, m, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
-            sb.kill()  # the broker and every lock it held are gone
-            sb.start()
-            assert failed.called.wait(30), "the failure callback was not called"
+    failed = RenewFailures()
+    with client(sb, retry_total=0) as c, one_renewed_message(c, "work", failed) as (m, _first):
+        sb.kill()  # the broker and every lock it held are gone
+        sb.start()
+        assert failed.called.wait(30), "the failure callback was not called"
     ((renewable, error),) = failed.seen
     assert renewable is m
     assert error is not None and m.auto_renew_error is error
@@ -154,19 +168,12 @@ def test_failure_callback_fires_when_the_broker_loses_the_lock(
 def test_failure_callback_fires_when_the_queue_is_deleted_under_the_receiver(sb: ServiceBusEmulator) -> None:
     with admin(sb) as a:
         a.create_queue("renew-deleted", lock_duration="PT3S")
-    with client(sb, retry_total=0) as c:
-        with c.get_queue_sender("renew-deleted") as sender:
-            sender.send_messages(ServiceBusMessage("job"))
-        failed = RenewFailures()
-        with AutoLockRenewer() as renewer, c.get_queue_receiver("renew-deleted", max_wait_time=2) as receiver:
-            (m,) = receiver.receive_messages(max_message_count=1, max_wait_time=2)
-            first = m.locked_until_utc
-            assert first is not None
-            renewer.register(receiver, m, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
-            wait_until(lambda: m.locked_until_utc is not None and m.locked_until_utc > first, 10, "a first renewal")
-            with admin(sb) as a:
-                a.delete_queue("renew-deleted")
-            assert failed.called.wait(15), "the failure callback was not called"
+    failed = RenewFailures()
+    with client(sb, retry_total=0) as c, one_renewed_message(c, "renew-deleted", failed) as (m, first):
+        wait_until(lambda: m.locked_until_utc is not None and m.locked_until_utc > first, 10, "a first renewal")
+        with admin(sb) as a:
+            a.delete_queue("renew-deleted")
+        assert failed.called.wait(15), "the failure callback was not called"
     ((renewable, error),) = failed.seen
     assert renewable is m
     assert isinstance(error, AutoLockRenewFailed) and m.auto_renew_error is error
@@ -191,9 +198,7 @@ def test_async_failure_callback_fires_when_the_session_queue_is_deleted(sb: Serv
                 c.get_queue_receiver("renew-deleted-session-aio", session_id="doomed", keep_alive=0) as receiver,
             ):
                 session = receiver.session
-                first = session.locked_until_utc
-                assert first is not None
-                renewer.register(receiver, session, max_lock_renewal_duration=60, on_lock_renew_failure=failed)
+                first = _register(renewer, receiver, session, failed)
                 await _async_wait(lambda: session.locked_until_utc is not None and session.locked_until_utc > first, 10)
                 with admin(sb) as a:
                     a.delete_queue("renew-deleted-session-aio")
