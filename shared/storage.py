@@ -8,9 +8,12 @@ connection is a connection string, or with a user delegation key when it is an i
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Iterator, Mapping
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -25,6 +28,7 @@ from azure.storage.blob import (
     UserDelegationKey,
     generate_blob_sas,
 )
+from requests.utils import get_netrc_auth
 
 from shared.config import Connection
 from shared.limits import COPY_TIMEOUT_SECONDS
@@ -49,6 +53,28 @@ def credential_for(connection: Connection) -> TokenCredential:
     return DefaultAzureCredential()
 
 
+def environment_applies(url: str) -> bool:
+    """Whether the environment could change a request to ``url``: proxy variables, a CA bundle variable (for
+    https), or a ``.netrc`` entry for its host.
+
+    ``requests`` looks all three up again on every request (its ``trust_env``), which costs more CPU than the
+    rest of its work on a small request; a client for which none applies is built without those look-ups
+    (azure-core's ``use_env_settings=False``). The environment is read when the client is built.
+    """
+    https = url.lower().startswith("https:")
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    return bool(urllib.request.getproxies() or (https and bundle) or get_netrc_auth(url))
+
+
+def blob_service_client(make: Callable[..., BlobServiceClient]) -> BlobServiceClient:
+    """``make(**options)``, without the transport's per-request environment look-ups where none applies."""
+    client = make()
+    if environment_applies(client.url):
+        return client
+    client.close()
+    return make(use_env_settings=False)
+
+
 def service_client(connection: Connection) -> BlobServiceClient:
     """This thread's client for ``connection`` (created on first use in the thread)."""
     clients: dict[Connection, BlobServiceClient] = getattr(_local, "clients", None) or {}
@@ -56,9 +82,10 @@ def service_client(connection: Connection) -> BlobServiceClient:
     client = clients.get(connection)
     if client is None:
         if connection.connection_string is not None:
-            client = BlobServiceClient.from_connection_string(connection.connection_string)
+            make = partial(BlobServiceClient.from_connection_string, connection.connection_string)
         else:
-            client = BlobServiceClient(str(connection.service_uri), credential=credential_for(connection))
+            make = partial(BlobServiceClient, str(connection.service_uri), credential=credential_for(connection))
+        client = blob_service_client(make)
         clients[connection] = client
     return client
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from azure.servicebus import ServiceBusClient
@@ -9,6 +10,7 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from devstack import azurite
+from shared.storage import blob_service_client
 
 from .settings import Connection
 
@@ -39,14 +41,14 @@ def credential_for(connection: Connection) -> Any:
 
 def blob_service(connection: Connection, **options: Any) -> BlobServiceClient:
     if connection.connection_string:
-        return BlobServiceClient.from_connection_string(
-            _storage_connection_string(connection.connection_string), **options
-        )
+        connection_string = _storage_connection_string(connection.connection_string)
+        return blob_service_client(partial(BlobServiceClient.from_connection_string, connection_string, **options))
     if not connection.service_uri:
         raise ValueError(
             f"connection '{connection.name}' has no blob service URI (set '{connection.name}__blobServiceUri')"
         )
-    return BlobServiceClient(connection.service_uri, credential=credential_for(connection), **options)
+    credential = credential_for(connection)
+    return blob_service_client(partial(BlobServiceClient, connection.service_uri, credential=credential, **options))
 
 
 def queue_service(connection: Connection) -> QueueServiceClient:

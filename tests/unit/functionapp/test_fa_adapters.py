@@ -5,14 +5,16 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
+import pytest
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from shared.bus import _sender, new_client
 from shared.config import Connection
 from shared.endpoint import HttpScoringEndpoint, parse_retry_after
 from shared.settings import EndpointSettings
-from shared.storage import AzureBlobStore, credential_for, service_client
+from shared.storage import AzureBlobStore, credential_for, environment_applies, service_client
 
 
 def test_retry_after_seconds_and_http_dates() -> None:
@@ -49,6 +51,25 @@ def test_blob_clients_are_per_thread_and_reused_within_a_thread() -> None:
     thread.start()
     thread.join()
     assert other[0] is not mine
+
+
+def test_blob_clients_skip_environment_look_ups_only_where_none_applies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        for variant in (name, name.lower()):
+            monkeypatch.delenv(variant, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    local, remote = "http://127.0.0.1:10000/devstoreaccount1", "https://acct.blob.core.windows.net"
+    assert not environment_applies(local) and not environment_applies(remote)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    assert environment_applies(remote) and not environment_applies(local)  # a CA bundle matters to https only
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    (tmp_path / "netrc").write_text("machine acct.blob.core.windows.net login u password p\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert environment_applies(remote) and not environment_applies(local)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert environment_applies(local) and environment_applies(remote)
 
 
 def test_service_bus_client_from_namespace_or_connection_string() -> None:
