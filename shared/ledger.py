@@ -2,24 +2,21 @@
 
 Layout (container ``LEDGER_CONTAINER``):
 
-* ``requests/<request_id>.json``: the :class:`LedgerRecord` (source of truth for ``request_status``); its
-  metadata repeats the state and times, so one listing shows every request's stage.
-* ``inflight/<request_id>``: an empty marker blob from a request's first state until ``reconcile`` has seen
-  its result; its metadata (``since``: when the request's current attempt began, ``attempt``) lets
-  ``reconcile`` find requests that may be overdue with one listing instead of reading every record.
+* ``requests/<request_id>.json``: the :class:`LedgerRecord` (source of truth for ``request_status``). Its
+  metadata repeats the state, attempt and times (:meth:`LedgerRecord.listing_metadata`), so one listing shows
+  every request's stage, and carries the in-flight mark ``inflight=true`` from every state change until
+  ``reconcile`` has checked the request's result. ``reconcile`` finds the requests to look at with one
+  listing of the records (a page per 5,000), instead of reading each.
 
-The ledger owns both: :meth:`Ledger.advance` is the only way a request's state changes. It writes the
-record with ``If-Match`` on the ETag it read (or ``If-None-Match: *`` for a new record); on a conflict it
-re-reads and retries, so concurrent writers (a late result racing ``accepted``, two deliveries of one
-message) never clobber each other. The marker is written, before the record, only when a request starts
-being watched: a new record, a new attempt, or a change to a finished record (a late success replacing a
-failure, a success reopened). Every other change happens while the marker is there already, so it costs
-one request (or two with the read). A crash between marker and record leaves a marker that is checked
-again, never a changed record that nobody watches. A finished request keeps its marker: only
-:meth:`Ledger.release`, called by ``reconcile`` once it has checked that the output or error record the
-record names really exists, a deadline after the record's last change, removes it (conditionally, so a
-marker rewritten in the meantime stays). A record that says an output exists is therefore never taken on
-trust.
+The ledger owns the record and its mark: :meth:`Ledger.advance` is the only way a request's state changes,
+and it writes the record with the mark in one request, with ``If-Match`` on the ETag it read (or
+``If-None-Match: *`` for a new record); on a conflict it re-reads and retries, so concurrent writers (a late
+result racing ``accepted``, two deliveries of one message) never clobber each other. Record and mark cannot
+disagree: they are one blob. A finished request keeps its mark: only :meth:`Ledger.release`, called by
+``reconcile`` once it has checked that the output or error record the record names really exists, a deadline
+after the record's last change, clears it (Set Blob Metadata, conditional on the ETag it listed, so a record
+changed in the meantime keeps its mark). A record that says an output exists is therefore never taken on
+trust. Markers of the earlier layout (empty blobs ``inflight/<request_id>``) are still listed and released.
 
 Transitions are pure functions of the current record; they never go back from a terminal state, except
 that a late success replaces a failure and a success whose output is gone is reopened as a new attempt.
@@ -27,24 +24,26 @@ that a late success replaces a failure and a success whose output is gone is reo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
 from shared.contracts import InferenceRequest, InferenceResult, RequestState, detect_format, iso, parse_iso
-from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
+from shared.ports import BlobInfo, BlobNotFound, BlobStore, PreconditionFailed
 from shared.retry import LEDGER_CONFLICT
 from shared.telemetry import logs, pipeline
 
 logger = logging.getLogger(__name__)
 
 RECORDS = "requests/"
-INFLIGHT = "inflight/"
+INFLIGHT = "inflight/"  # the earlier layout's markers, still honoured
+MARK = "inflight"  # record metadata: the request's result is not checked yet
 TERMINAL = (RequestState.SUCCEEDED, RequestState.FAILED)
 _LISTING_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
@@ -200,12 +199,15 @@ Transition = Callable[[LedgerRecord | None], LedgerRecord | None]
 
 @dataclass(frozen=True)
 class Marker:
-    """An in-flight marker as listed: which request, since when, its attempt, and the marker's ETag."""
+    """A request marked in flight, as listed: since when (its record's last change), its attempt, and the ETag
+    and metadata of the blob that carries the mark."""
 
     request_id: str
     since: datetime
     attempt: int
     etag: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    blob: str = ""
 
 
 class Ledger:
@@ -253,15 +255,13 @@ class Ledger:
                 return current
             if new.traceparent is None:
                 new = replace(new, traceparent=pipeline.traceparent())
-            if _starts_watch(current, new):
-                self._mark(request_id, now, new.attempt)
             try:
                 self._blobs.write(
                     self._container,
                     f"{RECORDS}{request_id}.json",
                     new.to_json(),
                     content_type="application/json",
-                    metadata=new.listing_metadata(),
+                    metadata={**new.listing_metadata(), MARK: "true"},
                     if_match=etag,
                     if_none_match_any=etag is None,
                 )
@@ -274,40 +274,50 @@ class Ledger:
                 time.sleep(LEDGER_CONFLICT.delay(conflict))
                 conflict += 1
 
-    def _mark(self, request_id: str, since: datetime, attempt: int) -> None:
-        self._blobs.write(
-            self._container,
-            f"{INFLIGHT}{request_id}",
-            b"",
-            content_type="application/octet-stream",
-            metadata={"since": iso(since), "attempt": str(attempt)},
-        )
-
     def release(self, marker: Marker) -> bool:
-        """Removes a marker whose request's result was checked; False if it was rewritten since it was listed."""
+        """Clears the mark of a request whose result was checked; False if the record changed since it was listed."""
         try:
-            self._blobs.delete(self._container, f"{INFLIGHT}{marker.request_id}", if_match=marker.etag)
-        except PreconditionFailed:
-            logger.info("marker of %s changed since it was listed; kept", marker.request_id)
+            if marker.blob.startswith(INFLIGHT):
+                self._blobs.delete(self._container, marker.blob, if_match=marker.etag)
+            else:
+                kept = {key: value for key, value in marker.metadata.items() if key != MARK}
+                self._blobs.set_metadata(self._container, marker.blob, kept, if_match=marker.etag)
+        except (PreconditionFailed, BlobNotFound):
+            with logs.request_scope(marker.request_id):
+                logger.info("ledger record of %s changed since it was listed; its mark is kept", marker.request_id)
             return False
         return True
 
     def inflight(self) -> Iterator[Marker]:
-        """Every in-flight marker, from one listing."""
+        """Every request marked in flight, from one listing of the records (and one of the earlier markers)."""
+        marked = set()
+        for info in self._blobs.list(self._container, RECORDS):
+            if info.metadata.get(MARK) != "true" or not info.name.endswith(".json"):
+                continue
+            request_id = info.name[len(RECORDS) : -len(".json")]
+            marked.add(request_id)
+            marker = _marker(request_id, info, info.metadata.get("updated_at"))
+            if marker is not None:
+                yield marker
         for info in self._blobs.list(self._container, INFLIGHT):
             request_id = info.name[len(INFLIGHT) :]
-            try:
-                since, attempt = parse_iso(info.metadata["since"]), int(info.metadata["attempt"])
-            except (KeyError, ValueError):
-                with logs.request_scope(request_id):
-                    logger.warning("ledger marker %s has bad metadata %s", info.name, info.metadata)
+            if request_id in marked:  # its record carries the mark now
+                with contextlib.suppress(PreconditionFailed):
+                    self._blobs.delete(self._container, info.name, if_match=info.etag)
                 continue
-            yield Marker(request_id, since, attempt, info.etag)
+            marker = _marker(request_id, info, info.metadata.get("since"))
+            if marker is not None:
+                yield marker
 
 
-def _starts_watch(current: LedgerRecord | None, new: LedgerRecord) -> bool:
-    """Whether this change needs a fresh in-flight marker (see the module docstring)."""
-    return current is None or current.terminal or new.attempt != current.attempt
+def _marker(request_id: str, info: BlobInfo, since: str | None) -> Marker | None:
+    try:
+        return Marker(request_id, parse_iso(since or ""), int(info.metadata["attempt"]), info.etag,
+                      dict(info.metadata), info.name)  # fmt: skip
+    except (KeyError, ValueError):
+        with logs.request_scope(request_id):
+            logger.warning("ledger blob %s has bad in-flight metadata %s", info.name, info.metadata)
+        return None
 
 
 # ---- transitions (pure) ----------------------------------------------------------------------------

@@ -52,6 +52,11 @@ class BlobStore(Protocol):
         """Writes the whole blob in one commit and returns its new ETag; raises PreconditionFailed."""
         ...
 
+    def set_metadata(self, container: str, name: str, metadata: Mapping[str, str], *, if_match: str) -> str:
+        """Replaces the blob's metadata (content untouched) if it is still that version; returns the new ETag.
+        Raises PreconditionFailed (which storage may also answer when the blob is gone), or BlobNotFound."""
+        ...
+
     def copy_from_url(
         self, source_url: str, container: str, name: str, *, content_type: str, metadata: Mapping[str, str]
     ) -> None:

@@ -1,7 +1,7 @@
 """Use case ``reconcile``: no request is lost, and no record claims a result that is not there.
 
-It reads the in-flight markers (:mod:`shared.ledger`) whose attempt began more than
-``RESULT_DEADLINE_MINUTES`` ago, and acts on those whose record last changed more than that ago:
+It lists the requests marked in flight (:mod:`shared.ledger`) and acts on those whose record last changed
+more than ``RESULT_DEADLINE_MINUTES`` ago:
 
 * a request still waiting for its result (the endpoint lost it, or its request message was dead-lettered
   by an unexpected error) is published again with ``attempt + 1`` (up to ``MAX_RESUBMITS`` times); after
@@ -9,7 +9,7 @@ It reads the in-flight markers (:mod:`shared.ledger`) whose attempt began more t
   ledger moves on, and its id is fixed per attempt, so a crash in between at worst publishes the same
   attempt twice (dropped by duplicate detection, or scored twice and written once);
 * a finished request has its result checked: the output the record names, or for a failure its error
-  record (or an output of the same input that superseded it). Only then is the marker released. A
+  record (or an output of the same input that superseded it). Only then is the mark cleared. A
   success whose output is gone (storage lost a write the record outlived) is reopened as a new attempt
   and published again; a failure whose error record is gone gets it written again from the record.
 
@@ -85,7 +85,7 @@ class _Pass:
             self._overdue(record, marker)
 
     def _due(self, record: LedgerRecord, deadline: timedelta) -> bool:
-        """The record's last change is a deadline old (a changed record keeps the marker of its attempt)."""
+        """The record as read is a deadline old (it may have changed since the listing)."""
         try:
             return record.updated_at is None or self.now - parse_iso(record.updated_at) >= deadline
         except ValueError:

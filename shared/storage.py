@@ -160,6 +160,18 @@ class AzureBlobStore:
             raise BlobNotFound(f"{container}/{name}") from exc
         return str(result["etag"])
 
+    def set_metadata(self, container: str, name: str, metadata: Mapping[str, str], *, if_match: str) -> str:
+        blob = self._service.get_blob_client(container, name)
+        try:
+            result = blob.set_blob_metadata(
+                dict(metadata), etag=if_match, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceModifiedError as exc:
+            raise PreconditionFailed(f"{container}/{name}") from exc
+        except ResourceNotFoundError as exc:
+            raise BlobNotFound(f"{container}/{name}") from exc
+        return str(result["etag"])
+
     def copy_from_url(
         self, source_url: str, container: str, name: str, *, content_type: str, metadata: Mapping[str, str]
     ) -> None:

@@ -353,8 +353,10 @@ def diagnose(service: BlobServiceClient, prefix: str, names: list[str]) -> list[
     try:
         markers = {b.name.removeprefix("inflight/") for b in ledger.list_blobs(name_starts_with="inflight/")}
         records: dict[str, list[dict[str, Any]]] = {}
-        for blob in ledger.list_blobs(name_starts_with="requests/"):
+        for blob in ledger.list_blobs(name_starts_with="requests/", include=["metadata"]):
             record = json.loads(ledger.download_blob(blob.name).readall())
+            if (blob.metadata or {}).get("inflight") == "true":
+                markers.add(record["request_id"])
             if record.get("input_name", "").startswith(prefix):
                 records.setdefault(record["input_name"], []).append(record)
     except AzureError as exc:

@@ -42,6 +42,18 @@ def test_conditional_writes_and_reads(fa_env: AppEnv) -> None:
         blobs.read(fa_env.ledger, "x.json")
 
 
+def test_set_metadata_is_conditional_and_keeps_the_content(fa_env: AppEnv) -> None:
+    blobs = store()
+    etag = blobs.write(fa_env.ledger, "m.json", b"body", content_type="application/json", metadata={"a": "1"})
+    new = blobs.set_metadata(fa_env.ledger, "m.json", {"b": "2"}, if_match=etag)
+    with pytest.raises(PreconditionFailed):
+        blobs.set_metadata(fa_env.ledger, "m.json", {"c": "3"}, if_match=etag)
+    with pytest.raises((BlobNotFound, PreconditionFailed)):  # Azurite answers 412 for a missing blob
+        blobs.set_metadata(fa_env.ledger, "missing.json", {"c": "3"}, if_match=etag)
+    info = blobs.properties(fa_env.ledger, "m.json")
+    assert (info.etag, info.metadata, blobs.read(fa_env.ledger, "m.json")[0]) == (new, {"b": "2"}, b"body")
+
+
 def test_listing_carries_metadata(fa_env: AppEnv) -> None:
     blobs = store()
     blobs.write(fa_env.ledger, "inflight/a", b"", content_type="x/y", metadata={"attempt": "2"})

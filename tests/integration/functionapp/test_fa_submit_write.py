@@ -192,17 +192,9 @@ def test_reconcile_resubmits_an_overdue_request(fa_env: AppEnv, monkeypatch: pyt
     message = fa_env.receive("scoring", lambda m: m.message_id == request_id)
     assert message is not None
     request = InferenceRequest.from_json(b"".join(message.body))
-    blobs = AzureBlobStore(get_settings().data_storage)
-    ledger = Ledger(blobs, fa_env.ledger)
+    ledger = Ledger(AzureBlobStore(get_settings().data_storage), fa_env.ledger)
     long_ago = datetime.now(UTC) - timedelta(minutes=5)
-
-    def began_long_ago(attempt: int) -> None:
-        """Five minutes pass: the attempt began that long ago (its in-flight marker says when)."""
-        blobs.write(fa_env.ledger, f"inflight/{request_id}", b"", content_type="application/octet-stream",
-                    metadata={"since": iso(long_ago), "attempt": str(attempt)})  # fmt: skip
-
-    began_long_ago(1)
-    ledger.advance(request_id, accepted(request, long_ago, 0), now=long_ago)
+    ledger.advance(request_id, accepted(request, long_ago, 0), now=long_ago)  # accepted five minutes ago
     reconcile.build().get_user_function()(func.timer.TimerRequest(past_due=False))
     again = fa_env.receive("scoring", lambda m: m.message_id == f"{request_id}:2")
     assert again is not None and again.session_id == "s-late"
@@ -210,7 +202,6 @@ def test_reconcile_resubmits_an_overdue_request(fa_env: AppEnv, monkeypatch: pyt
     record = fa_env.ledger_record(request_id)
     assert (record["state"], record["attempt"]) == ("submitted", 2)
     # The resubmitted attempt is overdue too and no resubmits are left: result_timeout.
-    began_long_ago(2)
     ledger.advance(request_id, lambda r: r and replace(r, updated_at=iso(long_ago)), now=long_ago)
     reconcile.build().get_user_function()(func.timer.TimerRequest(past_due=True))
     record = fa_env.ledger_record(request_id)

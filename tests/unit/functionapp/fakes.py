@@ -82,6 +82,17 @@ class FakeBlobStore:
         self.blobs[key].content_type = content_type
         return etag
 
+    def set_metadata(self, container: str, name: str, metadata: Mapping[str, str], *, if_match: str) -> str:
+        self.ops["set_metadata"] += 1
+        blob = self.blobs.get((container, name))
+        if blob is None:
+            raise BlobNotFound(name)
+        if blob.etag != if_match:
+            raise PreconditionFailed(name)
+        blob.metadata = dict(metadata)
+        blob.etag = f'"0x{next(self._etags):04X}"'
+        return blob.etag
+
     def copy_from_url(
         self, source_url: str, container: str, name: str, *, content_type: str, metadata: Mapping[str, str]
     ) -> None:

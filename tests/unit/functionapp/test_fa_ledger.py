@@ -43,58 +43,71 @@ def test_record_round_trips_and_public_view_hides_counters() -> None:
     assert view["state"] == "submitted" and "scoring_retries" not in view
 
 
-def test_the_marker_is_written_when_a_watch_starts_and_a_finished_request_keeps_it() -> None:
+def test_every_state_change_marks_the_record_in_flight_and_a_finished_request_keeps_the_mark() -> None:
     blobs = FakeBlobStore()
     ledger = Ledger(blobs, "ledger")
     later = NOW + timedelta(minutes=5)
     ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
     assert [(m.request_id, m.since, m.attempt) for m in ledger.inflight()] == [(REQUEST.request_id, NOW, 1)]
-    marker_etag = blobs.blobs[("ledger", f"inflight/{REQUEST.request_id}")].etag
-    ledger.advance(REQUEST.request_id, accepted(REQUEST, later, 0), now=later)  # same attempt: record only
-    assert blobs.blobs[("ledger", f"inflight/{REQUEST.request_id}")].etag == marker_etag
-    ledger.advance(REQUEST.request_id, accepted(replace(REQUEST, attempt=2), later, 0), now=later)  # new attempt
+    ledger.advance(REQUEST.request_id, accepted(replace(REQUEST, attempt=2), later, 0), now=later)
     assert [(m.since, m.attempt) for m in ledger.inflight()] == [(later, 2)]
     ledger.advance(REQUEST.request_id, succeeded(BASE, later, "output/a.csv", 3, 0, "c"), now=later)
     assert [m.request_id for m in ledger.inflight()] == [REQUEST.request_id]
+    assert blobs.names("ledger") == [f"requests/{REQUEST.request_id}.json"]  # the mark is on the record itself
     etags = {key: blob.etag for key, blob in blobs.blobs.items()}
     ledger.advance(REQUEST.request_id, accepted(REQUEST, later, 0), now=later)  # no change: nothing written
     assert {key: blob.etag for key, blob in blobs.blobs.items()} == etags
 
 
-def test_a_change_to_a_finished_record_writes_the_marker_again() -> None:
-    """A late success replacing a failure must be checked by reconcile even if the failure's marker was released."""
+def test_a_change_to_a_released_record_marks_it_again() -> None:
+    """A late success replacing a checked failure must be checked by reconcile too."""
     blobs = FakeBlobStore()
     ledger = Ledger(blobs, "ledger")
     ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
     ledger.advance(REQUEST.request_id, failed(BASE, NOW, code="x", message="m", error_location="e"), now=NOW)
     [marker] = ledger.inflight()
     assert ledger.release(marker) and list(ledger.inflight()) == []
+    record = ledger.get(REQUEST.request_id)
+    assert record is not None and record.state == RequestState.FAILED  # releasing leaves the record as it was
     ledger.advance(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"), now=NOW)
     assert [m.request_id for m in ledger.inflight()] == [REQUEST.request_id]
 
 
-def test_a_state_change_costs_one_write_when_the_record_is_known() -> None:
+def test_a_state_change_costs_one_write_and_a_new_request_one_in_all() -> None:
     blobs = FakeBlobStore()
     ledger = Ledger(blobs, "ledger")
     ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW, known=(None, None))
-    assert blobs.ops == {"write": 2}  # marker, record
+    assert blobs.ops == {"write": 1}
     known = ledger.read(REQUEST.request_id)
     blobs.ops.clear()
     ledger.advance(REQUEST.request_id, accepted(REQUEST, NOW, 0), now=NOW, known=known)
     assert blobs.ops == {"write": 1}
 
 
-def test_inflight_listing_skips_bad_markers_and_release_is_conditional() -> None:
+def test_inflight_listing_skips_bad_marks_and_release_is_conditional() -> None:
     blobs = FakeBlobStore()
     ledger = Ledger(blobs, "ledger")
     ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
-    blobs.put("ledger", "inflight/r2", b"", {"since": "yesterday", "attempt": "1"})
+    blobs.put("ledger", "requests/r2.json", b"{}", {"inflight": "true", "updated_at": "yesterday", "attempt": "1"})
     [marker] = ledger.inflight()
-    ledger.advance(REQUEST.request_id, submitted(replace(REQUEST, attempt=2), NOW), now=NOW)  # rewrites the marker
+    ledger.advance(REQUEST.request_id, accepted(REQUEST, NOW, 0), now=NOW)  # the record changed since the listing
     assert not ledger.release(marker)
     [marker] = ledger.inflight()
     assert ledger.release(marker) and not ledger.release(marker)
     assert list(ledger.inflight()) == []
+
+
+def test_markers_of_the_earlier_layout_are_listed_and_released() -> None:
+    blobs = FakeBlobStore()
+    ledger = Ledger(blobs, "ledger")
+    blobs.put("ledger", "inflight/old", b"", {"since": "2026-01-02T03:04:05Z", "attempt": "2"})
+    [marker] = ledger.inflight()
+    assert (marker.request_id, marker.attempt) == ("old", 2)
+    assert ledger.release(marker) and blobs.names("ledger") == []
+    blobs.put("ledger", "inflight/" + REQUEST.request_id, b"", {"since": "2026-01-02T03:04:05Z", "attempt": "1"})
+    ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
+    assert [m.blob for m in ledger.inflight()] == [f"requests/{REQUEST.request_id}.json"]  # one mark per request
+    assert blobs.names("ledger") == [f"requests/{REQUEST.request_id}.json"]
 
 
 def test_reopened_moves_only_a_success_of_an_earlier_attempt_back_to_submitted() -> None:
