@@ -386,7 +386,8 @@ class AsyncScoringBatch:
         for i, entry in enumerate(entries):
             if not isinstance(entry, Mapping):
                 raise ContractError(f"{where}.requests[{i}]: each entry must be an object")
-            requests.append(AsyncScoringRequest.from_fields({"model": model, **entry}, f"{where}.requests[{i}]"))
+            fields = {"model": model, "mode": "async", **entry}
+            requests.append(AsyncScoringRequest.from_fields(fields, f"{where}.requests[{i}]"))
         return cls(model=model, requests=tuple(requests))
 
 

@@ -16,7 +16,10 @@ still runs). :func:`problems` names every disagreement with the settings on both
   when reconcile gives up waiting and resubmits (a queued job must not find its SAS expired before that);
 * locks: ``maxAutoLockRenewalDuration`` covers ``functionTimeout``, so a message (or session) stays locked for
   the longest run, and each triggered subscription's ``LockDuration`` leaves the renewer (which renews 10 s
-  before expiry) time to act.
+  before expiry) time to act. ``score_request`` takes its messages in batches, whose locks the runtime does not
+  renew: it stops calling the endpoint after :data:`BATCH_CALL_BUDGET_SECONDS` (the rest of the batch is
+  retried later), so its last call (connect + read timeout) still ends within the request subscription's
+  ``LockDuration``.
 
 The tests build :class:`DeploymentLimits` from the shipped files (host.json, the Bicep, servicebus-entities.json,
 scoring/aml/deployment.yml) and expect no problem. At start-up the app checks the part it can see
@@ -43,6 +46,8 @@ ANSWER_MARGIN_SECONDS = 5.0
 # that is itself slow a further 20 s.
 MIN_LOCK_SECONDS = 30.0
 MAX_LOCK_SECONDS = 300.0  # Service Bus's largest LockDuration
+# How long one score_request batch keeps calling the endpoint; files not sent by then are rescheduled.
+BATCH_CALL_BUDGET_SECONDS = 20.0
 # How long the writer waits for a server-side copy of a staged output (shared.storage uses it).
 COPY_TIMEOUT_SECONDS = 600.0
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
@@ -149,7 +154,15 @@ def problems(limits: DeploymentLimits) -> list[str]:
             f"request_timeout_ms ({e.request_timeout_ms} ms) + {ANSWER_MARGIN_SECONDS:g} s = {wait:g} s, so the "
             "function reads the endpoint's own answer"
         )
+    batch_call = BATCH_CALL_BUDGET_SECONDS + f.connect_timeout_seconds + f.read_timeout_seconds
     for subscription, lock in sorted(limits.lock_durations.items()):
+        if subscription.startswith("inference-requests/") and lock < batch_call:
+            found.append(
+                f"LockDuration of subscription {subscription} ({lock:g} s) is shorter than a score_request batch "
+                f"can hold its unrenewed locks: {BATCH_CALL_BUDGET_SECONDS:g} s of calls + "
+                f"SCORING_CONNECT_TIMEOUT_SECONDS ({f.connect_timeout_seconds:g} s) + SCORING_READ_TIMEOUT_SECONDS "
+                f"({f.read_timeout_seconds:g} s) = {batch_call:g} s"
+            )
         if not MIN_LOCK_SECONDS <= lock <= MAX_LOCK_SECONDS:
             found.append(
                 f"LockDuration of subscription {subscription} ({lock:g} s, infra/servicebus-entities.json; route "

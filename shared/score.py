@@ -1,21 +1,35 @@
-"""Use case ``score``: hand one :class:`InferenceRequest` to the scoring endpoint as an async request.
+"""Use case ``score``: hand the :class:`InferenceRequest` messages of one batch to the scoring endpoint as
+async requests.
 
-Outcomes by the endpoint's answer:
+The trigger receives Service Bus messages in batches. Each message is read and checked against the ledger
+first: a request already accepted, finished, or superseded by a newer attempt is skipped without a call, and
+a request named twice in one batch counts once. Small files (``SCORING_BATCH_MAX_FILE_BYTES`` and under) are
+then sent together, up to ``SCORING_BATCH_MAX_FILES`` per POST, as one :class:`AsyncScoringBatch` (the endpoint
+queues them as one job and still publishes one result per file); a larger file, or a small one left alone,
+goes in its own :class:`AsyncScoringRequest`.
 
-* 2xx: the endpoint accepted the work; the ledger says ``accepted``, which restarts the result deadline
-  that ``reconcile`` watches.
-* throttled or unreachable (429, 503, other 5xx/408, connection errors, timeouts): a copy of the message
-  is *scheduled* on the request topic for later (Retry-After honoured, else exponential back-off with a
-  cap) and the function returns normally, so the trigger completes the original. The copy is sent
-  first: if the function dies before returning, the original is delivered again and schedules a copy
-  with the same message id, which the topic's duplicate detection drops. Throttling therefore never
-  uses up the subscription's delivery count and never dead-letters work.
-* permanent rejection (400, 401, 403, 404, other 4xx): an error record and a failed ledger entry are
-  written first, then :class:`DeadLetter` is raised. With ``autoCompleteMessages`` the Python function
-  cannot settle the message itself and the output binding cannot reach a dead-letter queue, so the host
-  abandons it and the broker redelivers it; each redelivery finds the ledger's dead-letter mark and raises
-  again at once (no HTTP call), so after ``MaxDeliveryCount`` quick deliveries the broker moves it to the
-  subscription's dead-letter queue, while the error record says why.
+Outcomes by the endpoint's answer, file by file:
+
+* 2xx: the endpoint accepted the work (for a batch, its answer says so per file: accepted or a duplicate of
+  work it already has); the ledger says ``accepted``, which restarts the result deadline ``reconcile`` watches.
+* throttled or unreachable (429, 503, other 5xx/408, connection errors, timeouts): a copy of each file's
+  message (and of every file of the batch not sent yet, without calling again) is *scheduled* on the request
+  topic for later (Retry-After honoured, else exponential back-off with
+  a cap) and the function returns normally, so the trigger completes the originals. A batch answered this way
+  was queued whole or not at all, so every file of it is retried and none is scored twice. The copies are sent
+  first: if the function dies before returning, the originals are delivered again and schedule copies with the
+  same message ids, which the topic's duplicate detection drops. Throttling therefore never uses up the
+  subscription's delivery count.
+* permanent rejection of a file (400, 401, 403, 404, other 4xx; for a batch, a file answered ``rejected``): an
+  error record and a failed ledger entry are written and the message completes: the error record is the file's
+  outcome. A batch refused as a whole is sent again file by file, so an endpoint that does not take batches
+  still serves every file and each refusal names its own file.
+
+The runtime does not renew the locks of a batch: once the batch has been calling the endpoint for
+:data:`shared.limits.BATCH_CALL_BUDGET_SECONDS`, its files not sent yet are rescheduled like throttled ones.
+
+A message whose body is not an :class:`InferenceRequest` names no file to record an error for: it is logged
+with its message id and completed, so it cannot hold back the other messages of its batch.
 """
 
 from __future__ import annotations
@@ -23,14 +37,27 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from shared.contracts import AsyncScoringRequest, ErrorCode, InferenceRequest, ReplyTo, RequestState, iso
+from shared.contracts import (
+    Admission,
+    AsyncScoringBatch,
+    AsyncScoringBatchReply,
+    AsyncScoringRequest,
+    ContractError,
+    ErrorCode,
+    InferenceRequest,
+    ReplyTo,
+    RequestState,
+)
 from shared.errors import record_error
 from shared.ledger import Ledger, LedgerRecord, accepted, failed
+from shared.limits import BATCH_CALL_BUDGET_SECONDS
 from shared.messages import retry_message
 from shared.ports import BlobStore, EndpointReply, MessageBus, ScoringEndpoint
 from shared.settings import ScoringRoute, Settings
@@ -42,11 +69,9 @@ class ScoreOutcome(StrEnum):
     ACCEPTED = "accepted"
     RESCHEDULED = "rescheduled"
     GAVE_UP = "gave_up"
+    REJECTED = "rejected"
     SKIPPED = "skipped"
-
-
-class DeadLetter(Exception):
-    """Raised so the host abandons the message until the broker dead-letters it (see the module docstring)."""
+    UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,16 @@ class Delivery:
     message_id: str
     delivery_count: int
     scoring_retry: int
+
+
+@dataclass(frozen=True)
+class _Work:
+    """A request that goes to the endpoint, with the message that brought it and the ledger record (and its
+    ETag) read for it, which "accepted" is written against (one read for the whole step)."""
+
+    request: InferenceRequest
+    delivery: Delivery
+    known: tuple[LedgerRecord | None, str | None]
 
 
 def classify_rejection(reply: EndpointReply) -> tuple[str, str]:
@@ -75,8 +110,164 @@ def classify_rejection(reply: EndpointReply) -> tuple[str, str]:
     return code, f"scoring endpoint answered HTTP {reply.status}: {reply.body[:300]}"
 
 
-def score_request(
-    delivery: Delivery,
+class _Scorer:
+    """One batch's calls: the collaborators and the time, shared by every file of it."""
+
+    def __init__(
+        self,
+        *,
+        route: ScoringRoute,
+        settings: Settings,
+        blobs: BlobStore,
+        bus: MessageBus,
+        endpoint: ScoringEndpoint,
+        ledger: Ledger,
+        now: datetime,
+        rng: random.Random | None,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.route = route
+        self.settings = settings
+        self.blobs = blobs
+        self.bus = bus
+        self.endpoint = endpoint
+        self.ledger = ledger
+        self.now = now
+        self.rng = rng
+        # Once the endpoint answered 429/5xx or not at all, the rest of the batch is rescheduled without calling
+        # it again: a busy endpoint is not asked again at once, and a dead one costs one timeout, not one per file.
+        self.unavailable: EndpointReply | None = None
+        self.monotonic = monotonic
+        self.started = monotonic()
+
+    def admit(self, delivery: Delivery, seen: set[tuple[str, int]]) -> _Work | ScoreOutcome:
+        """The work a message asks for, or why there is none."""
+        try:
+            request = InferenceRequest.from_json(delivery.body)
+        except ContractError as exc:
+            logger.error("message %s is not an inference request; completing it: %s", delivery.message_id, exc)
+            return ScoreOutcome.UNREADABLE
+        key = (request.request_id, request.attempt)
+        if key in seen:
+            logger.info("request %s attempt %s is twice in this batch", request.request_id, request.attempt)
+            return ScoreOutcome.SKIPPED
+        record, etag = self.ledger.read(request.request_id)
+        if record is not None:
+            if record.terminal or record.attempt > request.attempt:
+                logger.info("request %s is %s (attempt %s); skipping attempt %s", request.request_id, record.state,
+                            record.attempt, request.attempt)  # fmt: skip
+                return ScoreOutcome.SKIPPED
+            if record.state == RequestState.ACCEPTED and record.attempt == request.attempt:
+                logger.info("request %s attempt %s was already accepted", request.request_id, request.attempt)
+                return ScoreOutcome.SKIPPED
+        if request.model != self.route.model:
+            logger.warning("request %s for model %s reached route %s", request.request_id, request.model,
+                           self.route.model)  # fmt: skip
+        seen.add(key)
+        return _Work(request, delivery, (record, etag))
+
+    def scoring_request(self, request: InferenceRequest) -> AsyncScoringRequest:
+        ttl = timedelta(minutes=self.settings.sas_ttl_minutes)
+        return AsyncScoringRequest(
+            request_id=request.request_id,
+            blob_url=self.blobs.read_sas_url(request.container, request.blob_name, ttl),
+            reply=ReplyTo(topic=self.settings.result_topic, session_id=request.session_id),
+            input_name=request.blob_name,
+            format=request.format,
+            compression=request.compression,
+            model=request.model,
+            attempt=request.attempt,
+        )
+
+    def post(self, body: bytes) -> EndpointReply:
+        if self.unavailable is not None:
+            return self.unavailable
+        if self.monotonic() - self.started > BATCH_CALL_BUDGET_SECONDS:
+            # The runtime does not renew a batch's locks: leave the rest for later rather than lose the locks.
+            self.unavailable = EndpointReply(0, f"not sent: the batch spent its {BATCH_CALL_BUDGET_SECONDS:g} s")
+            return self.unavailable
+        reply = self.endpoint.post(body)
+        if reply.transient:
+            self.unavailable = reply
+        return reply
+
+    def alone(self, work: _Work) -> ScoreOutcome:
+        reply = self.post(self.scoring_request(work.request).to_json())
+        if 200 <= reply.status < 300:
+            return self.accepted(work)
+        if reply.transient:
+            return self.later(work, reply)
+        code, message = classify_rejection(reply)
+        return self.fail(work.request, code, message)
+
+    def together(self, group: Sequence[_Work]) -> list[ScoreOutcome]:
+        """One POST for ``group`` (small files of one model); one outcome per file, in order."""
+        batch = AsyncScoringBatch(
+            model=group[0].request.model, requests=tuple(self.scoring_request(w.request) for w in group)
+        )
+        reply = self.post(batch.to_json())
+        if reply.transient:
+            return [self.later(work, reply) for work in group]
+        if not 200 <= reply.status < 300:
+            logger.warning("endpoint refused a batch of %d files (HTTP %s: %s); sending them one by one",
+                           len(group), reply.status, reply.body[:300])  # fmt: skip
+            return [self.alone(work) for work in group]
+        try:
+            admissions = {(a.request_id, a.attempt): a for a in AsyncScoringBatchReply.from_json(reply.body).admissions}
+        except ContractError as exc:
+            # The endpoint took the batch (2xx) but its answer is unreadable: the files count as accepted, and
+            # reconcile resubmits any whose result does not come by the deadline.
+            logger.warning("endpoint accepted a batch of %d files with an unreadable answer: %s", len(group), exc)
+            admissions = {}
+        outcomes = []
+        for work in group:
+            admission = admissions.get((work.request.request_id, work.request.attempt))
+            if admission is not None and admission.status == Admission.REJECTED:
+                code = admission.code or ErrorCode.ENDPOINT_REJECTED
+                outcomes.append(self.fail(work.request, code, admission.message or "refused by the scoring endpoint"))
+            else:
+                outcomes.append(self.accepted(work))
+        return outcomes
+
+    def accepted(self, work: _Work) -> ScoreOutcome:
+        request = work.request
+        transition = accepted(request, self.now, work.delivery.scoring_retry)
+        self.ledger.advance(request.request_id, transition, now=self.now, known=work.known)
+        logger.info("request %s attempt %s accepted by %s", request.request_id, request.attempt, self.route.model)
+        return ScoreOutcome.ACCEPTED
+
+    def later(self, work: _Work, reply: EndpointReply) -> ScoreOutcome:
+        """Throttled or unreachable: schedule a copy of the message, or give up after the last retry."""
+        request, retries = work.request, work.delivery.scoring_retry
+        policy = self.settings.scoring_retry
+        if policy.gives_up(retries):
+            message = f"scoring endpoint still unavailable after {retries} retries (HTTP {reply.status})"
+            self.fail(request, ErrorCode.ENDPOINT_UNAVAILABLE, message)
+            return ScoreOutcome.GAVE_UP
+        delay = policy.delay(retries, reply.retry_after_seconds, self.rng)
+        self.bus.schedule(
+            self.settings.request_topic, retry_message(request, retries + 1), self.now + timedelta(seconds=delay)
+        )
+        logger.warning("request %s: endpoint answered %s; retry %s in %.1f s", request.request_id, reply.status,
+                       retries + 1, delay)  # fmt: skip
+        return ScoreOutcome.RESCHEDULED
+
+    def fail(self, request: InferenceRequest, code: str, message: str) -> ScoreOutcome:
+        base = LedgerRecord.for_request(request, self.now)
+        location = record_error(
+            self.blobs, self.settings.output_container, base, code=code, message=message, now=self.now
+        )
+        self.ledger.advance(
+            request.request_id,
+            failed(base, self.now, code=code, message=message, error_location=location),
+            now=self.now,
+        )
+        logger.error("request %s failed: %s %s", request.request_id, code, message)
+        return ScoreOutcome.REJECTED
+
+
+def score_batch(
+    deliveries: Sequence[Delivery],
     *,
     route: ScoringRoute,
     settings: Settings,
@@ -86,73 +277,34 @@ def score_request(
     ledger: Ledger,
     now: datetime,
     rng: random.Random | None = None,
-) -> ScoreOutcome:
-    request = InferenceRequest.from_json(delivery.body)
-    # The record as read here is what "accepted" is written against (one read for the whole step).
-    record, etag = ledger.read(request.request_id)
-    if record is not None:
-        if record.dead_letter_reason and record.attempt == request.attempt:
-            raise DeadLetter(f"request {request.request_id}: {record.dead_letter_reason}")
-        if record.terminal or record.attempt > request.attempt:
-            logger.info("request %s is %s (attempt %s); skipping attempt %s", request.request_id, record.state,
-                        record.attempt, request.attempt)  # fmt: skip
-            return ScoreOutcome.SKIPPED
-        if record.state == RequestState.ACCEPTED and record.attempt == request.attempt:
-            logger.info("request %s attempt %s was already accepted", request.request_id, request.attempt)
-            return ScoreOutcome.SKIPPED
-    if request.model != route.model:
-        logger.warning("request %s for model %s reached route %s", request.request_id, request.model, route.model)
-    sas_url = blobs.read_sas_url(request.container, request.blob_name, timedelta(minutes=settings.sas_ttl_minutes))
-    body = AsyncScoringRequest(
-        request_id=request.request_id,
-        blob_url=sas_url,
-        reply=ReplyTo(topic=settings.result_topic, session_id=request.session_id),
-        input_name=request.blob_name,
-        format=request.format,
-        compression=request.compression,
-        model=request.model,
-        attempt=request.attempt,
-    ).to_json()
-    reply = endpoint.post(body)
-    if 200 <= reply.status < 300:
-        transition = accepted(request, now, delivery.scoring_retry)
-        ledger.advance(request.request_id, transition, now=now, known=(record, etag))
-        logger.info("request %s attempt %s accepted by %s", request.request_id, request.attempt, route.model)
-        return ScoreOutcome.ACCEPTED
-    if reply.transient:
-        if settings.scoring_retry.gives_up(delivery.scoring_retry):
-            message = f"scoring endpoint still unavailable after {delivery.scoring_retry} retries (HTTP {reply.status})"
-            _fail(request, ErrorCode.ENDPOINT_UNAVAILABLE, message, None, settings, blobs, ledger, now)
-            return ScoreOutcome.GAVE_UP
-        delay = settings.scoring_retry.delay(delivery.scoring_retry, reply.retry_after_seconds, rng)
-        retry = delivery.scoring_retry + 1
-        bus.schedule(settings.request_topic, retry_message(request, retry), now + timedelta(seconds=delay))
-        logger.warning("request %s: endpoint answered %s; retry %s in %.1f s", request.request_id, reply.status,
-                       retry, delay)  # fmt: skip
-        return ScoreOutcome.RESCHEDULED
-    code, message = classify_rejection(reply)
-    reason = f"endpoint rejected the request with HTTP {reply.status} ({code})"
-    _fail(request, code, message, reason, settings, blobs, ledger, now)
-    raise DeadLetter(f"request {request.request_id}: {reason}")
+    monotonic: Callable[[], float] = time.monotonic,
+) -> list[ScoreOutcome]:
+    """One outcome per delivery, in order (see the module docstring)."""
+    scorer = _Scorer(route=route, settings=settings, blobs=blobs, bus=bus, endpoint=endpoint, ledger=ledger,
+                     now=now, rng=rng, monotonic=monotonic)  # fmt: skip
+    outcomes: dict[int, ScoreOutcome] = {}
+    small: dict[str, list[tuple[int, _Work]]] = {}  # by model
+    seen: set[tuple[str, int]] = set()
+    for i, delivery in enumerate(deliveries):
+        work = scorer.admit(delivery, seen)
+        if isinstance(work, ScoreOutcome):
+            outcomes[i] = work
+        elif settings.batch_max_files > 1 and work.request.size <= settings.batch_max_file_bytes:
+            small.setdefault(work.request.model, []).append((i, work))
+        else:
+            outcomes[i] = scorer.alone(work)
+    for works in small.values():
+        for start in range(0, len(works), settings.batch_max_files):
+            group = works[start : start + settings.batch_max_files]
+            if len(group) == 1:
+                outcomes[group[0][0]] = scorer.alone(group[0][1])
+                continue
+            for (i, _), outcome in zip(group, scorer.together([w for _, w in group]), strict=True):
+                outcomes[i] = outcome
+    return [outcomes[i] for i in range(len(deliveries))]
 
 
-def _fail(
-    request: InferenceRequest,
-    code: str,
-    message: str,
-    dead_letter_reason: str | None,
-    settings: Settings,
-    blobs: BlobStore,
-    ledger: Ledger,
-    now: datetime,
-) -> None:
-    base = LedgerRecord.for_request(request, now)
-    location = record_error(blobs, settings.output_container, base, code=code, message=message, now=now)
-    transition = failed(base, now, code=code, message=message, error_location=location)
-
-    def apply(current: LedgerRecord | None) -> LedgerRecord | None:
-        new = transition(current)
-        return None if new is None else replace(new, dead_letter_reason=dead_letter_reason, updated_at=iso(now))
-
-    ledger.advance(request.request_id, apply, now=now)
-    logger.error("request %s failed: %s %s", request.request_id, code, message)
+def score_request(delivery: Delivery, **kwargs: Any) -> ScoreOutcome:
+    """One message on its own (a batch of one)."""
+    [outcome] = score_batch([delivery], **kwargs)
+    return outcome

@@ -37,6 +37,8 @@ CONNECT_TIMEOUT_SECONDS = 5.0  # SCORING_CONNECT_TIMEOUT_SECONDS
 READ_TIMEOUT_SECONDS = 30.0  # SCORING_READ_TIMEOUT_SECONDS
 SAS_TTL_MINUTES = 60  # SAS_TTL_MINUTES
 RESULT_DEADLINE_MINUTES = 60  # RESULT_DEADLINE_MINUTES
+BATCH_MAX_FILES = 50  # SCORING_BATCH_MAX_FILES
+BATCH_MAX_FILE_BYTES = 1024 * 1024  # SCORING_BATCH_MAX_FILE_BYTES
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class Settings:
     result_deadline_minutes: int
     max_resubmits: int
     scoring_retry: RetryPolicy
+    batch_max_files: int = BATCH_MAX_FILES  # small files sent in one request to the endpoint (1: no batching)
+    batch_max_file_bytes: int = BATCH_MAX_FILE_BYTES  # larger inputs always get a request (and a job) of their own
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -111,6 +115,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             base_seconds=read.number("SCORING_RETRY_BASE_SECONDS", SCORING_ENDPOINT.base_seconds),
             max_seconds=read.number("SCORING_RETRY_MAX_SECONDS", SCORING_ENDPOINT.max_seconds),
         ),
+        batch_max_files=read.integer("SCORING_BATCH_MAX_FILES", BATCH_MAX_FILES, minimum=1),
+        batch_max_file_bytes=read.integer("SCORING_BATCH_MAX_FILE_BYTES", BATCH_MAX_FILE_BYTES, minimum=0),
     )
 
 

@@ -8,6 +8,12 @@ next available session and keep it until it has been idle for ``sessionIdleTimeo
 function succeeds and abandons it when it fails; with it off the host settles nothing and stops renewing the
 lock when the function returns, so an unsettled message comes back after its lock expires (the Python model
 has no message actions here).
+
+A ``cardinality="many"`` trigger without sessions runs as the Functions runtime's batch listener does: one
+receive loop (``maxConcurrentCalls`` does not apply to batches), up to ``maxMessageBatchSize`` messages per
+invocation, and no lock renewal (``maxAutoLockRenewalDuration`` applies only to single-message functions), so
+a batch must be settled within the entity's ``LockDuration``; the whole batch is completed when the function
+succeeds and abandoned when it fails.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from azure.functions.servicebus import ServiceBusMessageInConverter
 from azure.servicebus import (
     NEXT_AVAILABLE_SESSION,
     ServiceBusClient,
@@ -148,6 +155,13 @@ class ServiceBusTrigger:
         self.queue = trigger.get("queueName")
         self.topic = trigger.get("topicName")
         self.subscription = trigger.get("subscriptionName")
+        annotation = spec.trigger_annotation
+        if annotation is not None and not ServiceBusMessageInConverter.check_input_type_annotation(annotation):
+            # The Python worker refuses to load such a function ("does not match its Python annotation").
+            raise ValueError(
+                f"function '{spec.name}': the Service Bus trigger's parameter is annotated {annotation!r}, which "
+                "azure.functions' converter does not accept (a batch needs typing.List[func.ServiceBusMessage])"
+            )
         if not self.queue and not (self.topic and self.subscription):
             raise ValueError(
                 f"function '{spec.name}': a Service Bus trigger needs queueName or topicName+subscriptionName"
@@ -158,8 +172,9 @@ class ServiceBusTrigger:
                 "so each one is redelivered when its lock expires",
                 spec.name,
             )
-        count = options.max_concurrent_sessions if self.sessions else options.max_concurrent_calls
-        count = max(1, count)
+        # The runtime runs a batch function's receive loop one batch at a time (per instance).
+        single = 1 if self.many else options.max_concurrent_calls
+        count = max(1, options.max_concurrent_sessions if self.sessions else single)
         self._threads = [
             threading.Thread(
                 target=partial(self._session_loop, i * _SESSION_CYCLE / count) if self.sessions else self._receive_loop,
@@ -291,10 +306,11 @@ class ServiceBusTrigger:
                 self._settle(receiver, messages, succeeded=False)
             return
         reason = f"New ServiceBus message detected on '{self.entity}'."
-        # Locks are renewed only while the function runs (a session's own lock covers its messages); without
-        # auto-complete the host settles nothing, so the lock is then left to expire.
+        # Locks are renewed only while the function runs (a session's own lock covers its messages; a batch's
+        # are not renewed, as in the runtime); without auto-complete the host settles nothing, so the lock is then
+        # left to expire.
         with contextlib.ExitStack() as held:
-            if not self.sessions:
+            if not self.sessions and not self.many:
                 for message in messages:
                     held.enter_context(self.locks.message(receiver, message))
             # The runtime's span for the invocation continues the (first) message's trace context.

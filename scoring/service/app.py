@@ -2,7 +2,9 @@
 
 A ``text/csv`` body is a sync CSV request, answered in CSV. A JSON body is async when it says
 ``"mode": "async"`` or carries the ``async-scoring-request`` schema; it is then validated (contract,
-reply topic, model name, input name) and queued, and answered 202 at once. Every other JSON body is a
+reply topic, model name, input name) and queued, and answered 202 at once. An ``async-scoring-batch``
+body carries several small files: each is validated on its own and the accepted ones are queued as one
+job, answered 202 with one admission per file. Every other JSON body is a
 sync request. Every outcome is a :class:`Reply` (status, body, headers), so the HTTP layer stays a
 one-liner.
 """
@@ -29,10 +31,15 @@ from scoring.service.validation import Validator
 from shared.blobnames import name_problem
 from shared.contracts import (
     MAX_ROW_ERRORS_REPORTED,
+    SCORING_BATCH_SCHEMA,
     SCORING_REQUEST_SCHEMA,
+    Admission,
+    AsyncScoringBatch,
+    AsyncScoringBatchReply,
     AsyncScoringRequest,
     ContractError,
     ErrorCode,
+    FileAdmission,
 )
 from shared.retry import RESULT_PUBLISH
 from shared.telemetry import pipeline
@@ -124,6 +131,8 @@ class ScoringService:
             body = _parse_json(raw)
             if not isinstance(body, dict):
                 raise RequestRejected(400, "the request body must be a JSON object")
+            if body.get(SCHEMA_KEY) == SCORING_BATCH_SCHEMA:
+                return self._submit_batch(body)
             if body.get(MODE_KEY) == MODE_ASYNC or body.get(SCHEMA_KEY) == SCORING_REQUEST_SCHEMA:
                 return self._submit(body)
             if body.get(MODE_KEY, MODE_SYNC) != MODE_SYNC:
@@ -132,11 +141,8 @@ class ScoringService:
         except RequestRejected as exc:
             return _json_reply(exc.status, {"message": exc.message, **exc.details}, exc.headers)
 
-    def _submit(self, body: dict[str, Any]) -> Reply:
-        try:
-            request = AsyncScoringRequest.from_json(body)
-        except ContractError as exc:
-            raise RequestRejected(400, str(exc), details={"code": ErrorCode.INVALID_REQUEST.value}) from exc
+    def _check(self, request: AsyncScoringRequest) -> None:
+        """Refuses (400, with a stable code) a request this deployment cannot take."""
         s = self.settings
         if request.reply.topic != s.result_topic:
             raise RequestRejected(
@@ -158,14 +164,61 @@ class ScoringService:
             check_input_url(request.blob_url, input_accounts(s))
         except BlobUrlRefused as exc:
             raise RequestRejected(400, str(exc), details={"code": ErrorCode.BLOB_URL_NOT_ALLOWED.value}) from exc
+
+    def _dispatcher(self) -> Dispatcher:
         if self.dispatcher is None:
             raise RequestRejected(
                 503, "async scoring is not configured on this deployment (RESULT_SERVICEBUS_CONNECTION is not set)"
             )
+        return self.dispatcher
+
+    def _submit(self, body: dict[str, Any]) -> Reply:
+        try:
+            request = AsyncScoringRequest.from_json(body)
+        except ContractError as exc:
+            raise RequestRejected(400, str(exc), details={"code": ErrorCode.INVALID_REQUEST.value}) from exc
+        self._check(request)
+        dispatcher = self._dispatcher()
         # Noted before queueing: a worker may start on the request before submit() returns.
         pipeline.accepted(request.request_id, request.attempt, request.input_name, request.model)
-        earlier = self.dispatcher.submit(request)
+        earlier = dispatcher.submit(request)
         payload: dict[str, Any] = {"request_id": request.request_id, "attempt": request.attempt, "status": "accepted"}
         if earlier is not None:
             payload["duplicate_of"] = earlier.value
         return _json_reply(202, payload)
+
+    def _submit_batch(self, body: dict[str, Any]) -> Reply:
+        """Several files in one request: each file is checked on its own (a refused one is answered ``rejected``
+        with its code, the others go ahead); the accepted ones are queued together as one job, or, when the
+        queue is full, none of them is (429), so the caller retries the whole batch."""
+        try:
+            batch = AsyncScoringBatch.from_json(body)
+        except ContractError as exc:
+            raise RequestRejected(400, str(exc), details={"code": ErrorCode.INVALID_REQUEST.value}) from exc
+        if batch.model != self.settings.model_name:
+            raise RequestRejected(
+                400, f"this deployment serves model {self.settings.model_name!r}, not {batch.model!r}",
+                details={"code": ErrorCode.UNKNOWN_MODEL.value},
+            )  # fmt: skip
+        dispatcher = self._dispatcher()
+        rejected: dict[int, FileAdmission] = {}
+        admitted: list[AsyncScoringRequest] = []
+        for i, request in enumerate(batch.requests):
+            try:
+                self._check(request)
+            except RequestRejected as exc:
+                code = str(exc.details.get("code", ErrorCode.INVALID_REQUEST.value))
+                rejected[i] = FileAdmission(request.request_id, request.attempt, Admission.REJECTED, code, exc.message)
+            else:
+                admitted.append(request)
+        for request in admitted:
+            pipeline.accepted(request.request_id, request.attempt, request.input_name, request.model)
+        earlier = iter(dispatcher.submit_group(admitted))
+        admissions = []
+        for i, request in enumerate(batch.requests):
+            if i in rejected:
+                admissions.append(rejected[i])
+                continue
+            status = Admission.ACCEPTED if next(earlier) is None else Admission.DUPLICATE
+            admissions.append(FileAdmission(request.request_id, request.attempt, status))
+        return Reply(202, AsyncScoringBatchReply(tuple(admissions)).to_json())

@@ -1,9 +1,12 @@
 """Accepting async requests: a bounded queue, worker threads, and de-duplication of accepted requests.
 
-``submit`` never blocks the HTTP handler: it records the request under (request_id, attempt), puts it
-on the queue and returns at once, or rejects it with 429 + Retry-After when the queue is full. A request
+``submit_group`` never blocks the HTTP handler: it records each request under (request_id, attempt), puts
+the new ones on the queue as one job and returns at once, or rejects them all with 429 + Retry-After when
+the queue is full (nothing of the group is queued, so the caller can retry the whole group). A request
 already queued, running or recently done is acknowledged again without new work (a re-delivered
-Service Bus message or a client retry must not score a file twice). The table of known requests is
+Service Bus message or a client retry must not score a file twice). A job of several requests (several
+small files of one batch) is scored by one worker, file after file, and each file's result is published
+as soon as it is ready. The table of known requests is
 bounded: queued and running entries are bounded by the queue size and worker count, and only the
 ``dedupe_entries`` most recent finished ones are remembered.
 
@@ -18,7 +21,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from enum import StrEnum
 
@@ -53,7 +56,7 @@ class Dispatcher:
         make_processor: Callable[[], Process],
         make_publisher: Callable[[], AbstractContextManager[ResultPublisher]],
     ) -> None:
-        self._queue: queue.Queue[AsyncScoringRequest] = queue.Queue(queue_size)
+        self._queue: queue.Queue[tuple[AsyncScoringRequest, ...]] = queue.Queue(queue_size)
         self._states: OrderedDict[Key, JobState] = OrderedDict()
         self._lock = threading.Lock()
         self._dedupe_entries = dedupe_entries
@@ -69,21 +72,35 @@ class Dispatcher:
 
     def submit(self, request: AsyncScoringRequest) -> JobState | None:
         """None when newly accepted, else the state of the earlier copy of this request."""
-        key = (request.request_id, request.attempt)
+        return self.submit_group([request])[0]
+
+    def submit_group(self, requests: Sequence[AsyncScoringRequest]) -> list[JobState | None]:
+        """Per request: None when newly accepted, else the state of the earlier copy of it. The new ones are
+        queued as one job; a request named twice in the group counts once (the second copy is a duplicate)."""
+        answers: list[JobState | None] = []
+        new: list[AsyncScoringRequest] = []
         with self._lock:
-            known = self._states.get(key)
-            if known is not None:
-                return known
+            seen: set[Key] = set()
+            for request in requests:
+                key = (request.request_id, request.attempt)
+                known = self._states.get(key) or (JobState.QUEUED if key in seen else None)
+                answers.append(known)
+                if known is None:
+                    seen.add(key)
+                    new.append(request)
+            if not new:
+                return answers
             try:
-                self._queue.put_nowait(request)
+                self._queue.put_nowait(tuple(new))
             except queue.Full:
                 raise RequestRejected(
                     429,
-                    f"the scoring queue is full ({self._queue.maxsize} requests waiting); retry later",
+                    f"the scoring queue is full ({self._queue.maxsize} jobs waiting); retry later",
                     headers={"Retry-After": str(self._retry_after)},
                 ) from None
-            self._states[key] = JobState.QUEUED
-        return None
+            for request in new:
+                self._states[(request.request_id, request.attempt)] = JobState.QUEUED
+        return answers
 
     def state(self, request_id: str, attempt: int) -> JobState | None:
         with self._lock:
@@ -118,19 +135,22 @@ class Dispatcher:
                 failures += 1
 
     def _one(self, process: Process, publisher: ResultPublisher) -> None:
-        request = self._queue.get()
-        key = (request.request_id, request.attempt)
-        self._set(key, JobState.RUNNING)
-        try:
-            with pipeline.job_span(request.request_id, request.attempt, request.input_name, request.model):
-                result = process(request)
-                self._publish(publisher, result, request)
-        except BaseException:
-            # No result went out: forget the request so that a retry of it is accepted as new work.
-            with self._lock:
-                self._states.pop(key, None)
-            raise
-        self._set(key, JobState.DONE)
+        group = self._queue.get()
+        for done, request in enumerate(group):
+            key = (request.request_id, request.attempt)
+            self._set(key, JobState.RUNNING)
+            try:
+                with pipeline.job_span(request.request_id, request.attempt, request.input_name, request.model):
+                    result = process(request)
+                    self._publish(publisher, result, request)
+            except BaseException:
+                # No result went out for this one and the rest of its group: forget them so that a retry of
+                # them is accepted as new work (reconcile resubmits them after the result deadline).
+                with self._lock:
+                    for rest in group[done:]:
+                        self._states.pop((rest.request_id, rest.attempt), None)
+                raise
+            self._set(key, JobState.DONE)
 
     def _publish(self, publisher: ResultPublisher, result: InferenceResult, request: AsyncScoringRequest) -> None:
         try:

@@ -22,7 +22,7 @@ import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
@@ -94,14 +94,20 @@ def submit_span(container: str, name: str) -> Iterator[Span]:
 
 
 @contextlib.contextmanager
-def message_span(name: str, stage: str, properties: Mapping[Any, Any] | None) -> Iterator[Span]:
+def message_span(
+    name: str, stage: str, properties: Mapping[Any, Any] | None, batch: Iterable[Mapping[Any, Any] | None] = ()
+) -> Iterator[Span]:
     """A message-triggered function's span: continues the trace the message carries.
 
     With OpenTelemetry on, the Python worker makes the host's span for the invocation the current context
     before it calls the function (and the local host does the same); :func:`propagation.parent_and_links`
-    decides how the function's span sits under it.
+    decides how the function's span sits under it. A function that takes a batch passes the first message's
+    ``properties`` and the others' as ``batch``: their traces are linked to the span.
     """
     parent, links = propagation.parent_and_links(propagation.context_from(properties), otel_context.get_current())
+    for others in batch:
+        if (linked := propagation.span_context_of(propagation.context_from(others))) is not None:
+            links.append(Link(linked))
     request_id = _text((properties or {}).get("request_id"))
     attributes = {STAGE: stage, REQUEST_ID: request_id} if request_id else {STAGE: stage}
     with (

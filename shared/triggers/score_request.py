@@ -4,11 +4,18 @@ The routes come from the declaration (``models.json``, see :mod:`shared.routes`)
 imported: the worker indexes functions at import time. The default route is the function ``score_request``;
 every other route adds ``score_request_<model>`` on its own subscription. The routes differ only in
 configuration (subscription and endpoint settings), never in code.
+
+Each function takes its messages in batches (``cardinality="many"``, up to host.json's
+``extensions.serviceBus.maxMessageBatchSize``), so small files can reach the endpoint several to a request
+(see :mod:`shared.score`). The host completes the whole batch when the function returns and abandons it
+when it raises, so the use case records every file's own outcome instead of raising for one of them.
 """
 
 from __future__ import annotations
 
 import logging
+import typing
+from collections import Counter
 from collections.abc import Callable
 
 import azure.functions as func
@@ -39,14 +46,17 @@ def delivery_of(msg: func.ServiceBusMessage) -> score.Delivery:
     )
 
 
-def handle(msg: func.ServiceBusMessage, model: str) -> None:
-    with pipeline.message_span("score_request", "score_request", msg.application_properties):
+def handle(messages: list[func.ServiceBusMessage], model: str) -> None:
+    # The span continues the first message's trace and links the others'; each request's trace goes on at the
+    # endpoint, whose job span is under the POST that carried it.
+    properties = [m.application_properties for m in messages]
+    with pipeline.message_span("score_request", "score_request", properties[0] if properties else None, properties[1:]):
         svc = services()
         route = svc.settings.route(model)
         if route is None:
             raise RuntimeError(f"no route configured for model {model!r}")
-        outcome = score.score_request(
-            delivery_of(msg),
+        outcomes = score.score_batch(
+            [delivery_of(msg) for msg in messages],
             route=route,
             settings=svc.settings,
             blobs=svc.blobs,
@@ -55,23 +65,28 @@ def handle(msg: func.ServiceBusMessage, model: str) -> None:
             ledger=svc.ledger,
             now=svc.clock.now(),
         )
-        pipeline.set_outcome(outcome)
-        if outcome == score.ScoreOutcome.RESCHEDULED:
+        counts = Counter(outcomes)
+        pipeline.set_outcome(",".join(f"{o}={n}" for o, n in sorted(counts.items())) if len(messages) > 1
+                             else str(outcomes[0]))  # fmt: skip
+        for _ in range(counts[score.ScoreOutcome.RESCHEDULED]):
             pipeline.endpoint_retried(model)
-        logger.info("score_request %s (model %s): %s", msg.message_id, model, outcome)
+        logger.info("score_request (model %s): %d messages: %s", model, len(messages), dict(counts))
 
 
-def _register(model: str, function_name: str, subscription: str) -> Callable[[func.ServiceBusMessage], None]:
-    def score_request(msg: func.ServiceBusMessage) -> None:
-        handle(msg, model)
+def _register(model: str, function_name: str, subscription: str) -> Callable[[list[func.ServiceBusMessage]], None]:
+    # typing.List, not list: azure.functions' converter accepts only a typing generic for a batch (the worker
+    # refuses to load the function otherwise).
+    def score_request(msgs: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
+        handle(msgs, model)
 
     score_request.__name__ = function_name
     bp.function_name(function_name)(
         bp.service_bus_topic_trigger(
-            arg_name="msg",
+            arg_name="msgs",
             connection=SERVICE_BUS,
             topic_name="%REQUEST_TOPIC%",
             subscription_name=subscription,
+            cardinality=func.Cardinality.MANY,
         )(score_request)
     )
     return score_request

@@ -38,7 +38,8 @@ def spans_of(telemetry: Path) -> list[dict[str, Any]]:
 
 
 def trace_of(telemetry: Path, request_id: str, deadline: float) -> list[dict[str, Any]]:
-    """All spans of the trace whose submit span names ``request_id``, once the writer's span is there."""
+    """All spans of the trace whose submit span names ``request_id``, once every stage's span is there (each
+    process exports its spans on its own schedule, so the writer's may be on disk before the scoring job's)."""
     while True:
         spans = spans_of(telemetry)
         roots = [s for s in spans if s["attributes"].get("inference.request_id") == request_id
@@ -46,7 +47,7 @@ def trace_of(telemetry: Path, request_id: str, deadline: float) -> list[dict[str
         if roots:
             trace_id = roots[0]["context"]["trace_id"]
             in_trace = [s for s in spans if s["context"]["trace_id"] == trace_id]
-            if any(s["attributes"].get("pipeline.stage") == "write" for s in in_trace):
+            if set(STAGES) <= {s["attributes"].get("pipeline.stage") for s in in_trace}:
                 return in_trace
         if time.monotonic() > deadline:
             pytest.fail(f"no complete trace for request {request_id} in {telemetry}: {len(spans)} spans on disk")

@@ -66,8 +66,16 @@ def test_agreeing_limits_pass() -> None:
             ["SCORING_READ_TIMEOUT_SECONDS (30 s)", "request_timeout_ms (26000 ms)"],
         ),
         (
-            lambda d: replace(d, function=replace(FUNCTION, read_timeout_seconds=900, function_timeout_seconds=900)),
+            lambda d: replace(
+                d,
+                function=replace(FUNCTION, read_timeout_seconds=900, function_timeout_seconds=900),
+                lock_durations={"inference-results/writer": 60},
+            ),
             ["functionTimeout (900 s)", "SCORING_READ_TIMEOUT_SECONDS (900 s)", "= 965 s"],
+        ),
+        (
+            lambda d: replace(d, function=replace(FUNCTION, read_timeout_seconds=40)),
+            ["LockDuration of subscription inference-requests/scoring (60 s)", "unrenewed locks", "= 65 s"],
         ),
         (
             lambda d: replace(d, function=replace(FUNCTION, copy_timeout_seconds=850)),

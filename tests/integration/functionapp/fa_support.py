@@ -48,12 +48,14 @@ def run_like_host(
     connection: str,
     subscription: str,
     match: Callable[[ServiceBusReceivedMessage], bool],
-    function: Callable[[func.ServiceBusMessage], None],
+    function: Callable[[Any], None],
     *,
     timeout: float = 15.0,
+    many: bool = True,
 ) -> tuple[ServiceBusReceivedMessage | None, BaseException | None]:
     """Receives the first matching message on a request-topic subscription and settles it the way the host does
-    with autoCompleteMessages: complete when the function returns, abandon when it raises."""
+    with autoCompleteMessages: complete when the function returns, abandon when it raises. ``many``: the function
+    takes a batch (``cardinality="many"``, as score_request does) and gets a batch of that one message."""
     deadline = time.monotonic() + timeout
     with (
         ServiceBusClient.from_connection_string(connection) as client,
@@ -65,7 +67,7 @@ def run_like_host(
                     receiver.complete_message(message)
                     continue
                 try:
-                    function(function_message(message))
+                    function([function_message(message)] if many else function_message(message))
                 except Exception as exc:  # noqa: BLE001 - the host catches whatever a function raises
                     receiver.abandon_message(message)
                     return message, exc

@@ -9,11 +9,8 @@ import hashlib
 import io
 import json
 import math
-import socket
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import mlflow.sklearn
@@ -197,35 +194,6 @@ def test_invalid_async_requests_are_rejected_with_400(scoring_server: ScoringSer
     response = post(scoring_server.score_url, json.dumps(change(body)))
     assert response.status_code == 400, response.text
     assert response.json()["code"] == code
-
-
-@pytest.fixture
-def stalled_blob_server() -> Iterator[str]:
-    """A loopback HTTP listener that accepts connections and never answers (a blob read that hangs)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/devstoreaccount1/input/stalled.csv?sig=stalled"
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        listener.close()
 
 
 def test_full_queue_answers_429_with_retry_after(

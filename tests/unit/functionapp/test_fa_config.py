@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.settings import load_settings
+from shared.settings import BATCH_MAX_FILES, load_settings
 from tests.support.function_app import fresh_function_app
 
 REPO = Path(__file__).resolve().parents[3]
@@ -41,8 +41,10 @@ def test_extension_bundle_v4() -> None:
 
 def test_service_bus_options_fit_the_endpoint_and_the_lock_duration() -> None:
     sb = host_json()["extensions"]["serviceBus"]
-    # The dead-letter strategy of score_request relies on the host abandoning a message when it raises.
+    # score_request records each file's outcome itself and returns: the host completes the whole batch then.
     assert sb["autoCompleteMessages"] is True
+    # One batch of score_request is sent in requests of SCORING_BATCH_MAX_FILES small files at most.
+    assert sb["maxMessageBatchSize"] >= BATCH_MAX_FILES
     deployment = (REPO / "scoring" / "aml" / "deployment.yml").read_text()
     per_instance = int(re.search(r"max_concurrent_requests_per_instance:\s*(\d+)", deployment).group(1))  # type: ignore[union-attr]
     assert 1 <= sb["maxConcurrentCalls"] <= per_instance

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
+import azure.functions as func
 import pytest
+from azure.functions.servicebus import ServiceBusMessageInConverter
 
 from tests.support.function_app import fresh_function_app
 
@@ -49,8 +52,15 @@ def test_functions_and_bindings_with_two_model_routes(restore_modules: pytest.Mo
         ("score_request_churn_v2", "scoring-churn-v2"),
     ):
         [trigger] = found[name]
-        assert trigger == {"direction": "IN", "type": "serviceBusTrigger", "name": "msg", "connection": "ServiceBus",
-                           "topicName": "%REQUEST_TOPIC%", "subscriptionName": subscription}  # fmt: skip
+        assert trigger == {
+            "direction": "IN",
+            "type": "serviceBusTrigger",
+            "name": "msgs",
+            "connection": "ServiceBus",
+            "topicName": "%REQUEST_TOPIC%",
+            "subscriptionName": subscription,
+            "cardinality": "MANY",
+        }  # azure.functions writes the enum name of the cardinality
     [writer] = found["write_result"]
     assert writer["type"] == "serviceBusTrigger" and writer["isSessionsEnabled"] is True
     assert (writer["name"], writer["cardinality"]) == ("msgs", "MANY")
@@ -78,3 +88,14 @@ def test_user_functions_are_the_trigger_modules(restore_modules: pytest.MonkeyPa
     users = {f.get_function_name(): f.get_user_function() for f in app_module.app.get_functions()}
     assert users["score_request_churn_v2"].__module__ == "shared.triggers.score_request"
     assert users["request_status"].__module__ == "shared.triggers.request_status"
+
+
+def test_score_request_takes_a_batch_the_way_the_worker_accepts_it(restore_modules: pytest.MonkeyPatch) -> None:
+    """The worker loads a function only when azure.functions' converter accepts its trigger annotation; for a
+    batch that is a typing generic (``typing.List[func.ServiceBusMessage]``), not ``list[...]``."""
+    app_module = load_app(restore_modules, MODEL_ROUTES_FILE=str(TWO_ROUTES))
+    users = {f.get_function_name(): f.get_user_function() for f in app_module.app.get_functions()}
+    for name in ("score_request", "score_request_churn_v2"):
+        annotation = typing.get_type_hints(users[name])["msgs"]
+        assert ServiceBusMessageInConverter.check_input_type_annotation(annotation), annotation
+    assert not ServiceBusMessageInConverter.check_input_type_annotation(list[func.ServiceBusMessage])

@@ -1,4 +1,5 @@
-"""score use case with fakes: accepted, back-off by rescheduling, permanent rejection towards the DLQ."""
+"""score use case with fakes: accepted, back-off by rescheduling, permanent rejection as an error record, and
+batches of small files (one request per batch, each file its own outcome)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ from datetime import timedelta
 
 import pytest
 
-from shared.contracts import AsyncScoringRequest, InferenceRequest, RequestState
+from shared.contracts import (
+    Admission,
+    AsyncScoringBatch,
+    AsyncScoringBatchReply,
+    AsyncScoringRequest,
+    FileAdmission,
+    InferenceRequest,
+    RequestState,
+)
 from shared.ledger import Ledger
+from shared.limits import BATCH_CALL_BUDGET_SECONDS
 from shared.messages import PROP_SCORING_RETRY, request_message
 from shared.ports import EndpointReply
-from shared.score import DeadLetter, Delivery, ScoreOutcome, score_request
+from shared.score import Delivery, ScoreOutcome, score_batch, score_request
 from shared.settings import Settings
 from shared.submit import submit_blob
 
@@ -108,19 +118,17 @@ def test_gives_up_after_max_retries_with_an_error_record_not_a_dead_letter() -> 
 
 @pytest.mark.parametrize(("status", "code"), [(400, "invalid_request"), (401, "endpoint_rejected"),
                                               (403, "endpoint_rejected"), (404, "endpoint_rejected")])  # fmt: skip
-def test_permanent_rejection_records_the_error_then_heads_for_the_dead_letter_queue(status: int, code: str) -> None:
+def test_permanent_rejection_records_the_error_and_completes(status: int, code: str) -> None:
     blobs, bus = FakeBlobStore(), FakeBus()
     request = submitted(blobs)
     endpoint = FakeEndpoint([EndpointReply(status, "nope")])
-    with pytest.raises(DeadLetter, match=str(status)):
-        score(blobs, bus, endpoint, deliver(request))
+    assert score(blobs, bus, endpoint, deliver(request)) == ScoreOutcome.REJECTED
     document = json.loads(blobs.read("output", "errors/a.csv.error.json")[0])
     assert document["error"]["code"] == code and document["request_id"] == request.request_id
     record = Ledger(blobs, "ledger").get(request.request_id)
-    assert record is not None and record.state == RequestState.FAILED and record.dead_letter_reason
-    # Redeliveries raise at once without calling the endpoint again.
-    with pytest.raises(DeadLetter):
-        score(blobs, bus, endpoint, deliver(request))
+    assert record is not None and record.state == RequestState.FAILED
+    # A redelivery is skipped without calling the endpoint again.
+    assert score(blobs, bus, endpoint, deliver(request)) == ScoreOutcome.SKIPPED
     assert len(endpoint.bodies) == 1 and bus.sent == []
 
 
@@ -134,8 +142,8 @@ def test_permanent_rejection_records_the_error_then_heads_for_the_dead_letter_qu
 def test_endpoint_error_code_in_the_body_is_kept(body: dict[str, object]) -> None:
     blobs = FakeBlobStore()
     request = submitted(blobs)
-    with pytest.raises(DeadLetter):
-        score(blobs, FakeBus(), FakeEndpoint([EndpointReply(400, json.dumps(body))]), deliver(request))
+    outcome = score(blobs, FakeBus(), FakeEndpoint([EndpointReply(400, json.dumps(body))]), deliver(request))
+    assert outcome == ScoreOutcome.REJECTED
     record = Ledger(blobs, "ledger").get(request.request_id)
     assert record is not None and (record.error_code, record.error_message) == ("blob_forbidden", "SAS refused")
 
@@ -169,3 +177,208 @@ def test_sas_ttl_follows_the_setting() -> None:
     score_request(deliver(request), route=route, settings=settings, blobs=blobs, bus=FakeBus(), endpoint=endpoint,
                   ledger=Ledger(blobs, "ledger"), now=NOW + timedelta(seconds=1))  # fmt: skip
     assert "ttl=300" in AsyncScoringRequest.from_json(endpoint.bodies[0]).blob_url
+
+
+# ------------------------------------------------------------------------------------------------- batches
+
+
+class BatchEndpoint:
+    """Answers like the scoring service: a batch with one admission per file, a file it already has as a
+    duplicate, the names in ``refuse`` as rejected; ``replies`` are answered first, one per call (None: answer
+    that call as the service would)."""
+
+    def __init__(self, *replies: EndpointReply | None, refuse: frozenset[str] = frozenset()) -> None:
+        self.replies = list(replies)
+        self.refuse = refuse
+        self.bodies: list[bytes] = []
+        self.taken: list[tuple[str, int]] = []  # (request_id, attempt) of every file queued, in order
+
+    def post(self, body: bytes) -> EndpointReply:
+        self.bodies.append(body)
+        scripted = self.replies.pop(0) if self.replies else None
+        if scripted is not None:
+            return scripted
+        document = json.loads(body)
+        if document["schema"] == "async-scoring-request":
+            self.taken.append((document["request_id"], document["attempt"]))
+            return EndpointReply(202, '{"status": "accepted"}')
+        admissions = []
+        for r in AsyncScoringBatch.from_json(body).requests:
+            key = (r.request_id, r.attempt)
+            if r.input_name in self.refuse:
+                admissions.append(FileAdmission(*key, Admission.REJECTED, "invalid_name", f"{r.input_name}: no"))
+            elif key in self.taken:
+                admissions.append(FileAdmission(*key, Admission.DUPLICATE))
+            else:
+                self.taken.append(key)
+                admissions.append(FileAdmission(*key, Admission.ACCEPTED))
+        return EndpointReply(202, AsyncScoringBatchReply(tuple(admissions)).to_json().decode())
+
+    def batches(self) -> list[list[str]]:
+        """Input names of each batch POSTed (a single request as a list of one)."""
+        out = []
+        for body in self.bodies:
+            document = json.loads(body)
+            names = [r["input_name"] for r in document["requests"]] if "requests" in document else None
+            out.append(names or [document["input_name"]])
+        return out
+
+
+BATCH_SETTINGS = make_settings(SCORING_BATCH_MAX_FILES="3", SCORING_BATCH_MAX_FILE_BYTES="100",
+                               SCORING_MAX_RETRIES="3", MAX_INPUT_BYTES="100000")  # fmt: skip
+
+
+def small_files(blobs: FakeBlobStore, count: int, size: int = 20, prefix: str = "f") -> list[InferenceRequest]:
+    bus = FakeBus()
+    for i in range(count):
+        name = f"{prefix}{i}.csv"
+        blobs.put("input", name, b"a\n" + b"1\n" * ((size - 2) // 2), {"session_id": f"s{i}"})
+        submit_blob("input", name, settings=BATCH_SETTINGS, blobs=blobs, bus=bus, ledger=Ledger(blobs, "ledger"),
+                    now=NOW)  # fmt: skip
+    return [InferenceRequest.from_json(s.message.body) for s in bus.sent]
+
+
+def score_many(blobs: FakeBlobStore, bus: FakeBus, endpoint: object, deliveries: list[Delivery]) -> list[ScoreOutcome]:
+    return score_batch(deliveries, route=BATCH_SETTINGS.routes[0], settings=BATCH_SETTINGS, blobs=blobs, bus=bus,
+                       endpoint=endpoint, ledger=Ledger(blobs, "ledger"), now=NOW, rng=random.Random(3))  # type: ignore[arg-type]  # fmt: skip
+
+
+def states(blobs: FakeBlobStore, requests: list[InferenceRequest]) -> list[str]:
+    ledger = Ledger(blobs, "ledger")
+    return [str(record.state) if (record := ledger.get(r.request_id)) else "-" for r in requests]
+
+
+def test_small_files_go_several_to_a_request_each_with_its_own_reply_session() -> None:
+    blobs, bus, endpoint = FakeBlobStore(), FakeBus(), BatchEndpoint()
+    requests = small_files(blobs, 7)
+    outcomes = score_many(blobs, bus, endpoint, [deliver(r) for r in requests])
+    assert outcomes == [ScoreOutcome.ACCEPTED] * 7
+    assert endpoint.batches() == [["f0.csv", "f1.csv", "f2.csv"], ["f3.csv", "f4.csv", "f5.csv"], ["f6.csv"]]
+    first = AsyncScoringBatch.from_json(endpoint.bodies[0])
+    assert [r.reply.session_id for r in first.requests] == ["s0", "s1", "s2"]
+    assert all("sig=fake" in r.blob_url for r in first.requests)
+    assert states(blobs, requests) == ["accepted"] * 7 and bus.sent == []
+
+
+def test_a_batch_with_one_bad_file_scores_the_others_and_records_its_error() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    requests = small_files(blobs, 3)
+    endpoint = BatchEndpoint(refuse=frozenset({"f1.csv"}))
+    outcomes = score_many(blobs, bus, endpoint, [deliver(r) for r in requests])
+    assert outcomes == [ScoreOutcome.ACCEPTED, ScoreOutcome.REJECTED, ScoreOutcome.ACCEPTED]
+    assert len(endpoint.bodies) == 1 and states(blobs, requests) == ["accepted", "failed", "accepted"]
+    assert blobs.names("output") == ["errors/f1.csv.error.json"]
+    document = json.loads(blobs.read("output", "errors/f1.csv.error.json")[0])
+    assert document["error"] == {"code": "invalid_name", "message": "f1.csv: no"}
+
+
+def test_an_oversized_file_gets_a_request_of_its_own() -> None:
+    blobs, bus, endpoint = FakeBlobStore(), FakeBus(), BatchEndpoint()
+    requests = small_files(blobs, 2) + small_files(blobs, 1, size=500, prefix="big")
+    assert requests[2].size > BATCH_SETTINGS.batch_max_file_bytes
+    outcomes = score_many(blobs, bus, endpoint, [deliver(requests[0]), deliver(requests[2]), deliver(requests[1])])
+    assert outcomes == [ScoreOutcome.ACCEPTED] * 3
+    assert endpoint.batches() == [["big0.csv"], ["f0.csv", "f1.csv"]]
+    assert AsyncScoringRequest.from_json(endpoint.bodies[0]).input_name == "big0.csv"  # the single-file contract
+
+
+def test_a_request_twice_in_a_batch_or_across_batches_is_sent_once() -> None:
+    blobs, bus, endpoint = FakeBlobStore(), FakeBus(), BatchEndpoint()
+    a, b = small_files(blobs, 2)
+    first = score_many(blobs, bus, endpoint, [deliver(a), deliver(b), deliver(a), deliver(a, retry=1)])
+    assert first == [ScoreOutcome.ACCEPTED, ScoreOutcome.ACCEPTED, ScoreOutcome.SKIPPED, ScoreOutcome.SKIPPED]
+    assert endpoint.batches() == [["f0.csv", "f1.csv"]]
+    # Redelivered in a later batch: the ledger says accepted, nothing is sent.
+    assert score_many(blobs, bus, endpoint, [deliver(b), deliver(a)]) == [ScoreOutcome.SKIPPED] * 2
+    assert len(endpoint.bodies) == 1
+    assert endpoint.taken == [(a.request_id, 1), (b.request_id, 1)]
+
+
+def test_two_batches_racing_on_the_same_file_are_told_it_is_a_duplicate() -> None:
+    """Two invocations read the ledger before either marked the file accepted: the endpoint's own
+    de-duplication answers the second copy ``duplicate``, so the file is queued (and scored) once."""
+    blobs, endpoint = FakeBlobStore(), BatchEndpoint()
+    a, b, c = small_files(blobs, 3)
+    endpoint.taken.append((a.request_id, 1))  # the racing invocation's batch got there first
+    outcomes = score_many(blobs, FakeBus(), endpoint, [deliver(a), deliver(b), deliver(c)])
+    assert outcomes == [ScoreOutcome.ACCEPTED] * 3
+    assert endpoint.taken.count((a.request_id, 1)) == 1 and states(blobs, [a]) == ["accepted"]
+
+
+@pytest.mark.parametrize("status", [429, 503, 0])
+def test_a_batch_answered_429_is_retried_whole_later_and_nothing_is_sent_twice(status: int) -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    requests = small_files(blobs, 5)
+    endpoint = BatchEndpoint(EndpointReply(status, "busy", 30.0))
+    outcomes = score_many(blobs, bus, endpoint, [deliver(r) for r in requests])
+    # The first batch of three met the 429; the second was not sent at all, and every file got a scheduled copy.
+    assert outcomes == [ScoreOutcome.RESCHEDULED] * 5 and len(endpoint.bodies) == 1
+    assert [s.message.message_id for s in bus.sent] == [f"{r.request_id}:1:retry1" for r in requests]
+    assert all(s.at is not None and (s.at - NOW).total_seconds() >= 30 for s in bus.sent)
+    assert states(blobs, requests) == ["submitted"] * 5 and endpoint.taken == []
+    # The copies come back together: each file is queued exactly once.
+    copies = [Delivery(s.message.body, s.message.message_id, 1, 1) for s in bus.sent]
+    assert score_many(blobs, FakeBus(), endpoint, copies) == [ScoreOutcome.ACCEPTED] * 5
+    assert sorted(endpoint.taken) == sorted((r.request_id, 1) for r in requests)
+
+
+def test_a_429_midway_leaves_what_was_accepted_and_retries_the_rest() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    requests = small_files(blobs, 6)
+    endpoint = BatchEndpoint(None, EndpointReply(429, "busy", 5.0))  # the second batch is throttled
+    outcomes = score_many(blobs, bus, endpoint, [deliver(r) for r in requests])
+    assert outcomes == [ScoreOutcome.ACCEPTED] * 3 + [ScoreOutcome.RESCHEDULED] * 3
+    assert states(blobs, requests) == ["accepted"] * 3 + ["submitted"] * 3
+    assert [s.message.message_id for s in bus.sent] == [f"{r.request_id}:1:retry1" for r in requests[3:]]
+
+
+def test_a_batch_after_the_last_retry_gives_up_with_an_error_record_per_file() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    requests = small_files(blobs, 2)
+    endpoint = BatchEndpoint(EndpointReply(503, "down"))
+    outcomes = score_many(blobs, bus, endpoint, [deliver(r, retry=3) for r in requests])
+    assert outcomes == [ScoreOutcome.GAVE_UP] * 2 and bus.sent == []
+    assert blobs.names("output") == ["errors/f0.csv.error.json", "errors/f1.csv.error.json"]
+
+
+def test_an_endpoint_that_refuses_batches_gets_the_files_one_by_one() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    requests = small_files(blobs, 3)
+    refusal = EndpointReply(
+        400, json.dumps({"code": "invalid_request", "message": "expected schema 'async-scoring-request'"})
+    )
+    endpoint = BatchEndpoint(refusal)
+    assert score_many(blobs, bus, endpoint, [deliver(r) for r in requests]) == [ScoreOutcome.ACCEPTED] * 3
+    assert endpoint.batches() == [["f0.csv", "f1.csv", "f2.csv"], ["f0.csv"], ["f1.csv"], ["f2.csv"]]
+    assert states(blobs, requests) == ["accepted"] * 3
+
+
+def test_an_unreadable_message_is_completed_without_holding_back_its_batch() -> None:
+    blobs, bus, endpoint = FakeBlobStore(), FakeBus(), BatchEndpoint()
+    a, b = small_files(blobs, 2)
+    junk = Delivery(b'{"schema": "something-else"}', "junk-1", 1, 0)
+    outcomes = score_many(blobs, bus, endpoint, [deliver(a), junk, deliver(b)])
+    assert outcomes == [ScoreOutcome.ACCEPTED, ScoreOutcome.UNREADABLE, ScoreOutcome.ACCEPTED]
+    assert endpoint.batches() == [["f0.csv", "f1.csv"]]
+
+
+def test_batching_can_be_turned_off() -> None:
+    settings = make_settings(SCORING_BATCH_MAX_FILES="1")
+    blobs, endpoint = FakeBlobStore(), BatchEndpoint()
+    requests = small_files(blobs, 2)
+    outcomes = score_batch([deliver(r) for r in requests], route=settings.routes[0], settings=settings, blobs=blobs,
+                           bus=FakeBus(), endpoint=endpoint, ledger=Ledger(blobs, "ledger"), now=NOW)  # fmt: skip
+    assert outcomes == [ScoreOutcome.ACCEPTED] * 2 and endpoint.batches() == [["f0.csv"], ["f1.csv"]]
+
+
+def test_a_batch_that_spent_its_time_budget_reschedules_the_rest_without_calling() -> None:
+    """The runtime does not renew a batch's locks: after the budget the files left are retried later."""
+    blobs, bus, endpoint = FakeBlobStore(), FakeBus(), BatchEndpoint()
+    big = small_files(blobs, 3, size=500, prefix="big")  # each its own request
+    ticks = iter([0.0, 1.0, BATCH_CALL_BUDGET_SECONDS + 1, BATCH_CALL_BUDGET_SECONDS + 2])
+    outcomes = score_batch([deliver(r) for r in big], route=BATCH_SETTINGS.routes[0], settings=BATCH_SETTINGS,
+                           blobs=blobs, bus=bus, endpoint=endpoint, ledger=Ledger(blobs, "ledger"), now=NOW,
+                           monotonic=lambda: next(ticks))  # fmt: skip
+    assert outcomes == [ScoreOutcome.ACCEPTED, ScoreOutcome.RESCHEDULED, ScoreOutcome.RESCHEDULED]
+    assert endpoint.batches() == [["big0.csv"]]
+    assert [s.message.message_id for s in bus.sent] == [f"{r.request_id}:1:retry1" for r in big[1:]]

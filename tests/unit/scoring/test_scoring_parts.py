@@ -216,6 +216,49 @@ def test_dispatcher_remembers_a_bounded_number_of_finished_requests() -> None:
     assert [dispatcher.state(f"r{i}", 1) for i in range(10)] == [None] * 7 + [JobState.DONE] * 3
 
 
+def test_a_group_is_one_job_all_or_nothing_and_a_request_named_twice_counts_once() -> None:
+    gate, sent = threading.Event(), []
+    dispatcher = _dispatcher(gate, sent, queue_size=1)
+    assert dispatcher.submit(_request("a")) is None
+    wait_until(lambda: dispatcher.state("a", 1) == JobState.RUNNING, 5, "the dispatcher", interval=0.01)
+    group = [_request("b"), _request("c"), _request("b"), _request("a")]
+    assert dispatcher.submit_group(group) == [None, None, JobState.QUEUED, JobState.RUNNING]
+    with pytest.raises(RequestRejected) as full:  # the queue holds one job: the next group is refused whole
+        dispatcher.submit_group([_request("d"), _request("e")])
+    assert full.value.status == 429
+    assert dispatcher.state("d", 1) is None and dispatcher.state("e", 1) is None
+    assert dispatcher.submit_group([_request("b"), _request("c")]) == [JobState.QUEUED, JobState.QUEUED]
+    gate.set()
+    wait_until(lambda: len(sent) == 3, 5, "the dispatcher", interval=0.01)
+    assert [r.request_id for r, _ in sent] == ["a", "b", "c"]  # one result per file, each on its own session
+    assert [s for _, s in sent] == ["session-a", "session-b", "session-c"]
+    wait_until(lambda: dispatcher.state("c", 1) == JobState.DONE, 5, "the dispatcher", interval=0.01)
+    assert dispatcher.submit_group([_request("d"), _request("e")]) == [None, None]
+    wait_until(lambda: len(sent) == 5, 5, "the dispatcher", interval=0.01)
+
+
+class FailsOnB(FakePublisher):
+    def publish(self, result: InferenceResult, session_id: str) -> None:
+        if result.request_id == "b":
+            raise ConnectionError("broker unreachable")
+        super().publish(result, session_id)
+
+
+def test_a_group_that_broke_midway_forgets_the_files_without_a_result() -> None:
+    gate, sent = threading.Event(), []
+    gate.set()
+    dispatcher = _dispatcher(gate, sent, FailsOnB, retry_after_seconds=0)
+    dispatcher.submit_group([_request("a"), _request("b"), _request("c")])
+    wait_until(
+        lambda: dispatcher.state("b", 1) is None and dispatcher.state("c", 1) is None,
+        5,
+        "the dispatcher",
+        interval=0.01,
+    )
+    assert dispatcher.state("a", 1) == JobState.DONE and [r.request_id for r, _ in sent] == ["a"]
+    assert dispatcher.submit_group([_request("a"), _request("c")]) == [JobState.DONE, None]
+
+
 # ---------------------------------------------------------------------------------------------- settings
 
 
