@@ -327,6 +327,8 @@ class AsyncScoringRequest:
     model: str = DEFAULT_MODEL
     attempt: int = 1
     mode: str = field(default="async")
+    # The file's own trace (W3C traceparent): in a batch the POST's header carries one trace for all its files.
+    traceparent: str | None = None
 
     def to_json(self) -> bytes:
         return _dump(SCORING_REQUEST_SCHEMA, self)
@@ -353,6 +355,7 @@ class AsyncScoringRequest:
             compression=_compression(data, where),
             model=_optional(data, "model", str, where) or DEFAULT_MODEL,
             attempt=_optional(data, "attempt", int, where) or 1,
+            traceparent=_optional(data, "traceparent", str, where),
         )
 
 

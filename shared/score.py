@@ -61,6 +61,7 @@ from shared.limits import BATCH_CALL_BUDGET_SECONDS
 from shared.messages import retry_message
 from shared.ports import BlobStore, EndpointReply, MessageBus, ScoringEndpoint
 from shared.settings import ScoringRoute, Settings
+from shared.telemetry import pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +83,11 @@ class Delivery:
     message_id: str
     delivery_count: int
     scoring_retry: int
+    traceparent: str | None = None  # the trace the message carries: its file's
 
 
 @dataclass(frozen=True)
-class _Work:
+class _FileToScore:
     """A request that goes to the endpoint, with the message that brought it and the ledger record (and its
     ETag) read for it, which "accepted" is written against (one read for the whole step)."""
 
@@ -140,7 +142,7 @@ class _Scorer:
         self.monotonic = monotonic
         self.started = monotonic()
 
-    def admit(self, delivery: Delivery, seen: set[tuple[str, int]]) -> _Work | ScoreOutcome:
+    def admit(self, delivery: Delivery, seen: set[tuple[str, int]]) -> _FileToScore | ScoreOutcome:
         """The work a message asks for, or why there is none."""
         try:
             request = InferenceRequest.from_json(delivery.body)
@@ -164,9 +166,10 @@ class _Scorer:
             logger.warning("request %s for model %s reached route %s", request.request_id, request.model,
                            self.route.model)  # fmt: skip
         seen.add(key)
-        return _Work(request, delivery, (record, etag))
+        return _FileToScore(request, delivery, (record, etag))
 
-    def scoring_request(self, request: InferenceRequest) -> AsyncScoringRequest:
+    def scoring_request(self, work: _FileToScore) -> AsyncScoringRequest:
+        request = work.request
         ttl = timedelta(minutes=self.settings.sas_ttl_minutes)
         return AsyncScoringRequest(
             request_id=request.request_id,
@@ -177,6 +180,7 @@ class _Scorer:
             compression=request.compression,
             model=request.model,
             attempt=request.attempt,
+            traceparent=work.delivery.traceparent,
         )
 
     def post(self, body: bytes) -> EndpointReply:
@@ -191,8 +195,8 @@ class _Scorer:
             self.unavailable = reply
         return reply
 
-    def alone(self, work: _Work) -> ScoreOutcome:
-        reply = self.post(self.scoring_request(work.request).to_json())
+    def alone(self, work: _FileToScore) -> ScoreOutcome:
+        reply = self.post(self.scoring_request(work).to_json())
         if 200 <= reply.status < 300:
             return self.accepted(work)
         if reply.transient:
@@ -200,11 +204,9 @@ class _Scorer:
         code, message = classify_rejection(reply)
         return self.fail(work.request, code, message)
 
-    def together(self, group: Sequence[_Work]) -> list[ScoreOutcome]:
+    def together(self, group: Sequence[_FileToScore]) -> list[ScoreOutcome]:
         """One POST for ``group`` (small files of one model); one outcome per file, in order."""
-        batch = AsyncScoringBatch(
-            model=group[0].request.model, requests=tuple(self.scoring_request(w.request) for w in group)
-        )
+        batch = AsyncScoringBatch(model=group[0].request.model, requests=tuple(self.scoring_request(w) for w in group))
         reply = self.post(batch.to_json())
         if reply.transient:
             return [self.later(work, reply) for work in group]
@@ -229,14 +231,14 @@ class _Scorer:
                 outcomes.append(self.accepted(work))
         return outcomes
 
-    def accepted(self, work: _Work) -> ScoreOutcome:
+    def accepted(self, work: _FileToScore) -> ScoreOutcome:
         request = work.request
         transition = accepted(request, self.now, work.delivery.scoring_retry)
         self.ledger.advance(request.request_id, transition, now=self.now, known=work.known)
         logger.info("request %s attempt %s accepted by %s", request.request_id, request.attempt, self.route.model)
         return ScoreOutcome.ACCEPTED
 
-    def later(self, work: _Work, reply: EndpointReply) -> ScoreOutcome:
+    def later(self, work: _FileToScore, reply: EndpointReply) -> ScoreOutcome:
         """Throttled or unreachable: schedule a copy of the message, or give up after the last retry."""
         request, retries = work.request, work.delivery.scoring_retry
         policy = self.settings.scoring_retry
@@ -245,9 +247,10 @@ class _Scorer:
             self.fail(request, ErrorCode.ENDPOINT_UNAVAILABLE, message)
             return ScoreOutcome.GAVE_UP
         delay = policy.delay(retries, reply.retry_after_seconds, self.rng)
-        self.bus.schedule(
-            self.settings.request_topic, retry_message(request, retries + 1), self.now + timedelta(seconds=delay)
-        )
+        with pipeline.continued(work.delivery.traceparent):  # the copy stays in its file's trace
+            self.bus.schedule(
+                self.settings.request_topic, retry_message(request, retries + 1), self.now + timedelta(seconds=delay)
+            )
         logger.warning("request %s: endpoint answered %s; retry %s in %.1f s", request.request_id, reply.status,
                        retries + 1, delay)  # fmt: skip
         return ScoreOutcome.RESCHEDULED
@@ -283,7 +286,7 @@ def score_batch(
     scorer = _Scorer(route=route, settings=settings, blobs=blobs, bus=bus, endpoint=endpoint, ledger=ledger,
                      now=now, rng=rng, monotonic=monotonic)  # fmt: skip
     outcomes: dict[int, ScoreOutcome] = {}
-    small: dict[str, list[tuple[int, _Work]]] = {}  # by model
+    small: dict[str, list[tuple[int, _FileToScore]]] = {}  # by model
     seen: set[tuple[str, int]] = set()
     for i, delivery in enumerate(deliveries):
         work = scorer.admit(delivery, seen)

@@ -180,7 +180,7 @@ class ScoringService:
         self._check(request)
         dispatcher = self._dispatcher()
         # Noted before queueing: a worker may start on the request before submit() returns.
-        pipeline.accepted(request.request_id, request.attempt, request.input_name, request.model)
+        pipeline.accepted(request.request_id, request.attempt, request.input_name, request.model, request.traceparent)
         earlier = dispatcher.submit(request)
         payload: dict[str, Any] = {"request_id": request.request_id, "attempt": request.attempt, "status": "accepted"}
         if earlier is not None:
@@ -212,7 +212,9 @@ class ScoringService:
             else:
                 admitted.append(request)
         for request in admitted:
-            pipeline.accepted(request.request_id, request.attempt, request.input_name, request.model)
+            pipeline.accepted(
+                request.request_id, request.attempt, request.input_name, request.model, request.traceparent
+            )
         earlier = iter(dispatcher.submit_group(admitted))
         admissions = []
         for i, request in enumerate(batch.requests):

@@ -137,6 +137,21 @@ def resumed_span(name: str, traceparent: str | None, *, request_id: str, attempt
         yield span
 
 
+@contextlib.contextmanager
+def continued(traceparent: str | None) -> Iterator[None]:
+    """Makes the trace ``traceparent`` names current (no new span), so a message sent inside carries it on;
+    without one, the current context stays."""
+    context = propagation.context_from({propagation.TRACEPARENT: traceparent}) if traceparent else None
+    if context is None:
+        yield
+        return
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 def traceparent() -> str | None:
     """The current span's W3C ``traceparent``, for the ledger to keep with a request; None outside a trace."""
     return propagation.current_headers().get(propagation.TRACEPARENT)
@@ -223,14 +238,22 @@ def server_span(headers: Mapping[str, str]) -> Iterator[Span]:
         yield span
 
 
-def accepted(request_id: str, attempt: int, input_name: str, model: str) -> None:
-    """The server accepted an async request: note its context for the background job that will score it."""
+def accepted(request_id: str, attempt: int, input_name: str, model: str, traceparent: str | None = None) -> None:
+    """The server accepted an async request: note its context for the background job that will score it.
+
+    The job continues the HTTP request's span, unless the request names a ``traceparent`` of another trace (a
+    file of a batch, whose POST carried the first file's trace): then the job continues the file's own trace."""
     span = trace.get_current_span()
     span.set_attributes({REQUEST_ID: request_id, ATTEMPT: attempt, INPUT_NAME: input_name, MODEL: model})
     if not span.get_span_context().is_valid:
         return
+    context = otel_context.get_current()
+    own = propagation.context_from({propagation.TRACEPARENT: traceparent}) if traceparent else None
+    own_span = propagation.span_context_of(own)
+    if own is not None and own_span is not None and own_span.trace_id != span.get_span_context().trace_id:
+        context = own
     with _pending_lock:
-        _pending[(request_id, attempt)] = otel_context.get_current()
+        _pending[(request_id, attempt)] = context
         while len(_pending) > _PENDING_LIMIT:
             _pending.popitem(last=False)
 

@@ -53,6 +53,12 @@ def message_properties(context: Context | None = None) -> dict[str, str]:
     return headers
 
 
+def traceparent_of(carrier: Mapping[Any, Any] | None) -> str | None:
+    """The ``traceparent`` a message or request carries (``Diagnostic-Id`` if that is all it has), checked."""
+    context = context_from(carrier)
+    return current_headers(context).get(TRACEPARENT) if context is not None else None
+
+
 def context_from(carrier: Mapping[Any, Any] | None) -> Context | None:
     """The remote context in message properties or HTTP headers (``traceparent`` first, then
     ``Diagnostic-Id``); None when neither holds a valid one."""

@@ -25,7 +25,7 @@ from shared.contracts import DEFAULT_MODEL
 from shared.messages import PROP_SCORING_RETRY
 from shared.routes import setting_suffix
 from shared.settings import SERVICE_BUS, declared_routes
-from shared.telemetry import pipeline
+from shared.telemetry import pipeline, propagation
 from shared.wiring import services
 
 bp = func.Blueprint()
@@ -43,6 +43,7 @@ def delivery_of(msg: func.ServiceBusMessage) -> score.Delivery:
         message_id=msg.message_id or "",
         delivery_count=msg.delivery_count or 0,
         scoring_retry=retry,
+        traceparent=propagation.traceparent_of(props),
     )
 
 

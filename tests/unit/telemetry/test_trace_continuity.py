@@ -22,12 +22,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Span
 
 from shared import bus as bus_adapter
-from shared.contracts import InferenceRequest, InferenceResult, OutputRef, ResultStatus
+from shared.contracts import AsyncScoringBatch, InferenceRequest, InferenceResult, OutputRef, ResultStatus
 from shared.ledger import Ledger, accepted
 from shared.messages import PROP_SCORING_RETRY
 from shared.ports import EndpointReply, OutgoingMessage
 from shared.reconcile import reconcile
-from shared.score import Delivery, score_request
+from shared.score import Delivery, score_batch, score_request
 from shared.submit import submit_blob
 from shared.telemetry import logs, pipeline, propagation
 from shared.write import write_result
@@ -231,3 +231,36 @@ def test_a_scheduled_retry_copy_stays_in_the_trace_of_the_message_it_retries(spa
         assert trace_id_of(message) == trace_id
     stages = [s for s in spans.get_finished_spans() if (s.attributes or {}).get(pipeline.STAGE) == "score_request"]
     assert len(stages) == 2 and {s.context.trace_id for s in stages} == {trace_id}
+
+
+def test_files_of_one_batch_keep_their_own_traces(spans: InMemorySpanExporter) -> None:
+    """score_request's span continues the first message's trace; each file of the batch still names its own trace
+    to the endpoint, whose job for it continues that trace, and a throttled file's retry copy carries it on."""
+    blobs, bus = FakeBlobStore(), SendingBus()
+    settings = make_settings(SCORING_MAX_RETRIES="3")
+    (first, first_root), (second, second_root) = dropped(blobs, bus, "a.csv"), dropped(blobs, bus, "b.csv")
+    messages = bus.sent[:2]
+    deliveries = [
+        Delivery(r.to_json(), r.request_id, 1, 0, traceparent=propagation.traceparent_of(props(m)))
+        for r, m in ((first, messages[0]), (second, messages[1]))
+    ]
+    route = settings.routes[0]
+    endpoint = FakeEndpoint([EndpointReply(429, "busy", 1.0)])
+    with pipeline.message_span("score_request", "score_request", props(messages[0]), [props(messages[1])]) as span:
+        score_batch(deliveries, route=route, settings=settings, blobs=blobs, bus=bus, endpoint=endpoint,
+                    ledger=Ledger(blobs, "ledger"), now=T0, rng=random.Random(1))  # fmt: skip
+    assert span.get_span_context().trace_id == first_root.get_span_context().trace_id
+    [batch] = [AsyncScoringBatch.from_json(body) for body in endpoint.bodies]
+    roots = [root.get_span_context().trace_id for root in (first_root, second_root)]
+    named = [propagation.context_from({"traceparent": r.traceparent}) for r in batch.requests]
+    assert [c.trace_id for c in map(propagation.span_context_of, named) if c] == roots
+    copies = bus.sent[2:]
+    assert [trace_id_of(c) for c in copies] == roots
+
+    # At the endpoint: one POST in the first file's trace; the second file's job continues its own.
+    with pipeline.server_span(propagation.current_headers(trace.set_span_in_context(span))):
+        for request in batch.requests:
+            pipeline.accepted(request.request_id, 1, request.input_name, request.model, request.traceparent)
+    for request, root in zip(batch.requests, (first_root, second_root), strict=True):
+        with pipeline.job_span(request.request_id, 1, request.input_name, request.model) as job:
+            assert job.get_span_context().trace_id == root.get_span_context().trace_id
