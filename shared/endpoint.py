@@ -79,6 +79,7 @@ class HttpScoringEndpoint:
         with response:
             return EndpointReply(
                 status=response.status_code,
-                body=response.text[:_MAX_BODY_KEPT],
+                # An accepted batch's answer names every file, so it is kept whole; error bodies are cut short.
+                body=response.text if response.ok else response.text[:_MAX_BODY_KEPT],
                 retry_after_seconds=parse_retry_after(response.headers.get("Retry-After")),
             )

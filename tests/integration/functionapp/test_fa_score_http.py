@@ -11,7 +11,18 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from shared.contracts import AsyncScoringRequest, ErrorInfo, InferenceResult, ResultStatus, derive_request_id
+from shared.contracts import (
+    Admission,
+    AsyncScoringBatchReply,
+    AsyncScoringRequest,
+    ErrorInfo,
+    FileAdmission,
+    InferenceResult,
+    ResultStatus,
+    derive_request_id,
+)
+from shared.endpoint import HttpScoringEndpoint
+from shared.settings import EndpointSettings
 from shared.triggers.write_result import write_result
 
 from .conftest import AppEnv, EndpointStandIn
@@ -115,3 +126,20 @@ def test_an_endpoint_not_deployed_yet_breaks_nothing_and_is_retried_until_it_exi
     assert copy is not None and error is None, "the request was not rescheduled while the endpoint was missing"
     assert [AsyncScoringRequest.from_json(r.body).request_id for r in stand_in.requests] == [rid]
     assert fa_env.ledger_record(rid)["state"] == "accepted"
+
+
+def test_an_accepted_batch_answer_is_read_whole_and_an_error_body_cut_short(
+    endpoint_stand_in: Callable[..., EndpointStandIn],
+) -> None:
+    admissions = tuple(FileAdmission(f"{i:032x}", 1, Admission.ACCEPTED) for i in range(60))
+    answer = AsyncScoringBatchReply(admissions).to_json()
+    assert len(answer) > 4000
+    stand_in = endpoint_stand_in((202, {}, answer), (400, {}, b"x" * 5000))
+    endpoint = HttpScoringEndpoint(
+        EndpointSettings(model="default", uri=stand_in.uri, key=None, deployment=None,
+                         connect_timeout_seconds=2, read_timeout_seconds=5)
+    )  # fmt: skip
+    accepted = endpoint.post(b"{}")
+    assert accepted.status == 202 and AsyncScoringBatchReply.from_json(accepted.body).admissions == admissions
+    refused = endpoint.post(b"{}")
+    assert refused.status == 400 and len(refused.body) == 2000
