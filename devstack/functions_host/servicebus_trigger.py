@@ -66,16 +66,22 @@ _LOCAL_CONCURRENCY_CAP = 8
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
 
 
+def request_id_of(message: ServiceBusReceivedMessage) -> str | None:
+    properties = message.application_properties or {}
+    raw = properties.get(PROP_REQUEST_ID.encode(), properties.get(PROP_REQUEST_ID))
+    request_id = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    return request_id if isinstance(request_id, str) else None
+
+
 @contextlib.contextmanager
 def message_log_scope(message: ServiceBusReceivedMessage | None) -> Iterator[None]:
     """Log records inside carry the message's trace id (its ``traceparent`` / ``Diagnostic-Id``) and request id."""
     properties = (message.application_properties if message is not None else None) or {}
-    raw = properties.get(PROP_REQUEST_ID.encode(), properties.get(PROP_REQUEST_ID))
-    request_id = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    request_id = request_id_of(message) if message is not None else None
     parent = propagation.context_from(properties)
     token = otel_context.attach(parent) if parent is not None else None
     try:
-        with logs.request_scope(request_id if isinstance(request_id, str) else None):
+        with logs.request_scope(request_id):
             yield
     finally:
         if token is not None:
@@ -290,8 +296,9 @@ class ServiceBusTrigger:
         self, receiver: ServiceBusReceiver, messages: list[ServiceBusReceivedMessage], outputs: ServiceBusOutputs
     ) -> None:
         # The host's lines about one message (converting, invoking, settling it) carry its trace and the request
-        # its ``request_id`` property names; a batch of several has no single request.
-        one = messages[0] if len(messages) == 1 else None
+        # its ``request_id`` property names; a batch of several has no single request, unless all its messages name
+        # the same one (a retry copy delivered beside a resubmission of the same file).
+        one = messages[0] if len({request_id_of(m) for m in messages}) == 1 else None
         with message_log_scope(one):
             self._handle_in_scope(receiver, messages, outputs)
 
