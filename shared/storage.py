@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -40,6 +41,7 @@ _local = threading.local()
 # Clock skew allowance for SAS start times and a floor for user delegation key lifetimes.
 _SKEW = timedelta(minutes=5)
 _COPY_POLL_SECONDS = 0.2
+_BLOB_CLIENTS_PER_THREAD = 256
 # Accounts whose service answered 501 to Put Blob From URL (Azurite); written once, read by all threads.
 _PUT_FROM_URL: dict[str, bool] = {}
 
@@ -90,6 +92,23 @@ def service_client(connection: Connection) -> BlobServiceClient:
     return client
 
 
+def blob_client(connection: Connection, container: str, name: str) -> BlobClient:
+    """This thread's client for one blob, kept for the next calls on the same blob (building a ``BlobClient``
+    builds its whole pipeline configuration: about as much CPU as a small request)."""
+    blobs: OrderedDict[tuple[Connection, str, str], BlobClient] | None = getattr(_local, "blobs", None)
+    if blobs is None:
+        blobs = _local.blobs = OrderedDict()
+    key = (connection, container, name)
+    blob = blobs.get(key)
+    if blob is None:
+        blob = blobs[key] = service_client(connection).get_blob_client(container, name)
+        while len(blobs) > _BLOB_CLIENTS_PER_THREAD:
+            blobs.popitem(last=False)
+    else:
+        blobs.move_to_end(key)
+    return blob
+
+
 class AzureBlobStore:
     """BlobStore on one storage account; cheap to create, holds no client itself."""
 
@@ -102,11 +121,14 @@ class AzureBlobStore:
     def _service(self) -> BlobServiceClient:
         return service_client(self._connection)
 
+    def _blob(self, container: str, name: str) -> BlobClient:
+        return blob_client(self._connection, container, name)
+
     def url(self, container: str, name: str) -> str:
-        return str(self._service.get_blob_client(container, name).url)
+        return str(self._blob(container, name).url)
 
     def properties(self, container: str, name: str) -> BlobInfo:
-        blob = self._service.get_blob_client(container, name)
+        blob = self._blob(container, name)
         try:
             props = blob.get_blob_properties()
         except ResourceNotFoundError as exc:
@@ -121,7 +143,7 @@ class AzureBlobStore:
         )
 
     def read(self, container: str, name: str) -> tuple[bytes, str]:
-        blob = self._service.get_blob_client(container, name)
+        blob = self._blob(container, name)
         try:
             downloader = blob.download_blob()
             return downloader.readall(), str(downloader.properties.etag)
@@ -139,7 +161,7 @@ class AzureBlobStore:
         if_match: str | None = None,
         if_none_match_any: bool = False,
     ) -> str:
-        blob = self._service.get_blob_client(container, name)
+        blob = self._blob(container, name)
         # The SDK forwards unknown keywords to the transport, so conditions are passed only when set.
         conditions: dict[str, Any] = {}
         if if_match is not None:
@@ -176,7 +198,7 @@ class AzureBlobStore:
         self, source_url: str, container: str, name: str, *, content_type: str, metadata: Mapping[str, str]
     ) -> None:
         source_url = self._own_source(source_url)
-        blob = self._service.get_blob_client(container, name)
+        blob = self._blob(container, name)
         if _PUT_FROM_URL.get(self._service.url, True):
             try:
                 # Put Blob From URL: synchronous and atomic (the target changes only when the copy is done).
@@ -238,7 +260,7 @@ class AzureBlobStore:
         if if_match is not None:
             conditions = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
         try:
-            self._service.get_blob_client(container, name).delete_blob(**conditions)
+            self._blob(container, name).delete_blob(**conditions)
         except ResourceNotFoundError:
             logger.debug("delete: %s/%s was already gone", container, name)
         except ResourceModifiedError as exc:
@@ -256,7 +278,7 @@ class AzureBlobStore:
             )
 
     def read_sas_url(self, container: str, name: str, ttl: timedelta) -> str:
-        blob = self._service.get_blob_client(container, name)
+        blob = self._blob(container, name)
         now = datetime.now(UTC)
         start, expiry = now - _SKEW, now + ttl
         common: dict[str, object] = {

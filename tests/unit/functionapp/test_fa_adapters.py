@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -10,11 +11,12 @@ from pathlib import Path
 import pytest
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
+from shared import storage
 from shared.bus import _sender, new_client
 from shared.config import Connection
 from shared.endpoint import HttpScoringEndpoint, parse_retry_after
 from shared.settings import EndpointSettings
-from shared.storage import AzureBlobStore, credential_for, environment_applies, service_client
+from shared.storage import AzureBlobStore, blob_client, credential_for, environment_applies, service_client
 
 
 def test_retry_after_seconds_and_http_dates() -> None:
@@ -51,6 +53,26 @@ def test_blob_clients_are_per_thread_and_reused_within_a_thread() -> None:
     thread.start()
     thread.join()
     assert other[0] is not mine
+
+
+def test_blob_clients_are_kept_per_thread_for_the_most_recent_blobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage, "_BLOB_CLIENTS_PER_THREAD", 2)
+    monkeypatch.setattr(storage._local, "blobs", OrderedDict(), raising=False)  # this thread's, as if new
+    conn = Connection("DataStorage", connection_string="UseDevelopmentStorage=true")
+    first = blob_client(conn, "input", "a.csv")
+    assert blob_client(conn, "input", "a.csv") is first
+    assert first.blob_name == "a.csv" and first.container_name == "input"
+    output = blob_client(conn, "output", "a.csv")
+    assert output is not first
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(blob_client(conn, "input", "a.csv")))
+    thread.start()
+    thread.join()
+    assert other[0] is not first
+    assert blob_client(conn, "input", "a.csv") is first
+    blob_client(conn, "input", "b.csv")  # a third blob: the least recently used one ("output") is dropped
+    assert blob_client(conn, "input", "a.csv") is first
+    assert blob_client(conn, "output", "a.csv") is not output
 
 
 def test_blob_clients_skip_environment_look_ups_only_where_none_applies(
