@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+import typing
 from datetime import timedelta
+from pathlib import Path
 
+import azure.functions as func
 import pytest
 from azure.functions import meta
 
+from devstack.functions_host.indexing import FunctionSpec
+from devstack.functions_host.invoker import Invoker
 from devstack.functions_host.servicebus_message import _timespan
-from devstack.functions_host.servicebus_trigger import parse_timespan, servicebus_options
+from devstack.functions_host.servicebus_trigger import ServiceBusTrigger, parse_timespan, servicebus_options
+from shared.config import Connection
 
 
 def test_v5_names_win_and_defaults_apply() -> None:
@@ -46,3 +53,23 @@ def test_time_to_live_format_is_readable_by_the_worker_converter(delta: timedelt
     text = _timespan(delta)
     assert text is not None
     assert meta._BaseConverter._parse_timedelta(text) == delta
+
+
+def _batch_trigger(annotation: object) -> ServiceBusTrigger:
+    spec = FunctionSpec(
+        name="batch", trigger={"type": "serviceBusTrigger", "name": "msgs", "queueName": "q", "cardinality": "MANY",
+                               "connection": "ServiceBus"},
+        outputs=(), user_function=lambda msgs: None, parameters=("msgs",), is_async=False,
+        connections={"ServiceBus": Connection(name="ServiceBus", connection_string="Endpoint=sb://x/")},
+        trigger_annotation=annotation,
+    )  # fmt: skip
+    return ServiceBusTrigger(spec, Invoker(Path(".")), threading.Event(), servicebus_options({}, cpu_count=2))
+
+
+def test_a_batch_trigger_runs_one_loop_and_needs_the_annotation_the_worker_accepts() -> None:
+    """As the runtime's batch listener: one receive loop whatever maxConcurrentCalls says; and, as the Python
+    worker, no load for a batch annotated ``list[...]``, which azure.functions' converter does not accept."""
+    trigger = _batch_trigger(typing.List[func.ServiceBusMessage])  # noqa: UP006
+    assert trigger.many and len(trigger._threads) == 1
+    with pytest.raises(ValueError, match=r"typing\.List\[func\.ServiceBusMessage\]"):
+        _batch_trigger(list[func.ServiceBusMessage])
