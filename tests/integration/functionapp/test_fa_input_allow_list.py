@@ -13,7 +13,7 @@ import json
 import pytest
 
 from shared.contracts import derive_request_id
-from tests.fixtures.scoring import ScoringServerFactory
+from tests.fixtures.scoring import UNANSWERED_ACCOUNT, ScoringServer
 
 from .conftest import AppEnv
 from .fa_support import indexed_function, run_like_host, set_env
@@ -23,11 +23,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_refused_blob_url_becomes_the_files_error_record(
-    fa_env: AppEnv, scoring_server_factory: ScoringServerFactory, monkeypatch: pytest.MonkeyPatch
+    fa_env: AppEnv, unanswered_account_server: ScoringServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    other_account = "http://127.0.0.1:1/devstoreaccount1"  # not the function app's data account
-    server = scoring_server_factory(INPUT_STORAGE_ACCOUNT_URLS=other_account)
-    set_env(monkeypatch, SCORING_URI=server.score_url)
+    other_account = UNANSWERED_ACCOUNT  # the only account the server may read: not the function app's
+    set_env(monkeypatch, SCORING_URI=unanswered_account_server.score_url)
     etag = fa_env.upload("allow/customers.csv", b"a,b\n1,2\n", {"session_id": "allow-s"})
     trigger(fa_env, "allow/customers.csv")
     rid = derive_request_id(fa_env.input, "allow/customers.csv", etag)

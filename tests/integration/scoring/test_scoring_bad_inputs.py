@@ -7,11 +7,10 @@ import uuid
 
 import pytest
 
-from devstack.ports import free_port
 from scoring.examples.churn.sample import sample_bytes
 from shared.contracts import DataFormat, ErrorCode, InferenceResult, ResultStatus
 from tests.fixtures.azurite import DEV_KEY, Azurite
-from tests.fixtures.scoring import ScoringServer, ScoringServerFactory
+from tests.fixtures.scoring import UNANSWERED_ACCOUNT, ScoringServer
 from tests.fixtures.servicebus import ServiceBusEmulator
 from tests.support.scoring import (
     accepted,
@@ -158,12 +157,10 @@ def test_server_still_serves_after_bad_inputs(
     assert "sig=" not in log and DEV_KEY not in log and "SAS_KEY_VALUE" not in log and "AccountKey" not in log
 
 
-def test_unreachable_storage(scoring_server_factory: ScoringServerFactory, servicebus: ServiceBusEmulator) -> None:
-    account = f"http://127.0.0.1:{free_port()}/devstoreaccount1"
+def test_unreachable_storage(unanswered_account_server: ScoringServer, servicebus: ServiceBusEmulator) -> None:
     # An allowed account whose storage does not answer (nothing listens on its port).
-    scoring_server = scoring_server_factory(INPUT_STORAGE_ACCOUNT_URLS=account)
-    closed = f"{account}/input/gone.csv?sv=2024&sig=abc"
-    request = accepted(scoring_server.score_url, scoring_request(closed, "gone.csv", DataFormat.CSV))
+    closed = f"{UNANSWERED_ACCOUNT}/input/gone.csv?sv=2024&sig=abc"
+    request = accepted(unanswered_account_server.score_url, scoring_request(closed, "gone.csv", DataFormat.CSV))
     result = result_of_request(servicebus.connection_string, request, wait=120)
     assert result.error is not None and result.error.code == ErrorCode.INPUT_UNAVAILABLE
     assert "did not answer" in result.error.message and "sig=" not in result.error.message
