@@ -5,13 +5,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from devstack.stack import PORT_SETTINGS, REPO
+from devstack.stack import REPO
 from tests.fixtures.stack import StackEndpoints
-from tests.support.flow import distinct_free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -80,30 +78,3 @@ def test_demo_scores_the_good_samples_and_reports_the_bad_ones(stack: StackEndpo
         "customers-compressed.jsonl.gz": "5000",
         "customers-some-bad-rows.csv": "27",
     }
-
-
-def test_demo_starts_a_stack_with_two_more_models_and_routes_files_to_each(tmp_path: Path) -> None:
-    """From a stopped stack, ``demo`` serves the multiclass and regression examples beside the default route."""
-    ports = distinct_free_ports(len(PORT_SETTINGS))
-    flags = [
-        arg for (_, (_, flag)), port in zip(PORT_SETTINGS.items(), ports, strict=True) for arg in (flag, str(port))
-    ]
-    base = ["--base-dir", str(tmp_path / "stack"), *flags]
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "devstack", "demo", "--timeout", "240", *base],
-            cwd=REPO, capture_output=True, text=True, timeout=560, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
-        routed = {
-            line.split()[0]: line.split() for line in done.stdout.splitlines() if re.match(r"^(iris|diabetes)-", line)
-        }
-        stems = ("iris-flowers", "diabetes-patients")
-        assert set(routed) == {f"{stem}.{ext}" for stem in stems for ext in ("csv", "jsonl", "parquet")}
-        for name, cells in routed.items():
-            assert cells[1] == ("multiclass" if name.startswith("iris") else "regression"), cells
-            assert " ".join(cells[3:7]) == "scored, matches the model", cells
-    finally:
-        subprocess.run(
-            [sys.executable, "-m", "devstack", "down", *base], cwd=REPO, capture_output=True, timeout=120, check=False
-        )

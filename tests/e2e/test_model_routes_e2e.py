@@ -1,9 +1,11 @@
-"""Several models at once on one local stack: ``--model multiclass=DIR --model regression=DIR`` beside the default.
+"""Several models at once on one local stack: the stack ``python -m devstack demo`` starts from a stopped one,
+which serves the ``multiclass`` and ``regression`` examples (``--model NAME=DIR``) beside the default route.
 
-Each route has its own ``azmlinfsrv``; a blob uploaded with metadata ``model=NAME`` must be scored by that
-model (CSV, JSON Lines and Parquet, checked against the model's own in-process predictions), a file without
-``model`` metadata by the default route's example model, and a bad file per route must end as an error record
-with no output.
+The demo's own summary must show each routed sample scored by its model. Then, on the same stack: each route
+has its own ``azmlinfsrv``; a blob uploaded with metadata ``model=NAME`` must be scored by that model (CSV,
+JSON Lines and Parquet, checked against the model's own in-process predictions), a file without ``model``
+metadata by the default route's example model, and a bad file per route must end as an error record with no
+output. One stack serves both, since starting one with three scoring servers is the slow part.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,14 +30,12 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from devstack.routes import ModelOption
-from devstack.stack import LocalStack, StackSettings
+from devstack.stack import PORT_SETTINGS, REPO, LocalStack, StackSettings
 from scoring.examples import examples
 from scoring.examples.churn.data import generate
 from scoring.examples.files import to_parquet
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, error_blob_name, output_blob_name
-from tests.fixtures.stack import E2E_SETTINGS, own_stack
-from tests.support.flow import reference_model
+from tests.support.flow import reference_model, stack_ports
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +47,7 @@ RESULT_TIMEOUT = 240.0
 class RoutedStack:
     stack: LocalStack
     model_dirs: dict[str, Path]
+    demo: subprocess.CompletedProcess[str]  # the `python -m devstack demo` run that started the stack
 
     @property
     def settings(self) -> StackSettings:
@@ -52,14 +56,20 @@ class RoutedStack:
 
 @pytest.fixture(scope="module")
 def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoutedStack]:
-    models = tmp_path_factory.mktemp("route-models")
-    model_dirs = {}
-    for kind in ROUTES:
-        examples()[kind].train(models / kind, None, None)
-        model_dirs[kind] = models / kind
-    options = [ModelOption(kind, model_dirs[kind]) for kind in ROUTES]
-    with own_stack(tmp_path_factory.mktemp("routed-stack"), E2E_SETTINGS, models=options) as stack:
-        yield RoutedStack(stack, model_dirs)
+    flags = [arg for name, port in stack_ports().items() for arg in (PORT_SETTINGS[name][1], str(port))]
+    base = tmp_path_factory.mktemp("routed-stack")
+    where = ["--base-dir", str(base), *flags]
+    try:
+        demo = subprocess.run(
+            [sys.executable, "-m", "devstack", "demo", "--timeout", "240", *where],
+            cwd=REPO, capture_output=True, text=True, timeout=560, check=False,
+        )  # fmt: skip
+        settings = StackSettings.load(base)  # as the demo's `up` saved it: its ports and model routes
+        yield RoutedStack(LocalStack(settings), {m.name: m.model_dir for m in settings.models}, demo)
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "devstack", "down", *where], cwd=REPO, capture_output=True, timeout=120, check=False
+        )
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +134,18 @@ def wait_for_all(container: ContainerClient, names: list[str], logs: Path) -> di
     missing = sorted(set(names) - set(found))
     assert not missing, f"no output or error record within {RESULT_TIMEOUT:.0f}s for {missing}; logs: {logs}"
     return found
+
+
+def test_demo_starts_a_stack_with_two_more_models_and_routes_files_to_each(routed: RoutedStack) -> None:
+    """From a stopped stack, ``demo`` serves the multiclass and regression examples beside the default route."""
+    done = routed.demo
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = {line.split()[0]: line.split() for line in done.stdout.splitlines() if re.match(r"^(iris|diabetes)-", line)}
+    stems = ("iris-flowers", "diabetes-patients")
+    assert set(lines) == {f"{stem}.{ext}" for stem in stems for ext in ("csv", "jsonl", "parquet")}
+    for name, cells in lines.items():
+        assert cells[1] == ("multiclass" if name.startswith("iris") else "regression"), cells
+        assert " ".join(cells[3:7]) == "scored, matches the model", cells
 
 
 def test_each_route_has_its_own_healthy_scoring_server(routed: RoutedStack) -> None:
