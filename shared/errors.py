@@ -12,17 +12,25 @@ file (a new ETag is a new request). Which result stands:
 Both sides write first and check the other side after, so two writers racing on one input cannot both
 miss each other. A newer version that fails while an older one's output exists keeps both, as the user
 needs to see the error.
+
+A request message that names no file (its body is not a request) is kept too, as
+``errors/unreadable-messages/<message id>.message.json`` with its body (:func:`write_unreadable_message`):
+such a message is completed rather than held back with the files of its batch, so this record is where it
+can be found.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
 from shared.blobnames import name_problem, safe_error_name
-from shared.contracts import RowError, error_blob_name, iso, output_blob_name
+from shared.contracts import ErrorCode, RowError, error_blob_name, iso, output_blob_name
 from shared.ledger import LedgerRecord
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
 
@@ -30,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 ERROR_SCHEMA = "inference-error"
 META_REQUEST_ID = "request_id"
+UNREADABLE_PREFIX = "errors/unreadable-messages/"
+_MESSAGE_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def write_error_record(
@@ -103,6 +113,31 @@ def record_error(
         rows_failed=record.rows_failed or 0,
         now=now,
     )
+
+
+def write_unreadable_message(
+    blobs: BlobStore, container: str, *, message_id: str, body: bytes, reason: str, now: datetime
+) -> str:
+    """Keeps a request message whose body is not a request, with why, and returns its location. Written again
+    (same name) when the message is delivered again."""
+    safe_id = _MESSAGE_ID_UNSAFE.sub("_", message_id)[:200] or hashlib.sha256(body).hexdigest()
+    name = f"{UNREADABLE_PREFIX}{safe_id}.message.json"
+    try:
+        text: dict[str, str] = {"text": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        text = {"base64": base64.b64encode(body).decode("ascii")}
+    document = {
+        "schema": ERROR_SCHEMA,
+        "version": 1,
+        "request_id": None,
+        "input": None,
+        "error": {"code": ErrorCode.INVALID_REQUEST.value, "message": reason},
+        "message": {"message_id": message_id, "body": text},
+        "recorded_at": iso(now),
+    }
+    data = json.dumps(document, indent=2, sort_keys=True).encode()
+    blobs.write(container, name, data, content_type="application/json", metadata={"code": ErrorCode.INVALID_REQUEST})
+    return f"{container}/{name}"
 
 
 def remove_superseded_error(

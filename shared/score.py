@@ -28,8 +28,9 @@ Outcomes by the endpoint's answer, file by file:
 The runtime does not renew the locks of a batch: once the batch has been calling the endpoint for
 :data:`shared.limits.BATCH_CALL_BUDGET_SECONDS`, its files not sent yet are rescheduled like throttled ones.
 
-A message whose body is not an :class:`InferenceRequest` names no file to record an error for: it is logged
-with its message id and completed, so it cannot hold back the other messages of its batch.
+A message whose body is not an :class:`InferenceRequest` names no file to record an error for: it is kept with
+its body in the output container (:func:`shared.errors.write_unreadable_message`) and completed, so it cannot
+hold back the other messages of its batch.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from shared.contracts import (
     ReplyTo,
     RequestState,
 )
-from shared.errors import record_error
+from shared.errors import record_error, write_unreadable_message
 from shared.ledger import Ledger, LedgerRecord, accepted, failed
 from shared.limits import BATCH_CALL_BUDGET_SECONDS
 from shared.messages import retry_message
@@ -147,7 +148,10 @@ class _Scorer:
         try:
             request = InferenceRequest.from_json(delivery.body)
         except ContractError as exc:
-            logger.error("message %s is not an inference request; completing it: %s", delivery.message_id, exc)
+            where = write_unreadable_message(self.blobs, self.settings.output_container, message_id=delivery.message_id,
+                                             body=delivery.body, reason=str(exc), now=self.now)  # fmt: skip
+            logger.error("message %s is not an inference request (%s); kept as %s and completed", delivery.message_id,
+                         exc, where)  # fmt: skip
             return ScoreOutcome.UNREADABLE
         key = (request.request_id, request.attempt)
         if key in seen:

@@ -3,6 +3,7 @@ batches of small files (one request per batch, each file its own outcome)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from datetime import timedelta
@@ -360,6 +361,18 @@ def test_an_unreadable_message_is_completed_without_holding_back_its_batch() -> 
     outcomes = score_many(blobs, bus, endpoint, [deliver(a), junk, deliver(b)])
     assert outcomes == [ScoreOutcome.ACCEPTED, ScoreOutcome.UNREADABLE, ScoreOutcome.ACCEPTED]
     assert endpoint.batches() == [["f0.csv", "f1.csv"]]
+    kept = json.loads(blobs.read("output", "errors/unreadable-messages/junk-1.message.json")[0])
+    assert kept["error"]["code"] == "invalid_request" and kept["error"]["message"]
+    assert kept["message"] == {"message_id": "junk-1", "body": {"text": '{"schema": "something-else"}'}}
+
+
+def test_an_unreadable_binary_message_is_kept_as_base64_under_a_safe_name() -> None:
+    blobs, bus, endpoint = FakeBlobStore(), FakeBus(), BatchEndpoint()
+    junk = Delivery(b"\xff\x00 not json", "../odd id", 1, 0)
+    assert score_many(blobs, bus, endpoint, [junk]) == [ScoreOutcome.UNREADABLE]
+    kept = json.loads(blobs.read("output", "errors/unreadable-messages/.._odd_id.message.json")[0])
+    assert base64.b64decode(kept["message"]["body"]["base64"]) == b"\xff\x00 not json"
+    assert endpoint.batches() == [] and bus.sent == []
 
 
 def test_batching_can_be_turned_off() -> None:
