@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import urllib.request
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,10 @@ _local = threading.local()
 _SKEW = timedelta(minutes=5)
 _COPY_POLL_SECONDS = 0.2
 _BLOB_CLIENTS_PER_THREAD = 256
+_IDLE_CLIENTS_PER_CONNECTION = 16
+# Service clients of threads that have ended, for the next new thread (see _ThreadClients).
+_idle_clients: dict[Connection, list[BlobServiceClient]] = {}
+_idle_lock = threading.Lock()
 # Accounts whose service answered 501 to Put Blob From URL (Azurite); written once, read by all threads.
 _PUT_FROM_URL: dict[str, bool] = {}
 
@@ -77,18 +82,43 @@ def blob_service_client(make: Callable[..., BlobServiceClient]) -> BlobServiceCl
     return make(use_env_settings=False)
 
 
+class _ThreadClients:
+    """One thread's service clients. When the thread ends they are kept for the next thread that needs one, so
+    the threads of a short-lived pool reuse clients and their open connections; a client still serves one
+    thread at a time."""
+
+    def __init__(self) -> None:
+        self.clients: dict[Connection, BlobServiceClient] = {}
+        weakref.finalize(self, _hand_back, self.clients).atexit = False
+
+
+def _hand_back(clients: dict[Connection, BlobServiceClient]) -> None:
+    surplus = []
+    with _idle_lock:
+        for connection, client in clients.items():
+            idle = _idle_clients.setdefault(connection, [])
+            (idle if len(idle) < _IDLE_CLIENTS_PER_CONNECTION else surplus).append(client)
+    for client in surplus:
+        client.close()
+
+
 def service_client(connection: Connection) -> BlobServiceClient:
-    """This thread's client for ``connection`` (created on first use in the thread)."""
-    clients: dict[Connection, BlobServiceClient] = getattr(_local, "clients", None) or {}
-    _local.clients = clients
-    client = clients.get(connection)
+    """This thread's client for ``connection`` (one a finished thread left, else a new one)."""
+    mine: _ThreadClients | None = getattr(_local, "mine", None)
+    if mine is None:
+        mine = _local.mine = _ThreadClients()
+    client = mine.clients.get(connection)
     if client is None:
-        if connection.connection_string is not None:
-            make = partial(BlobServiceClient.from_connection_string, connection.connection_string)
-        else:
-            make = partial(BlobServiceClient, str(connection.service_uri), credential=credential_for(connection))
-        client = blob_service_client(make)
-        clients[connection] = client
+        with _idle_lock:
+            idle = _idle_clients.get(connection)
+            client = idle.pop() if idle else None
+        if client is None:
+            if connection.connection_string is not None:
+                make = partial(BlobServiceClient.from_connection_string, connection.connection_string)
+            else:
+                make = partial(BlobServiceClient, str(connection.service_uri), credential=credential_for(connection))
+            client = blob_service_client(make)
+        mine.clients[connection] = client
     return client
 
 

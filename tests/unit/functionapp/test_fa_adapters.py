@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -53,6 +54,27 @@ def test_blob_clients_are_per_thread_and_reused_within_a_thread() -> None:
     thread.start()
     thread.join()
     assert other[0] is not mine
+
+
+def test_a_finished_threads_client_serves_the_next_new_thread_never_two_at_once() -> None:
+    conn = Connection("DataStorage", connection_string="UseDevelopmentStorage=true;x=handed-back")
+
+    def clients_of_concurrent_threads(count: int) -> set[int]:
+        together = threading.Barrier(count)  # all threads hold their client at the same time
+
+        def use(_: int) -> int:
+            client = service_client(conn)
+            together.wait(timeout=10)
+            return id(client)
+
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            ids = list(pool.map(use, range(count)))
+        assert len(set(ids)) == count
+        return set(ids)
+
+    first = clients_of_concurrent_threads(3)
+    assert clients_of_concurrent_threads(3) == first  # the pool's threads ended; new ones took their clients
+    assert clients_of_concurrent_threads(4) > first
 
 
 def test_blob_clients_are_kept_per_thread_for_the_most_recent_blobs(monkeypatch: pytest.MonkeyPatch) -> None:
