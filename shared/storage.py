@@ -93,7 +93,7 @@ class _ThreadClients:
 
 
 def _hand_back(clients: dict[Connection, BlobServiceClient]) -> None:
-    surplus = []
+    surplus: list[BlobServiceClient] = []
     with _idle_lock:
         for connection, client in clients.items():
             idle = _idle_clients.setdefault(connection, [])
