@@ -56,7 +56,8 @@ class RoutedStack:
 
 @pytest.fixture(scope="module")
 def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoutedStack]:
-    flags = [arg for name, port in stack_ports().items() for arg in (PORT_SETTINGS[name][1], str(port))]
+    ports = stack_ports()
+    flags = [arg for name, port in ports.items() for arg in (PORT_SETTINGS[name][1], str(port))]
     base = tmp_path_factory.mktemp("routed-stack")
     where = ["--base-dir", str(base), *flags]
     try:
@@ -64,7 +65,7 @@ def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoutedStack]:
             [sys.executable, "-m", "devstack", "demo", "--timeout", "240", *where],
             cwd=REPO, capture_output=True, text=True, timeout=560, check=False,
         )  # fmt: skip
-        settings = StackSettings.load(base)  # as the demo's `up` saved it: its ports and model routes
+        settings = StackSettings.load(base, ports)  # with the model routes the demo's `up` saved
         yield RoutedStack(LocalStack(settings), {m.name: m.model_dir for m in settings.models}, demo)
     finally:
         subprocess.run(
