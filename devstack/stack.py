@@ -405,7 +405,10 @@ def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[
     flag = {name: option for name, (_variable, option) in PORT_SETTINGS.items()}
 
     azurite_argv = (
-        *azurite_command(), "--skipApiVersionCheck", "--loose", *(() if s.storage_access_log else ("--silent",)),
+        # --disableTelemetry: Azurite otherwise sends usage telemetry (start/stop events, sampled requests) to
+        # Microsoft, and where that cannot get out its SIGTERM waited 10 s and more on the uploads before exiting
+        *azurite_command(), "--skipApiVersionCheck", "--loose", "--disableTelemetry",
+        *(() if s.storage_access_log else ("--silent",)),
         "--location", str(s.base_dir / "azurite"),
         "--blobHost", LOOPBACK, "--blobPort", str(s.blob_port),
         "--queueHost", LOOPBACK, "--queuePort", str(s.queue_port),
