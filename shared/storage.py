@@ -44,7 +44,7 @@ _SKEW = timedelta(minutes=5)
 _COPY_POLL_SECONDS = 0.2
 _BLOB_CLIENTS_PER_THREAD = 256
 _IDLE_CLIENTS_PER_CONNECTION = 16
-# Service clients of threads that have ended, for the next new thread (see _ThreadClients).
+# Service clients of threads that have ended, for the next new thread (see _ThreadBlobClients).
 _idle_clients: dict[Connection, list[BlobServiceClient]] = {}
 _idle_lock = threading.Lock()
 # Accounts whose service answered 501 to Put Blob From URL (Azurite); written once, read by all threads.
@@ -82,7 +82,7 @@ def blob_service_client(make: Callable[..., BlobServiceClient]) -> BlobServiceCl
     return make(use_env_settings=False)
 
 
-class _ThreadClients:
+class _ThreadBlobClients:
     """One thread's service clients. When the thread ends they are kept for the next thread that needs one, so
     the threads of a short-lived pool reuse clients and their open connections; a client still serves one
     thread at a time."""
@@ -104,9 +104,9 @@ def _hand_back(clients: dict[Connection, BlobServiceClient]) -> None:
 
 def service_client(connection: Connection) -> BlobServiceClient:
     """This thread's client for ``connection`` (one a finished thread left, else a new one)."""
-    mine: _ThreadClients | None = getattr(_local, "mine", None)
+    mine: _ThreadBlobClients | None = getattr(_local, "mine", None)
     if mine is None:
-        mine = _local.mine = _ThreadClients()
+        mine = _local.mine = _ThreadBlobClients()
     client = mine.clients.get(connection)
     if client is None:
         with _idle_lock:
