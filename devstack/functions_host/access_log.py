@@ -12,6 +12,11 @@ create-or-replace wrote into the watched containers: the REST calls after which 
 ``Microsoft.Storage.BlobCreated`` (Put Blob, Put Block List, Copy Blob) and Put Blob From URL / Copy Blob From URL.
 A log that shrinks or is replaced (rotated, recreated) is read again from its start. Lines are only hints: the
 trigger reads the blob's properties itself, and a slow full listing catches whatever a log never showed.
+
+The follower also reports when Azurite started again (its start-up line in the same log): Azurite keeps its
+metadata in memory and saves it every few seconds, so after a ``kill -9`` it comes back from an earlier state, and
+what the trigger remembers of blobs it has done (their receipts) may no longer be true. Azure Storage never goes
+back in time; this exists for the local stack only.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ logger = logging.getLogger(__name__)
 # morgan "common": remote - user [date] "METHOD URL HTTP/x.y" status length
 ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<url>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
 _MAX_READ = 8 * 1024 * 1024  # bytes read per poll, so a huge backlog is taken in steps
+STARTED = "Azurite Blob service is starting"  # Azurite's first line of a (re)start
 # (comp query parameter, status) of the PUTs that create or replace a whole blob: Put Blob and Put Blob From URL
 # (201), Copy Blob and Copy Blob From URL (202), Put Block List (201). Put Block, Append Block, Put Page,
 # metadata, properties, tier and snapshots change no blob's committed content, or (snapshots) make no new name.
@@ -63,6 +69,7 @@ class AccessLogFollower:
         self._inode: int | None = None
         self._offset = 0
         self._partial = b""
+        self._restarted = False
         try:
             status = os.stat(path)
             self._inode, self._offset = status.st_ino, status.st_size
@@ -77,10 +84,18 @@ class AccessLogFollower:
         """``(container, name)`` of each blob written since the last call, in log order, duplicates kept once."""
         found: dict[tuple[str, str], None] = {}
         for raw in self._new_lines():
-            write = blob_write(raw.decode("utf-8", "replace"), self.account_path)
+            line = raw.decode("utf-8", "replace")
+            if STARTED in line:
+                self._restarted = True
+            write = blob_write(line, self.account_path)
             if write is not None and write[0] in self.containers:
                 found[write] = None
         return list(found)
+
+    def restarted(self) -> bool:
+        """Whether the log showed Azurite starting again since the last call."""
+        restarted, self._restarted = self._restarted, False
+        return restarted
 
     def _new_lines(self) -> list[bytes]:
         try:

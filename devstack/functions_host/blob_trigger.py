@@ -238,6 +238,12 @@ class BlobTrigger:
                     continue
                 for _container, name in follower.new_blobs():
                     self._look_up(service, receipts, name)
+                if follower.restarted():
+                    # Azurite came back from its last save: receipts written since may be gone with it, even
+                    # though no call of this host failed while it was down. See _scan_loop.
+                    logger.warning("blob trigger '%s': storage restarted; listing again", self.spec.name)
+                    with self._lock:
+                        self._trouble = True
                 self._retry_due(service, receipts)
         finally:
             service.close()

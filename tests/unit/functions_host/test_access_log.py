@@ -95,3 +95,18 @@ def test_a_missing_log_is_not_available_until_it_appears(tmp_path: Path) -> None
     assert follower.new_blobs() == []
     append(log, line("PUT", "/devstoreaccount1/input/first.csv", 201))
     assert follower.new_blobs() == [("input", "first.csv")]
+
+
+def test_a_restart_of_azurite_in_the_log_is_reported_once(tmp_path: Path) -> None:
+    log = tmp_path / "azurite.log"
+    append(log, "Azurite Blob service is starting at http://127.0.0.1:10000")
+    follower = AccessLogFollower(log, ACCOUNT, ["input"])
+    assert follower.new_blobs() == [] and not follower.restarted()  # the start before the follower is not news
+
+    append(log, line("PUT", "/devstoreaccount1/input/a.csv", 201))
+    assert follower.new_blobs() == [("input", "a.csv")] and not follower.restarted()
+    append(log, "Azurite Blob service is starting at http://127.0.0.1:10000",
+           "Azurite Blob service is successfully listening at http://127.0.0.1:10000")  # fmt: skip
+    assert follower.new_blobs() == []
+    assert follower.restarted()
+    assert not follower.restarted()
