@@ -45,14 +45,21 @@ def next_second(azurite: Azurite, service: BlobServiceClient) -> None:
                "Azurite's clock to reach the next second", interval=0.1)  # fmt: skip
 
 
+def event_grid_app(fixture_app: FixtureApp, azurite: Azurite, host: str) -> str:
+    """Settings for the fixture app's EventGrid-source trigger on a new container (its plain blob trigger watches
+    another, empty one) under a new host id; returns the watched container."""
+    watched, empty = new_container(azurite), new_container(azurite)
+    fixture_app.write_settings(
+        {**settings(azurite, empty, f"{host}-{uuid.uuid4().hex[:8]}"), "FIXTURE_EVENT_GRID_BLOB": "1",
+         "EVENT_CONTAINER": watched}
+    )  # fmt: skip
+    return watched
+
+
 def test_new_blob_in_a_big_container_is_found_through_the_access_log_without_a_listing(
     fixture_app: FixtureApp, azurite: Azurite
 ) -> None:
-    big, empty = new_container(azurite), new_container(azurite)
-    host_id = f"follow-{uuid.uuid4().hex[:8]}"
-    fixture_app.write_settings(
-        {**settings(azurite, empty, host_id), "FIXTURE_EVENT_GRID_BLOB": "1", "EVENT_CONTAINER": big}
-    )
+    big = event_grid_app(fixture_app, azurite, "follow")
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
         blobs = service.get_container_client(big)
         prefill(blobs, PREFILLED)  # written before the trigger first runs: Event Grid would never report them
@@ -121,11 +128,7 @@ def test_a_write_the_log_never_shows_is_found_by_the_safety_net_listing_once(
 def test_an_event_grid_trigger_runs_for_blobs_written_while_the_host_was_down_but_not_before_it_first_ran(
     fixture_app: FixtureApp, azurite: Azurite
 ) -> None:
-    events, empty = new_container(azurite), new_container(azurite)
-    host_id = f"events-{uuid.uuid4().hex[:8]}"
-    fixture_app.write_settings(
-        {**settings(azurite, empty, host_id), "FIXTURE_EVENT_GRID_BLOB": "1", "EVENT_CONTAINER": events}
-    )
+    events = event_grid_app(fixture_app, azurite, "events")
     follow = ["--storage-access-log", f"{azurite.blob_endpoint}={azurite.access_log}", "--blob-scan-interval", "600"]
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
         blobs = service.get_container_client(events)
