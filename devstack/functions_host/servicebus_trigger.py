@@ -56,6 +56,7 @@ from .servicebus_output import ServiceBusOutputs
 logger = logging.getLogger(__name__)
 
 _RECEIVE_WAIT = 1.0  # short waits keep threads responsive to shutdown
+_BATCH_WAIT = 0.02  # how long a batch waits for more after its first message (the .NET client's batch wait)
 _SESSION_ACCEPT_WAIT = 2
 _SESSION_CYCLE = _SESSION_ACCEPT_WAIT + 0.5  # accept wait + the SDK's open
 _RECONNECT_PAUSE = 1.0
@@ -229,7 +230,9 @@ class ServiceBusTrigger:
         with ServiceBusOutputs() as outputs:
             while not self._stop.is_set():
                 try:
-                    with clients.servicebus(self._connection) as client, self._receiver(client) as receiver:
+                    # A batch receiver's socket timeout (the SDK's default 0.2 s) bounds its batch wait.
+                    options = {"socket_timeout": _BATCH_WAIT} if self.many else {}
+                    with clients.servicebus(self._connection) as client, self._receiver(client, **options) as receiver:
                         while not self._stop.is_set():
                             self._receive_once(receiver, outputs)
                 except Exception as exc:  # noqa: BLE001 - a receiver outlives any connection error
@@ -287,17 +290,19 @@ class ServiceBusTrigger:
         self, receiver: ServiceBusReceiver, outputs: ServiceBusOutputs, wait: float = _RECEIVE_WAIT
     ) -> bool:
         batch = self._options.max_message_batch_size if self.many else 1
-        if not (self.many and self.sessions):
-            messages = receiver.receive_messages(max_message_count=batch, max_wait_time=wait)
-        else:
-            # The .NET client the Functions runtime uses returns a batch 20 ms after its first message. The Python
-            # SDK's receive would wait for the rest of the batch up to 0.2 s (a socket poll) whenever fewer are
-            # there, so an isolated result would wait that long: a session's batch is the first message plus
-            # what the receiver has already prefetched of the session, taken without waiting.
-            messages = receiver.receive_messages(max_message_count=1, max_wait_time=wait)
-            buffered = min(_prefetched(receiver), batch - 1) if messages else 0
-            if buffered:
-                messages += receiver.receive_messages(max_message_count=buffered, max_wait_time=wait)
+        # The .NET client the Functions runtime uses returns a batch 20 ms after its first message. The Python
+        # SDK's receive waits 0.2 s after the first message for the rest of the batch (and its last socket poll
+        # can add up to 0.2 s more), which every isolated message would pay. So a batch starts with one message.
+        messages = receiver.receive_messages(max_message_count=1 if self.many else batch, max_wait_time=wait)
+        if messages and batch > 1:
+            if self.sessions:
+                # what the receiver has already prefetched of the session, taken without waiting
+                more, more_wait = min(_prefetched(receiver), batch - 1), wait
+            else:
+                # whatever else arrives within the batch wait (the receiver's socket timeout bounds the last poll)
+                more, more_wait = batch - 1, _BATCH_WAIT
+            if more:
+                messages += receiver.receive_messages(max_message_count=more, max_wait_time=more_wait)
         if not messages:
             return False
         if self.many:

@@ -219,6 +219,29 @@ def test_cardinality_many_gets_a_list(
     assert_settled(client, "batch")
 
 
+def test_cardinality_many_hands_over_a_lone_message_and_batches_what_follows_without_redelivery(
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp, client: ServiceBusClient
+) -> None:
+    # A batch starts with one message and takes what else arrives within the batch wait; the receiver's link
+    # credit left after a batch makes the SDK release (not abandon) messages that reach it between receive
+    # calls, so none of them may count as a delivery or reach the function twice.
+    start_host(fixture_app, azurite, bus, {"maxMessageBatchSize": 10})
+    send(client, "batch", ServiceBusMessage("alone", message_id="alone"))
+    first = fixture_app.wait_for("on_batch", lambda e: len(e) >= 1)
+    assert first[0]["bodies"] == ["alone"]
+    for round_ in range(3):
+        with client.get_queue_sender("batch") as sender:
+            batch = sender.create_message_batch()
+            for index in range(5):
+                batch.add_message(ServiceBusMessage(f"r{round_}-{index}", message_id=f"r{round_}-{index}"))
+            sender.send_messages(batch)
+    entries = fixture_app.wait_for("on_batch", lambda e: sum(len(x["bodies"]) for x in e) >= 16)
+    ids = [i for e in entries for i in e["ids"]]
+    assert sorted(ids) == sorted(["alone", *(f"r{r}-{i}" for r in range(3) for i in range(5))])
+    assert {c for e in entries for c in e["delivery_counts"]} == {1}
+    assert_settled(client, "batch")
+
+
 def test_auto_complete_off_leaves_settlement_to_lock_expiry(
     bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp, client: ServiceBusClient
 ) -> None:

@@ -184,7 +184,14 @@ if os.environ.get("FIXTURE_SERVICEBUS") == "1":
     @app.service_bus_queue_trigger(arg_name="msgs", queue_name="batch", connection="ServiceBus", cardinality="many")
     # azure.functions' annotation check (the worker's too) accepts typing.List here, not the builtin list[...].
     def on_batch(msgs: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
-        record("on_batch", {"bodies": [m.get_body().decode() for m in msgs], "ids": [m.message_id for m in msgs]})
+        record(
+            "on_batch",
+            {
+                "bodies": [m.get_body().decode() for m in msgs],
+                "ids": [m.message_id for m in msgs],
+                "delivery_counts": [m.delivery_count for m in msgs],
+            },
+        )
 
     @app.service_bus_queue_trigger(
         arg_name="msg", queue_name="manual", connection="ServiceBus", auto_complete_messages=False
