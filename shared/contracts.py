@@ -268,6 +268,10 @@ class InferenceRequest:
     model: str
     submitted_at: str
     attempt: int = 1
+    # The ETag of the ledger record ``submit`` created for this request, so ``score_request`` can write
+    # ``accepted`` against it without reading the record first (:mod:`shared.score`). Only the message of the
+    # submit that created the record carries it; resubmissions and older messages have none and read.
+    ledger_etag: str | None = None
 
     @property
     def content_type(self) -> str:
@@ -305,6 +309,7 @@ class InferenceRequest:
             model=_require(data, "model", str, where),
             submitted_at=_require(data, "submitted_at", str, where),
             attempt=_require(data, "attempt", int, where),
+            ledger_etag=_optional(data, "ledger_etag", str, where),
         )
 
 

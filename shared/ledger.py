@@ -141,6 +141,14 @@ class LedgerRecord:
         )
 
     @classmethod
+    def created_for(cls, request: InferenceRequest, traceparent: str | None) -> LedgerRecord:
+        """The record ``submit`` creates for ``request`` when there is none yet: a pure function of the request
+        (its ``submitted_at`` is the record's time) and of the trace it was written in, which is the trace the
+        request message carries. A step holding the message and the ETag of that write therefore knows the
+        record without reading it; the ETag condition on its next write proves the record is still that one."""
+        return replace(cls.for_request(request, parse_iso(request.submitted_at)), traceparent=traceparent)
+
+    @classmethod
     def for_result(cls, result: InferenceResult, input_container: str, now: datetime) -> LedgerRecord:
         return cls.new(
             result.request_id,
@@ -198,6 +206,16 @@ Transition = Callable[[LedgerRecord | None], LedgerRecord | None]
 
 
 @dataclass(frozen=True)
+class Stored:
+    """What :meth:`Ledger.advance_tagged` left: the record as stored, its ETag (None when there is no record),
+    and whether this call wrote it (False: the transition left the record as it was)."""
+
+    record: LedgerRecord | None
+    etag: str | None
+    written: bool
+
+
+@dataclass(frozen=True)
 class Marker:
     """A request marked in flight, as listed: since when (its record's last change), its attempt, and the ETag
     and metadata of the blob that carries the mark."""
@@ -241,9 +259,21 @@ class Ledger:
         """Applies ``transition`` atomically to the record and its marker; returns the stored record
         (unchanged if the transition returned None: then nothing is written at all).
 
-        ``known`` is a ``(record, etag)`` the caller already read (``(None, None)``: expected to be new); the
-        first try writes against it, and a record changed since then is read again like any conflict.
+        ``known`` is a ``(record, etag)`` the caller already read (``(None, None)``: expected to be new), or
+        knows some other way (:meth:`LedgerRecord.created_for`); the first try writes against it, and a record
+        changed since then is read again like any conflict.
         """
+        return self.advance_tagged(request_id, transition, now=now, known=known).record
+
+    def advance_tagged(
+        self,
+        request_id: str,
+        transition: Transition,
+        *,
+        now: datetime,
+        known: tuple[LedgerRecord | None, str | None] | None = None,
+    ) -> Stored:
+        """:meth:`advance`, also saying the stored record's ETag and whether this call wrote it."""
         conflict = 0
         while True:
             if conflict == 0 and known is not None:
@@ -252,11 +282,11 @@ class Ledger:
                 current, etag = self.read(request_id)
             new = transition(current)
             if new is None:
-                return current
+                return Stored(current, etag, written=False)
             if new.traceparent is None:
                 new = replace(new, traceparent=pipeline.traceparent())
             try:
-                self._blobs.write(
+                new_etag = self._blobs.write(
                     self._container,
                     f"{RECORDS}{request_id}.json",
                     new.to_json(),
@@ -266,7 +296,7 @@ class Ledger:
                     if_none_match_any=etag is None,
                 )
                 pipeline.recorded(current, new)
-                return new
+                return Stored(new, new_etag, written=True)
             except PreconditionFailed:
                 if LEDGER_CONFLICT.gives_up(conflict):
                     raise RuntimeError(f"ledger record {request_id}: too many concurrent updates") from None

@@ -3,10 +3,14 @@ async requests.
 
 The trigger receives Service Bus messages in batches. Each message is read and checked against the ledger
 first: a request already accepted, finished, or superseded by a newer attempt is skipped without a call, and
-a request named twice in one batch counts once. Small files (``SCORING_BATCH_MAX_FILE_BYTES`` and under) are
-then sent together, up to ``SCORING_BATCH_MAX_FILES`` per POST, as one :class:`AsyncScoringBatch` (the endpoint
-queues them as one job and still publishes one result per file); a larger file, or a small one left alone,
-goes in its own :class:`AsyncScoringRequest`.
+a request named twice in one batch counts once. The first delivery of the message ``submit`` published names
+the ETag of the record it created (``ledger_etag``): then the record is known without reading it, and
+``accepted`` is written against that ETag (:meth:`_Scorer.known` says when this is safe).
+
+Small files (``SCORING_BATCH_MAX_FILE_BYTES`` and under) are then sent together, up to
+``SCORING_BATCH_MAX_FILES`` per POST, as one :class:`AsyncScoringBatch` (the endpoint queues them as one job
+and still publishes one result per file); a larger file, or a small one left alone, goes in its own
+:class:`AsyncScoringRequest`.
 
 Outcomes by the endpoint's answer, file by file:
 
@@ -55,6 +59,7 @@ from shared.contracts import (
     InferenceRequest,
     ReplyTo,
     RequestState,
+    parse_iso,
 )
 from shared.errors import record_error, write_unreadable_message
 from shared.ledger import Ledger, LedgerRecord, accepted, failed
@@ -90,7 +95,8 @@ class Delivery:
 @dataclass(frozen=True)
 class _FileToScore:
     """A request that goes to the endpoint, with the message that brought it and the ledger record (and its
-    ETag) read for it, which "accepted" is written against (one read for the whole step)."""
+    ETag) read for it or known from the message, which "accepted" is written against (at most one read for
+    the whole step)."""
 
     request: InferenceRequest
     delivery: Delivery
@@ -157,7 +163,7 @@ class _Scorer:
         if key in seen:
             logger.info("request %s attempt %s is twice in this batch", request.request_id, request.attempt)
             return ScoreOutcome.SKIPPED
-        record, etag = self.ledger.read(request.request_id)
+        record, etag = self.known(request, delivery) or self.ledger.read(request.request_id)
         if record is not None:
             if record.terminal or record.attempt > request.attempt:
                 logger.info("request %s is %s (attempt %s); skipping attempt %s", request.request_id, record.state,
@@ -171,6 +177,31 @@ class _Scorer:
                            self.route.model)  # fmt: skip
         seen.add(key)
         return _FileToScore(request, delivery, (record, etag))
+
+    def known(self, request: InferenceRequest, delivery: Delivery) -> tuple[LedgerRecord, str] | None:
+        """The ledger record and its ETag without reading them, when the message names the record ``submit``
+        created and nothing can have moved it on before this call; None: read it.
+
+        The skip rules above need the record only to catch work that moved on: an earlier delivery of this
+        message that was accepted (not the first delivery), a rescheduled copy whose original or its
+        redelivery may have been accepted (``scoring_retry``), a newer attempt from ``reconcile`` (which acts
+        only a result deadline after the record's last change: the message is younger than half of it, which
+        leaves room for clocks that differ). Anything else that changes the record (a duplicate of the
+        message the broker let through, a late result) makes the ``accepted`` write fail its ETag condition,
+        and that write then reads and decides like any conflict; at worst the endpoint was asked once more.
+        """
+        if request.ledger_etag is None or request.attempt != 1 or delivery.delivery_count != 1:
+            return None
+        if delivery.scoring_retry != 0:
+            return None
+        try:
+            record = LedgerRecord.created_for(request, delivery.traceparent)
+            age = self.now - parse_iso(request.submitted_at)
+        except ValueError:
+            return None
+        if age >= timedelta(minutes=self.settings.result_deadline_minutes) / 2:
+            return None
+        return record, request.ledger_etag
 
     def scoring_request(self, work: _FileToScore) -> AsyncScoringRequest:
         request = work.request
@@ -206,7 +237,7 @@ class _Scorer:
         if reply.transient:
             return self.later(work, reply)
         code, message = classify_rejection(reply)
-        return self.fail(work.request, code, message)
+        return self.fail(work, code, message)
 
     def together(self, group: Sequence[_FileToScore]) -> list[ScoreOutcome]:
         """One POST for ``group`` (small files of one model); one outcome per file, in order."""
@@ -230,7 +261,7 @@ class _Scorer:
             admission = admissions.get((work.request.request_id, work.request.attempt))
             if admission is not None and admission.status == Admission.REJECTED:
                 code = admission.code or ErrorCode.ENDPOINT_REJECTED
-                outcomes.append(self.fail(work.request, code, admission.message or "refused by the scoring endpoint"))
+                outcomes.append(self.fail(work, code, admission.message or "refused by the scoring endpoint"))
             else:
                 outcomes.append(self.accepted(work))
         return outcomes
@@ -248,7 +279,7 @@ class _Scorer:
         policy = self.settings.scoring_retry
         if policy.gives_up(retries):
             message = f"scoring endpoint still unavailable after {retries} retries (HTTP {reply.status})"
-            self.fail(request, ErrorCode.ENDPOINT_UNAVAILABLE, message)
+            self.fail(work, ErrorCode.ENDPOINT_UNAVAILABLE, message)
             return ScoreOutcome.GAVE_UP
         delay = policy.delay(retries, reply.retry_after_seconds, self.rng)
         with pipeline.continued(work.delivery.traceparent):  # the copy stays in its file's trace
@@ -259,7 +290,8 @@ class _Scorer:
                        retries + 1, delay)  # fmt: skip
         return ScoreOutcome.RESCHEDULED
 
-    def fail(self, request: InferenceRequest, code: str, message: str) -> ScoreOutcome:
+    def fail(self, work: _FileToScore, code: str, message: str) -> ScoreOutcome:
+        request = work.request
         base = LedgerRecord.for_request(request, self.now)
         location = record_error(
             self.blobs, self.settings.output_container, base, code=code, message=message, now=self.now
@@ -268,6 +300,7 @@ class _Scorer:
             request.request_id,
             failed(base, self.now, code=code, message=message, error_location=location),
             now=self.now,
+            known=work.known,
         )
         logger.error("request %s failed: %s %s", request.request_id, code, message)
         return ScoreOutcome.REJECTED

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -147,10 +148,16 @@ def submit_blob(
         submitted_at=iso(now),
     )
     # A new blob has no record yet: create it without reading first (a redelivery reads it on the conflict).
-    record = ledger.advance(request_id, submitted(request, now), now=now, known=(None, None))
+    stored = ledger.advance_tagged(request_id, submitted(request, now), now=now, known=(None, None))
+    record = stored.record
     if record is not None and record.state != RequestState.SUBMITTED:
         logger.info("request %s for %s is already %s; not publishing again", request_id, name, record.state)
         return SubmitOutcome.ALREADY_IN_FLIGHT
+    if stored.written and record is not None and record == LedgerRecord.created_for(request, record.traceparent):
+        # The message names the record this call created, so score_request can write "accepted" against it
+        # without a read. A record that was already there (a re-fired trigger) is not named: the message could
+        # not describe it.
+        request = replace(request, ledger_etag=stored.etag)
     bus.publish(settings.request_topic, request_message(request))
     logger.info("submitted %s/%s as request %s (model %s, session %s)", container, name, request_id, model, session)
     return SubmitOutcome.PUBLISHED

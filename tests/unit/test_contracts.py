@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -53,6 +54,15 @@ def test_request_round_trips_and_carries_routing_properties() -> None:
         "content_type": "text/csv",
         "request_id": request.request_id,
     }
+
+
+def test_the_ledger_etag_is_optional_both_ways() -> None:
+    named = replace(_request(), ledger_etag='"0x8DC0FFEE"')
+    assert InferenceRequest.from_json(named.to_json()) == named
+    older = {k: v for k, v in json.loads(_request().to_json()).items() if k != "ledger_etag"}
+    assert InferenceRequest.from_json(json.dumps(older)).ledger_etag is None  # a message from before the field
+    with pytest.raises(ContractError, match="ledger_etag"):
+        InferenceRequest.from_json(json.dumps({**older, "ledger_etag": 7}))
 
 
 def test_request_id_is_stable_per_etag_and_changes_with_it() -> None:

@@ -135,3 +135,30 @@ def test_an_expected_new_record_that_exists_is_read_not_overwritten() -> None:
     ledger.advance(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"), now=NOW)
     record = ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), known=(None, None), now=NOW)
     assert record is not None and record.state == RequestState.SUCCEEDED
+
+
+def test_advance_tagged_says_the_etag_of_what_it_stored_and_whether_it_wrote() -> None:
+    blobs = FakeBlobStore()
+    ledger = Ledger(blobs, "ledger")
+    request = replace(REQUEST, submitted_at="2026-01-02T03:04:05.000Z")
+    created = ledger.advance_tagged(request.request_id, submitted(request, NOW), known=(None, None), now=NOW)
+    assert created.written and created.etag == blobs.read("ledger", f"requests/{request.request_id}.json")[1]
+    assert created.record == LedgerRecord.created_for(request, created.record and created.record.traceparent)
+    again = ledger.advance_tagged(request.request_id, submitted(request, NOW), known=(None, None), now=NOW)
+    assert not again.written and again.etag == created.etag and again.record == created.record
+
+
+def test_a_record_known_by_its_etag_is_written_without_a_read_and_a_stale_one_is_read() -> None:
+    blobs = FakeBlobStore()
+    ledger = Ledger(blobs, "ledger")
+    request = replace(REQUEST, submitted_at="2026-01-02T03:04:05.000Z")
+    created = ledger.advance_tagged(request.request_id, submitted(request, NOW), known=(None, None), now=NOW)
+    known = (LedgerRecord.created_for(request, None), created.etag)
+    blobs.ops.clear()
+    ledger.advance(request.request_id, accepted(request, NOW, 0), known=known, now=NOW)
+    assert +blobs.ops == {"write": 1}
+    blobs.ops.clear()  # the same ETag again: the record moved on, so the write fails its condition and reads
+    record = ledger.advance(request.request_id, failed(BASE, NOW, code="x", message="y", error_location=None),
+                            known=known, now=NOW)  # fmt: skip
+    assert +blobs.ops == {"write": 2, "read": 1}
+    assert record is not None and record.state == RequestState.FAILED and record.accepted_at is not None

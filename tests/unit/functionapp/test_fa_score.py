@@ -19,7 +19,8 @@ from shared.contracts import (
     InferenceRequest,
     RequestState,
 )
-from shared.ledger import Ledger
+from shared.ledger import Ledger, succeeded
+from shared.ledger import submitted as ledger_submitted
 from shared.limits import BATCH_CALL_BUDGET_SECONDS
 from shared.messages import PROP_SCORING_RETRY, request_message
 from shared.ports import EndpointReply
@@ -40,8 +41,9 @@ def submitted(blobs: FakeBlobStore, name: str = "a.csv", settings: Settings = SE
     return InferenceRequest.from_json(bus.sent[0].message.body)
 
 
-def deliver(request: InferenceRequest, retry: int = 0) -> Delivery:
-    return Delivery(body=request.to_json(), message_id=request.request_id, delivery_count=1, scoring_retry=retry)
+def deliver(request: InferenceRequest, retry: int = 0, count: int = 1) -> Delivery:
+    """The message as delivered the ``count``-th time (1: its first delivery)."""
+    return Delivery(body=request.to_json(), message_id=request.request_id, delivery_count=count, scoring_retry=retry)
 
 
 def score(blobs: FakeBlobStore, bus: FakeBus, endpoint: FakeEndpoint, delivery: Delivery, model: str = "default"):  # type: ignore[no-untyped-def]
@@ -129,7 +131,7 @@ def test_permanent_rejection_records_the_error_and_completes(status: int, code: 
     record = Ledger(blobs, "ledger").get(request.request_id)
     assert record is not None and record.state == RequestState.FAILED
     # A redelivery is skipped without calling the endpoint again.
-    assert score(blobs, bus, endpoint, deliver(request)) == ScoreOutcome.SKIPPED
+    assert score(blobs, bus, endpoint, deliver(request, count=2)) == ScoreOutcome.SKIPPED
     assert len(endpoint.bodies) == 1 and bus.sent == []
 
 
@@ -153,12 +155,92 @@ def test_stale_duplicate_and_finished_requests_are_skipped_without_posting() -> 
     blobs, endpoint = FakeBlobStore(), FakeEndpoint()
     request = submitted(blobs)
     score(blobs, FakeBus(), endpoint, deliver(request))
-    assert score(blobs, FakeBus(), endpoint, deliver(request)) == ScoreOutcome.SKIPPED  # already accepted
+    assert score(blobs, FakeBus(), endpoint, deliver(request, count=2)) == ScoreOutcome.SKIPPED  # already accepted
     newer = InferenceRequest.from_json(json.loads(json.dumps({**json.loads(request.to_json()), "attempt": 2})))
     assert score(blobs, FakeBus(), endpoint, deliver(newer)) == ScoreOutcome.ACCEPTED
-    assert score(blobs, FakeBus(), endpoint, deliver(request)) == ScoreOutcome.SKIPPED  # attempt 1 is stale now
+    assert score(blobs, FakeBus(), endpoint, deliver(request, count=2)) == ScoreOutcome.SKIPPED  # attempt 1 is stale
     assert len(endpoint.bodies) == 2
     assert AsyncScoringRequest.from_json(endpoint.bodies[1]).attempt == 2
+
+
+def ledger_blob(blobs: FakeBlobStore, request: InferenceRequest) -> bytes:
+    return blobs.read("ledger", f"requests/{request.request_id}.json")[0]
+
+
+def test_the_first_delivery_writes_accepted_against_the_etag_submit_named_without_a_read() -> None:
+    fast, read = FakeBlobStore(), FakeBlobStore()
+    request, same = submitted(fast), submitted(read)
+    assert request.ledger_etag is not None
+    fast.ops.clear()
+    assert score(fast, FakeBus(), FakeEndpoint(), deliver(request)) == ScoreOutcome.ACCEPTED
+    assert +fast.ops == {"write": 1}
+    # The record it wrote is the one the read path writes from the stored record.
+    assert score(read, FakeBus(), FakeEndpoint(), deliver(same, count=2)) == ScoreOutcome.ACCEPTED
+    assert ledger_blob(fast, request) == ledger_blob(read, same)
+
+
+def test_a_record_that_moved_on_since_submit_fails_the_etag_and_is_decided_on_a_read() -> None:
+    """A duplicate of the message the broker let through, after a result was already written: the endpoint is
+    asked again, but the ledger keeps the result."""
+    blobs, endpoint = FakeBlobStore(), FakeEndpoint()
+    request = submitted(blobs)
+    base = Ledger(blobs, "ledger").get(request.request_id)
+    assert base is not None
+    Ledger(blobs, "ledger").advance(request.request_id, succeeded(base, NOW, "output/a.csv", 1, 0, "c"), now=NOW)
+    blobs.ops.clear()
+    assert score(blobs, FakeBus(), endpoint, deliver(request)) == ScoreOutcome.ACCEPTED
+    assert +blobs.ops == {"write": 1, "read": 1} and len(endpoint.bodies) == 1
+    record = Ledger(blobs, "ledger").get(request.request_id)
+    assert record is not None and record.state == RequestState.SUCCEEDED
+
+
+def without_ledger_etag(request: InferenceRequest) -> InferenceRequest:
+    """The message as code before ``ledger_etag`` published it."""
+    body = json.loads(request.to_json())
+    del body["ledger_etag"]
+    return InferenceRequest.from_json(json.dumps(body))
+
+
+@pytest.mark.parametrize(
+    ("case", "count", "retry", "age"),
+    [("no ETag in the message", 1, 0, 0), ("redelivered", 2, 0, 0), ("a rescheduled copy", 1, 1, 0),
+     ("half a result deadline old", 1, 0, 30)],
+)  # fmt: skip
+def test_the_record_is_read_when_the_message_cannot_vouch_for_it(case: str, count: int, retry: int, age: int) -> None:
+    blobs, endpoint = FakeBlobStore(), FakeEndpoint()
+    request = submitted(blobs)
+    if case == "no ETag in the message":
+        request = without_ledger_etag(request)
+    assert SETTINGS.result_deadline_minutes == 60
+    blobs.ops.clear()
+    route = SETTINGS.routes[0]
+    outcome = score_request(deliver(request, retry=retry, count=count), route=route, settings=SETTINGS, blobs=blobs,
+                            bus=FakeBus(), endpoint=endpoint, ledger=Ledger(blobs, "ledger"),
+                            now=NOW + timedelta(minutes=age), rng=random.Random(1))  # fmt: skip
+    assert outcome == ScoreOutcome.ACCEPTED and +blobs.ops == {"read": 1, "write": 1}
+
+
+def test_an_old_first_delivery_of_an_attempt_reconcile_replaced_is_skipped() -> None:
+    """Reconcile submits attempt 2 only a result deadline after the record's last change; the first delivery of
+    attempt 1 coming that late reads the record and is not sent."""
+    blobs, endpoint = FakeBlobStore(), FakeEndpoint()
+    request = submitted(blobs)
+    newer = InferenceRequest.from_json(json.dumps({**json.loads(request.to_json()), "attempt": 2, "ledger_etag": None}))
+    later = NOW + timedelta(minutes=61)
+    Ledger(blobs, "ledger").advance(request.request_id, ledger_submitted(newer, later), now=later)
+    outcome = score_request(deliver(request), route=SETTINGS.routes[0], settings=SETTINGS, blobs=blobs, bus=FakeBus(),
+                            endpoint=endpoint, ledger=Ledger(blobs, "ledger"), now=later)  # fmt: skip
+    assert outcome == ScoreOutcome.SKIPPED and endpoint.bodies == []
+
+
+def test_a_rejection_records_failed_against_the_known_record_without_a_read() -> None:
+    blobs = FakeBlobStore()
+    request = submitted(blobs)
+    blobs.ops.clear()
+    assert score(blobs, FakeBus(), FakeEndpoint([EndpointReply(400, "no")]), deliver(request)) == ScoreOutcome.REJECTED
+    assert blobs.ops["read"] == 0
+    record = Ledger(blobs, "ledger").get(request.request_id)
+    assert record is not None and record.state == RequestState.FAILED
 
 
 def test_each_route_posts_its_own_model() -> None:
@@ -290,7 +372,7 @@ def test_a_request_twice_in_a_batch_or_across_batches_is_sent_once() -> None:
     assert first == [ScoreOutcome.ACCEPTED, ScoreOutcome.ACCEPTED, ScoreOutcome.SKIPPED, ScoreOutcome.SKIPPED]
     assert endpoint.batches() == [["f0.csv", "f1.csv"]]
     # Redelivered in a later batch: the ledger says accepted, nothing is sent.
-    assert score_many(blobs, bus, endpoint, [deliver(b), deliver(a)]) == [ScoreOutcome.SKIPPED] * 2
+    assert score_many(blobs, bus, endpoint, [deliver(b, count=2), deliver(a, count=2)]) == [ScoreOutcome.SKIPPED] * 2
     assert len(endpoint.bodies) == 1
     assert endpoint.taken == [(a.request_id, 1), (b.request_id, 1)]
 

@@ -76,6 +76,20 @@ def test_refired_trigger_yields_the_same_request_and_message_id() -> None:
     assert request.session_id == "a.jsonl.gz"  # derived from the path without metadata
 
 
+def test_the_message_names_the_etag_of_the_record_it_created_and_a_refire_names_none() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    blobs.put("input", "a.csv", b"a\n1\n")
+    run(blobs, bus, "a.csv")
+    first = InferenceRequest.from_json(bus.sent[0].message.body)
+    _, etag = blobs.read("ledger", f"requests/{first.request_id}.json")
+    assert first.ledger_etag == etag
+    # Fired again before the request was accepted: published again (dropped by duplicate detection), but the
+    # record was not created by this call, so the message does not name it.
+    assert run(blobs, bus, "a.csv") == SubmitOutcome.PUBLISHED
+    again = InferenceRequest.from_json(bus.sent[1].message.body)
+    assert again.request_id == first.request_id and again.ledger_etag is None
+
+
 def test_no_republish_once_accepted_but_a_new_version_is_a_new_request() -> None:
     blobs, bus = FakeBlobStore(), FakeBus()
     blobs.put("input", "a.csv", b"1")

@@ -132,6 +132,24 @@ def test_the_ledger_keeps_the_trace_the_blob_trigger_started(spans: InMemorySpan
     assert again is not None and again.traceparent == record.traceparent
 
 
+def test_accepted_written_from_the_message_keeps_the_trace_submit_kept(spans: InMemorySpanExporter) -> None:
+    """score_request writes ``accepted`` against the ETag the message names, rebuilding the record from the
+    message: the trace it rebuilds (the message's) is the one the record kept, so nothing but the state moves."""
+    blobs, bus = FakeBlobStore(), SendingBus()
+    request, _ = dropped(blobs, bus)
+    kept = Ledger(blobs, "ledger").get(request.request_id)
+    assert kept is not None and kept.traceparent is not None and request.ledger_etag is not None
+    delivery = Delivery(request.to_json(), request.request_id, 1, 0,
+                        traceparent=propagation.traceparent_of(props(bus.sent[0])))  # fmt: skip
+    blobs.ops.clear()
+    with pipeline.TRACER.start_as_current_span("score", context=pipeline._ROOT):
+        score_request(delivery, route=SETTINGS.routes[0], settings=SETTINGS, blobs=blobs, bus=bus,
+                      endpoint=FakeEndpoint(), ledger=Ledger(blobs, "ledger"), now=T0)  # fmt: skip
+    assert blobs.ops["read"] == 0
+    record = Ledger(blobs, "ledger").get(request.request_id)
+    assert record is not None and record.state == "accepted" and record.traceparent == kept.traceparent
+
+
 def test_an_overdue_request_is_resubmitted_in_the_files_trace(
     spans: InMemorySpanExporter, records: list[logging.LogRecord]
 ) -> None:
