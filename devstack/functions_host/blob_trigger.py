@@ -12,17 +12,31 @@ runs for every blob.
 
 State lives in the host storage account, so it survives restarts: a receipt blob
 ``azure-webjobs-hosts/blobreceipts/<host id>/Host.Functions.<name>/<etag>/<container>/<blob>`` records the
-attempts (metadata ``Attempts``) and whether the blob is done. A failed blob is retried shortly after; after
-``poisonBlobThreshold`` attempts (host.json ``extensions.blobs``, else ``extensions.queues.maxDequeueCount``,
-default 5) a message goes to queue ``webjobs-blobtrigger-poison`` in the documented shape and the blob is not tried
-again.
+attempts (metadata ``Attempts``, with ``Incomplete`` while the blob is not done). A failed blob is retried shortly
+after; after ``poisonBlobThreshold`` failed attempts (host.json ``extensions.blobs``, else
+``extensions.queues.maxDequeueCount``, default 5) a message goes to queue ``webjobs-blobtrigger-poison`` in the
+documented shape and the blob is not tried again.
 
-Round trips per new blob version: the receipt is created create-only (``If-None-Match: *``, metadata
-``Incomplete``, ``Attempts=1``) before the call and marked complete after it; only when it exists already (a
-retry, or a host restarted over blobs it has done) is it read. The blob's properties are read when the blob is
-found through the log (for its ETag) or when the function takes its content (``InputStream``/``bytes``: the
-download is pinned to that ETag); an SDK-type parameter gets a reference and the function reads what it needs.
-So a new blob costs this host at most three requests. Azure's host does more for the same guarantee: its scan
+Receipts, and what a ``kill -9`` of the host means. A blob version the access log shows is new: its ETag was
+made after this host started following the log, so no receipt can exist for it yet (this host's memory of the
+versions it has done rules out a second sighting). For such a version the function runs at once and the receipt
+is written once, after the call: created complete (``Attempts=1``, create-only) when it succeeded, created
+``Incomplete`` with ``Attempts=1`` when it failed, so the retries that follow count failed calls towards the
+poison threshold as before. Every other version (found by a listing, or tried again) has its receipt claimed
+before the call, as Azure does: created ``Incomplete`` create-only with ``Attempts=1`` (or, when it exists, read
+and rewritten with one attempt more, or skipped when complete or poisoned) and marked complete after the call.
+A host killed during the call of a new version therefore leaves no receipt: after the restart the first listing
+finds the version without one and runs it again, now with a claimed receipt, so a blob that kills the host every
+time still reaches the poison queue after the threshold (one call later than a blob whose calls raise). Azure's
+host would run it again too: its receipt stays incomplete under an expired lease and the blob is queued again
+(its dequeue count, not the receipt, counts crashed calls). The function must therefore be idempotent per blob
+version, as on Azure; ``submit_blob`` is, through the request ledger keyed by the blob's ETag.
+
+Round trips per new blob version found through the log: its properties (for the ETag the receipt is keyed by:
+Azurite's log line names the blob, not its ETag) and one receipt write, two requests; the content too when the
+function takes it (``InputStream``/``bytes``: the download is pinned to that ETag), while an SDK-type parameter
+gets a reference and the function reads what it needs. A version found by a listing costs the claim and the
+completion, plus a read of the receipt when it exists. Azure's host does more for the same guarantee: its scan
 path reads the blob's properties, reads the receipt, creates it, leases it, reads it again, enqueues a message,
 reads and sets the receipt's metadata and releases the lease, then reads the blob's properties again before the
 call (``BlobTriggerExecutor``, ``BlobReceiptManager`` and ``BlobQueueTriggerExecutor`` of the WebJobs storage
@@ -92,6 +106,7 @@ class _Work:
     key: tuple[str, str]  # blob name, ETag
     props: BlobProperties | None  # the blob's properties when the trigger has just read them
     read_at: float
+    new: bool = False  # a version the access log showed: it has no receipt yet (see the module's docstring)
 
 
 def compile_path(path: str) -> tuple[str, re.Pattern[str]]:
@@ -237,7 +252,7 @@ class BlobTrigger:
                         self._retries.clear()  # the listings, back to back without a log, see them
                     continue
                 for _container, name in follower.new_blobs():
-                    self._look_up(service, receipts, name)
+                    self._look_up(service, receipts, name, new=True)
                 if follower.restarted():
                     # Azurite came back from its last save: receipts written since may be gone with it, even
                     # though no call of this host failed while it was down. See _scan_loop.
@@ -270,7 +285,7 @@ class BlobTrigger:
         try:
             if self.event_grid and listing.modified_since is None:
                 listing.modified_since = self._subscription_start(receipts)
-            queued = self._scan(listing, receipts)
+            queued = self._scan(listing)
         except ResourceNotFoundError:
             if not self._missing_logged:
                 logger.warning("blob trigger '%s': container '%s' does not exist yet", self.spec.name, self.container)
@@ -293,17 +308,18 @@ class BlobTrigger:
             self._subscribed_at = marker.get_blob_properties().last_modified
         return self._subscribed_at
 
-    def _scan(self, listing: ContainerLister, receipts: ContainerClient) -> int:
+    def _scan(self, listing: ContainerLister) -> int:
         queued = 0
         for key in listing:
             if self._stop.is_set():
                 break
-            if self._pattern.fullmatch(key[0]) and self._queue(key, receipts) == _QUEUED:
+            if self._pattern.fullmatch(key[0]) and self._queue(key) == _QUEUED:
                 queued += 1
         return queued
 
-    def _look_up(self, service: BlobServiceClient, receipts: ContainerClient, name: str) -> None:
-        """A blob the access log showed (or one to try again): its properties, then the same path as a listing's."""
+    def _look_up(self, service: BlobServiceClient, receipts: ContainerClient, name: str, new: bool = False) -> None:
+        """A blob the access log showed (``new``) or one to try again: its properties, then the same path as a
+        listing's."""
         if not self._pattern.fullmatch(name):
             return
         try:
@@ -312,7 +328,7 @@ class BlobTrigger:
             # subscription existed is skipped here as the listing skips it.
             if self.event_grid and props.last_modified < self._subscription_start(receipts):
                 return
-            if self._queue((name, bare_etag(str(props.etag))), receipts, props) != _BUSY:
+            if self._queue((name, bare_etag(str(props.etag))), props, new) != _BUSY:
                 return
         except ResourceNotFoundError:
             return  # deleted since
@@ -322,18 +338,15 @@ class BlobTrigger:
                 self._trouble = True
         self._retry_later(name)
 
-    def _queue(self, key: tuple[str, str], receipts: ContainerClient, props: BlobProperties | None = None) -> str:
+    def _queue(self, key: tuple[str, str], props: BlobProperties | None = None, new: bool = False) -> str:
         with self._lock:
             if key in self._done:
                 return _DONE
             if key in self._in_flight:
                 return _BUSY
-        with self._lock:
-            if key in self._in_flight:
-                return _BUSY
             self._in_flight.add(key)
-        # The receipt is not read here: the worker creates it create-only and reads it only if it exists.
-        self._work.put(_Work(key, props, time.monotonic()))
+        # The receipt is not read here: the worker writes it create-only and reads it only if it exists.
+        self._work.put(_Work(key, props, time.monotonic(), new))
         return _QUEUED
 
     def _retry_later(self, name: str) -> None:
@@ -374,7 +387,7 @@ class BlobTrigger:
                         props = service.get_blob_client(self.container, name).get_blob_properties()
                     # A blob deleted or overwritten since it was found: its new version is found on its own.
                     if props is None or bare_etag(str(props.etag)) == etag:
-                        self._process(service, receipts, outputs, work.key, props)
+                        self._process(service, receipts, outputs, work, props)
                 except ResourceNotFoundError:
                     pass
                 except Exception as exc:  # noqa: BLE001 - the worker thread must survive storage errors
@@ -397,14 +410,16 @@ class BlobTrigger:
         service: BlobServiceClient,
         receipts: ContainerClient,
         outputs: ServiceBusOutputs,
-        key: tuple[str, str],
+        work: _Work,
         props: BlobProperties | None,
     ) -> None:
         """Runs the function once for a blob version whose receipt is missing or incomplete. ``props`` is None
         for an SDK-type parameter (the host needs nothing but the blob's name then)."""
+        key = work.key
         name = key[0]
         receipt = receipts.get_blob_client(self.receipt_name(*key))
-        attempt = _claim(receipt)
+        # A new version has no receipt (see the module's docstring); any other is claimed before the call.
+        attempt = 1 if work.new else _claim(receipt)
         if attempt is None:
             with self._lock:
                 self._done.add(key)
@@ -414,7 +429,7 @@ class BlobTrigger:
         value = self._argument(service, name, props)
         result = self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs)
         if result.succeeded:
-            receipt.set_blob_metadata({"Attempts": str(attempt)})
+            self._record(receipt, {"Attempts": str(attempt)}, claimed=not work.new)
             with self._lock:
                 self._done.add(key)
             return
@@ -423,12 +438,26 @@ class BlobTrigger:
                 "blob trigger '%s': %s failed (attempt %d of %d); trying again",
                 self.spec.name, name, attempt, self._options.max_dequeue_count,
             )  # fmt: skip
+            if work.new:
+                self._record(receipt, {"Incomplete": "true", "Attempts": "1"}, claimed=False)
             self._retry_later(name)
             return
         self._poison(props or service.get_blob_client(self.container, name).get_blob_properties(), key[1])
-        receipt.set_blob_metadata({"Attempts": str(attempt), "Poisoned": "true"})
+        self._record(receipt, {"Attempts": str(attempt), "Poisoned": "true"}, claimed=not work.new)
         with self._lock:
             self._done.add(key)
+
+    def _record(self, receipt: BlobClient, metadata: dict[str, str], claimed: bool) -> None:
+        """Writes a receipt's state after a call: the claimed receipt's metadata, or a new receipt create-only."""
+        if claimed:
+            receipt.set_blob_metadata(metadata)
+            return
+        try:
+            receipt.upload_blob(b"", overwrite=False, metadata=metadata)
+        except ResourceExistsError:
+            # Only another host on the same storage and host id (not supported) could have written it meanwhile.
+            logger.warning("blob trigger '%s': receipt %s existed already; updated", self.spec.name, receipt.blob_name)
+            receipt.set_blob_metadata(metadata)
 
     def _argument(self, service: BlobServiceClient, name: str, props: BlobProperties | None) -> Any:
         """What the worker passes: a client for an SDK-type parameter, else the whole content (as the host
@@ -472,7 +501,8 @@ def _blob_type(props: BlobProperties) -> str:
 
 
 def _claim(receipt: BlobClient) -> int | None:
-    """Records one more attempt in the receipt and returns its number; None if the receipt says done.
+    """Records one more attempt in the receipt before a call and returns its number; None if the receipt says
+    done.
 
     A new blob version's receipt is created create-only (one request); an existing one is read first."""
     try:

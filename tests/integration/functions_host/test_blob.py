@@ -7,11 +7,12 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import uuid
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 from azure.storage.queue import QueueClient
 
 from tests.fixtures.azurite import Azurite
@@ -119,6 +120,95 @@ def test_failing_blob_is_retried_then_poisoned(fixture_app: FixtureApp, azurite:
             service.get_container_client(container).upload_blob(name, b"y")
             fixture_app.wait_for("on_blob", lambda e, name=name: any(x["name"].endswith(f"/{name}") for x in e))
     assert [e["name"] for e in fixture_app.recorded("on_blob")].count(f"{container}/bad.csv") == 3
+
+
+def _follow(azurite: Azurite) -> list[str]:
+    """Host arguments: follow Azurite's log; the only listing is the one at start."""
+    return ["--storage-access-log", f"{azurite.blob_endpoint}={azurite.access_log}", "--blob-scan-interval", "600"]
+
+
+def _receipts(hosts: ContainerClient, host_id: str, blob: str) -> list[dict[str, str]]:
+    """The metadata of each receipt of ``blob`` (any ETag) the function ``on_blob`` has under ``host_id``."""
+    prefix = f"blobreceipts/{host_id}/Host.Functions.on_blob/"
+    return [
+        dict(r.metadata or {})
+        for r in hosts.list_blobs(name_starts_with=prefix, include=["metadata"])
+        if r.name.endswith(f"/{blob}")
+    ]
+
+
+def test_a_new_blob_in_the_log_that_keeps_failing_reaches_poison_after_the_threshold(
+    fixture_app: FixtureApp, azurite: Azurite
+) -> None:
+    """A blob the log shows gets no receipt before its first call; the failed call writes one, so the retries
+    count towards the threshold as for a listed blob."""
+    container = new_container(azurite)
+    host_id = f"poison-new-{uuid.uuid4().hex[:8]}"
+    fixture_app.write_settings(settings(azurite, container, host_id))
+    fixture_app.write_host_json({"blobs": {"poisonBlobThreshold": 3}})
+    fixture_app.start(extra_args=["--blob-poll-interval", "0.2", *_follow(azurite)])
+    poison = QueueClient.from_connection_string(azurite.connection_string, "webjobs-blobtrigger-poison")
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        hosts = service.get_container_client("azure-webjobs-hosts")
+        blob = service.get_container_client(container).upload_blob("bad.csv", b"x", metadata={"fail": "yes"})
+        etag = str(blob.get_blob_properties().etag).strip('"')
+
+        def poisoned() -> bool:
+            return any(
+                json.loads(_decode(m.content)).get("ETag") == etag for m in poison.peek_messages(max_messages=32)
+            )
+
+        with poison:
+            wait_for(poisoned, 30, "the poison message", interval=0.2)
+        assert _receipts(hosts, host_id, "bad.csv") == [{"Attempts": "3", "Poisoned": "true"}]
+        # a later blob, found in the log after the poisoned one's last retry would have come: no fourth call
+        service.get_container_client(container).upload_blob("after.csv", b"y")
+        fixture_app.wait_for("on_blob", lambda e: any(x["name"].endswith("/after.csv") for x in e))
+    assert [e["name"] for e in fixture_app.recorded("on_blob")].count(f"{container}/bad.csv") == 3
+
+
+def test_a_host_killed_during_a_call_runs_the_blob_again_and_a_done_blob_never(
+    fixture_app: FixtureApp, azurite: Azurite
+) -> None:
+    """kill -9 during the call of a new blob (found through the log, so with no receipt yet): the next host
+    runs it again from its first listing; a blob done before the kill, and the re-run one, are not run again
+    by later hosts."""
+    container = new_container(azurite)
+    host_id = f"kill-{uuid.uuid4().hex[:8]}"
+    fixture_app.write_settings(settings(azurite, container, host_id))
+    # one worker: the first listing's blobs are taken in name order, so a later name proves the earlier were seen
+    fixture_app.write_host_json({"blobs": {"maxDegreeOfParallelism": 1}})
+    args = ["--blob-poll-interval", "0.2"]
+    first = fixture_app.start(extra_args=[*args, *_follow(azurite)])
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        blobs = service.get_container_client(container)
+        hosts = service.get_container_client("azure-webjobs-hosts")
+        blobs.upload_blob("a-done.csv", b"1")
+        fixture_app.wait_for("on_blob", lambda e: any(x["name"].endswith("/a-done.csv") for x in e))
+        wait_for(lambda: _receipts(hosts, host_id, "a-done.csv") == [{"Attempts": "1"}], 10, "a-done.csv's receipt")
+        blobs.upload_blob("b-hang.csv", b"2", metadata={"hang": "once"})
+        fixture_app.wait_for("on_blob", lambda e: any(x["name"].endswith("/b-hang.csv") for x in e))
+        assert first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)
+        first.stop()
+        assert _receipts(hosts, host_id, "b-hang.csv") == []  # nothing written before the call
+
+        second = fixture_app.start(extra_args=[*args, *_follow(azurite)])
+        entries = fixture_app.wait_for(
+            "on_blob", lambda e: [x["name"] for x in e].count(f"{container}/b-hang.csv") == 2
+        )
+        assert [e["name"] for e in entries].count(f"{container}/a-done.csv") == 1
+        wait_for(lambda: _receipts(hosts, host_id, "b-hang.csv") == [{"Attempts": "1"}], 10, "b-hang.csv's receipt")
+        assert second.stop() == 0
+
+        # A third host lists only (no log): c-later.csv comes after both in its first listing.
+        third = fixture_app.start(extra_args=args)
+        blobs.upload_blob("c-later.csv", b"3")
+        entries = fixture_app.wait_for("on_blob", lambda e: any(x["name"].endswith("/c-later.csv") for x in e))
+        names = [e["name"] for e in entries]
+        assert names.count(f"{container}/a-done.csv") == 1
+        assert names.count(f"{container}/b-hang.csv") == 2
+        assert third.stop() == 0
 
 
 def _decode(content: str) -> str:

@@ -84,6 +84,11 @@ def on_blob(blob: func.InputStream) -> None:
     record("on_blob", entry)
     if metadata.get("fail") == "yes":
         raise ValueError(f"failing {blob.name} on purpose")
+    hung = os.path.join(os.environ["RECORD_DIR"], f"hung-{str(entry['etag']).strip(chr(34))}")
+    if metadata.get("hang") == "once" and not os.path.exists(hung):
+        # the first call of this blob version hangs, so a test can kill the host in the middle of it
+        open(hung, "w").close()
+        time.sleep(600)
 
 
 if os.environ.get("FIXTURE_EVENT_GRID_BLOB") == "1":
