@@ -52,6 +52,7 @@ from .invoker import Invoker
 from .lock_renewal import LockRenewer
 from .servicebus_message import to_function_message, to_function_messages
 from .servicebus_output import ServiceBusOutputs
+from .session_accept import SessionAcceptGate
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ _BATCH_WAIT = 0.02  # how long a batch waits for more after its first message (t
 _SESSION_ACCEPT_WAIT = 2
 _SESSION_CYCLE = _SESSION_ACCEPT_WAIT + 0.5  # accept wait + the SDK's open
 _RECONNECT_PAUSE = 1.0
+_IDLE_ACCEPTERS = 2  # session threads that keep accepting while no session comes (see session_accept)
 _LOCAL_CONCURRENCY_CAP = 8
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
 
@@ -190,13 +192,14 @@ class ServiceBusTrigger:
         count = max(1, options.max_concurrent_sessions if self.sessions else single)
         self._threads = [
             threading.Thread(
-                target=partial(self._session_loop, i * _SESSION_CYCLE / count) if self.sessions else self._receive_loop,
+                target=partial(self._session_loop, i) if self.sessions else self._receive_loop,
                 name=f"sb-{spec.name}-{i}",
                 daemon=True,
             )
             for i in range(count)
         ]
         self._locks: LockRenewer | None = None
+        self._accepts = SessionAcceptGate(_IDLE_ACCEPTERS, _SESSION_CYCLE)
 
     @property
     def entity(self) -> str:
@@ -239,26 +242,38 @@ class ServiceBusTrigger:
                     logger.warning("Service Bus trigger '%s' on %s: %s; reconnecting", self.spec.name, self.entity, exc)
                     self._stop.wait(2.0)
 
-    def _session_loop(self, stagger: float) -> None:
+    def _session_loop(self, index: int) -> None:
         # Opening a session receiver takes the SDK about half a second (it polls the link every 50 ms), during
         # which that thread accepts nothing. Threads started together would stay in step and leave the same gap
-        # every cycle, so each starts at its own offset and some thread is always waiting for the next session.
-        self._stop.wait(stagger)
+        # every cycle, so the accepting threads start at their own offsets and some thread is always waiting for
+        # the next session; the others wait, parked, until a session is accepted (see session_accept).
+        delay = self._accepts.first(index)
+        parked = delay is None
+        self._stop.wait(delay or 0.0)
         with ServiceBusOutputs() as outputs:
             while not self._stop.is_set():
                 try:
                     # Without retries the SDK honours the accept wait; with them it waits four times as long.
                     with clients.servicebus(self._connection, retry_total=0) as client:
                         while not self._stop.is_set():
-                            self._one_session(client, outputs)
+                            if parked and not self._accepts.wait(index, _RECEIVE_WAIT):
+                                continue
+                            parked = False
+                            if self._one_session(client, outputs, index):
+                                continue
+                            delay = self._accepts.found_nothing(index)
+                            parked = delay is None
+                            self._stop.wait(delay or 0.0)
                 except Exception as exc:  # noqa: BLE001 - a receiver outlives any connection error
                     logger.warning("Service Bus trigger '%s' on %s: %s; reconnecting", self.spec.name, self.entity, exc)
                     self._stop.wait(2.0)
 
-    def _one_session(self, client: ServiceBusClient, outputs: ServiceBusOutputs) -> None:
+    def _one_session(self, client: ServiceBusClient, outputs: ServiceBusOutputs, index: int) -> bool:
+        """Accepts the next session and takes its messages until it is idle; False when none came in time."""
         # Closing a receiver joins its keep-alive thread, which sleeps in 1 s steps (half a second per session
         # on average); the SDK starts none for a prefetching receiver with keep_alive=0. A session receiver
         # holds the session's lock anyway, so prefetching one of its messages takes nothing from anyone.
+        self._accepts.begin(index)
         receiver = self._receiver(
             client,
             session_id=NEXT_AVAILABLE_SESSION,
@@ -270,6 +285,7 @@ class ServiceBusTrigger:
         try:
             # entering accepts the next session with messages, or times out
             with receiver, self.locks.session(receiver):
+                self._accepts.accepted(index)
                 logger.debug("function '%s' accepted session %s", self.spec.name, receiver.session.session_id)
                 idle_since = time.monotonic()
                 while not self._stop.is_set():
@@ -279,12 +295,13 @@ class ServiceBusTrigger:
                     if self._receive_once(receiver, outputs, wait=min(_RECEIVE_WAIT, idle_left)):
                         idle_since = time.monotonic()
         except OperationTimeoutError:
-            return  # no session available right now
+            return False  # no session available right now
         except ServiceBusError as exc:
             logger.warning("function '%s': session ended: %s", self.spec.name, exc)
             if isinstance(exc, (ServiceBusConnectionError, ServiceBusCommunicationError)):
                 # session receivers do not retry: pause, or an unreachable broker turns this into a busy loop
                 self._stop.wait(_RECONNECT_PAUSE)
+        return True
 
     def _receive_once(
         self, receiver: ServiceBusReceiver, outputs: ServiceBusOutputs, wait: float = _RECEIVE_WAIT
