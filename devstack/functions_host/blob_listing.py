@@ -24,6 +24,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 import requests
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
@@ -160,7 +161,9 @@ def parse_dated_page(page: bytes) -> tuple[list[tuple[str, str, datetime | None]
     return dated, root.findtext("NextMarker") or ""
 
 
+@lru_cache(maxsize=4096)
 def _http_date(text: str) -> datetime | None:
+    # Dates have whole seconds, so a listing of thousands of blobs repeats a few hundred of them.
     try:
         return parsedate_to_datetime(text) if text else None
     except (TypeError, ValueError):
