@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -188,6 +189,16 @@ def run_sequential(dropper: Dropper, files: list[bytes], timeout: float) -> dict
     }
 
 
+def _look_while(watcher: OutputWatcher, running: threading.Event) -> None:
+    """Polls for outputs every POLL_SECONDS while ``running`` is set (the only thread using ``watcher`` meanwhile).
+
+    Its listings are of the few groups still waiting, so they need not be spaced by their own time.
+    """
+    while running.is_set():
+        watcher.poll()
+        time.sleep(POLL_SECONDS)
+
+
 def run_burst(
     dropper: Dropper,
     stack: LocalStack,
@@ -201,18 +212,30 @@ def run_burst(
     prefix = f"burst-{uuid.uuid4().hex[:6]}/"
     session = prefix.rstrip("/") if shared_session else None
     names = [f"{prefix}{i:05d}.csv" for i in range(len(files))]
-    watcher = OutputWatcher(dropper.outputs, names, [prefix, f"errors/{prefix}"])
+    # A paced run lists only the groups of ten names that still wait (names end in a 5-digit index + ".csv"),
+    # so a look takes a few ms however many outputs the run has written, and looks on its own thread while the
+    # files are uploaded. Looking between uploads, at the whole phase's outputs, left 0.1-0.4 s between looks
+    # and added a median of about 0.2 s to the latency measured (0.4-0.6 s at p90).
+    group = (lambda name: name[: -len("0.csv")]) if rate else None
+    watcher = OutputWatcher(dropper.outputs, names, [prefix, f"errors/{prefix}"], pending_group=group)
     meter = CostMeter(stack)
     counted = meter.snapshot()
     cpu_before = cpu_seconds(stack)
-    started = last_poll = time.monotonic()
-    for i, (name, data) in enumerate(zip(names, files, strict=True)):
-        while rate and time.monotonic() < started + i / rate:
-            if time.monotonic() >= last_poll + watcher.pause(POLL_SECONDS):  # earlier files' outputs appear meanwhile
-                watcher.poll()
-                last_poll = time.monotonic()
-            time.sleep(min(0.01, max(0.0, started + i / rate - time.monotonic())))
-        dropper.drop(name, data, session)
+    dropping = threading.Event()
+    looker = threading.Thread(target=_look_while, args=(watcher, dropping), daemon=True)
+    if rate:
+        dropping.set()
+        looker.start()
+    started = time.monotonic()
+    try:
+        for i, (name, data) in enumerate(zip(names, files, strict=True)):
+            if rate:
+                time.sleep(max(0.0, started + i / rate - time.monotonic()))
+            dropper.drop(name, data, session)
+    finally:
+        dropping.clear()
+        if rate:
+            looker.join()
     upload_s = time.monotonic() - started
     missing = watcher.wait(names, timeout, interval=POLL_SECONDS)
     finished = time.monotonic()
