@@ -3,10 +3,11 @@
 Layout (container ``LEDGER_CONTAINER``):
 
 * ``requests/<request_id>.json``: the :class:`LedgerRecord` (source of truth for ``request_status``). Its
-  metadata repeats the state, attempt and times (:meth:`LedgerRecord.listing_metadata`), so one listing shows
-  every request's stage, and carries the in-flight mark ``inflight=true`` from every state change until
-  ``reconcile`` has checked the request's result. ``reconcile`` finds the requests to look at with one
-  listing of the records (a page per 5,000), instead of reading each.
+  metadata repeats the state, attempt and times (:meth:`LedgerRecord.listing_metadata`), and for a success
+  its output location, so one listing shows every request's stage, and carries the in-flight mark
+  ``inflight=true`` from every state change until ``reconcile`` has checked the request's result.
+  ``reconcile`` finds the requests to look at with one listing of the records (a page per 5,000), instead of
+  reading each, and checks a listed success's output without reading its record.
 
 The ledger owns the record and its mark: :meth:`Ledger.advance` is the only way a request's state changes,
 and it writes the record with the mark in one request, with ``If-Match`` on the ETag it read (or
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote, unquote
 
 from shared.contracts import InferenceRequest, InferenceResult, RequestState, detect_format, iso, parse_iso
 from shared.ports import BlobInfo, BlobNotFound, BlobStore, PreconditionFailed
@@ -44,6 +46,8 @@ logger = logging.getLogger(__name__)
 RECORDS = "requests/"
 INFLIGHT = "inflight/"  # the earlier layout's markers, still honoured
 MARK = "inflight"  # record metadata: the request's result is not checked yet
+OUTPUT = "output"  # record metadata: a success's output location, percent-encoded
+OUTPUT_LISTING_MAX = 2048  # longer locations are not listed (all of a blob's metadata must fit in 8 KiB)
 TERMINAL = (RequestState.SUCCEEDED, RequestState.FAILED)
 _LISTING_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
@@ -121,8 +125,18 @@ class LedgerRecord:
             "completed_at": self.completed_at,
             "updated_at": self.updated_at,
             "error_code": _LISTING_UNSAFE.sub("_", self.error_code)[:64] if self.error_code else None,
+            OUTPUT: self.listed_output(),
         }
         return {key: value for key, value in values.items() if value}
+
+    def listed_output(self) -> str | None:
+        """A success's output location as its listing shows it (percent-encoded, so any name fits ASCII metadata),
+        which lets ``reconcile`` check the output without reading the record; None when there is none or it is
+        too long to list."""
+        if self.state != RequestState.SUCCEEDED or not self.output_location:
+            return None
+        listed = quote(self.output_location, safe="/")
+        return listed if len(listed) <= OUTPUT_LISTING_MAX else None
 
     @classmethod
     def for_request(cls, request: InferenceRequest, now: datetime) -> LedgerRecord:
@@ -226,6 +240,15 @@ class Marker:
     etag: str
     metadata: Mapping[str, str] = field(default_factory=dict)
     blob: str = ""
+
+    @property
+    def listed_output(self) -> str | None:
+        """The output location the listed record names, if it is a success that lists it (see
+        :meth:`LedgerRecord.listed_output`)."""
+        listed = self.metadata.get(OUTPUT)
+        if self.blob.startswith(INFLIGHT) or self.metadata.get("state") != RequestState.SUCCEEDED or not listed:
+            return None
+        return unquote(listed)
 
 
 class Ledger:

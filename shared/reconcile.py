@@ -8,8 +8,9 @@ more than ``RESULT_DEADLINE_MINUTES`` ago:
   that it is failed with ``result_timeout`` and an error record. The message is published before the
   ledger moves on, and its id is fixed per attempt, so a crash in between at worst publishes the same
   attempt twice (dropped by duplicate detection, or scored twice and written once);
-* a finished request has its result checked: the output the record names, or for a failure its error
-  record (or an output of the same input that superseded it). Only then is the mark cleared. A
+* a finished request has its result checked: the output the record names (for a success, the output its
+  listing names, without reading the record), or for a failure its error record (or an output of the same
+  input that superseded it). Only then is the mark cleared. A
   success whose output is gone (storage lost a write the record outlived) is reopened as a new attempt
   and published again; a failure whose error record is gone gets it written again from the record.
 
@@ -72,6 +73,8 @@ class _Pass:
         return self.report
 
     def _one(self, marker: Marker, deadline: timedelta) -> None:
+        if self._listed_output_there(marker):
+            return
         record = self.ledger.get(marker.request_id)
         if record is None:
             self._release(marker)
@@ -83,6 +86,17 @@ class _Pass:
             self._check_error_record(record, marker)
         else:
             self._overdue(record, marker)
+
+    def _listed_output_there(self, marker: Marker) -> bool:
+        """A success whose listing names its output, and the output is there: the mark is cleared without reading
+        the record. The listed metadata and the ETag the release is conditional on are of one version of the
+        record, so only that version's mark is cleared; a record changed since keeps it for the next pass. An
+        output that is not there is left to the check from the record."""
+        location = marker.listed_output
+        if location is None or not self._exists(location):
+            return False
+        self._release(marker)
+        return True
 
     def _due(self, record: LedgerRecord, deadline: timedelta) -> bool:
         """The record as read is a deadline old (it may have changed since the listing)."""

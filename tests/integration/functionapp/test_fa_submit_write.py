@@ -26,7 +26,7 @@ from shared.contracts import (
     derive_request_id,
     iso,
 )
-from shared.ledger import Ledger, accepted
+from shared.ledger import Ledger, accepted, succeeded
 from shared.settings import DATA_STORAGE, get_settings
 from shared.storage import AzureBlobStore
 from shared.triggers.reconcile import reconcile
@@ -207,6 +207,30 @@ def test_reconcile_resubmits_an_overdue_request(fa_env: AppEnv, monkeypatch: pyt
     record = fa_env.ledger_record(request_id)
     assert (record["state"], record["error_code"]) == ("failed", "result_timeout")
     assert json.loads(fa_env.read(fa_env.output, "errors/late.csv.error.json"))["error"]["code"] == "result_timeout"
+
+
+def test_reconcile_clears_a_success_by_the_output_its_listing_names(
+    fa_env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_env(monkeypatch, RESULT_DEADLINE_MINUTES="1")
+    name = "done/ä b%20,c.csv"
+    etag = fa_env.upload(name, b"a\n1\n", {"session_id": "s-done"})
+    trigger(fa_env, name)
+    request_id = derive_request_id(fa_env.input, name, etag)
+    blobs = AzureBlobStore(get_settings().data_storage)
+    ledger = Ledger(blobs, fa_env.ledger)
+    base = ledger.get(request_id)
+    assert base is not None
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    location = f"{fa_env.output}/{name}"
+    ledger.advance(request_id, succeeded(base, long_ago, location, 1, 0, iso(long_ago)), now=long_ago)
+    blobs.write(fa_env.output, name, b"a,prediction\n1,0\n", content_type="text/csv")
+    # The location travels through Azurite's metadata and listing unchanged.
+    [listed] = [m for m in ledger.inflight() if m.request_id == request_id]
+    assert listed.listed_output == location
+    reconcile.build().get_user_function()(func.timer.TimerRequest(past_due=False))
+    assert request_id not in {m.request_id for m in ledger.inflight()}
+    assert fa_env.ledger_record(request_id)["state"] == "succeeded"
 
 
 def test_request_status_reports_the_ledger_state(fa_env: AppEnv) -> None:

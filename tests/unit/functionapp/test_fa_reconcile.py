@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from shared.contracts import (
@@ -14,7 +15,8 @@ from shared.contracts import (
     RequestState,
     ResultStatus,
 )
-from shared.ledger import Ledger, accepted
+from shared.ledger import Ledger, accepted, reopened
+from shared.ports import BlobInfo
 from shared.reconcile import reconcile
 from shared.submit import submit_blob
 from shared.write import write_result
@@ -108,10 +110,51 @@ def test_markers_of_finished_requests_are_released_once_their_output_is_there() 
     blobs.ops.clear()
     report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=T0 + timedelta(hours=2))
     assert report.cleaned == [request.request_id] and bus.sent == []
-    # What checking one finished file costs: its record, its output's properties, clearing the mark (the two
-    # listings, of the records and of the earlier layout's markers, serve every file of the pass).
-    assert +blobs.ops == {"list": 2, "read": 1, "properties": 1, "set_metadata": 1}
+    # What checking one finished file costs: its output's properties, which the listing names, and clearing the
+    # mark (the two listings, of the records and of the earlier layout's markers, serve every file of the pass).
+    assert +blobs.ops == {"list": 2, "properties": 1, "set_metadata": 1}
     assert list(ledger.inflight()) == []
+
+
+def test_a_listed_output_of_any_name_is_found_and_a_name_too_long_to_list_is_read() -> None:
+    for name, reads in (("dir/ä b%20,c.csv", 0), ("d/" + "é" * 400 + ".csv", 1)):
+        blobs, bus = FakeBlobStore(), FakeBus()
+        blobs.put("input", name, b"1", {"session_id": "s"})
+        submit_blob("input", name, settings=SETTINGS, blobs=blobs, bus=bus, ledger=Ledger(blobs, "ledger"), now=T0)
+        request = InferenceRequest.from_json(bus.sent[0].message.body)
+        finish(blobs, request, output=True)
+        assert all(value.isascii() for blob in blobs.blobs.values() for value in blob.metadata.values())
+        blobs.ops.clear()
+        report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=Ledger(blobs, "ledger"),
+                           now=T0 + timedelta(hours=2))  # fmt: skip
+        assert report.cleaned == [request.request_id] and blobs.ops["read"] == reads, name
+
+
+class ChangingStore(FakeBlobStore):
+    """Changes the ledger record the moment reconcile asks for the output: another writer lands in between."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.change: Callable[[], None] | None = None
+
+    def properties(self, container: str, name: str) -> BlobInfo:
+        if container == "output" and self.change is not None:
+            change, self.change = self.change, None
+            change()
+        return super().properties(container, name)
+
+
+def test_a_record_changed_after_the_listing_keeps_its_mark() -> None:
+    blobs, bus = ChangingStore(), FakeBus()
+    request = accepted_request(blobs)
+    finish(blobs, request, output=True)
+    ledger = Ledger(blobs, "ledger")
+    later = T0 + timedelta(hours=2)
+    blobs.change = lambda: ledger.advance(request.request_id, reopened(2, later), now=later)
+    report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=later)
+    assert report.cleaned == []
+    marked = list(ledger.inflight())
+    assert [(m.request_id, m.attempt, m.listed_output) for m in marked] == [(request.request_id, 2, None)]
 
 
 def finished_then_lost(output: bool) -> tuple[FakeBlobStore, FakeBus, InferenceRequest, Ledger, datetime]:
