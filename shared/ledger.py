@@ -320,7 +320,12 @@ class Ledger:
                 )
                 pipeline.recorded(current, new)
                 return Stored(new, new_etag, written=True)
-            except PreconditionFailed:
+            except (PreconditionFailed, BlobNotFound) as lost:
+                # A record written against an ETag it no longer has (a known record that was removed since, as
+                # Azurite restored from its last save can leave it) may be answered 404 rather than 412: read it
+                # again like any conflict. Without an ETag, 404 means the container is missing.
+                if isinstance(lost, BlobNotFound) and etag is None:
+                    raise
                 if LEDGER_CONFLICT.gives_up(conflict):
                     raise RuntimeError(f"ledger record {request_id}: too many concurrent updates") from None
                 logger.info("ledger record %s changed concurrently; retrying", request_id)

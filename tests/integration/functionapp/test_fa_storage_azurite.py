@@ -40,6 +40,9 @@ def test_conditional_writes_and_reads(fa_env: AppEnv) -> None:
     blobs.delete(fa_env.ledger, "x.json", if_match=new)
     with pytest.raises(BlobNotFound):
         blobs.read(fa_env.ledger, "x.json")
+    # A write against the ETag of a blob that is gone fails its condition, as the fakes answer.
+    with pytest.raises(PreconditionFailed):
+        blobs.write(fa_env.ledger, "x.json", b"5", content_type="application/json", if_match=new)
 
 
 def test_set_metadata_is_conditional_and_keeps_the_content(fa_env: AppEnv) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from shared.contracts import DataFormat, InferenceRequest, RequestState
 from shared.ledger import Ledger, LedgerRecord, accepted, failed, reopened, submitted, succeeded
+from shared.ports import BlobNotFound
 
 from .fakes import FakeBlobStore, FixedClock
 
@@ -162,3 +164,24 @@ def test_a_record_known_by_its_etag_is_written_without_a_read_and_a_stale_one_is
                             known=known, now=NOW)  # fmt: skip
     assert +blobs.ops == {"write": 2, "read": 1}
     assert record is not None and record.state == RequestState.FAILED and record.accepted_at is not None
+
+
+class NotFoundOnIfMatch(FakeBlobStore):
+    """Answers a write against the ETag of a blob that is gone with 404, as a service may."""
+
+    def write(self, container: str, name: str, data: bytes, **kwargs: Any) -> str:
+        if kwargs.get("if_match") is not None and (container, name) not in self.blobs:
+            raise BlobNotFound(name)
+        return super().write(container, name, data, **kwargs)
+
+
+def test_a_known_record_that_is_gone_is_read_again_whether_storage_answers_412_or_404() -> None:
+    for blobs in (FakeBlobStore(), NotFoundOnIfMatch()):
+        ledger = Ledger(blobs, "ledger")
+        request = replace(REQUEST, submitted_at="2026-01-02T03:04:05.000Z")
+        created = ledger.advance_tagged(request.request_id, submitted(request, NOW), known=(None, None), now=NOW)
+        known = (created.record, created.etag)
+        blobs.delete("ledger", f"requests/{request.request_id}.json")
+        record = ledger.advance(request.request_id, accepted(request, NOW, 0), known=known, now=NOW)
+        assert record is not None and record.state == RequestState.ACCEPTED
+        assert ledger.get(request.request_id) == record
