@@ -41,8 +41,14 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist, one test file per process at a time, so a module's
+# fixtures stay in one process). Many tests spend their time waiting on services (lock expiry, retries, restarts,
+# samples that sleep), so three processes keep two cores busy (README, "Set-up"). TEST_WORKERS=0 runs the tests in
+# this one process.
+TEST_WORKERS ?= 3
+
 test: setup browser lint
-	$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
 
 unit: $(VENV_STAMP)
 	$(PY) -m pytest tests/unit

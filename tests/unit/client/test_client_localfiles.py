@@ -24,9 +24,9 @@ def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
     ("name", "data", "fmt", "compression"),
     [
         ("a.csv", CSV.encode(), DataFormat.CSV, None),
-        ("a.CSV.gz", gzip.compress(CSV.encode()), DataFormat.CSV, "gzip"),
+        ("a.CSV.gz", gzip.compress(CSV.encode(), mtime=0), DataFormat.CSV, "gzip"),
         ("a.jsonl", JSONL.encode(), DataFormat.JSONL, None),
-        ("a.ndjson.gz", gzip.compress(JSONL.encode()), DataFormat.JSONL, "gzip"),
+        ("a.ndjson.gz", gzip.compress(JSONL.encode(), mtime=0), DataFormat.JSONL, "gzip"),
     ],
 )
 def test_good_files_pass(tmp_path: Path, name: str, data: bytes, fmt: DataFormat, compression: str | None) -> None:
@@ -42,7 +42,7 @@ def test_good_files_pass(tmp_path: Path, name: str, data: bytes, fmt: DataFormat
         ("a.csv", b"\n\n  \n", ErrorCode.EMPTY_FILE),
         ("a.csv", b"customerID,tenure\n", ErrorCode.HEADER_ONLY),
         ("a.csv.gz", CSV.encode(), ErrorCode.UNDECODABLE),
-        ("a.csv.gz", gzip.compress(CSV.encode())[:20], ErrorCode.UNDECODABLE),
+        ("a.csv.gz", gzip.compress(CSV.encode(), mtime=0)[:20], ErrorCode.UNDECODABLE),
         ("a.csv", b"id,name\n1,\xff\xfe\n", ErrorCode.UNDECODABLE),
         ("a.jsonl", b"not json\n", ErrorCode.MALFORMED_DATA),
         ("a.jsonl", b"[1, 2]\n", ErrorCode.MALFORMED_DATA),
