@@ -9,12 +9,13 @@ import json
 import os
 import signal
 import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
-from azure.storage.queue import QueueClient
+from azure.storage.queue import QueueClient, QueueMessage
 
 from tests.fixtures.azurite import Azurite
 from tests.support.memory import GeneratedCsv, peak_rss_bytes
@@ -40,6 +41,14 @@ def new_container(azurite: Azurite) -> str:
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
         service.create_container(name)
     return name
+
+
+def _poison_messages(read: Callable[..., Iterable[QueueMessage]], **options: Any) -> list[QueueMessage]:
+    """What the poison queue holds now; none while it does not exist (the host creates it with its first message)."""
+    try:
+        return list(read(**options))
+    except ResourceNotFoundError:
+        return []
 
 
 def test_fields_content_and_once_per_etag_across_restarts(fixture_app: FixtureApp, azurite: Azurite) -> None:
@@ -99,11 +108,11 @@ def test_failing_blob_is_retried_then_poisoned(fixture_app: FixtureApp, azurite:
     fixture_app.wait_for("on_blob", lambda e: len(e) >= 3)
 
     def poisoned() -> dict[str, Any] | None:
-        try:
-            messages = list(poison.receive_messages(visibility_timeout=1))
-        except ResourceNotFoundError:
-            return None  # the host creates the queue when it sends its first poison message
-        found = [m for m in messages if container in _decode(m.content)]
+        found = [
+            m
+            for m in _poison_messages(poison.receive_messages, visibility_timeout=1)
+            if container in _decode(m.content)
+        ]
         if not found:
             return None
         poison.delete_message(found[0])
@@ -160,7 +169,8 @@ def test_a_new_blob_in_the_log_that_keeps_failing_reaches_poison_after_the_thres
 
         def poisoned() -> bool:
             return any(
-                json.loads(_decode(m.content)).get("ETag") == etag for m in poison.peek_messages(max_messages=32)
+                json.loads(_decode(m.content)).get("ETag") == etag
+                for m in _poison_messages(poison.peek_messages, max_messages=32)
             )
 
         with poison:
