@@ -618,9 +618,11 @@ class Broker:
         self.waiting.append((sq, consumer, deadline, done))
 
     def _offer_session(self, sq: SubQueue, sid: str) -> None:
-        """A session got ready messages: give it to a NEXT_AVAILABLE receiver that is waiting."""
+        """A session got ready messages, or was unlocked: give it to a NEXT_AVAILABLE receiver that is waiting
+        if it has messages (a session whose messages were all settled stays with nobody, as in Service Bus, where
+        accepting the next session gets one with messages)."""
         session = sq.sessions.get(sid)
-        if session is None or session.owner is not None:
+        if session is None or session.owner is not None or not self._has_ready(sq, session):
             return
         for item in self.waiting:
             if item[0] is sq:

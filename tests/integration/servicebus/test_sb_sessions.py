@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+import uuid
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -11,8 +14,10 @@ from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBu
 from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 from azure.servicebus.exceptions import OperationTimeoutError, SessionCannotBeLockedError
 
+from devstack.servicebus.opcounts import read_operations
 from tests.fixtures.servicebus import ServiceBusEmulator
 from tests.integration.servicebus.sbhelp import client
+from tests.support.wait import wait_for, wait_until
 
 
 def no_retry(sb: ServiceBusEmulator) -> ServiceBusClient:
@@ -84,6 +89,54 @@ def test_next_available_skips_locked_sessions(sb: ServiceBusEmulator) -> None:
                 for m in r.receive_messages(max_message_count=5, max_wait_time=1):
                     assert m.session_id == r.session.session_id
                     r.complete_message(m)
+
+
+def test_a_released_session_without_messages_is_not_given_to_a_waiting_receiver(sb: ServiceBusEmulator) -> None:
+    # Accepting the next available session gets a session with messages: one whose messages were all completed
+    # stays with nobody when its receiver closes, and a receiver waiting meanwhile gets the next session that
+    # has messages.
+    done, later = f"done-{uuid.uuid4().hex[:6]}", f"later-{uuid.uuid4().hex[:6]}"
+    got: list[str] = []
+    completed = Counter(read_operations(sb.data_dir))["settle complete"]
+    with no_retry(sb) as c:
+        with c.get_queue_sender("sessions-order") as sender:
+            sender.send_messages(ServiceBusMessage("x", session_id=done))
+        first = c.get_queue_receiver("sessions-order", session_id=done, max_wait_time=1)
+        with first:
+            for m in first.receive_messages(max_message_count=1, max_wait_time=5):
+                first.complete_message(m)
+
+            def counted() -> Counter[str] | None:
+                now = Counter(read_operations(sb.data_dir))
+                return now if now["settle complete"] > completed else None
+
+            # the counts the emulator writes now include this receiver's links (attached before it completed)
+            counts = wait_for(counted, timeout=20, what="the emulator's count of the completion")
+            attached = counts["links attached"]
+
+            def wait_for_next() -> None:
+                with (
+                    no_retry(sb) as other,
+                    other.get_queue_receiver(
+                        "sessions-order", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=20
+                    ) as waiting,
+                ):
+                    got.append(str(waiting.session.session_id))
+                    for m in waiting.receive_messages(max_message_count=1, max_wait_time=5):
+                        waiting.complete_message(m)
+
+            waiter = threading.Thread(target=wait_for_next)
+            waiter.start()
+            # its $cbs pair and its session link have reached the broker: the accept is pending there
+            wait_until(
+                lambda: Counter(read_operations(sb.data_dir))["links attached"] >= attached + 3,
+                timeout=20,
+                what="the waiting receiver's links to be attached",
+            )
+        with c.get_queue_sender("sessions-order") as sender:
+            sender.send_messages(ServiceBusMessage("y", session_id=later))
+        waiter.join(30)
+    assert got == [later]
 
 
 def test_next_available_times_out_when_nothing_is_waiting(sb: ServiceBusEmulator) -> None:
