@@ -5,9 +5,10 @@ blocks). glibc's malloc raises its mmap threshold each time such a buffer is fre
 from the per-thread arenas instead, where freed space is kept rather than returned: the process's
 resident size then keeps the high-water mark of every thread's arena and creeps up request after
 request. A fixed threshold (which also turns the adjustment off) makes every large buffer its own
-mapping that goes back to the system when it is freed. After each async request, what Arrow's memory
-pool and the C heap still hold unused is handed back too, so the next request starts from the resting
-size rather than from the last one's peak. Other C libraries are left alone.
+mapping that goes back to the system when it is freed. After an async request that read a large input
+(or a run of small ones adding up to one), what Arrow's memory pool and the C heap still hold unused is
+handed back too, so the next request starts from the resting size rather than from the last one's peak.
+Other C libraries are left alone.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from scoring.service.model import ScoringModel
 from scoring.service.settings import ScoringSettings
 from scoring.service.sink import BlockWriter, OutputSink
 from scoring.service.source import blob_pieces, decompressed
-from scoring.service.storage import input_blob, redact
+from scoring.service.storage import input_blob, input_connections, redact
 from scoring.service.tracing import JobClocks
 from scoring.service.validation import Validator
 from shared.contracts import (
@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 _END = object()
 _HANDOVER_CHUNKS = 2
 _GZIP_LEVEL = 1  # outputs are re-read once by the writer: favour speed over size
+# Unused memory is handed back once the requests since the last release have read this much: after every large
+# input, and every few dozen small ones (trimming the heap after each small file cost more than scoring it).
+RELEASE_AFTER_BYTES = 8 * 1024 * 1024
 
 
 def results_blob_name(request: AsyncScoringRequest) -> str:
@@ -65,13 +68,17 @@ def failed(
 
 
 class _Prefetch:
-    """Runs a chunk iterator in a thread, handing chunks over through a small bounded queue."""
+    """Runs a chunk iterator in a thread, handing chunks over through a small bounded queue.
+
+    The first two chunks are taken on the consuming thread: an input of a single chunk (every small file) is then
+    read without starting a thread, and a larger one loses the overlap of one chunk's download.
+    """
 
     def __init__(self, chunks: Iterator[Any]) -> None:
+        self._chunks = iter(chunks)
         self._queue: queue.Queue[object] = queue.Queue(_HANDOVER_CHUNKS)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(chunks,), name="input-reader", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
 
     def _put(self, item: object) -> bool:
         while not self._stop.is_set():
@@ -82,9 +89,9 @@ class _Prefetch:
                 continue
         return False
 
-    def _run(self, chunks: Iterator[Any]) -> None:
+    def _run(self) -> None:
         try:
-            for chunk in chunks:
+            for chunk in self._chunks:
                 if not self._put(chunk):
                     return
             self._put(_END)
@@ -92,6 +99,22 @@ class _Prefetch:
             self._put(exc)
 
     def __iter__(self) -> Iterator[Any]:
+        first = next(self._chunks, _END)
+        if first is _END:
+            return
+        try:
+            second = next(self._chunks, _END)
+        except BaseException as exc:  # noqa: BLE001 - raised after the chunk before it, as from the reader
+            second = exc
+        if second is not _END and not isinstance(second, BaseException):
+            self._thread = threading.Thread(target=self._run, name="input-reader", daemon=True)
+            self._thread.start()
+        yield first
+        if second is _END:
+            return
+        if isinstance(second, BaseException):
+            raise second
+        yield second
         while True:
             item = self._queue.get()
             if item is _END:
@@ -102,7 +125,8 @@ class _Prefetch:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
 
 
 class _Totals:
@@ -131,6 +155,9 @@ class ScoringJob:
         self.model = model
         self.validator = Validator(model.spec, MAX_ROW_ERRORS_REPORTED)
         self._open_results_blob = open_results_blob
+        # This worker's connections to the input storage (the SDK's own download threads share one session too)
+        self._input = input_connections()
+        self._read_since_release = 0
 
     def run(self, request: AsyncScoringRequest) -> InferenceResult:
         started = time.perf_counter()
@@ -142,7 +169,9 @@ class ScoringJob:
             logger.exception("scoring %s failed unexpectedly", request.request_id)
             result = failed(request, ErrorCode.INTERNAL, "the scoring service failed on this input; see its logs")
         finally:
-            release_unused()
+            if self._read_since_release >= RELEASE_AFTER_BYTES:
+                release_unused()
+                self._read_since_release = 0
         pipeline.job_result(
             result.status, result.rows_scored, result.rows_failed, result.error.code if result.error else None
         )
@@ -161,7 +190,9 @@ class ScoringJob:
     def _pieces(self, request: AsyncScoringRequest) -> Iterator[bytes]:
         s = self.settings
         return decompressed(
-            blob_pieces(input_blob(request.blob_url), s.max_input_bytes), request.compression, s.max_data_bytes
+            blob_pieces(input_blob(request.blob_url, self._input), s.max_input_bytes),
+            request.compression,
+            s.max_data_bytes,
         )
 
     def _score(self, request: AsyncScoringRequest) -> InferenceResult:
@@ -215,6 +246,7 @@ class ScoringJob:
             raise
         finally:
             prefetch.close()
+            self._read_since_release += clocks.bytes_read
             clocks.emit(output_size)
         if outcome.inline is not None:
             output = OutputRef.inline(outcome.inline, request.format, request.compression)

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from azure.core.exceptions import ResourceExistsError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import (
     BlobBlock,
     BlobClient,
@@ -129,16 +130,33 @@ def _input_retry() -> ExponentialRetry:
     return ExponentialRetry(**INPUT_READ.sdk_exponential())
 
 
-def input_blob(url: str) -> BlobClient:
+INPUT_CONNECTION_TIMEOUT_SECONDS = 10
+
+
+def input_connections() -> RequestsTransport:
+    """The HTTP session of one worker's input reads, set up by the SDK as for a client of its own (no urllib3
+    retries: the SDK's retry policy retries; proxies from the environment). Reads of many small files through
+    it reuse its connections instead of each opening (and the storage accepting) a new one."""
+    owner = RequestsTransport(connection_timeout=INPUT_CONNECTION_TIMEOUT_SECONDS)
+    owner.open()
+    return owner
+
+
+def input_blob(url: str, connections: RequestsTransport | None = None) -> BlobClient:
+    """A client of one input blob; with ``connections``, over that session (closing the client leaves it open)."""
     # The SDK's first GET fetches up to 32 MiB (max_single_get_size) and then re-slices that buffer piece
     # by piece; asking for the same size as the later pieces keeps what the download holds at one piece.
     options: dict[str, Any] = {
         "retry_policy": _input_retry(),
-        "connection_timeout": 10,
+        "connection_timeout": INPUT_CONNECTION_TIMEOUT_SECONDS,
         "max_single_get_size": DOWNLOAD_PIECE_BYTES,
         "max_chunk_get_size": DOWNLOAD_PIECE_BYTES,
         "permit_redirects": False,  # a redirect could lead anywhere; the allow-list was checked for this URL only
     }
+    if connections is not None:
+        options["transport"] = RequestsTransport(
+            session=connections.session, session_owner=False, connection_timeout=INPUT_CONNECTION_TIMEOUT_SECONDS
+        )
     if "sig" in parse_qs(urlsplit(url).query):
         return BlobClient.from_blob_url(url, **options)
     return BlobClient.from_blob_url(url, credential=_credential(), **options)

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from types import TracebackType
 
@@ -13,6 +14,7 @@ import pytest
 
 from scoring.service.dispatcher import Dispatcher, JobState
 from scoring.service.errors import RequestRejected, ScoringError
+from scoring.service.job import _Prefetch
 from scoring.service.settings import ScoringSettings, SettingsError
 from scoring.service.sink import BLOCK_BYTES, OutputSink
 from scoring.service.source import decompressed, record_chunks
@@ -29,6 +31,41 @@ from shared.retry import RESULT_PUBLISH
 from tests.support.wait import wait_until
 
 # ---------------------------------------------------------------------------------------------- source
+
+
+def _produced_by(count: int, threads: list[str], fail_at: int | None = None) -> Iterator[bytes]:
+    for i in range(count):
+        if i == fail_at:
+            raise ScoringError(ErrorCode.INPUT_UNAVAILABLE, "the storage went away")
+        threads.append(threading.current_thread().name)
+        yield f"chunk {i}".encode()
+
+
+def test_read_ahead_takes_a_single_chunk_input_on_the_consuming_thread() -> None:
+    threads: list[str] = []
+    prefetch = _Prefetch(_produced_by(1, threads))
+    assert list(prefetch) == [b"chunk 0"]
+    prefetch.close()
+    assert threads == [threading.current_thread().name]  # no reader thread for a small file
+
+
+def test_read_ahead_reads_the_rest_of_a_larger_input_on_its_own_thread_in_order() -> None:
+    threads: list[str] = []
+    prefetch = _Prefetch(_produced_by(6, threads))
+    assert list(prefetch) == [f"chunk {i}".encode() for i in range(6)]
+    prefetch.close()
+    here = threading.current_thread().name
+    assert threads[:2] == [here, here] and set(threads[2:]) == {"input-reader"}
+
+
+@pytest.mark.parametrize("fail_at", [0, 1, 4])
+def test_read_ahead_raises_the_readers_error_on_the_consuming_thread(fail_at: int) -> None:
+    prefetch = _Prefetch(_produced_by(6, [], fail_at=fail_at))
+    got: list[bytes] = []
+    with pytest.raises(ScoringError, match="storage went away"):
+        got.extend(prefetch)
+    prefetch.close()
+    assert got == [f"chunk {i}".encode() for i in range(fail_at)]
 
 
 def test_record_chunks_never_cut_inside_a_quoted_field() -> None:
