@@ -78,25 +78,32 @@ def upload_stream(blobs: BlobServiceClient, prefix: str) -> tuple[dict[str, str]
 
 # What the page shows while it refreshes itself, read in one evaluation; a refresh that lands during it is
 # waited out and the page read again.
-_SHOWN = """() => ({
-    generated: document.body.dataset.generatedAt || "",
-    flowing: document.body.dataset.flowing || "",
-    succeeded: document.querySelector('[data-card="succeeded"] b').innerText,
-})"""
+_SHOWN = """() => {
+    const succeeded = document.querySelector('[data-card="succeeded"] b');
+    if (!document.body || !succeeded) return null;  // a refresh's new document, not parsed yet
+    return {
+        generated: document.body.dataset.generatedAt || "",
+        flowing: document.body.dataset.flowing || "",
+        succeeded: succeeded.innerText,
+    };
+}"""
 _REFRESH = re.compile(r'<meta http-equiv="refresh"[^>]*>')
 
 
 def shown_now(page: Any) -> dict[str, str]:
     from playwright.sync_api import Error
 
-    for _ in range(20):
+    for _ in range(50):
         try:
             page.wait_for_load_state()
-            shown: dict[str, str] = page.evaluate(_SHOWN)
-            return shown
+            shown: dict[str, str] | None = page.evaluate(_SHOWN)
         except Error as exc:
             if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
                 raise
+            continue
+        if shown is not None:
+            return shown
+        page.wait_for_timeout(100)
     raise AssertionError("the page kept reloading while it was read")
 
 

@@ -9,7 +9,7 @@ import pytest
 from devstack.functions_host.session_accept import SessionAcceptGate
 
 
-class Clock:
+class ManualMonotonic:
     def __init__(self) -> None:
         self.now = 100.0
 
@@ -18,13 +18,13 @@ class Clock:
 
 
 def test_only_the_idle_accepters_start_accepting_spread_over_a_cycle() -> None:
-    gate = SessionAcceptGate(2, 2.5, Clock())
+    gate = SessionAcceptGate(2, 2.5, ManualMonotonic())
     assert [gate.first(i) for i in range(5)] == [0.0, 1.25, None, None, None]
     assert gate.accepting() == 2
 
 
 def test_a_thread_that_found_nothing_parks_when_enough_others_accept() -> None:
-    clock = Clock()
+    clock = ManualMonotonic()
     gate = SessionAcceptGate(2, 2.5, clock)
     for i in range(4):
         gate.first(i)
@@ -39,7 +39,7 @@ def test_a_thread_that_found_nothing_parks_when_enough_others_accept() -> None:
 
 
 def test_a_thread_that_stays_keeps_out_of_step_with_the_other_accepter() -> None:
-    clock = Clock()
+    clock = ManualMonotonic()
     gate = SessionAcceptGate(2, 2.5, clock)
     gate.first(0)
     gate.first(1)
@@ -54,7 +54,7 @@ def test_a_thread_that_stays_keeps_out_of_step_with_the_other_accepter() -> None
 
 
 def test_a_parked_thread_wakes_when_another_thread_accepts_a_session() -> None:
-    gate = SessionAcceptGate(1, 2.5, Clock())
+    gate = SessionAcceptGate(1, 2.5, ManualMonotonic())
     gate.first(0)
     gate.first(1)
     woke = threading.Event()
