@@ -8,9 +8,10 @@ about a tenth of the host's CPU, and as many connections a second of the broker'
 
 :class:`SessionAcceptGate` keeps only ``idle_accepters`` threads accepting while no session comes: a thread whose
 accept found nothing parks when that many others are accepting, and every parked thread wakes as soon as any
-thread accepts a session, so a burst of sessions meets all threads accepting within one receiver open, as
-before. The threads that stay accepting are kept out of step (each starts its accepts a fraction of a cycle after
-the last one's), so while one reopens its receiver another is waiting and a new session is not held up.
+thread accepts a session, so a burst of sessions has all threads accepting within one receiver open (about
+half a second; before, most of them were waiting already). The threads that stay accepting are kept out of step
+(each starts its accepts a fraction of a cycle after the last one's), so while one reopens its receiver another is
+waiting and a new session is not held up.
 """
 
 from __future__ import annotations
