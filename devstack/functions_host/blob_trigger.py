@@ -17,9 +17,10 @@ after; after ``poisonBlobThreshold`` failed attempts (host.json ``extensions.blo
 ``extensions.queues.maxDequeueCount``, default 5) a message goes to queue ``webjobs-blobtrigger-poison`` in the
 documented shape and the blob is not tried again.
 
-Receipts, and what a ``kill -9`` of the host means. A blob version the access log shows is new: its ETag was
-made after this host started following the log, so no receipt can exist for it yet (this host's memory of the
-versions it has done rules out a second sighting). For such a version the function runs at once and the receipt
+Receipts, and what a ``kill -9`` of the host means. A blob version the access log shows is new when it was last
+modified after this host started following the log (Azurite may log a write after answering it, so a line alone
+proves nothing) and this host has not called the function for it yet: no receipt can exist for it. For such a
+version the function runs at once and the receipt
 is written once, after the call: created complete (``Attempts=1``, create-only) when it succeeded, created
 ``Incomplete`` with ``Attempts=1`` when it failed, so the retries that follow count failed calls towards the
 poison threshold as before. Every other version (found by a listing, or tried again) has its receipt claimed
@@ -55,7 +56,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -169,6 +170,8 @@ class BlobTrigger:
         self._lock = threading.Lock()
         self._in_flight: set[tuple[str, str]] = set()
         self._done: set[tuple[str, str]] = set()
+        self._tried: set[tuple[str, str]] = set()  # versions this host has called the function for
+        self._following_since: datetime | None = None  # when the access log started to be followed
         self._retries: dict[str, float] = {}  # blob name -> when to look it up again (access-log mode)
         self._trouble = False  # a storage call failed since the last listing: list again soon
         self._follower: AccessLogFollower | None = None
@@ -183,6 +186,7 @@ class BlobTrigger:
     def start(self) -> None:
         # Made before the first listing starts, so a blob written while it runs is in the log or in the listing.
         self._follower = self._find_follower()
+        self._following_since = datetime.now(UTC)
         if self._follower is not None:
             follow = threading.Thread(
                 target=self._follow_loop, args=(self._follower,), name=f"bloblog-{self.spec.name}", daemon=True
@@ -328,6 +332,10 @@ class BlobTrigger:
             # subscription existed is skipped here as the listing skips it.
             if self.event_grid and props.last_modified < self._subscription_start(receipts):
                 return
+            # New only when written after the log was first followed (Last-Modified has whole seconds, so a blob
+            # of the very second the host started is not): Azurite can log a write after answering it.
+            since = self._following_since
+            new = new and since is not None and props.last_modified is not None and props.last_modified >= since
             if self._queue((name, bare_etag(str(props.etag))), props, new) != _BUSY:
                 return
         except ResourceNotFoundError:
@@ -345,6 +353,9 @@ class BlobTrigger:
             if key in self._in_flight:
                 return _BUSY
             self._in_flight.add(key)
+            # A version called before (a failed call, or a second log line for it) has a receipt by now, or is
+            # claimed as if it had: only a first sighting goes without one.
+            new = new and key not in self._tried
         # The receipt is not read here: the worker writes it create-only and reads it only if it exists.
         self._work.put(_Work(key, props, time.monotonic(), new))
         return _QUEUED
@@ -420,10 +431,11 @@ class BlobTrigger:
         receipt = receipts.get_blob_client(self.receipt_name(*key))
         # A new version has no receipt (see the module's docstring); any other is claimed before the call.
         attempt = 1 if work.new else _claim(receipt)
-        if attempt is None:
-            with self._lock:
+        with self._lock:
+            if attempt is None:
                 self._done.add(key)
-            return
+                return
+            self._tried.add(key)
         blob_type = _blob_type(props) if props is not None else "BlockBlob"
         reason = f"New blob detected({blob_type}): {self.container}/{name}"
         value = self._argument(service, name, props)

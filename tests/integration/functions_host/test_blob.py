@@ -19,7 +19,7 @@ from azure.storage.queue import QueueClient, QueueMessage
 
 from tests.fixtures.azurite import Azurite
 from tests.support.memory import GeneratedCsv, peak_rss_bytes
-from tests.support.wait import wait_for
+from tests.support.wait import wait_for, wait_until
 
 from .conftest import FixtureApp
 
@@ -49,6 +49,15 @@ def _poison_messages(read: Callable[..., Iterable[QueueMessage]], **options: Any
         return list(read(**options))
     except ResourceNotFoundError:
         return []
+
+
+def next_second(azurite: Azurite, service: BlobServiceClient) -> None:
+    """Waits until Azurite's clock is in a later second than every blob written so far: Last-Modified has
+    one-second resolution, and a trigger that first runs in the same second as a blob counts it as new."""
+    probe = service.get_container_client(new_container(azurite)).get_blob_client("clock")
+    first = probe.upload_blob(b"")["last_modified"]
+    wait_until(lambda: probe.upload_blob(b"", overwrite=True)["last_modified"] > first, 10,
+               "Azurite's clock to reach the next second", interval=0.1)  # fmt: skip
 
 
 def test_fields_content_and_once_per_etag_across_restarts(fixture_app: FixtureApp, azurite: Azurite) -> None:
@@ -163,6 +172,7 @@ def test_a_new_blob_in_the_log_that_keeps_failing_reaches_poison_after_the_thres
     fixture_app.start(extra_args=["--blob-poll-interval", "0.2", *_follow(azurite)])
     poison = QueueClient.from_connection_string(azurite.connection_string, "webjobs-blobtrigger-poison")
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        next_second(azurite, service)  # written after the host started following the log: a new version
         hosts = service.get_container_client("azure-webjobs-hosts")
         blob = service.get_container_client(container).upload_blob("bad.csv", b"x", metadata={"fail": "yes"})
         etag = str(blob.get_blob_properties().etag).strip('"')
@@ -198,6 +208,7 @@ def test_a_host_killed_during_a_call_runs_the_blob_again_and_a_done_blob_never(
     with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
         blobs = service.get_container_client(container)
         hosts = service.get_container_client("azure-webjobs-hosts")
+        next_second(azurite, service)  # written after the host started following the log: new versions
         blobs.upload_blob("a-done.csv", b"1")
         fixture_app.wait_for("on_blob", lambda e: any(x["name"].endswith("/a-done.csv") for x in e))
         wait_for(lambda: _receipts(hosts, host_id, "a-done.csv") == [{"Attempts": "1"}], 10, "a-done.csv's receipt")

@@ -20,7 +20,7 @@ from tests.support.flow import secrets_in_logs
 from tests.support.wait import wait_until
 
 from .conftest import FixtureApp
-from .test_blob import new_container, settings
+from .test_blob import new_container, next_second, settings
 
 PREFILLED = 3000
 
@@ -34,15 +34,6 @@ def listings(azurite: Azurite, container: str) -> int:
 def prefill(container: ContainerClient, count: int) -> None:
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: container.upload_blob(f"old/{i:05d}.csv", b"a\n1\n"), range(count)))
-
-
-def next_second(azurite: Azurite, service: BlobServiceClient) -> None:
-    """Waits until Azurite's clock is in a later second than every blob written so far: Last-Modified has
-    one-second resolution, and a trigger that first runs in the same second as a blob counts it as new."""
-    probe = service.get_container_client(new_container(azurite)).get_blob_client("clock")
-    first = probe.upload_blob(b"")["last_modified"]
-    wait_until(lambda: probe.upload_blob(b"", overwrite=True)["last_modified"] > first, 10,
-               "Azurite's clock to reach the next second", interval=0.1)  # fmt: skip
 
 
 def event_grid_app(fixture_app: FixtureApp, azurite: Azurite, host: str) -> str:
