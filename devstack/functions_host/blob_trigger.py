@@ -431,10 +431,10 @@ class BlobTrigger:
         receipt = receipts.get_blob_client(self.receipt_name(*key))
         # A new version has no receipt (see the module's docstring); any other is claimed before the call.
         attempt = 1 if work.new else _claim(receipt)
+        if attempt is None:
+            self._finished(key)
+            return
         with self._lock:
-            if attempt is None:
-                self._done.add(key)
-                return
             self._tried.add(key)
         blob_type = _blob_type(props) if props is not None else "BlockBlob"
         reason = f"New blob detected({blob_type}): {self.container}/{name}"
@@ -442,8 +442,7 @@ class BlobTrigger:
         result = self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs)
         if result.succeeded:
             self._record(receipt, {"Attempts": str(attempt)}, claimed=not work.new)
-            with self._lock:
-                self._done.add(key)
+            self._finished(key)
             return
         if attempt < self._options.max_dequeue_count:
             logger.warning(
@@ -456,8 +455,13 @@ class BlobTrigger:
             return
         self._poison(props or service.get_blob_client(self.container, name).get_blob_properties(), key[1])
         self._record(receipt, {"Attempts": str(attempt), "Poisoned": "true"}, claimed=not work.new)
+        self._finished(key)
+
+    def _finished(self, key: tuple[str, str]) -> None:
+        """A version done or poisoned (its receipt says so): remembered as done, no longer as tried."""
         with self._lock:
             self._done.add(key)
+            self._tried.discard(key)
 
     def _record(self, receipt: BlobClient, metadata: dict[str, str], claimed: bool) -> None:
         """Writes a receipt's state after a call: the claimed receipt's metadata, or a new receipt create-only."""
