@@ -15,6 +15,7 @@ outlast the lock and lock renewal is still what keeps its messages.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import sys
@@ -48,7 +49,20 @@ def _scale_sleeps(factor: float) -> None:
     asyncio.sleep = async_sleep  # type: ignore[assignment]
 
 
+def _report_renewal_failures() -> None:
+    """The SDK's lock renewer logs why it stopped renewing only at debug level: put those lines in the sample's
+    output, so a lock lost in a sample says why."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in ("azure.servicebus._common.auto_lock_renewer", "azure.servicebus.aio._async_auto_lock_renewer"):
+        renewer = logging.getLogger(name)
+        renewer.setLevel(logging.DEBUG)
+        renewer.addHandler(handler)
+        renewer.addFilter(lambda record: "Failed" in record.getMessage() or record.levelno > logging.DEBUG)
+
+
 def main(path: str) -> None:
+    _report_renewal_failures()
     sample = str(Path(path).resolve())
     source, _count = connect_to_emulator(Path(sample).read_text(encoding="utf-8"))
     factor = float(os.environ.get("SAMPLE_TIME_SCALE", "1"))
