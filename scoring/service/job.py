@@ -46,8 +46,10 @@ logger = logging.getLogger(__name__)
 _END = object()
 _HANDOVER_CHUNKS = 2
 _GZIP_LEVEL = 1  # outputs are re-read once by the writer: favour speed over size
-# Unused memory is handed back once the requests since the last release have read this much: after every large
-# input, and every few dozen small ones (trimming the heap after each small file cost more than scoring it).
+# Unused memory is handed back after every input of at least RELEASE_INPUT_BYTES (a large file leaves the heap as
+# it found it for the next one) and once the small inputs since the last release have read RELEASE_AFTER_BYTES
+# (trimming the heap after each small file cost more than scoring it).
+RELEASE_INPUT_BYTES = 1024 * 1024
 RELEASE_AFTER_BYTES = 8 * 1024 * 1024
 
 
@@ -158,9 +160,11 @@ class ScoringJob:
         # This worker's connections to the input storage (the SDK's own download threads share one session too)
         self._input = input_connections()
         self._read_since_release = 0
+        self._last_read = 0
 
     def run(self, request: AsyncScoringRequest) -> InferenceResult:
         started = time.perf_counter()
+        self._last_read = 0
         try:
             result = self._score(request)
         except ScoringError as exc:
@@ -169,7 +173,7 @@ class ScoringJob:
             logger.exception("scoring %s failed unexpectedly", request.request_id)
             result = failed(request, ErrorCode.INTERNAL, "the scoring service failed on this input; see its logs")
         finally:
-            if self._read_since_release >= RELEASE_AFTER_BYTES:
+            if self._last_read >= RELEASE_INPUT_BYTES or self._read_since_release >= RELEASE_AFTER_BYTES:
                 release_unused()
                 self._read_since_release = 0
         pipeline.job_result(
@@ -246,6 +250,7 @@ class ScoringJob:
             raise
         finally:
             prefetch.close()
+            self._last_read = clocks.bytes_read
             self._read_since_release += clocks.bytes_read
             clocks.emit(output_size)
         if outcome.inline is not None:
