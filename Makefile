@@ -43,7 +43,7 @@ browser:
 
 # The suite runs on TEST_WORKERS processes (pytest-xdist, one test file per process at a time, so a module's
 # fixtures stay in one process). Many tests spend their time waiting on services (lock expiry, retries, restarts,
-# samples that sleep), so three processes keep two cores busy (README, "Set-up"). TEST_WORKERS=0 runs the tests in
+# samples that sleep), so three processes keep two cores busy (README, "Get started"). TEST_WORKERS=0 runs the tests in
 # this one process.
 TEST_WORKERS ?= 3
 
