@@ -66,7 +66,8 @@ from shared.ledger import Ledger, LedgerRecord, accepted, failed
 from shared.limits import BATCH_CALL_BUDGET_SECONDS
 from shared.messages import retry_message
 from shared.ports import BlobStore, EndpointReply, MessageBus, ScoringEndpoint
-from shared.settings import ScoringRoute, Settings
+from shared.routes import Route
+from shared.settings import Settings
 from shared.telemetry import pipeline
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class _Scorer:
     def __init__(
         self,
         *,
-        route: ScoringRoute,
+        route: Route,
         settings: Settings,
         blobs: BlobStore,
         bus: MessageBus,
@@ -309,7 +310,7 @@ class _Scorer:
 def score_batch(
     deliveries: Sequence[Delivery],
     *,
-    route: ScoringRoute,
+    route: Route,
     settings: Settings,
     blobs: BlobStore,
     bus: MessageBus,

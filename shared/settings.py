@@ -28,7 +28,7 @@ from shared.config import Connection, SettingsError, SettingsReader
 from shared.retry import SCORING_ENDPOINT, RetryPolicy
 from shared.routes import ROUTES_FILE_SETTING, Route, RoutesError, load_routes, routes_file, setting_suffix
 
-__all__ = ["Connection", "EndpointSettings", "ScoringRoute", "Settings", "SettingsError"]
+__all__ = ["Connection", "EndpointSettings", "Settings", "SettingsError"]
 
 DATA_STORAGE = "DataStorage"
 SERVICE_BUS = "ServiceBus"
@@ -42,16 +42,6 @@ BATCH_MAX_FILE_BYTES = 1024 * 1024  # SCORING_BATCH_MAX_FILE_BYTES
 
 
 @dataclass(frozen=True)
-class ScoringRoute:
-    model: str
-    subscription: str
-
-    @property
-    def function_suffix(self) -> str:
-        return setting_suffix(self.model).lower()
-
-
-@dataclass(frozen=True)
 class Settings:
     data_storage: Connection
     service_bus: Connection
@@ -62,7 +52,7 @@ class Settings:
     request_topic: str
     result_topic: str
     writer_subscription: str
-    routes: tuple[ScoringRoute, ...]
+    routes: tuple[Route, ...]
     max_input_bytes: int
     sas_ttl_minutes: int
     result_deadline_minutes: int
@@ -75,7 +65,7 @@ class Settings:
     def models(self) -> tuple[str, ...]:
         return tuple(r.model for r in self.routes)
 
-    def route(self, model: str) -> ScoringRoute | None:
+    def route(self, model: str) -> Route | None:
         return next((r for r in self.routes if r.model == model), None)
 
 
@@ -93,7 +83,7 @@ class EndpointSettings:
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     read = SettingsReader(env)
-    routes = tuple(ScoringRoute(model=r.model, subscription=r.subscription) for r in declared_routes(env))
+    routes = declared_routes(env)
     read.choice("BLOB_TRIGGER_SOURCE", BLOB_SOURCES)  # checked here too, so a bad value fails every invocation
     return Settings(
         data_storage=read.blob_connection(DATA_STORAGE),

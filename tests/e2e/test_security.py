@@ -35,7 +35,8 @@ from shared.contracts import AsyncScoringRequest, DataFormat, InferenceRequest, 
 from shared.endpoint import HttpScoringEndpoint
 from shared.ledger import Ledger
 from shared.ports import EndpointReply
-from shared.settings import ScoringRoute, Settings, load_endpoint, load_settings
+from shared.routes import Route
+from shared.settings import Settings, load_endpoint, load_settings
 from shared.storage import AzureBlobStore
 from tests.fixtures.stack import StackEndpoints
 from tests.support.flow import OutputWatcher, secrets_in_logs
@@ -70,7 +71,7 @@ def test_sas_sent_to_the_scoring_server_is_read_only_and_short_lived(
         "etag"
     ]
     store = AzureBlobStore(settings.data_storage)
-    route: ScoringRoute = settings.routes[0]
+    route: Route = settings.routes[0]
     request = InferenceRequest(
         request_id=derive_request_id("input", name, etag),
         container="input",

@@ -91,7 +91,7 @@ def test_each_route_reads_its_own_endpoint_settings_and_falls_back_to_the_defaul
     default, v2 = s.route("default"), s.route("churn-v2")
     assert default is not None and v2 is not None
     assert s.routes[0] is default, "the default route comes first: files without model metadata use it"
-    assert v2.subscription == "scoring-churn-v2" and v2.function_suffix == "churn_v2"
+    assert v2.subscription == "scoring-churn-v2" and v2.setting_suffix == "CHURN_V2"
     assert default.subscription == "scoring"
     e2, e1 = load_endpoint(env, "churn-v2"), load_endpoint(env, "default")
     assert (e2.uri, e2.key, e2.deployment) == ("http://127.0.0.1:5002/score", "secret", "blue")
