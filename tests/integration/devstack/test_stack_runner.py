@@ -111,12 +111,12 @@ def test_busy_port_names_service_and_port(tmp_path: Path) -> None:
 
 @contextmanager
 def unrelated_process(*argv: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A process this runner did not start (``python *argv``), killed when the test is done."""
-    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL)
+    """A process this runner did not start (``python *argv``), killed with its children when the test is done."""
+    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL, start_new_session=True)
     try:
         yield proc
     finally:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
