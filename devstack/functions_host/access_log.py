@@ -2,16 +2,22 @@
 
 Azurite 3.x has no change feed, no storage analytics logs (``$logs``) and no Event Grid, but when it runs without
 ``--silent`` it writes one line per request to its standard output in morgan's ``common`` format, once the answer
-is sent::
+is sent. The local stack runs it through ``devstack/azurite_redacted.js``, which adds the answer's ETag and
+Last-Modified to that format (morgan escapes the ETag's quotes)::
 
-    127.0.0.1 - - [06/Dec/2026:09:00:00 +0000] "PUT /devstoreaccount1/input/a%20b.csv HTTP/1.1" 201 -
+    127.0.0.1 - - [06/Dec/2026:09:00:00 +0000] "PUT /devstoreaccount1/input/a.csv HTTP/1.1" 201 - \\"0x8D1\\" "Sun,
+    06 Dec 2026 09:00:00 GMT"
+
+(one line, wrapped here).
 
 :class:`AccessLogFollower` reads such a log from the offset it last reached (a ``stat`` and, when the log grew,
 one read of the new bytes: nothing is asked of the storage service) and returns the blobs that a successful
 create-or-replace wrote into the watched containers: the REST calls after which Event Grid reports
-``Microsoft.Storage.BlobCreated`` (Put Blob, Put Block List, Copy Blob) and Put Blob From URL / Copy Blob From URL.
-A log that shrinks or is replaced (rotated, recreated) is read again from its start. Lines are only hints: the
-trigger reads the blob's properties itself, and a slow full listing catches whatever a log never showed.
+``Microsoft.Storage.BlobCreated`` (Put Blob, Put Block List, Copy Blob) and Put Blob From URL / Copy Blob From URL,
+each with the ETag and Last-Modified of the version it wrote when the line has them (a plain ``common`` line
+has not: the trigger then reads the blob's properties). A blob written and then deleted within the lines read at
+once is left out. A log that shrinks or is replaced (rotated, recreated) is read again from its start. Lines are
+only hints: a slow full listing catches whatever a log never showed.
 
 The follower also reports when Azurite started again (its start-up line in the same log): Azurite keeps its
 metadata in memory and saves it every few seconds, so after a ``kill -9`` it comes back from an earlier state, and
@@ -25,6 +31,9 @@ import logging
 import os
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -32,20 +41,66 @@ logger = logging.getLogger(__name__)
 
 # morgan "common": remote - user [date] "METHOD URL HTTP/x.y" status length
 ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<url>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
+# what azurite_redacted.js adds after the length: ETag (quotes escaped) and "Last-Modified", "-" for none
+_VERSION = re.compile(r'\S+ (?P<etag>\S+) "(?P<modified>[^"]*)"')
+_ESCAPED = re.compile(r"\\(.)")
 _MAX_READ = 8 * 1024 * 1024  # bytes read per poll, so a huge backlog is taken in steps
 STARTED = "Azurite Blob service is starting"  # Azurite's first line of a (re)start
 # (comp query parameter, status) of the PUTs that create or replace a whole blob: Put Blob and Put Blob From URL
 # (201), Copy Blob and Copy Blob From URL (202), Put Block List (201). Put Block, Append Block, Put Page,
 # metadata, properties, tier and snapshots change no blob's committed content, or (snapshots) make no new name.
 _BLOB_WRITES = frozenset({("", "201"), ("", "202"), ("blocklist", "201")})
+_DELETED = ("", "202")  # Delete Blob (comp, status)
+_NOT_THE_BLOB = ("snapshot=", "versionid=")  # a delete of one snapshot or version only leaves the blob
 
 
-def blob_write(line: str, account_path: str) -> tuple[str, str] | None:
-    """``(container, blob name)`` when ``line`` logs a successful create-or-replace of a blob in the account
-    served under ``account_path`` (e.g. ``/devstoreaccount1``); else None."""
+@dataclass(frozen=True)
+class BlobWrite:
+    """A create-or-replace the log showed; ``etag`` (quoted, as the service sends it) and ``last_modified`` are
+    those of the version written, None when the line does not carry them."""
+
+    container: str
+    name: str
+    etag: str | None = None
+    last_modified: datetime | None = None
+
+
+def blob_write(line: str, account_path: str) -> BlobWrite | None:
+    """The write when ``line`` logs a successful create-or-replace of a blob in the account served under
+    ``account_path`` (e.g. ``/devstoreaccount1``); else None."""
     match = ACCESS_LINE.search(line)
     if match is None or match["method"] != "PUT":
         return None
+    found = _blob_request(match, account_path)
+    if found is None or found[2] not in _BLOB_WRITES:
+        return None
+    container, blob, _ = found
+    version = _VERSION.match(line, match.end())
+    if version is None:
+        return BlobWrite(container, blob)
+    etag = _ESCAPED.sub(r"\1", version["etag"])
+    try:
+        modified: datetime | None = parsedate_to_datetime(version["modified"])
+    except (TypeError, ValueError):
+        modified = None
+    if etag == "-" or modified is None:
+        return BlobWrite(container, blob)
+    return BlobWrite(container, blob, etag, modified)
+
+
+def blob_deleted(line: str, account_path: str) -> tuple[str, str] | None:
+    """``(container, blob name)`` when ``line`` logs a successful Delete Blob in that account; else None."""
+    match = ACCESS_LINE.search(line)
+    if match is None or match["method"] != "DELETE":
+        return None
+    found = _blob_request(match, account_path)
+    if found is None or found[2] != _DELETED or any(q in match["url"].lower() for q in _NOT_THE_BLOB):
+        return None
+    return found[0], found[1]
+
+
+def _blob_request(match: re.Match[str], account_path: str) -> tuple[str, str, tuple[str, str]] | None:
+    """Container, blob name and (comp, status) of a logged request on a blob of the account."""
     url = urlsplit(match["url"])
     prefix = account_path.rstrip("/") + "/"
     if not url.path.startswith(prefix):
@@ -54,9 +109,7 @@ def blob_write(line: str, account_path: str) -> tuple[str, str] | None:
     if not slash or not blob:
         return None  # a container-level request (queues and tables write to the same log)
     comp = parse_qs(url.query).get("comp", [""])[0]
-    if (comp, match["status"]) not in _BLOB_WRITES:
-        return None
-    return unquote(container), unquote(blob)
+    return unquote(container), unquote(blob), (comp, match["status"])
 
 
 class AccessLogFollower:
@@ -80,17 +133,21 @@ class AccessLogFollower:
         """Whether the log exists (when it does not, the trigger lists the container as if it had none)."""
         return self.path.exists()
 
-    def new_blobs(self) -> list[tuple[str, str]]:
-        """``(container, name)`` of each blob written since the last call, in log order, duplicates kept once."""
-        found: dict[tuple[str, str], None] = {}
+    def new_blobs(self) -> list[BlobWrite]:
+        """Each blob written since the last call, in log order, once (with its last write's version); a blob
+        deleted after its last write is left out."""
+        found: dict[tuple[str, str], BlobWrite] = {}
         for raw in self._new_lines():
             line = raw.decode("utf-8", "replace")
             if STARTED in line:
                 self._restarted = True
             write = blob_write(line, self.account_path)
-            if write is not None and write[0] in self.containers:
-                found[write] = None
-        return list(found)
+            if write is not None and write.container in self.containers:
+                found.pop((write.container, write.name), None)  # the version written last, in its place
+                found[write.container, write.name] = write
+            elif (deleted := blob_deleted(line, self.account_path)) is not None:
+                found.pop(deleted, None)
+        return list(found.values())
 
     def restarted(self) -> bool:
         """Whether the log showed Azurite starting again since the last call."""

@@ -33,10 +33,15 @@ host would run it again too: its receipt stays incomplete under an expired lease
 (its dequeue count, not the receipt, counts crashed calls). The function must therefore be idempotent per blob
 version, as on Azure; ``submit_blob`` is, through the request ledger keyed by the blob's ETag.
 
-Round trips per new blob version found through the log: its properties (for the ETag the receipt is keyed by:
-Azurite's log line names the blob, not its ETag) and one receipt write, two requests; the content too when the
-function takes it (``InputStream``/``bytes``: the download is pinned to that ETag), while an SDK-type parameter
-gets a reference and the function reads what it needs. A version found by a listing costs the claim and the
+Round trips per new blob version found through the log: one, the receipt write. The local stack's Azurite logs
+each answer's ETag and Last-Modified (``azurite_redacted.js``), so the line names the version written and the
+receipt is keyed by it without asking for the blob's properties; an SDK-type parameter gets a reference and the
+function reads what it needs. A function that takes the content (``InputStream``/``bytes``) costs a read of the
+properties (for its metadata; a version replaced since is skipped, its successor has its own line) and the
+download, pinned to that ETag. A line without the version (Azurite run without the wrapper) costs the properties
+read it always did. A version replaced within the ~50 ms the follower reads at once is taken only in its last
+form; one replaced later still runs, as Event Grid reports each write (the function reads the blob as it is
+then, and is idempotent per version). A version found by a listing costs the claim and the
 completion, plus a read of the receipt when it exists. Azure's host does more for the same guarantee: its scan
 path reads the blob's properties, reads the receipt, creates it, leases it, reads it again, enqueues a message,
 reads and sets the receipt's metadata and releases the lease, then reads the blob's properties again before the
@@ -67,7 +72,7 @@ from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, Co
 from azure.storage.queue import QueueClient
 
 from . import clients
-from .access_log import AccessLogFollower
+from .access_log import AccessLogFollower, BlobWrite
 from .blob_binding import SdkTypeArguments, content_argument, reference, trigger_metadata
 from .blob_listing import ContainerLister, bare_etag
 from .host_storage import function_id, hosts_container
@@ -255,8 +260,8 @@ class BlobTrigger:
                     with self._lock:
                         self._retries.clear()  # the listings, back to back without a log, see them
                     continue
-                for _container, name in follower.new_blobs():
-                    self._look_up(service, receipts, name, new=True)
+                for write in follower.new_blobs():
+                    self._logged(service, receipts, write)
                 if follower.restarted():
                     # Azurite came back from its last save: receipts written since may be gone with it, even
                     # though no call of this host failed while it was down. See _scan_loop.
@@ -321,22 +326,31 @@ class BlobTrigger:
                 queued += 1
         return queued
 
+    def _logged(self, service: BlobServiceClient, receipts: ContainerClient, write: BlobWrite) -> None:
+        """A blob the access log showed written: the version the line names, or (a line without ETag and
+        Last-Modified) the one its properties name."""
+        if write.etag is None or write.last_modified is None:
+            self._look_up(service, receipts, write.name, new=True)
+            return
+        if not self._pattern.fullmatch(write.name):
+            return
+        try:
+            if self._found(receipts, write.name, bare_etag(write.etag), write.last_modified, None, new=True):
+                return
+        except Exception as exc:  # noqa: BLE001 - the follow thread outlives any storage error
+            logger.warning("blob trigger '%s': taking %s from the log failed: %s", self.spec.name, write.name, exc)
+            with self._lock:
+                self._trouble = True
+        self._retry_later(write.name)
+
     def _look_up(self, service: BlobServiceClient, receipts: ContainerClient, name: str, new: bool = False) -> None:
-        """A blob the access log showed (``new``) or one to try again: its properties, then the same path as a
-        listing's."""
+        """A blob to try again (or one the log showed without its version): its properties, then the same path
+        as a listing's."""
         if not self._pattern.fullmatch(name):
             return
         try:
             props = service.get_blob_client(self.container, name).get_blob_properties()
-            # Azurite may write a log line after the follower took its start offset: a blob from before the
-            # subscription existed is skipped here as the listing skips it.
-            if self.event_grid and props.last_modified < self._subscription_start(receipts):
-                return
-            # New only when written after the log was first followed (Last-Modified has whole seconds, so a blob
-            # of the very second the host started is not): Azurite can log a write after answering it.
-            since = self._following_since
-            new = new and since is not None and props.last_modified is not None and props.last_modified >= since
-            if self._queue((name, bare_etag(str(props.etag))), props, new) != _BUSY:
+            if self._found(receipts, name, bare_etag(str(props.etag)), props.last_modified, props, new):
                 return
         except ResourceNotFoundError:
             return  # deleted since
@@ -345,6 +359,26 @@ class BlobTrigger:
             with self._lock:
                 self._trouble = True
         self._retry_later(name)
+
+    def _found(
+        self,
+        receipts: ContainerClient,
+        name: str,
+        etag: str,
+        last_modified: datetime | None,
+        props: BlobProperties | None,
+        new: bool,
+    ) -> bool:
+        """Queues one version of a blob unless it is done; False when it is being run (to be looked at again)."""
+        # Azurite may write a log line after the follower took its start offset: a blob from before the
+        # subscription existed is skipped here as the listing skips it.
+        if self.event_grid and last_modified is not None and last_modified < self._subscription_start(receipts):
+            return True
+        # New only when written after the log was first followed (Last-Modified has whole seconds, so a blob
+        # of the very second the host started is not): Azurite can log a write after answering it.
+        since = self._following_since
+        new = new and since is not None and last_modified is not None and last_modified >= since
+        return self._queue((name, etag), props, new) != _BUSY
 
     def _queue(self, key: tuple[str, str], props: BlobProperties | None = None, new: bool = False) -> str:
         with self._lock:

@@ -1,11 +1,13 @@
 """How the blob trigger finds new blobs, through the real host process against Azurite: by following Azurite's
 access log (no listing between a write and its invocation, whatever the container holds), by the slow safety-net
 listing when the log never shows a write, and, for an Event Grid-source trigger, never for blobs written before
-the trigger first ran (Event Grid reports none of those)."""
+the trigger first ran (Event Grid reports none of those). A blob the log shows is keyed by the version its line
+names: the host does not ask Azurite for its properties."""
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 import uuid
@@ -29,6 +31,15 @@ def listings(azurite: Azurite, container: str) -> int:
     """List Blobs requests Azurite answered for ``container`` so far (one per page), from its access log."""
     pattern = re.compile(rf'"GET /devstoreaccount1/{re.escape(container)}\?[^" ]*comp=list[^" ]* HTTP')
     return len(pattern.findall(azurite.access_log.read_text(encoding="utf-8", errors="replace")))
+
+
+def requests_for(azurite: Azurite, container: str, blob: str) -> list[str]:
+    """``METHOD status`` of each request Azurite answered for one blob so far, from its access log."""
+    pattern = re.compile(
+        rf'"([A-Z]+) /devstoreaccount1/{re.escape(container)}/{re.escape(blob)}(?:\?[^" ]*)? HTTP[^"]*" (\d+)'
+    )
+    log = azurite.access_log.read_text(encoding="utf-8", errors="replace")
+    return [f"{method} {status}" for method, status in pattern.findall(log)]
 
 
 def prefill(container: ContainerClient, count: int) -> None:
@@ -134,3 +145,33 @@ def test_an_event_grid_trigger_runs_for_blobs_written_while_the_host_was_down_bu
         fixture_app.start(extra_args=follow)
         entries = fixture_app.wait_for("on_event_blob", lambda e: len(e) >= 2, timeout=60)
     assert [e["name"] for e in entries] == [f"{events}/first.csv", f"{events}/while-down.csv"]
+
+
+def test_a_blob_from_the_log_runs_once_keyed_by_the_version_its_line_names_without_reading_its_properties(
+    fixture_app: FixtureApp, azurite: Azurite
+) -> None:
+    """The log line carries the ETag and Last-Modified of the version written (``azurite_redacted.js``): the
+    receipt is keyed by that ETag, and the only read of the blob is the function's own (an SDK-type parameter
+    gets a reference, so the host itself needs nothing of the blob)."""
+    plain, referenced = new_container(azurite), new_container(azurite)
+    host_id = f"etag-{uuid.uuid4().hex[:8]}"
+    fixture_app.write_settings({**settings(azurite, plain, host_id), "CLIENT_CONTAINER": referenced})
+    follow = ["--storage-access-log", f"{azurite.blob_endpoint}={azurite.access_log}", "--blob-scan-interval", "600"]
+    fixture_app.start(
+        env={**os.environ, "FIXTURE_BLOB_CLIENT": "1"}, extra_args=["--blob-poll-interval", "0.2", *follow]
+    )
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        next_second(azurite, service)  # written after the host started following the log: a new version
+        blobs = service.get_container_client(referenced)
+        etag = str(blobs.get_blob_client("one.csv").upload_blob(b"a\n1\n")["etag"])
+        receipt = service.get_container_client("azure-webjobs-hosts").get_blob_client(
+            f"blobreceipts/{host_id}/Host.Functions.on_blob_client/{etag.strip(chr(34))}/{referenced}/one.csv"
+        )
+        wait_until(receipt.exists, 30, "the receipt keyed by the ETag of the write", interval=0.05)
+        assert receipt.get_blob_properties().metadata == {"Attempts": "1"}
+        # a later blob's call proves the host has taken everything the log showed before it
+        blobs.upload_blob("two.csv", b"a\n2\n")
+        entries = fixture_app.wait_for("on_blob_client", lambda e: any(x["blob"] == "two.csv" for x in e))
+    assert [(e["blob"], e["etag"]) for e in entries if e["blob"] == "one.csv"] == [("one.csv", etag)]
+    # the upload and the function's own Get Blob Properties; the host asked nothing
+    assert requests_for(azurite, referenced, "one.csv") == ["PUT 201", "HEAD 200"]
