@@ -53,13 +53,15 @@ from .lock_renewal import LockRenewer
 from .servicebus_message import to_function_message, to_function_messages
 from .servicebus_output import ServiceBusOutputs
 from .session_accept import SessionAcceptGate
+from .session_receiver import SessionAcceptor
 
 logger = logging.getLogger(__name__)
 
 _RECEIVE_WAIT = 1.0  # short waits keep threads responsive to shutdown
 _BATCH_WAIT = 0.02  # how long a batch waits for more after its first message (the .NET client's batch wait)
 _SESSION_ACCEPT_WAIT = 2
-_SESSION_CYCLE = _SESSION_ACCEPT_WAIT + 0.5  # accept wait + the SDK's open
+_SESSION_CYCLE = _SESSION_ACCEPT_WAIT + 0.05  # accept wait + the receiver's open (see session_receiver)
+_SESSION_OPEN_TIMEOUT = _SESSION_ACCEPT_WAIT + 5.0  # the broker answers an accept after its wait; beyond: gone
 _RECONNECT_PAUSE = 1.0
 _IDLE_ACCEPTERS = 2  # session threads that keep accepting while no session comes (see session_accept)
 _LOCAL_CONCURRENCY_CAP = 8
@@ -243,10 +245,10 @@ class ServiceBusTrigger:
                     self._stop.wait(2.0)
 
     def _session_loop(self, index: int) -> None:
-        # Opening a session receiver takes the SDK about half a second (it polls the link every 50 ms), during
-        # which that thread accepts nothing. Threads started together would stay in step and leave the same gap
-        # every cycle, so the accepting threads start at their own offsets and some thread is always waiting for
-        # the next session; the others wait, parked, until a session is accepted (see session_accept).
+        # Between two accepts a thread reopens its receiver, during which it accepts nothing. Threads started
+        # together would stay in step and leave the same gap every cycle, so the accepting threads start at their
+        # own offsets and some thread is always waiting for the next session; the others wait, parked, until a
+        # session is accepted (see session_accept).
         delay = self._accepts.first(index)
         parked = delay is None
         self._stop.wait(delay or 0.0)
@@ -254,12 +256,15 @@ class ServiceBusTrigger:
             while not self._stop.is_set():
                 try:
                     # Without retries the SDK honours the accept wait; with them it waits four times as long.
-                    with clients.servicebus(self._connection, retry_total=0) as client:
+                    with (
+                        clients.servicebus(self._connection, retry_total=0) as client,
+                        SessionAcceptor() as acceptor,
+                    ):
                         while not self._stop.is_set():
                             if parked and not self._accepts.wait(index, _RECEIVE_WAIT):
                                 continue
                             parked = False
-                            if self._one_session(client, outputs, index):
+                            if self._one_session(client, acceptor, outputs, index):
                                 continue
                             delay = self._accepts.found_nothing(index)
                             parked = delay is None
@@ -268,7 +273,9 @@ class ServiceBusTrigger:
                     logger.warning("Service Bus trigger '%s' on %s: %s; reconnecting", self.spec.name, self.entity, exc)
                     self._stop.wait(2.0)
 
-    def _one_session(self, client: ServiceBusClient, outputs: ServiceBusOutputs, index: int) -> bool:
+    def _one_session(
+        self, client: ServiceBusClient, acceptor: SessionAcceptor, outputs: ServiceBusOutputs, index: int
+    ) -> bool:
         """Accepts the next session and takes its messages until it is idle; False when none came in time."""
         # Closing a receiver joins its keep-alive thread, which sleeps in 1 s steps (half a second per session
         # on average); the SDK starts none for a prefetching receiver with keep_alive=0. A session receiver
@@ -283,7 +290,8 @@ class ServiceBusTrigger:
             keep_alive=0,
         )
         try:
-            # entering accepts the next session with messages, or times out
+            # accepts the next session with messages, or times out (entering the receiver then opens nothing)
+            acceptor.open(receiver, _SESSION_OPEN_TIMEOUT)
             with receiver, self.locks.session(receiver):
                 self._accepts.accepted(index)
                 logger.debug("function '%s' accepted session %s", self.spec.name, receiver.session.session_id)
@@ -298,6 +306,7 @@ class ServiceBusTrigger:
             return False  # no session available right now
         except ServiceBusError as exc:
             logger.warning("function '%s': session ended: %s", self.spec.name, exc)
+            acceptor.drop()  # the next session gets a new connection
             if isinstance(exc, (ServiceBusConnectionError, ServiceBusCommunicationError)):
                 # session receivers do not retry: pause, or an unreachable broker turns this into a busy loop
                 self._stop.wait(_RECONNECT_PAUSE)

@@ -55,15 +55,18 @@ def test_time_to_live_format_is_readable_by_the_worker_converter(delta: timedelt
     assert meta._BaseConverter._parse_timedelta(text) == delta
 
 
-def _batch_trigger(annotation: object) -> ServiceBusTrigger:
+def _batch_trigger(
+    annotation: object, host_json: dict[str, object] | None = None, **binding: object
+) -> ServiceBusTrigger:
     spec = FunctionSpec(
         name="batch", trigger={"type": "serviceBusTrigger", "name": "msgs", "queueName": "q", "cardinality": "MANY",
-                               "connection": "ServiceBus"},
+                               "connection": "ServiceBus", **binding},
         outputs=(), user_function=lambda msgs: None, parameters=("msgs",), is_async=False,
         connections={"ServiceBus": Connection(name="ServiceBus", connection_string="Endpoint=sb://x/")},
         trigger_annotation=annotation,
     )  # fmt: skip
-    return ServiceBusTrigger(spec, Invoker(Path(".")), threading.Event(), servicebus_options({}, cpu_count=2))
+    options = servicebus_options(host_json or {}, cpu_count=2)
+    return ServiceBusTrigger(spec, Invoker(Path(".")), threading.Event(), options)
 
 
 def test_a_batch_trigger_runs_one_loop_and_needs_the_annotation_the_worker_accepts() -> None:
@@ -73,3 +76,11 @@ def test_a_batch_trigger_runs_one_loop_and_needs_the_annotation_the_worker_accep
     assert trigger.many and len(trigger._threads) == 1
     with pytest.raises(ValueError, match=r"typing\.List\[func\.ServiceBusMessage\]"):
         _batch_trigger(list[func.ServiceBusMessage])
+
+
+def test_a_batch_trigger_with_sessions_takes_max_concurrent_sessions_at_once() -> None:
+    """The documented local difference: the runtime's batch loop holds one session at a time per instance; the
+    local host runs ``maxConcurrentSessions`` session loops for a batch function too (functions host README)."""
+    host_json: dict[str, object] = {"extensions": {"serviceBus": {"maxConcurrentSessions": 5}}}
+    trigger = _batch_trigger(typing.List[func.ServiceBusMessage], host_json, isSessionsEnabled=True)  # noqa: UP006
+    assert trigger.many and trigger.sessions and len(trigger._threads) == 5
