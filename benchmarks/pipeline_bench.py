@@ -13,7 +13,9 @@ stopped, so they do not compete with it for the CPU):
   burst (where files queue, so latency there measures throughput), in a steady stream below capacity
   (default 200 files at 5 files/s; goal p50 <= 300 ms, p95 <= 600 ms) and for files dropped one at a time into an
   idle pipeline, with the time split into stages from the request ledger (blob scan -> submitted -> accepted by
-  the endpoint -> scored -> written);
+  the endpoint -> scored -> written). An output counts as written when Azurite's access log shows the write
+  answered (:mod:`benchmarks.output_log`: seen within 10 ms, without asking Azurite anything; a listing confirms
+  every outcome at the end of a phase);
 * every phase runs into an input container already holding ``--prefill`` blobs (default 10,000), uploaded
   concurrently before the functions host first starts. The function app runs with ``BLOB_TRIGGER_SOURCE=EventGrid``
   as in Azure, so, as an Event Grid subscription would, the host never runs for blobs written before it first
@@ -50,12 +52,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from benchmarks.costs import CostMeter, cost_lines
 from benchmarks.figures import save
+from benchmarks.output_log import LOG_POLL_SECONDS, LoggedOutputs
 from devstack.functions_host.blob_listing import ContainerLister
 from devstack.stack import LocalStack
 from scoring.examples.churn.sample import frame
@@ -87,9 +91,6 @@ PREFILL_THREADS = 8  # the SDK keeps 10 connections per host in its pool
 # load 10 (the pipeline was waiting for files), so a burst measured its uploader; four keep it well ahead.
 BURST_UPLOADERS = 4
 LEDGER = "ledger"
-# How often bursts look for outputs (at least; see OutputWatcher.pause): each look lists the phase's outputs in
-# Azurite, which the stack shares; a looser interval adds to the latency measured (half of it on average).
-POLL_SECONDS = 0.1
 
 
 def ensure_model() -> None:
@@ -141,7 +142,8 @@ def _stage_medians(stages: list[dict[str, float]]) -> dict[str, float]:
 class Dropper:
     """Uploads files and records when each upload finished (wall clock and monotonic)."""
 
-    def __init__(self, service: BlobServiceClient) -> None:
+    def __init__(self, service: BlobServiceClient, stack: LocalStack) -> None:
+        self.stack = stack
         self.inputs = service.get_container_client(INPUT)
         self.outputs = service.get_container_client(OUTPUT)
         self.ledger = service.get_container_client(LEDGER)
@@ -153,10 +155,17 @@ class Dropper:
         etag = blob.upload_blob(data, overwrite=True, max_concurrency=4, metadata=metadata)["etag"]
         self.dropped[name] = (time.time(), time.monotonic(), derive_request_id(INPUT, name, etag))
 
+    def watch(self, names: list[str], prefixes: list[str], **options: Any) -> tuple[OutputWatcher, LoggedOutputs]:
+        """A listing watcher for ``names`` and the access-log reader that feeds it (made before the drops)."""
+        watcher = OutputWatcher(self.outputs, names, prefixes, **options)
+        settings = self.stack.settings
+        log = LoggedOutputs(settings.azurite_log, urlsplit(settings.blob_endpoint).path, watcher, names, prefixes)
+        return watcher, log
 
-def output_seen(watcher: OutputWatcher, name: str, timeout: float, interval: float) -> Seen:
-    """When ``name``'s output was first listed; raises if none comes in time or an error record does."""
-    if watcher.wait([name], timeout, interval=interval):
+
+def output_seen(watcher: OutputWatcher, log: LoggedOutputs, name: str, timeout: float) -> Seen:
+    """When ``name``'s output was first seen written; raises if none comes in time or an error record does."""
+    if log.wait([name], timeout):
         raise RuntimeError(f"{name}: no output after {timeout:.0f} s")
     seen = watcher.outcomes.first(name)
     assert seen is not None
@@ -176,9 +185,9 @@ def run_sequential(dropper: Dropper, files: list[bytes], timeout: float) -> dict
     latencies = []
     for i, data in enumerate(files):
         name = f"{prefix}{i:04d}.csv"
-        watcher = OutputWatcher(dropper.outputs, [name], [prefix, f"errors/{prefix}"])
+        watcher, log = dropper.watch([name], [prefix, f"errors/{prefix}"])
         dropper.drop(name, data)
-        seen = output_seen(watcher, name, timeout, interval=0.02)
+        seen = output_seen(watcher, log, name, timeout)
         latencies.append((seen.at - dropper.dropped[name][1]) * 1000)
     time.sleep(2.0)  # the writer updates the ledger just after it writes the output
     stages = [
@@ -194,16 +203,6 @@ def run_sequential(dropper: Dropper, files: list[bytes], timeout: float) -> dict
     }
 
 
-def _look_while(watcher: OutputWatcher, running: threading.Event) -> None:
-    """Polls for outputs every POLL_SECONDS while ``running`` is set (the only thread using ``watcher`` meanwhile).
-
-    Its listings are of the few groups still waiting, so they need not be spaced by their own time.
-    """
-    while running.is_set():
-        watcher.poll()
-        time.sleep(POLL_SECONDS)
-
-
 def run_burst(
     dropper: Dropper,
     stack: LocalStack,
@@ -217,20 +216,17 @@ def run_burst(
     prefix = f"burst-{uuid.uuid4().hex[:6]}/"
     session = prefix.rstrip("/") if shared_session else None
     names = [f"{prefix}{i:05d}.csv" for i in range(len(files))]
-    # A paced run lists only the groups of ten names that still wait (names end in a 5-digit index + ".csv"),
-    # so a look takes a few ms however many outputs the run has written, and looks on its own thread while the
-    # files are uploaded. Looking between uploads, at the whole phase's outputs, left 0.1-0.4 s between looks
-    # and added a median of about 0.2 s to the latency measured (0.4-0.6 s at p90).
+    # Outputs are seen in Azurite's access log, read on a thread of its own while the files are uploaded. A
+    # fallback listing takes only the groups of ten names that still wait (names end in a 5-digit index + ".csv").
     group = (lambda name: name[: -len("0.csv")]) if rate else None
-    watcher = OutputWatcher(dropper.outputs, names, [prefix, f"errors/{prefix}"], pending_group=group)
+    watcher, log = dropper.watch(names, [prefix, f"errors/{prefix}"], pending_group=group)
     meter = CostMeter(stack)
     counted = meter.snapshot()
     cpu_before = cpu_seconds(stack)
     dropping = threading.Event()
-    looker = threading.Thread(target=_look_while, args=(watcher, dropping), daemon=True)
-    if rate:
-        dropping.set()
-        looker.start()
+    follower = threading.Thread(target=log.follow_while, args=(dropping,), daemon=True)
+    dropping.set()
+    follower.start()
     started = time.monotonic()
     try:
         if rate:
@@ -242,15 +238,15 @@ def run_burst(
                 list(pool.map(lambda item: dropper.drop(*item, session), zip(names, files, strict=True)))
     finally:
         dropping.clear()
-        if rate:
-            looker.join()
+        follower.join()
     upload_s = time.monotonic() - started
-    missing = watcher.wait(names, timeout, interval=POLL_SECONDS)
+    missing = log.wait(names, timeout)
     finished = time.monotonic()
     cpu_after = cpu_seconds(stack)
     time.sleep(2.0)  # the writer updates the ledger just after it writes the output
     cost = meter.per_file(counted, len(names))  # the benchmark's own requests are shown apart
-    outcomes = watcher.poll()
+    unconfirmed = log.unconfirmed(names)  # one listing: every outcome the log showed is there
+    outcomes = watcher.outcomes
     errors = [n for n in names if n in outcomes.errors]
     latencies = [(outcomes.outputs[n].at - dropper.dropped[n][1]) * 1000 for n in names if n in outcomes.outputs]
     stages = [
@@ -272,7 +268,10 @@ def run_burst(
         "missing": len(missing),
         "error_records": len(errors),
         "stages_p50_ms": _stage_medians(stages),
-        "poll_interval_s": POLL_SECONDS,
+        "log_poll_s": LOG_POLL_SECONDS,
+        "seen_in_log": log.from_log,
+        "seen_by_listing_only": len(log.from_listing),
+        "unconfirmed_by_listing": len(unconfirmed),
         "cost_per_file": cost,
     }
 
@@ -317,13 +316,13 @@ def peaks(stack: LocalStack) -> dict[str, dict[str, int]]:
 def run_large(dropper: Dropper, stack: LocalStack, path: Path, rows: int, timeout: float) -> dict[str, Any]:
     name = f"large-{uuid.uuid4().hex[:6]}/{path.name}"
     data = path.read_bytes()
-    watcher = OutputWatcher(dropper.outputs, [name], [name.split("/")[0], f"errors/{name.split('/')[0]}"])
+    watcher, log = dropper.watch([name], [name.split("/")[0], f"errors/{name.split('/')[0]}"])
     reset_peaks(stack)
     started = time.monotonic()
     dropper.drop(name, data)
     dropped = time.monotonic()
     del data
-    seen = output_seen(watcher, name, timeout, interval=0.1)
+    seen = output_seen(watcher, log, name, timeout)
     elapsed = seen.at - dropped
     wall, _, request_id = dropper.dropped[name]
     # The writer may still touch the blob (Copy Blob, then its content type) until the ledger says succeeded.
@@ -388,7 +387,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with BlobServiceClient.from_connection_string(stack.settings.storage_connection_string) as service:
             figures["prefill"] = prefill(service, args.prefill)
             stack.up()
-            dropper = Dropper(service)
+            dropper = Dropper(service, stack)
             run_sequential(dropper, small[:2], args.timeout)  # warm-up: first imports, connections, containers
             figures["sequential"] = run_sequential(dropper, small[2 : 2 + args.sequential], args.timeout)
             burst = small[args.sequential :]
@@ -487,15 +486,17 @@ def print_details(f: dict[str, Any]) -> None:
         cpu = ", ".join(f"{k} {v:.0%}" for k, v in b["cpu_share"].items())
         print(f"burst of {b['files']} ({b['sessions']}), median per stage (ms): {_fmt(b['stages_p50_ms'])}; "
               f"uploads took {b['upload_s']:.1f} s ({b.get('uploaders', 1)} threads); missing {b['missing']}, "
-              f"error records {b['error_records']}; "
+              f"error records {b['error_records']}; outcomes seen in the access log {b.get('seen_in_log', '-')}, "
+              f"by a listing only {b.get('seen_by_listing_only', '-')}, not there in the last listing "
+              f"{b.get('unconfirmed_by_listing', '-')}; "
               f"CPU (share of one core): {cpu}")  # fmt: skip
         for line in cost_lines(
             f"  cost of {b['files']} ({b['sessions']}{', paced' if b['rate'] else ''})", b["cost_per_file"]
         ):
             print(line)
     print(
-        f"outputs are seen by listing the output container every {POLL_SECONDS} s or more (three times the"
-        " listing's time; idle runs: 0.02 s)"
+        f"latency: upload answered -> output (or error record) write answered, seen in Azurite's access log read every"
+        f" {LOG_POLL_SECONDS} s; a listing confirms each phase's outcomes"
     )
     lg = f["large"]
     print(f"large file: upload {lg['upload_s']:.1f} s, drop -> output {lg['drop_to_output_s']:.1f} s, stages (ms): "

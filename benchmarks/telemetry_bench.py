@@ -43,7 +43,7 @@ def one_round(mode: str, large: Path, rows: int, files: list[bytes], timeout: fl
     try:
         stack.up()
         with BlobServiceClient.from_connection_string(stack.settings.storage_connection_string) as service:
-            dropper = Dropper(service)
+            dropper = Dropper(service, stack)
             run_burst(dropper, stack, files[:5], timeout, shared_session=True)  # warm-up
             burst = run_burst(dropper, stack, files[5:], timeout, shared_session=True)
             big = run_large(dropper, stack, large, rows, timeout)
