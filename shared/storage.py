@@ -42,7 +42,9 @@ _local = threading.local()
 # Clock skew allowance for SAS start times and a floor for user delegation key lifetimes.
 _SKEW = timedelta(minutes=5)
 _COPY_POLL_SECONDS = 0.2
-_BLOB_CLIENTS_PER_THREAD = 256
+# A file's blobs are touched by one thread a few calls in a row (the writer reads the ledger record, then updates
+# it); more kept clients are only more objects for the garbage collector to go through (about 45 each).
+_BLOB_CLIENTS_PER_THREAD = 16
 _IDLE_CLIENTS_PER_CONNECTION = 16
 # Service clients of threads that have ended, for the next new thread (see _ThreadBlobClients).
 _idle_clients: dict[Connection, list[BlobServiceClient]] = {}
@@ -124,7 +126,7 @@ def service_client(connection: Connection) -> BlobServiceClient:
 
 def blob_client(connection: Connection, container: str, name: str) -> BlobClient:
     """This thread's client for one blob, kept for the next calls on the same blob (building a ``BlobClient``
-    builds its whole pipeline configuration: about as much CPU as a small request)."""
+    builds its generated client's configuration and serializers anew)."""
     blobs: OrderedDict[tuple[Connection, str, str], BlobClient] | None = getattr(_local, "blobs", None)
     if blobs is None:
         blobs = _local.blobs = OrderedDict()

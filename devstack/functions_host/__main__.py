@@ -7,6 +7,7 @@ Exits with status 0 on SIGTERM/SIGINT after a graceful stop, and 2 when the app 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("functions host cannot start: %s", exc)
         host.stop()
         return 2
+    # The modules and objects of start-up live as long as the process: frozen, the collector no longer goes
+    # through them in each full collection (about 90 ms each, every 100 small files of a burst, before).
+    gc.freeze()
     print(host.ready_line(), flush=True)
     while not stop.wait(1.0):
         pass

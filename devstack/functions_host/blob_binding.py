@@ -7,14 +7,17 @@
   ``StorageStreamDownloader``): the worker marks the binding ``SupportsDeferredBinding`` when it indexes the
   app, the host then sends ``model_binding_data`` (a reference: connection name, container, blob name) instead
   of the content, and the worker asks the extension's converter for the client. This host builds the same
-  reference and calls the same converter, and, like the worker, keeps each client it made for the same
-  parameter, type, reference and function and hands it out again.
+  reference and calls the same converter, and, like the worker, keeps the clients it made for the same
+  parameter, type, reference and function and hands them out again; it keeps the last
+  :data:`SDK_ARGUMENTS_KEPT` only (the worker keeps every one, and each holds a whole service client and its
+  pipeline, so a burst of new blobs would keep one per blob for the life of the process).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +29,7 @@ from azure.functions import meta
 BINDING_DATA_VERSION = "1.0"
 BINDING_DATA_SOURCE = "AzureStorageBlobs"
 BINDING_DATA_CONTENT_TYPE = "application/json"
+SDK_ARGUMENTS_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,10 @@ def reference(connection: str, container: str, blob: str) -> ModelBindingData:
 class SdkTypeArguments:
     """Builds SDK-type arguments with the extension's converter, reusing them as the worker's cache does."""
 
-    def __init__(self) -> None:
+    def __init__(self, kept: int = SDK_ARGUMENTS_KEPT) -> None:
         self._lock = threading.Lock()
-        self._made: dict[tuple[str, Any, bytes, str], Any] = {}
+        self._kept = kept
+        self._made: OrderedDict[tuple[str, Any, bytes, str], Any] = OrderedDict()
 
     def argument(
         self, function: str, parameter: str, binding_type: str, annotation: Any, data: ModelBindingData
@@ -80,6 +85,7 @@ class SdkTypeArguments:
         key = (parameter, annotation, data.content, function)
         with self._lock:
             if key in self._made:
+                self._made.move_to_end(key)
                 return self._made[key]
         from azurefunctions.extensions.base import Datum
 
@@ -88,7 +94,11 @@ class SdkTypeArguments:
             raise TypeError(f"no SDK-type converter gives {annotation!r} for a {binding_type} binding")
         value = converter.decode(Datum(data, "model_binding_data"), trigger_metadata={}, pytype=annotation)
         with self._lock:
-            return self._made.setdefault(key, value)
+            value = self._made.setdefault(key, value)
+            self._made.move_to_end(key)
+            while len(self._made) > self._kept:
+                self._made.popitem(last=False)
+            return value
 
 
 def trigger_metadata(name: str, uri: str, properties: Mapping[str, Any], metadata: Mapping[str, str]) -> dict[str, Any]:
