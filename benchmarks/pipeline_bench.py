@@ -212,7 +212,7 @@ def run_burst(
     rate: float | None = None,
 ) -> dict[str, Any]:
     """All files as fast as ``BURST_UPLOADERS`` threads can, or ``rate`` files per second from one thread; in one
-    session (as the CLI uploads) or each in its own."""
+    session (as the CLI uploads) or each in its own (named in its metadata, as many clients of one file each)."""
     prefix = f"burst-{uuid.uuid4().hex[:6]}/"
     session = prefix.rstrip("/") if shared_session else None
     names = [f"{prefix}{i:05d}.csv" for i in range(len(files))]
@@ -232,10 +232,10 @@ def run_burst(
         if rate:
             for i, (name, data) in enumerate(zip(names, files, strict=True)):
                 time.sleep(max(0.0, started + i / rate - time.monotonic()))
-                dropper.drop(name, data, session)
+                dropper.drop(name, data, session or name)
         else:
             with ThreadPoolExecutor(BURST_UPLOADERS) as pool:
-                list(pool.map(lambda item: dropper.drop(*item, session), zip(names, files, strict=True)))
+                list(pool.map(lambda item: dropper.drop(*item, session or item[0]), zip(names, files, strict=True)))
     finally:
         dropping.clear()
         follower.join()
