@@ -6,7 +6,6 @@ file (name, size, format, metadata) gets an error record and a failed ledger ent
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -35,6 +34,12 @@ logger = logging.getLogger(__name__)
 MAX_SESSION_ID_LENGTH = 128  # Service Bus session id limit
 META_SESSION = "session_id"
 META_MODEL = "model"
+# The reply session of every file uploaded without session_id metadata. The Functions runtime runs a batch trigger
+# on sessions (write_result) as one loop per instance: it takes a session, writes its batches until the session has
+# been idle for sessionIdleTimeout, then takes the next. A session per file would be written at about one file per
+# accept plus sessionIdleTimeout per instance; one shared session is written in batches. The results of one input
+# name stay in order within it.
+DEFAULT_SESSION = "default"
 
 
 class SubmitOutcome(StrEnum):
@@ -53,15 +58,11 @@ class Rejection(Exception):
         self.message = message
 
 
-def derived_session_id(name: str) -> str:
-    """Session of a file uploaded without ``session_id`` metadata: its own path (hashed if too long)."""
-    return name if len(name) <= MAX_SESSION_ID_LENGTH else hashlib.sha256(name.encode()).hexdigest()
-
-
-def choose_session(name: str, metadata: Mapping[str, str]) -> str:
+def choose_session(metadata: Mapping[str, str]) -> str:
+    """The reply session the metadata names, or :data:`DEFAULT_SESSION`; raises Rejection for an unusable one."""
     session = metadata.get(META_SESSION)
     if session is None:
-        return derived_session_id(name)
+        return DEFAULT_SESSION
     if not session.strip() or len(session) > MAX_SESSION_ID_LENGTH or has_control_characters(session):
         raise Rejection(
             ErrorCode.INVALID_REQUEST, f"metadata session_id must be 1-{MAX_SESSION_ID_LENGTH} printable characters"
@@ -129,7 +130,7 @@ def submit_blob(
     metadata = {k.lower(): v for k, v in info.metadata.items()}
     try:
         fmt = check_file(name, info, settings)
-        session = choose_session(name, metadata)
+        session = choose_session(metadata)
         model = choose_model(name, metadata, settings)
     except Rejection as rejection:
         _reject(container, name, info, request_id, rejection, settings=settings, blobs=blobs, ledger=ledger, now=now)

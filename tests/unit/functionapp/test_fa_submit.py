@@ -11,7 +11,7 @@ from shared.blobnames import MAX_INPUT_NAME_LENGTH, name_problem
 from shared.contracts import InferenceRequest, RequestState, derive_request_id
 from shared.ledger import Ledger
 from shared.ports import BlobInfo
-from shared.submit import SubmitOutcome, submit_blob
+from shared.submit import DEFAULT_SESSION, SubmitOutcome, submit_blob
 
 from .fakes import FakeBlobStore, FakeBus, FixedClock, make_settings
 
@@ -73,7 +73,19 @@ def test_refired_trigger_yields_the_same_request_and_message_id() -> None:
     assert len({s.message.message_id for s in bus.sent}) == 1
     request = InferenceRequest.from_json(bus.sent[0].message.body)
     assert (request.format, request.compression) == ("jsonl", "gzip")
-    assert request.session_id == "a.jsonl.gz"  # derived from the path without metadata
+    assert request.session_id == DEFAULT_SESSION  # no session_id metadata
+
+
+def test_files_without_a_session_share_the_default_one_and_a_named_session_is_kept() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    blobs.put("input", "store-1/day.csv", b"a\n1\n")
+    blobs.put("input", "store-2/day.csv", b"a\n2\n")
+    blobs.put("input", "store-3/day.csv", b"a\n3\n", {"session_id": "client-9"})
+    for name in ("store-1/day.csv", "store-2/day.csv", "store-3/day.csv"):
+        assert run(blobs, bus, name) == SubmitOutcome.PUBLISHED
+    sessions = [InferenceRequest.from_json(s.message.body).session_id for s in bus.sent]
+    assert sessions == [DEFAULT_SESSION, DEFAULT_SESSION, "client-9"]
+    assert [s.message.session_id for s in bus.sent] == sessions
 
 
 def test_the_message_names_the_etag_of_the_record_it_created_and_a_refire_names_none() -> None:
