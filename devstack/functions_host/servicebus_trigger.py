@@ -281,7 +281,8 @@ class ServiceBusTrigger:
         # on average); the SDK starts none for a prefetching receiver with keep_alive=0. A session receiver
         # holds the session's lock anyway, so prefetching one of its messages takes nothing from anyone.
         self._accepts.begin(index)
-        receiver = self._receiver(
+        new_receiver = partial(
+            self._receiver,
             client,
             session_id=NEXT_AVAILABLE_SESSION,
             max_wait_time=_SESSION_ACCEPT_WAIT,
@@ -291,7 +292,7 @@ class ServiceBusTrigger:
         )
         try:
             # accepts the next session with messages, or times out (entering the receiver then opens nothing)
-            acceptor.open(receiver, _SESSION_OPEN_TIMEOUT)
+            receiver = acceptor.accept(new_receiver, _SESSION_OPEN_TIMEOUT)
             with receiver, self.locks.session(receiver):
                 self._accepts.accepted(index)
                 logger.debug("function '%s' accepted session %s", self.spec.name, receiver.session.session_id)

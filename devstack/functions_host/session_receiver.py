@@ -4,7 +4,7 @@ azure-servicebus 7.15 opens a receiver by reading one AMQP frame, sleeping 50 ms
 (``ServiceBusReceiver._open``). A session receiver's handshake is about nine frames (open, begin, two ``$cbs``
 attaches and their credit, the token's answer and its disposition, the session link's attach), so each accept
 took about 450 ms of its thread's time although the broker answers each frame within a millisecond; the frames
-are all there to be read. :meth:`SessionAcceptor.open` runs the same steps (the SDK's own handler, token, link
+are all there to be read. :meth:`SessionAcceptor.accept` runs the same steps (the SDK's own handler, token, link
 and error mapping) and reads each frame as soon as it comes, blocking on the socket instead of sleeping: an
 accept takes a few milliseconds.
 
@@ -15,7 +15,8 @@ connection's open and close are saved. The SDK's own switch for this (``ServiceB
 fails in 7.15 before it connects and would open links without a token. The connection is never used by two
 threads' receivers (one acceptor per thread); the host's lock renewer renews the held session on it, as it did
 on the receiver's own connection. When anything fails on it other than "no session available", the connection
-is dropped and the next accept opens a new one.
+is dropped and the next accept opens a new one; an accept that finds its kept connection closed retries at once
+on a new one.
 
 This reaches into the SDK's private handler (the version is pinned in the dev extras); the integration tests
 of the session trigger run it against the emulator with the real SDK.
@@ -25,11 +26,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from azure.servicebus import ServiceBusReceiver
 from azure.servicebus._common.utils import create_authentication
-from azure.servicebus.exceptions import OperationTimeoutError
+from azure.servicebus.exceptions import (
+    OperationTimeoutError,
+    ServiceBusCommunicationError,
+    ServiceBusConnectionError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +47,30 @@ class SessionAcceptor:
         self._connection: Any = None  # the pyamqp Connection the next receiver opens on, once one exists
         self._unanswered = False
 
-    def open(self, receiver: ServiceBusReceiver, timeout: float) -> None:
-        """Opens ``receiver`` (a NEXT_AVAILABLE or named session receiver) as entering it would.
+    def accept(self, new_receiver: Callable[[], ServiceBusReceiver], timeout: float) -> ServiceBusReceiver:
+        """A receiver from ``new_receiver()`` (a NEXT_AVAILABLE or named session receiver), opened as entering it
+        would open it; entering it afterwards opens nothing more.
 
         Raises what entering it raises: OperationTimeoutError when no session came within the receiver's
         ``max_wait_time`` (the broker answers the attach then) or nothing at all within ``timeout`` seconds, a
-        ServiceBusError for anything else (after which the connection is not reused).
+        ServiceBusError for anything else (after which the connection is not reused). A connection kept from an
+        earlier accept that turns out to be closed (a broker restart, or one that closes connections left without
+        links) is replaced once, with a new receiver, without raising.
         """
+        reused = self._connection is not None
+        receiver = new_receiver()
+        try:
+            self._open(receiver, timeout)
+            return receiver
+        except (ServiceBusConnectionError, ServiceBusCommunicationError) as exc:
+            if not reused:
+                raise
+            logger.info("a kept session connection failed (%s); accepting on a new one", exc)
+        receiver = new_receiver()  # the failed one may count its session lock as lost
+        self._open(receiver, timeout)
+        return receiver
+
+    def _open(self, receiver: ServiceBusReceiver, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         self._unanswered = False
         try:
