@@ -17,7 +17,9 @@ create-or-replace wrote into the watched containers: the REST calls after which 
 each with the ETag and Last-Modified of the version it wrote when the line has them (a plain ``common`` line
 has not: the trigger then reads the blob's properties). A blob written and then deleted within the lines read at
 once is left out. A log that shrinks or is replaced (rotated, recreated) is read again from its start. Lines are
-only hints: a slow full listing catches whatever a log never showed.
+only hints: a slow full listing catches whatever a log never showed. :meth:`AccessLogFollower.wait` returns as
+soon as the log is written to (inotify, through ``inotify_simple``, on Linux), so a new blob is seen within a
+millisecond or so of Azurite logging it, and an idle log costs no more than a poll now and then.
 
 The follower also reports when Azurite started again (its start-up line in the same log): Azurite keeps its
 metadata in memory and saves it every few seconds, so after a ``kill -9`` it comes back from an earlier state, and
@@ -27,15 +29,23 @@ back in time; this exists for the local stack only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+try:
+    from inotify_simple import INotify, flags
+except ImportError:  # not Linux (inotify is Linux's), or installed without it: the log is polled
+    INotify = None
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +133,8 @@ class AccessLogFollower:
         self._offset = 0
         self._partial = b""
         self._restarted = False
+        self._inotify: Any = None  # made on the first wait
+        self._watched: tuple[int, int] | None = None  # (inode, watch descriptor) of the file watched
         try:
             status = os.stat(path)
             self._inode, self._offset = status.st_ino, status.st_size
@@ -148,6 +160,37 @@ class AccessLogFollower:
             elif (deleted := blob_deleted(line, self.account_path)) is not None:
                 found.pop(deleted, None)
         return list(found.values())
+
+    def wait(self, timeout: float) -> None:
+        """Returns as soon as the log is written to, or after ``timeout`` seconds (at once when it was written to
+        since the last wait). Without inotify, or while the log does not exist, it waits ``timeout``."""
+        if not self._watch():
+            time.sleep(timeout)
+            return
+        self._inotify.read(timeout=max(1, round(timeout * 1000)))
+
+    def close(self) -> None:
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify, self._watched = None, None
+
+    def _watch(self) -> bool:
+        """Watches the file now at the log's path for writes (again when it was replaced); False if it cannot."""
+        if INotify is None:
+            return False
+        try:
+            if self._inotify is None:
+                self._inotify = INotify()
+            inode = os.stat(self.path).st_ino
+            if self._watched is None or self._watched[0] != inode:
+                if self._watched is not None:
+                    with contextlib.suppress(OSError):  # the kernel drops the watch of a deleted file itself
+                        self._inotify.rm_watch(self._watched[1])
+                self._watched = (inode, self._inotify.add_watch(self.path, flags.MODIFY))
+        except OSError:
+            self._watched = None
+            return False
+        return True
 
     def restarted(self) -> bool:
         """Whether the log showed Azurite starting again since the last call."""

@@ -89,7 +89,10 @@ _DOWNLOAD_CHUNK = 4 * 1024 * 1024
 
 # host storage blobs that record when an Event Grid-source trigger first ran (see the module's docstring)
 SUBSCRIPTIONS = "eventgrid-subscriptions"
-_FOLLOW_SECONDS = 0.05  # how often the access log is looked at (a stat; a read only when it grew)
+# The access log is read as soon as it is written to (inotify), else every _FOLLOW_SECONDS; while Azurite is busy
+# it is written to by every request, so it is read at most every _FOLLOW_MIN_SECONDS.
+_FOLLOW_SECONDS = 0.05
+_FOLLOW_MIN_SECONDS = 0.01
 _TROUBLE_CHECK_SECONDS = 0.2  # how soon the listing thread notices a failed storage call of another thread
 _FRESH_SECONDS = 1.0  # properties read this recently are trusted by the worker without reading them again
 _QUEUED, _DONE, _BUSY = "queued", "done", "busy"
@@ -254,8 +257,13 @@ class BlobTrigger:
         long listing holds none of them up), and blobs to try again."""
         service = clients.blob_service(self._data)
         receipts = hosts_container(self._host_storage)
+        read_at = 0.0
         try:
-            while not self._stop.wait(_FOLLOW_SECONDS):
+            while not self._stop.is_set():
+                follower.wait(_FOLLOW_SECONDS)
+                if self._stop.wait(max(0.0, read_at + _FOLLOW_MIN_SECONDS - time.monotonic())):
+                    break
+                read_at = time.monotonic()
                 if not follower.available():
                     with self._lock:
                         self._retries.clear()  # the listings, back to back without a log, see them
@@ -270,6 +278,7 @@ class BlobTrigger:
                         self._trouble = True
                 self._retry_due(service, receipts)
         finally:
+            follower.close()
             service.close()
             receipts.close()
 

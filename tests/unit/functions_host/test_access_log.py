@@ -4,11 +4,13 @@ log that grows, ends mid-line, is truncated or replaced."""
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from devstack.functions_host import access_log
 from devstack.functions_host.access_log import AccessLogFollower, BlobWrite, blob_write
 
 ACCOUNT = "/devstoreaccount1"
@@ -165,3 +167,39 @@ def test_the_last_write_of_a_blob_counts_and_a_blob_deleted_after_it_is_left_out
         versioned("PUT", "/devstoreaccount1/input/a.csv", 201),
     )
     assert [(w.name, w.etag) for w in follower.new_blobs()] == [("a.csv", '"0x8D1A"')]  # deleted, then written again
+
+
+def waited(follower: AccessLogFollower, timeout: float) -> float:
+    started = time.monotonic()
+    follower.wait(timeout)
+    return time.monotonic() - started
+
+
+def test_wait_returns_as_soon_as_the_log_is_written_to_and_after_a_replaced_log_too(tmp_path: Path) -> None:
+    log = tmp_path / "azurite.log"
+    append(log, line("PUT", "/devstoreaccount1/input/before.csv", 201))
+    follower = AccessLogFollower(log, ACCOUNT, ["input"])
+    try:
+        assert waited(follower, 0.05) >= 0.04  # nothing written: the timeout
+        append(log, line("PUT", "/devstoreaccount1/input/a.csv", 201))
+        assert waited(follower, 30) < 10  # written since the last wait: at once
+        assert names(follower) == [("input", "a.csv")]
+
+        os.rename(log, tmp_path / "azurite.log.1")
+        append(log, line("PUT", "/devstoreaccount1/input/b.csv", 201))
+        follower.wait(0.05)  # the new file is watched from here on; what it holds is read below in any case
+        assert names(follower) == [("input", "b.csv")]
+        append(log, line("PUT", "/devstoreaccount1/input/c.csv", 201))
+        assert waited(follower, 30) < 10
+        assert names(follower) == [("input", "c.csv")]
+    finally:
+        follower.close()
+
+
+def test_without_inotify_wait_is_a_pause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(access_log, "INotify", None)
+    log = tmp_path / "azurite.log"
+    follower = AccessLogFollower(log, ACCOUNT, ["input"])
+    append(log, line("PUT", "/devstoreaccount1/input/a.csv", 201))
+    assert waited(follower, 0.05) >= 0.04
+    assert names(follower) == [("input", "a.csv")]
