@@ -5,8 +5,13 @@ the new ones on the queue as one job and returns at once, or rejects them all wi
 the queue is full (nothing of the group is queued, so the caller can retry the whole group). A request
 already queued, running or recently done is acknowledged again without new work (a re-delivered
 Service Bus message or a client retry must not score a file twice). A job of several requests (several
-small files of one batch) is scored by one worker, file after file, and each file's result is published
-as soon as it is ready. The table of known requests is
+small files of one batch) is scored by one worker, file after file; the results are published together
+(one send per reply session, see ``publisher``) once the oldest of them has waited ``PUBLISH_AFTER_SECONDS``
+or the job is done, so a burst of small files costs a send per few files while a file of a slow job does not
+wait for all the others. A request counts as done only once the broker took its result; when publishing
+fails for good (or the process dies), the files of the job without a published result are forgotten, so a
+retry of them is accepted as new work (reconcile resubmits them after the result deadline). The table of
+known requests is
 bounded: queued and running entries are bounded by the queue size and worker count, and only the
 ``dedupe_entries`` most recent finished ones are remembered.
 
@@ -25,8 +30,10 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from enum import StrEnum
 
+from opentelemetry import context as otel_context
+
 from scoring.service.errors import RequestRejected
-from scoring.service.publisher import ResultPublisher
+from scoring.service.publisher import Outgoing, ResultPublisher
 from shared.contracts import AsyncScoringRequest, InferenceResult
 from shared.retry import PUBLISHER_REOPEN, RetryPolicy
 from shared.telemetry import pipeline
@@ -43,6 +50,10 @@ class JobState(StrEnum):
 Key = tuple[str, int]
 Process = Callable[[AsyncScoringRequest], InferenceResult]
 
+# A result of a job waits at most this long (plus the scoring of the file in progress) for others to go out
+# with it: long enough to gather a few small files' results in a burst, short against a file's latency.
+PUBLISH_AFTER_SECONDS = 0.1
+
 
 class Dispatcher:
     def __init__(
@@ -55,6 +66,7 @@ class Dispatcher:
         publish_retry: RetryPolicy,
         make_processor: Callable[[], Process],
         make_publisher: Callable[[], AbstractContextManager[ResultPublisher]],
+        publish_after_seconds: float = PUBLISH_AFTER_SECONDS,
     ) -> None:
         self._queue: queue.Queue[tuple[AsyncScoringRequest, ...]] = queue.Queue(queue_size)
         self._states: OrderedDict[Key, JobState] = OrderedDict()
@@ -64,6 +76,7 @@ class Dispatcher:
         self._publish_retry = publish_retry
         self._make_processor = make_processor
         self._make_publisher = make_publisher
+        self._publish_after = publish_after_seconds
         self._threads = [
             threading.Thread(target=self._work, name=f"scoring-worker-{i}", daemon=True) for i in range(workers)
         ]
@@ -136,28 +149,48 @@ class Dispatcher:
 
     def _one(self, process: Process, publisher: ResultPublisher) -> None:
         group = self._queue.get()
-        for done, request in enumerate(group):
-            key = (request.request_id, request.attempt)
-            self._set(key, JobState.RUNNING)
-            try:
+        done: set[Key] = set()
+        ready: list[Outgoing] = []
+        oldest = 0.0
+        try:
+            for request in group:
+                self._set((request.request_id, request.attempt), JobState.RUNNING)
                 with pipeline.job_span(request.request_id, request.attempt, request.input_name, request.model):
                     result = process(request)
-                    self._publish(publisher, result, request)
-            except BaseException:
-                # No result went out for this one and the rest of its group: forget them so that a retry of
-                # them is accepted as new work (reconcile resubmits them after the result deadline).
-                with self._lock:
-                    for rest in group[done:]:
-                        self._states.pop((rest.request_id, rest.attempt), None)
-                raise
-            self._set(key, JobState.DONE)
+                    ready.append(Outgoing(result, request.reply.session_id, otel_context.get_current()))
+                if len(ready) == 1:
+                    oldest = time.monotonic()
+                if time.monotonic() - oldest >= self._publish_after:
+                    self._publish(publisher, ready, done)
+                    ready = []
+            if ready:
+                self._publish(publisher, ready, done)
+        except BaseException:
+            # No result went out for these: forget them so that a retry of them is accepted as new work
+            # (reconcile resubmits them after the result deadline).
+            with self._lock:
+                for request in group:
+                    key = (request.request_id, request.attempt)
+                    if key not in done:
+                        self._states.pop(key, None)
+            raise
 
-    def _publish(self, publisher: ResultPublisher, result: InferenceResult, request: AsyncScoringRequest) -> None:
+    def _publish(self, publisher: ResultPublisher, results: list[Outgoing], done: set[Key]) -> None:
+        """Publishes ``results`` with the retry policy; a retry sends only the results no send has taken yet."""
+        waiting = list(results)
+
+        def sent(items: Sequence[Outgoing]) -> None:
+            for item in items:
+                key = (item.result.request_id, item.result.attempt)
+                done.add(key)
+                self._set(key, JobState.DONE)
+                waiting.remove(item)
+
+        names = ", ".join(item.result.request_id for item in results)
         try:
             self._publish_retry.call(
-                lambda: publisher.publish(result, request.reply.session_id),
-                what=f"publishing the result of {request.request_id}",
+                lambda: publisher.publish(tuple(waiting), sent), what=f"publishing the results of {names}"
             )
         except Exception:
-            logger.exception("could not publish the result of %s; giving up", request.request_id)
+            logger.exception("could not publish the results of %s; giving up", names)
             raise

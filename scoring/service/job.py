@@ -25,7 +25,7 @@ from scoring.service.model import ScoringModel
 from scoring.service.settings import ScoringSettings
 from scoring.service.sink import BlockWriter, OutputSink
 from scoring.service.source import blob_pieces, decompressed
-from scoring.service.storage import input_blob, input_connections, redact
+from scoring.service.storage import InputBlobs, redact
 from scoring.service.tracing import JobClocks
 from scoring.service.validation import Validator
 from shared.contracts import (
@@ -157,8 +157,8 @@ class ScoringJob:
         self.model = model
         self.validator = Validator(model.spec, MAX_ROW_ERRORS_REPORTED)
         self._open_results_blob = open_results_blob
-        # This worker's connections to the input storage (the SDK's own download threads share one session too)
-        self._input = input_connections()
+        # This worker's clients of the input storage: one session and one pipeline per account for every file
+        self._input = InputBlobs()
         self._read_since_release = 0
         self._last_read = 0
 
@@ -194,7 +194,7 @@ class ScoringJob:
     def _pieces(self, request: AsyncScoringRequest) -> Iterator[bytes]:
         s = self.settings
         return decompressed(
-            blob_pieces(input_blob(request.blob_url, self._input), s.max_input_bytes),
+            blob_pieces(self._input.client(request.blob_url), s.max_input_bytes),
             request.compression,
             s.max_data_bytes,
         )

@@ -17,12 +17,14 @@ the container. URLs are never logged with their query string.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from urllib.request import getproxies_environment
 
 from azure.core.exceptions import ResourceExistsError
 from azure.core.pipeline.transport import RequestsTransport
@@ -133,33 +135,77 @@ def _input_retry() -> ExponentialRetry:
 INPUT_CONNECTION_TIMEOUT_SECONDS = 10
 
 
-def input_connections() -> RequestsTransport:
-    """The HTTP session of one worker's input reads, set up by the SDK as for a client of its own (no urllib3
-    retries: the SDK's retry policy retries; proxies from the environment). Reads of many small files through
-    it reuse its connections instead of each opening (and the storage accepting) a new one."""
-    owner = RequestsTransport(connection_timeout=INPUT_CONNECTION_TIMEOUT_SECONDS)
-    owner.open()
-    return owner
+def _from_environment() -> tuple[bool, bool | str]:
+    """Whether requests must read the environment per request, and what to verify TLS with.
+
+    A session that trusts the environment (``trust_env``) looks up the proxy variables on every request, walking
+    the whole environment twice per read. Without a proxy variable there is nothing to look up per request; the CA
+    bundle the variables name (``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``, as requests reads them) is read
+    once here instead. With a proxy the session keeps reading the environment, for ``NO_PROXY`` to apply per URL.
+    """
+    if getproxies_environment():
+        return True, True
+    return False, os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
 
 
-def input_blob(url: str, connections: RequestsTransport | None = None) -> BlobClient:
-    """A client of one input blob; with ``connections``, over that session (closing the client leaves it open)."""
-    # The SDK's first GET fetches up to 32 MiB (max_single_get_size) and then re-slices that buffer piece
-    # by piece; asking for the same size as the later pieces keeps what the download holds at one piece.
-    options: dict[str, Any] = {
-        "retry_policy": _input_retry(),
-        "connection_timeout": INPUT_CONNECTION_TIMEOUT_SECONDS,
-        "max_single_get_size": DOWNLOAD_PIECE_BYTES,
-        "max_chunk_get_size": DOWNLOAD_PIECE_BYTES,
-        "permit_redirects": False,  # a redirect could lead anywhere; the allow-list was checked for this URL only
-    }
-    if connections is not None:
-        options["transport"] = RequestsTransport(
-            session=connections.session, session_owner=False, connection_timeout=INPUT_CONNECTION_TIMEOUT_SECONDS
+class InputBlobs:
+    """One worker's clients of input blobs. Every read goes over one HTTP session, so the connections are reused
+    instead of each file opening (and the storage accepting) a new one, and through one SDK pipeline per account
+    and kind of authorisation, built for the first blob and reused for the next: a blob's client then costs the
+    parsing of its URL instead of a pipeline of a dozen policies, a configuration and an HTTP transport. Each
+    request still carries its own authorisation: the SAS of its URL (the client appends the URL's query to
+    every request it makes), or a token of the identity (DefaultAzureCredential) for a URL without a SAS.
+
+    Without a proxy in the environment, the environment is read once, when the worker starts (see
+    :func:`_from_environment`).
+    """
+
+    def __init__(self) -> None:
+        use_environment, self._verify = _from_environment()
+        self._connections = RequestsTransport(
+            connection_timeout=INPUT_CONNECTION_TIMEOUT_SECONDS, use_env_settings=use_environment
         )
-    if "sig" in parse_qs(urlsplit(url).query):
-        return BlobClient.from_blob_url(url, **options)
-    return BlobClient.from_blob_url(url, credential=_credential(), **options)
+        self._connections.open()
+        self._templates: dict[tuple[str, bool], BlobClient] = {}
+
+    def client(self, url: str) -> BlobClient:
+        """A client of the blob at ``url``; closing it leaves the worker's session and pipeline open."""
+        parts = urlsplit(url)
+        signed = "sig" in parse_qs(parts.query)
+        credential = None if signed else _credential()
+        template = self._templates.get((parts.netloc, signed))
+        if template is None:
+            template = BlobClient.from_blob_url(url, credential=credential, **self._options())
+            self._templates[(parts.netloc, signed)] = template
+            return template
+        # The SDK's own get_blob_client hands a new client its parent's configuration and pipeline the same way.
+        return BlobClient.from_blob_url(
+            url,
+            credential=credential,
+            _configuration=template._config,
+            _pipeline=template._pipeline,
+        )
+
+    def _options(self) -> dict[str, Any]:
+        # The SDK's first GET fetches up to 32 MiB (max_single_get_size) and then re-slices that buffer piece
+        # by piece; asking for the same size as the later pieces keeps what the download holds at one piece.
+        return {
+            "retry_policy": _input_retry(),
+            "connection_timeout": INPUT_CONNECTION_TIMEOUT_SECONDS,
+            "max_single_get_size": DOWNLOAD_PIECE_BYTES,
+            "max_chunk_get_size": DOWNLOAD_PIECE_BYTES,
+            "permit_redirects": False,  # a redirect could lead anywhere; the allow-list was checked for this URL only
+            # Closing a blob's client closes its transport: this one leaves the worker's session open.
+            "transport": RequestsTransport(
+                session=self._connections.session,
+                session_owner=False,
+                connection_timeout=INPUT_CONNECTION_TIMEOUT_SECONDS,
+                connection_verify=self._verify,
+            ),
+        }
+
+    def close(self) -> None:
+        self._connections.close()
 
 
 class ResultsBlob:

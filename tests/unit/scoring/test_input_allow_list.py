@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +25,7 @@ from scoring.service.app import ScoringService
 from scoring.service.dispatcher import Dispatcher
 from scoring.service.job import ScoringJob
 from scoring.service.model import load_model
+from scoring.service.publisher import Outgoing, Sent
 from scoring.service.settings import ScoringSettings, SettingsError
 from scoring.service.storage import BlobUrlRefused, InputAccount, check_input_url, input_accounts
 from shared.contracts import AsyncScoringRequest, DataFormat, ErrorCode, InferenceResult, ReplyTo, ResultStatus
@@ -87,8 +88,9 @@ class Published:
     def __init__(self) -> None:
         self.results: list[InferenceResult] = []
 
-    def publish(self, result: InferenceResult, session_id: str) -> None:
-        self.results.append(result)
+    def publish(self, results: Sequence[Outgoing], sent: Sent) -> None:
+        self.results.extend(item.result for item in results)
+        sent(results)
 
     def __enter__(self) -> Published:
         return self

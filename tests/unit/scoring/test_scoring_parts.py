@@ -6,8 +6,9 @@ import gzip
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from types import TracebackType
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from scoring.service.dispatcher import Dispatcher, JobState
 from scoring.service.errors import RequestRejected, ScoringError
 from scoring.service.job import _Prefetch
+from scoring.service.publisher import Outgoing, Sent, by_session
 from scoring.service.settings import ScoringSettings, SettingsError
 from scoring.service.sink import BLOCK_BYTES, OutputSink
 from scoring.service.source import decompressed, record_chunks
@@ -27,7 +29,7 @@ from shared.contracts import (
     ReplyTo,
     ResultStatus,
 )
-from shared.retry import RESULT_PUBLISH
+from shared.retry import RESULT_PUBLISH, RetryPolicy
 from tests.support.wait import wait_until
 
 # ---------------------------------------------------------------------------------------------- source
@@ -164,10 +166,20 @@ def test_sink_surfaces_upload_failures() -> None:
 
 
 class FakePublisher(AbstractContextManager["FakePublisher"]):
-    def __init__(self, sent: list[tuple[InferenceResult, str]]) -> None:
-        self.sent = sent
+    """Records each result it sends, and each send as one list (a batch per session, as the real one)."""
 
-    def publish(self, result: InferenceResult, session_id: str) -> None:
+    def __init__(self, sent: list[tuple[InferenceResult, str]], sends: list[list[str]] | None = None) -> None:
+        self.sent = sent
+        self.sends = sends if sends is not None else []
+
+    def publish(self, results: Sequence[Outgoing], sent: Sent) -> None:
+        for session in by_session(results):
+            for item in session:
+                self.send_one(item.result, item.session_id)
+            self.sends.append([item.result.request_id for item in session])
+            sent(session)
+
+    def send_one(self, result: InferenceResult, session_id: str) -> None:
         self.sent.append((result, session_id))
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
@@ -200,7 +212,8 @@ def _dispatcher(
     gate: threading.Event,
     sent: list[tuple[InferenceResult, str]],
     publisher: type[FakePublisher] | None = None,
-    **kw: int,
+    sends: list[list[str]] | None = None,
+    **kw: object,
 ) -> Dispatcher:
     def make_processor() -> object:
         def process(request: AsyncScoringRequest) -> InferenceResult:
@@ -219,7 +232,7 @@ def _dispatcher(
     return Dispatcher(
         **{**settings, **kw},  # type: ignore[arg-type]
         make_processor=make_processor,  # type: ignore[arg-type]
-        make_publisher=lambda: (publisher or FakePublisher)(sent),
+        make_publisher=lambda: (publisher or FakePublisher)(sent, sends),
     )
 
 
@@ -275,10 +288,10 @@ def test_a_group_is_one_job_all_or_nothing_and_a_request_named_twice_counts_once
 
 
 class FailsOnB(FakePublisher):
-    def publish(self, result: InferenceResult, session_id: str) -> None:
+    def send_one(self, result: InferenceResult, session_id: str) -> None:
         if result.request_id == "b":
             raise ConnectionError("broker unreachable")
-        super().publish(result, session_id)
+        super().send_one(result, session_id)
 
 
 def test_a_group_that_broke_midway_forgets_the_files_without_a_result() -> None:
@@ -294,6 +307,48 @@ def test_a_group_that_broke_midway_forgets_the_files_without_a_result() -> None:
     )
     assert dispatcher.state("a", 1) == JobState.DONE and [r.request_id for r, _ in sent] == ["a"]
     assert dispatcher.submit_group([_request("a"), _request("c")]) == [JobState.DONE, None]
+
+
+def _on(session: str, *ids: str) -> list[AsyncScoringRequest]:
+    return [replace(_request(i), reply=ReplyTo("inference-results", session)) for i in ids]
+
+
+def test_the_results_of_a_job_go_out_together_one_send_per_session() -> None:
+    gate, sent, sends = threading.Event(), [], []
+    gate.set()
+    dispatcher = _dispatcher(gate, sent, sends=sends, publish_after_seconds=60)
+    dispatcher.submit_group([*_on("s1", "a", "b"), *_on("s2", "c"), *_on("s1", "d")])
+    wait_until(lambda: dispatcher.state("d", 1) == JobState.DONE, 5, "the job to be published", interval=0.01)
+    assert sends == [["a", "b", "d"], ["c"]]
+    assert [(r.request_id, s) for r, s in sent] == [("a", "s1"), ("b", "s1"), ("d", "s1"), ("c", "s2")]
+
+
+def test_a_result_waits_for_the_rest_of_its_job_at_most_publish_after_seconds() -> None:
+    gate, sent, sends = threading.Event(), [], []
+    dispatcher = _dispatcher(gate, sent, sends=sends, publish_after_seconds=0)
+    dispatcher.submit_group(_on("s1", "a", "b", "c"))
+    gate.set()
+    wait_until(lambda: dispatcher.state("c", 1) == JobState.DONE, 5, "the job to be published", interval=0.01)
+    assert sends == [["a"], ["b"], ["c"]]  # with no wait allowed, each result goes out as soon as it is ready
+
+
+class FailsOnceOnS2(FakePublisher):
+    def send_one(self, result: InferenceResult, session_id: str) -> None:
+        if session_id == "s2" and not getattr(self, "failed", False):
+            self.failed = True
+            raise ConnectionError("link detached")
+        super().send_one(result, session_id)
+
+
+def test_a_retry_sends_only_the_results_no_send_took() -> None:
+    gate, sent, sends = threading.Event(), [], []
+    gate.set()
+    retry = RetryPolicy(tries=2, base_seconds=0.01, max_seconds=0.01)
+    dispatcher = _dispatcher(gate, sent, FailsOnceOnS2, sends, publish_after_seconds=60, publish_retry=retry)
+    dispatcher.submit_group([*_on("s1", "a"), *_on("s2", "b"), *_on("s3", "c")])
+    wait_until(lambda: dispatcher.state("c", 1) == JobState.DONE, 5, "the job to be published", interval=0.01)
+    assert sends == [["a"], ["b"], ["c"]]  # "a" was not sent again with the retry
+    assert [r.request_id for r, _ in sent] == ["a", "b", "c"]
 
 
 # ---------------------------------------------------------------------------------------------- settings
@@ -318,7 +373,7 @@ def test_settings_fail_fast_naming_the_setting() -> None:
 
 
 class BrokenPublisher(FakePublisher):
-    def publish(self, result: InferenceResult, session_id: str) -> None:
+    def send_one(self, result: InferenceResult, session_id: str) -> None:
         raise ConnectionError("broker unreachable")
 
 
