@@ -16,8 +16,10 @@ Design
   on a bounded queue (``dispatcher``) and answered 202 at once; a full queue answers 429 with
   ``Retry-After``; a request already queued, running or recently done (same request id and attempt) is
   acknowledged without new work, in a bounded table.
-* Worker threads (``SCORING_WORKERS``) each own a Service Bus sender (``publisher``) and a storage
-  client (``storage``) for their whole life; no SDK client crosses threads.
+* Worker threads (``SCORING_WORKERS``) each own a Service Bus sender (``publisher``) and their storage
+  clients (``storage``: one HTTP session and one SDK pipeline per input account for every input blob) for
+  their whole life; no SDK client crosses threads. The results of a job of several small files go out
+  together, one message batch per reply session, each still its own message.
 * A job (``job``) overlaps three stages: a reader thread streams the blob by SAS URL, inflates gzip under
   a size limit (``source``) and cuts record-aligned chunks; the job thread parses, validates and predicts
   chunk by chunk (the request's format from ``formats``: ``csv_format`` / ``jsonl_format``); the output
