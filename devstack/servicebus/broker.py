@@ -586,11 +586,8 @@ class Broker:
         """Lock the named session, or any session with messages; None when no session is free."""
         now = now_ms()
         if sid is None:
-            for candidate in sq.sessions.values():
-                if candidate.owner is None and self._has_ready(sq, candidate):
-                    sid = candidate.sid
-                    break
-            else:
+            sid = self._next_ready_session(sq)
+            if sid is None:
                 return None
         session = sq.session(sid)
         if session.owner is not None and session.owner is not consumer:
@@ -602,6 +599,25 @@ class Broker:
         session.locked_until = now + sq.lock_ms
         self.owned_sessions[(id(sq), sid)] = (sq, session)
         return sid
+
+    def _next_ready_session(self, sq: SubQueue) -> str | None:
+        """A free session with messages ready. Sessions passed on the way that hold nothing (no owner, no ready
+        message, no state ever set) are forgotten, as Service Bus has no such session: without that, every
+        session id ever used stayed and each accept walked them all. A message for one of them later brings it
+        back (``SubQueue.session``)."""
+        empty: list[str] = []
+        found = None
+        for candidate in sq.sessions.values():
+            if candidate.owner is not None:
+                continue
+            if self._has_ready(sq, candidate):
+                found = candidate.sid
+                break
+            if candidate.state is None and not candidate.state_updated:
+                empty.append(candidate.sid)
+        for sid in empty:
+            del sq.sessions[sid]
+        return found
 
     def _has_ready(self, sq: SubQueue, session: Session) -> bool:
         heap = session.ready
