@@ -2,14 +2,15 @@
 
 A session trigger has ``maxConcurrentSessions`` threads. The .NET session processor the Functions runtime uses
 keeps that many accept calls pending at once, each a link held open at no cost. Here each pending accept is an
-azure-servicebus receiver that opens its own connection, CBS token and link, polls the link every 50 ms until the
-broker assigns a session or the accept wait ends, and is then closed and opened again: sixteen idle threads took
-about a tenth of the host's CPU, and as many connections a second of the broker's.
+azure-servicebus receiver with its own AMQP session, CBS token and link (on its thread's connection, see
+session_receiver), closed and opened again whenever the accept wait ends without a session. Sixteen idle threads
+took about a tenth of the host's CPU, and as many connections a second of the broker's, when each accept opened a
+connection and the SDK polled it every 50 ms.
 
 :class:`SessionAcceptGate` keeps only ``idle_accepters`` threads accepting while no session comes: a thread whose
 accept found nothing parks when that many others are accepting, and every parked thread wakes as soon as any
-thread accepts a session, so a burst of sessions has all threads accepting within one receiver open (about
-half a second; before, most of them were waiting already). The threads that stay accepting are kept out of step
+thread accepts a session, so a burst of sessions has all threads accepting within one receiver open (a few
+milliseconds; before, most of them were waiting already). The threads that stay accepting are kept out of step
 (each starts its accepts a fraction of a cycle after the last one's), so while one reopens its receiver another is
 waiting and a new session is not held up.
 """
