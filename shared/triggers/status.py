@@ -7,9 +7,11 @@ as ``?code=``. With telemetry on, the Service Bus depths are also exported as me
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+from functools import cache
 from urllib.parse import quote
 
 import azure.functions as func
@@ -42,16 +44,17 @@ def _wants_json(req: func.HttpRequest) -> bool:
 @bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def status(req: func.HttpRequest) -> func.HttpResponse:
     svc = services()
-    snapshot = collect(
-        blobs=svc.blobs,
-        ledger=svc.ledger,
-        ledger_container=svc.settings.ledger_container,
-        depths=depth_reader(svc.settings),
-        probe=HttpHealthProbe(),
-        models=svc.settings.models,
-        writer_subscription=svc.settings.writer_subscription,
-        now=svc.clock.now(),
-    )
+    with contextlib.closing(depth_reader(svc.settings)) as depths:
+        snapshot = collect(
+            blobs=svc.blobs,
+            ledger=svc.ledger,
+            ledger_container=svc.settings.ledger_container,
+            depths=depths,
+            probe=HttpHealthProbe(),
+            models=svc.settings.models,
+            writer_subscription=svc.settings.writer_subscription,
+            now=svc.clock.now(),
+        )
     if _wants_json(req):
         body = json.dumps(snapshot.to_dict(), sort_keys=True)
         return func.HttpResponse(body, status_code=200, mimetype="application/json")
@@ -83,13 +86,19 @@ def status_error_record(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(data, status_code=200, mimetype="application/json")
 
 
+@cache
+def _metric_depths() -> ServiceBusDepths:
+    """One reader for the metric export, which keeps its client between exports (see ServiceBusDepths)."""
+    return depth_reader(get_settings())
+
+
 def _depths_for_metrics() -> list[SubscriptionDepth]:
     try:
-        settings = get_settings()
+        reader = _metric_depths()
     except SettingsError as exc:
         logger.warning("no Service Bus depth metrics: %s", exc)
         return []
-    return depth_reader(settings).depths()
+    return reader.depths()
 
 
 # Read at each metric export once a meter provider is configured; never called while telemetry is off.
