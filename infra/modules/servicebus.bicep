@@ -96,6 +96,9 @@ resource topicResources 'Microsoft.ServiceBus/namespaces/topics@2022-10-01-previ
     name: topic.Name
     properties: {
       defaultMessageTimeToLive: topic.?Properties.?DefaultMessageTimeToLive
+      // Not partitioned: the scoring service sends a job's results in one batch, which a partitioned topic with
+      // duplicate detection refuses (its messages have different message ids).
+      enablePartitioning: false
       requiresDuplicateDetection: topic.?Properties.?RequiresDuplicateDetection
       duplicateDetectionHistoryTimeWindow: topic.?Properties.?DuplicateDetectionHistoryTimeWindow
     }

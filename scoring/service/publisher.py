@@ -7,11 +7,11 @@ handshake each time.
 
 The results of one job (the small files of a batch) go out together: one ``create_message_batch()`` per
 reply session, started again when the next message does not fit (``add_message`` raises ValueError), so a
-burst of small files on one session costs a send per batch instead of a send per file. A batch holds one
-session only: Service Bus refuses a batch mixing session ids on a partitioned entity, and although our
-result topic is not partitioned (``infra/modules/servicebus.bicep``) and the emulator, like Azure there,
-takes mixed batches, grouping per session keeps the publisher right whatever the topic's partitioning. A
-send is all or nothing; ``sent`` is told of each batch the broker took, so a retry sends only what is left.
+burst of small files on one session costs a send per batch instead of a send per file. The result topic must
+not be partitioned: on a partitioned entity with duplicate detection Service Bus refuses a batch whose messages
+have different message ids, and every result has its own. ``infra/modules/servicebus.bicep`` creates it
+unpartitioned on a Standard namespace (a Premium namespace with partitions would partition it). A batch
+holds one session, so a reply session's results keep their order. A send is all or nothing; ``sent`` is told of each batch the broker took, so a retry sends only what is left.
 Message ids are fixed per result and the topic de-duplicates them, so a batch sent again after a send
 that reached the broker but failed on the way back is dropped, not delivered twice.
 """
