@@ -11,7 +11,8 @@ burst of small files on one session costs a send per batch instead of a send per
 not be partitioned: on a partitioned entity with duplicate detection Service Bus refuses a batch whose messages
 have different message ids, and every result has its own. ``infra/modules/servicebus.bicep`` creates it
 unpartitioned on a Standard namespace (a Premium namespace with partitions would partition it). A batch
-holds one session, so a reply session's results keep their order. A send is all or nothing; ``sent`` is told of each batch the broker took, so a retry sends only what is left.
+holds one session, so a reply session's results keep their order. A send is all or nothing; ``sent`` is
+told of each batch the broker took, so a retry sends only what is left.
 Message ids are fixed per result and the topic de-duplicates them, so a batch sent again after a send
 that reached the broker but failed on the way back is dropped, not delivered twice.
 """
