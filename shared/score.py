@@ -39,11 +39,13 @@ hold back the other messages of its batch.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -71,6 +73,8 @@ from shared.settings import Settings
 from shared.telemetry import pipeline
 
 logger = logging.getLogger(__name__)
+
+ACCEPT_THREADS = 4  # ledger writes of one batch's accepted files at once
 
 
 class ScoreOutcome(StrEnum):
@@ -257,14 +261,24 @@ class _Scorer:
             # reconcile resubmits any whose result does not come by the deadline.
             logger.warning("endpoint accepted a batch of %d files with an unreadable answer: %s", len(group), exc)
             admissions = {}
-        outcomes = []
+        refused = []
         for work in group:
             admission = admissions.get((work.request.request_id, work.request.attempt))
-            if admission is not None and admission.status == Admission.REJECTED:
-                code = admission.code or ErrorCode.ENDPOINT_REJECTED
-                outcomes.append(self.fail(work, code, admission.message or "refused by the scoring endpoint"))
-            else:
-                outcomes.append(self.accepted(work))
+            refused.append(admission if admission is not None and admission.status == Admission.REJECTED else None)
+        # The files of a batch are distinct requests: their "accepted" writes wait on storage, not on each other.
+        # Each runs in a copy of this context, so its log lines and spans stay in the batch's trace.
+        with ThreadPoolExecutor(max_workers=ACCEPT_THREADS, thread_name_prefix="accept") as pool:
+            written = [
+                None if admission else pool.submit(contextvars.copy_context().run, self.accepted, work)
+                for work, admission in zip(group, refused, strict=True)
+            ]
+            outcomes = []
+            for work, admission, future in zip(group, refused, written, strict=True):
+                if future is not None:
+                    outcomes.append(future.result())
+                elif admission is not None:
+                    code = admission.code or ErrorCode.ENDPOINT_REJECTED
+                    outcomes.append(self.fail(work, code, admission.message or "refused by the scoring endpoint"))
         return outcomes
 
     def accepted(self, work: _FileToScore) -> ScoreOutcome:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import random
+import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -341,6 +343,28 @@ def test_small_files_go_several_to_a_request_each_with_its_own_reply_session() -
     assert [r.reply.session_id for r in first.requests] == ["s0", "s1", "s2"]
     assert all("sig=fake" in r.blob_url for r in first.requests)
     assert states(blobs, requests) == ["accepted"] * 7 and bus.sent == []
+
+
+class OverlapCheckingStore(FakeBlobStore):
+    """Once armed, each ledger write waits until another ledger write runs beside it (a barrier of two)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.barrier: threading.Barrier | None = None
+
+    def write(self, container: str, name: str, data: bytes, **kwargs: Any) -> str:
+        if container == "ledger" and self.barrier is not None:
+            self.barrier.wait()
+        return super().write(container, name, data, **kwargs)
+
+
+def test_the_accepted_writes_of_a_batch_run_side_by_side() -> None:
+    blobs, bus, endpoint = OverlapCheckingStore(), FakeBus(), BatchEndpoint()
+    requests = small_files(blobs, 2)
+    # one after the other, the first write would wait for a second that never comes: the barrier breaks
+    blobs.barrier = threading.Barrier(2, timeout=10)
+    outcomes = score_many(blobs, bus, endpoint, [deliver(r) for r in requests])
+    assert outcomes == [ScoreOutcome.ACCEPTED] * 2 and states(blobs, requests) == ["accepted"] * 2
 
 
 def test_a_batch_with_one_bad_file_scores_the_others_and_records_its_error() -> None:
