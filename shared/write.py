@@ -52,9 +52,10 @@ logger = logging.getLogger(__name__)
 
 META_REQUEST_ID = "request_id"
 META_SHA256 = "sha256"
-# Results of one batch written at once: each write waits on storage, not on CPU, and a few threads keep a
-# session's results flowing without crowding the storage account's per-client connections.
-WRITE_THREADS = 4
+# Results of one batch written at once: each write waits on storage, not on CPU (four requests in a row), and
+# each thread has its own storage client. With 4, the results of a 1,000-file burst in one session waited a
+# median 5.5 s for the writer, with 8 3.3 s (README, Performance).
+WRITE_THREADS = 8
 
 Item = TypeVar("Item")
 
