@@ -511,6 +511,7 @@ def _scoring_spec(
             "RESULTS_CONTAINER": RESULTS_CONTAINER,
             "RESULT_TOPIC": RESULT_TOPIC,
             "SCORING_MODEL_NAME": route,
+            "SCORING_WORKERS": "2",  # as scoring/aml/deployment.yml: one job reads its inputs while another scores
             # loopback only, and no shared gunicorn control socket between two servers side by side
             "GUNICORN_CMD_ARGS": gunicorn_loopback.CMD_ARGS,
             **s.telemetry_settings(),
