@@ -54,7 +54,7 @@ META_REQUEST_ID = "request_id"
 META_SHA256 = "sha256"
 # Results of one batch written at once: each write waits on storage, not on CPU (four requests in a row), and
 # each thread has its own storage client. With 4, the results of a 1,000-file burst in one session waited a
-# median 5.5 s for the writer, with 8 3.3 s (README, Performance).
+# median 5.5 s for the writer, with 8 3.3 s (docs/performance-log.md).
 WRITE_THREADS = 8
 
 Item = TypeVar("Item")
