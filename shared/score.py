@@ -45,12 +45,12 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from shared.concurrency import run_concurrently
 from shared.contracts import (
     Admission,
     AsyncScoringBatch,
@@ -58,6 +58,7 @@ from shared.contracts import (
     AsyncScoringRequest,
     ContractError,
     ErrorCode,
+    FileAdmission,
     InferenceRequest,
     ReplyTo,
     RequestState,
@@ -261,25 +262,29 @@ class _Scorer:
             # reconcile resubmits any whose result does not come by the deadline.
             logger.warning("endpoint accepted a batch of %d files with an unreadable answer: %s", len(group), exc)
             admissions = {}
-        refused = []
-        for work in group:
-            admission = admissions.get((work.request.request_id, work.request.attempt))
-            refused.append(admission if admission is not None and admission.status == Admission.REJECTED else None)
-        # The files of a batch are distinct requests: their "accepted" writes wait on storage, not on each other.
+        answers = [(work, admissions.get((work.request.request_id, work.request.attempt))) for work in group]
+        # The files of a batch are distinct requests: their ledger writes wait on storage, not on each other.
         # Each runs in a copy of this context, so its log lines and spans stay in the batch's trace.
-        with ThreadPoolExecutor(max_workers=ACCEPT_THREADS, thread_name_prefix="accept") as pool:
-            written = [
-                None if admission else pool.submit(contextvars.copy_context().run, self.accepted, work)
-                for work, admission in zip(group, refused, strict=True)
-            ]
-            outcomes = []
-            for work, admission, future in zip(group, refused, written, strict=True):
-                if future is not None:
-                    outcomes.append(future.result())
-                elif admission is not None:
-                    code = admission.code or ErrorCode.ENDPOINT_REJECTED
-                    outcomes.append(self.fail(work, code, admission.message or "refused by the scoring endpoint"))
-        return outcomes
+        outcomes = run_concurrently(
+            answers,
+            lambda answer: contextvars.copy_context().run(self.settle, *answer),
+            key=lambda answer: answer[0].request.request_id,
+            threads=ACCEPT_THREADS,
+            name="accept",
+        )
+        settled: list[ScoreOutcome] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+            settled.append(outcome)
+        return settled
+
+    def settle(self, work: _FileToScore, admission: FileAdmission | None) -> ScoreOutcome:
+        """A file of a batch the endpoint took: accepted, or refused on its own."""
+        if admission is not None and admission.status == Admission.REJECTED:
+            code = admission.code or ErrorCode.ENDPOINT_REJECTED
+            return self.fail(work, code, admission.message or "refused by the scoring endpoint")
+        return self.accepted(work)
 
     def accepted(self, work: _FileToScore) -> ScoreOutcome:
         request = work.request

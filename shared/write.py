@@ -17,21 +17,19 @@ redelivered result finds the output already written and deletes again (a no-op).
 logged, not raised: the lifecycle rule on the container removes leftovers.
 
 Results arrive in batches (the writer's trigger takes up to ``maxMessageBatchSize`` messages of one
-session): :func:`write_concurrently` writes those for different input files at once on a few threads, and
-those for the same input file one after the other in message order, so two attempts or versions of one file
-never race on its output. Each result's outcome is kept apart; the trigger decides what a failure means for
-the batch.
+session): the trigger writes those for different input files at once on :data:`WRITE_THREADS` threads, and those
+for the same input file (:func:`output_key`) one after the other in message order
+(:func:`shared.concurrency.run_concurrently`), so two attempts or versions of one file never race on its output.
+Each result's outcome is kept apart; the trigger decides what a failure means for the batch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeVar
 
 from shared.blobnames import name_problem, path_problem
 from shared.contracts import (
@@ -57,8 +55,6 @@ META_SHA256 = "sha256"
 # median 5.5 s for the writer, with 8 3.3 s (docs/performance-log.md).
 WRITE_THREADS = 8
 
-Item = TypeVar("Item")
-
 
 class WriteOutcome(StrEnum):
     WRITTEN = "written"
@@ -78,35 +74,6 @@ def output_key(body: bytes) -> str | None:
         return InferenceResult.from_json(body).input_name
     except ValueError:
         return None
-
-
-def write_concurrently(
-    items: Sequence[Item],
-    write_one: Callable[[Item], WriteOutcome],
-    key: Callable[[Item], str | None],
-    threads: int = WRITE_THREADS,
-) -> list[WriteOutcome | Exception]:
-    """Runs ``write_one`` on every item, items with different keys at once and items with the same key in
-    order; returns each item's outcome, or the exception it raised, in the order of ``items``."""
-    groups: dict[object, list[int]] = {}
-    for index, item in enumerate(items):
-        groups.setdefault(key(item) or object(), []).append(index)  # an unreadable item stands alone
-    outcomes: list[WriteOutcome | Exception] = [RuntimeError("not written")] * len(items)
-
-    def run(indexes: list[int]) -> None:
-        for index in indexes:
-            try:
-                outcomes[index] = write_one(items[index])
-            except Exception as exc:  # noqa: BLE001 - each result's failure is reported with its own message
-                outcomes[index] = exc
-
-    if len(groups) == 1 or threads <= 1:
-        for indexes in groups.values():
-            run(indexes)
-        return outcomes
-    with ThreadPoolExecutor(max_workers=min(threads, len(groups)), thread_name_prefix="write") as pool:
-        list(pool.map(run, groups.values()))
-    return outcomes
 
 
 def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: Ledger, now: datetime) -> WriteOutcome:

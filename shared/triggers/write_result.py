@@ -2,7 +2,7 @@
 
 It takes the messages of one session in batches (``cardinality="many"``, up to host.json
 ``maxMessageBatchSize``) and writes the results for different input files at once
-(:func:`shared.write.write_concurrently`). The Python worker settles a batch as a whole: with
+(:func:`shared.concurrency.run_concurrently`). The Python worker settles a batch as a whole: with
 ``autoCompleteMessages`` the host completes every message when the function returns and abandons every one
 when it raises (settling single messages of a batch needs the ``ServiceBusMessageActions`` binding, which the
 v2 Python model does not offer with this binding). So a batch in which any result failed raises after every
@@ -19,6 +19,7 @@ import typing
 import azure.functions as func
 
 from shared import write
+from shared.concurrency import run_concurrently
 from shared.settings import SERVICE_BUS
 from shared.telemetry import pipeline
 from shared.wiring import Services, services
@@ -55,8 +56,12 @@ def _write_one(msg: func.ServiceBusMessage, svc: Services) -> write.WriteOutcome
 # typing generics and refuses to load the function otherwise.
 def write_result(msgs: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
     svc = services()
-    outcomes = write.write_concurrently(
-        msgs, lambda msg: _write_one(msg, svc), key=lambda msg: write.output_key(msg.get_body())
+    outcomes = run_concurrently(
+        msgs,
+        lambda msg: _write_one(msg, svc),
+        key=lambda msg: write.output_key(msg.get_body()),
+        threads=write.WRITE_THREADS,
+        name="write",
     )
     failed = [(msg, outcome) for msg, outcome in zip(msgs, outcomes, strict=True) if isinstance(outcome, Exception)]
     for msg, error in failed:

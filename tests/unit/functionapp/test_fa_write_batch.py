@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import threading
 
+from shared.concurrency import run_concurrently
 from shared.contracts import DataFormat, InferenceRequest, InferenceResult, OutputRef, ResultStatus
 from shared.ledger import Ledger
 from shared.submit import submit_blob
-from shared.write import WriteOutcome, output_key, write_concurrently, write_result
+from shared.write import WRITE_THREADS, WriteOutcome, output_key, write_result
 
 from .fakes import FakeBlobStore, FakeBus, FixedClock, make_settings
 
@@ -23,7 +24,10 @@ def test_different_files_are_written_at_once() -> None:
         both_running.wait()
         return WriteOutcome.WRITTEN
 
-    assert write_concurrently(["a", "b"], write_one, key=lambda item: item) == [WriteOutcome.WRITTEN] * 2
+    assert (
+        run_concurrently(["a", "b"], write_one, key=lambda item: item, threads=WRITE_THREADS)
+        == [WriteOutcome.WRITTEN] * 2
+    )
 
 
 def test_results_for_one_file_are_written_in_order_and_failures_stay_with_their_result() -> None:
@@ -39,7 +43,7 @@ def test_results_for_one_file_are_written_in_order_and_failures_stay_with_their_
         return WriteOutcome.WRITTEN
 
     items = [("a", "first"), ("b", "bad"), ("a", "second"), ("c", "other")]
-    outcomes = write_concurrently(items, write_one, key=lambda item: item[0])
+    outcomes = run_concurrently(items, write_one, key=lambda item: item[0], threads=WRITE_THREADS)
     assert [o if isinstance(o, WriteOutcome) else type(o) for o in outcomes] == [
         WriteOutcome.WRITTEN, ValueError, WriteOutcome.WRITTEN, WriteOutcome.WRITTEN]  # fmt: skip
     # one file's results run one after the other on one thread, in message order
@@ -49,7 +53,7 @@ def test_results_for_one_file_are_written_in_order_and_failures_stay_with_their_
 def test_unreadable_results_have_no_key_and_stand_alone() -> None:
     assert output_key(b"not json") is None
     seen: list[bytes] = []
-    write_concurrently([b"x", b"y"], lambda body: seen.append(body) or WriteOutcome.WRITTEN, key=output_key)
+    run_concurrently([b"x", b"y"], lambda body: seen.append(body) or WriteOutcome.WRITTEN, key=output_key, threads=2)
     assert sorted(seen) == [b"x", b"y"]
 
 
