@@ -17,9 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from devstack.functions_host.access_log import AccessLogFollower
-from shared.blobnames import safe_error_name
-from shared.contracts import output_blob_name
-from tests.support.flow import OUTPUT, OutputWatcher, Seen
+from tests.support.flow import OUTPUT, OutputWatcher
 
 LOG_POLL_SECONDS = 0.01  # a stat of the log, and a read when it grew
 LISTING_SECONDS = 2.0  # how often a listing looks for what the log has not shown, while waiting
@@ -29,17 +27,12 @@ class LoggedOutputs:
     """Feeds an :class:`OutputWatcher`'s history from the access log, from where the log ends when this is made;
     used by one thread at a time."""
 
-    def __init__(
-        self, log: Path, account_path: str, watcher: OutputWatcher, names: Iterable[str], prefixes: Iterable[str]
-    ) -> None:
-        """``watcher`` lists ``prefixes`` of the output container for ``names`` (perhaps only the groups of names
-        still missing); ``prefixes`` are listed whole for the confirmation."""
+    def __init__(self, log: Path, account_path: str, watcher: OutputWatcher, prefixes: Iterable[str]) -> None:
+        """``watcher`` watches the names (and lists ``prefixes`` of the output container for them, perhaps only the
+        groups of names still missing); ``prefixes`` are listed whole for the confirmation."""
         self._follower = AccessLogFollower(log, account_path, [OUTPUT])
         self._watcher = watcher
         self._prefixes = list(prefixes)
-        wanted = list(names)
-        self._blobs = {output_blob_name(n): ("output", n) for n in wanted}
-        self._blobs.update({safe_error_name(n): ("error", n) for n in wanted})
         self.from_log = 0  # outcomes first seen in the log
         self.from_listing: list[str] = []  # names whose outcome only a listing found
 
@@ -47,14 +40,8 @@ class LoggedOutputs:
         """Takes the writes of outputs and error records logged since the last call."""
         writes = self._follower.new_blobs()
         now = time.monotonic()  # after the read: each line was written at most one poll before
-        outcomes = self._watcher.outcomes
         for write in writes:
-            if (found := self._blobs.get(write.name)) is None:
-                continue
-            kind, name = found
-            seen = outcomes.outputs if kind == "output" else outcomes.errors
-            if name not in seen:
-                seen[name] = Seen(kind, write.name, now)
+            if self._watcher.saw(write.name, now):
                 self.from_log += 1
 
     def follow_while(self, running: threading.Event) -> None:

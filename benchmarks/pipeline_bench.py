@@ -159,7 +159,7 @@ class Dropper:
         """A listing watcher for ``names`` and the access-log reader that feeds it (made before the drops)."""
         watcher = OutputWatcher(self.outputs, names, prefixes, **options)
         settings = self.stack.settings
-        log = LoggedOutputs(settings.azurite_log, urlsplit(settings.blob_endpoint).path, watcher, names, prefixes)
+        log = LoggedOutputs(settings.azurite_log, urlsplit(settings.blob_endpoint).path, watcher, prefixes)
         return watcher, log
 
 

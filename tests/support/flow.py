@@ -124,12 +124,20 @@ class OutputWatcher:
                 names = [name for name, _ in lister]
             now = time.monotonic()  # after the answer: a blob in it may have been written just before
             for name in names:
-                if name in self._by_output:
-                    into.outputs.setdefault(self._by_output[name], Seen("output", name, now))
-                if name in self._by_error:
-                    into.errors.setdefault(self._by_error[name], Seen("error", name, now))
+                self.saw(name, now, into)
         self.last_listing_s = time.monotonic() - started
         return into
+
+    def saw(self, blob: str, at: float, into: Outcomes | None = None) -> bool:
+        """Records output blob ``blob`` as seen at ``at`` (in the history unless ``into`` is given) if it is the
+        output or error record of a watched name; True when that name's outcome of its kind was not known yet."""
+        outcomes = self.outcomes if into is None else into
+        new = False
+        if (name := self._by_output.get(blob)) is not None and name not in outcomes.outputs:
+            outcomes.outputs[name], new = Seen("output", blob, at), True
+        if (name := self._by_error.get(blob)) is not None and name not in outcomes.errors:
+            outcomes.errors[name], new = Seen("error", blob, at), True
+        return new
 
     def poll(self) -> Outcomes:
         """Everything seen so far (a blob that disappeared later stays in this history)."""

@@ -37,9 +37,9 @@ def test_an_output_is_seen_in_the_log_and_one_the_log_never_shows_by_a_listing(
         with contextlib.suppress(ResourceExistsError):
             outputs.create_container()
         watcher = OutputWatcher(outputs, [logged], prefixes)
-        log = LoggedOutputs(azurite.access_log, ACCOUNT, watcher, [logged], prefixes)
+        log = LoggedOutputs(azurite.access_log, ACCOUNT, watcher, prefixes)
         other = OutputWatcher(outputs, [missed], prefixes)
-        fallback = LoggedOutputs(silent, ACCOUNT, other, [missed], prefixes)
+        fallback = LoggedOutputs(silent, ACCOUNT, other, prefixes)
         listed = listings(azurite)
 
         outputs.upload_blob(output_blob_name(logged), b"x")

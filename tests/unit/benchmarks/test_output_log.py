@@ -28,7 +28,7 @@ def reader(tmp_path: Path, names: list[str]) -> tuple[Path, OutputWatcher, Logge
     # reading the log asks the storage service nothing: the watcher's container is never used here
     container: Any = None
     watcher = OutputWatcher(container, names, ["b/", "errors/b/"])
-    return log, watcher, LoggedOutputs(log, ACCOUNT, watcher, names, ["b/", "errors/b/"])
+    return log, watcher, LoggedOutputs(log, ACCOUNT, watcher, ["b/", "errors/b/"])
 
 
 def test_outputs_and_error_records_in_the_log_are_the_inputs_outcomes(tmp_path: Path) -> None:
