@@ -24,7 +24,9 @@ stopped, so they do not compete with it for the CPU):
   run, vs the same during a run of a file a tenth the size (goal: about 1.0x, bounded by chunk size);
 * the cost of each small file in the bursts and the paced run: storage operations by container and kind,
   Service Bus operations, endpoint calls and CPU seconds of each service, counted by the services
-  themselves (:mod:`benchmarks.costs`).
+  themselves (:mod:`benchmarks.costs`), and apart from them what ``reconcile`` does for each of a phase's files a
+  result deadline later (one real pass run as if the deadline had passed) and what a pass costs when nothing is due
+  (:mod:`benchmarks.reconcile_cost`).
 
     python -m benchmarks.pipeline_bench [--rows N] [--files N] [--file-rows N] [--sequential N] [--prefill N] [--quick]
 
@@ -60,6 +62,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from benchmarks.costs import CostMeter, cost_lines
 from benchmarks.figures import save
 from benchmarks.output_log import LOG_POLL_SECONDS, LoggedOutputs
+from benchmarks.reconcile_cost import reconcile_lines, reconcile_pass
 from devstack.functions_host.blob_listing import ContainerLister
 from devstack.stack import LocalStack
 from scoring.examples.churn.sample import frame
@@ -276,6 +279,14 @@ def run_burst(
     }
 
 
+def reconcile_passes(stack: LocalStack, files: int) -> dict[str, Any]:
+    """Reconcile's cost for a phase's files: a pass as if the deadline had passed, then one with nothing due."""
+    return {
+        "due": reconcile_pass(stack, files=files, past_deadline=True),
+        "idle": reconcile_pass(stack, files=files, past_deadline=False),
+    }
+
+
 def prefill(service: BlobServiceClient, count: int) -> dict[str, Any]:
     """Uploads ``count`` tiny blobs into ``input`` concurrently (before the functions host starts)."""
     inputs = service.get_container_client(INPUT)
@@ -391,13 +402,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             run_sequential(dropper, small[:2], args.timeout)  # warm-up: first imports, connections, containers
             figures["sequential"] = run_sequential(dropper, small[2 : 2 + args.sequential], args.timeout)
             burst = small[args.sequential :]
+            # The marks the warm-up and the files dropped one at a time left: each burst's pass then sees its own.
+            figures["sequential"]["reconcile"] = reconcile_pass(stack, files=2 + args.sequential, past_deadline=True)
             figures["burst"] = run_burst(dropper, stack, burst[: args.files], args.timeout, shared_session=True)
+            figures["burst"]["reconcile"] = reconcile_passes(stack, args.files)
             figures["burst_own_sessions"] = run_burst(
                 dropper, stack, burst[: args.own_session_files], args.timeout, shared_session=False
             )
+            figures["burst_own_sessions"]["reconcile"] = reconcile_passes(stack, args.own_session_files)
             figures["paced"] = run_burst(
                 dropper, stack, burst[: args.paced_files], args.timeout, shared_session=False, rate=args.paced_rate
             )
+            figures["paced"]["reconcile"] = reconcile_passes(stack, args.paced_files)
             figures["medium"] = run_large(dropper, stack, medium, max(1000, args.rows // 10), args.timeout)
             figures["large"] = run_large(dropper, stack, large, args.rows, args.timeout)
             figures["prefill"]["scored"] = prefilled_scored(service)
@@ -455,6 +471,9 @@ def table(f: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             rows.append((f"  per file of the {f[key]['files']}: storage ops / SB requests / endpoint calls / CPU ms",
                          f"{cost['storage_ops']:.1f} / {cost['servicebus_requests']:.1f} / "
                          f"{cost['endpoint_calls']:.2f} / {cost['cpu_s_all'] * 1000:,.0f}", "", "", ""))  # fmt: skip
+        if passes := f[key].get("reconcile"):
+            rows.append((f"  + reconcile a deadline later, per file of the {f[key]['files']}: storage ops",
+                         f"{passes['due']['storage_ops_per_file']:.2f}", "", "", ""))  # fmt: skip
     for name, ratio in f["memory_ratio"].items():
         peak = lg["peak_rss"][name]
         rows.append(
@@ -494,6 +513,9 @@ def print_details(f: dict[str, Any]) -> None:
             f"  cost of {b['files']} ({b['sessions']}{', paced' if b['rate'] else ''})", b["cost_per_file"]
         ):
             print(line)
+        if passes := b.get("reconcile"):  # absent from figures of runs before it was counted
+            for line in reconcile_lines(passes["due"], passes["idle"]):
+                print(line)
     print(
         f"latency: upload answered -> output (or error record) write answered, seen in Azurite's access log read every"
         f" {LOG_POLL_SECONDS} s; a listing confirms each phase's outcomes"
