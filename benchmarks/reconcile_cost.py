@@ -26,6 +26,7 @@ from shared.settings import load_settings
 from shared.wiring import services
 
 PAST_DEADLINE = timedelta(minutes=1)  # beyond RESULT_DEADLINE_MINUTES, so every mark of the pass is due
+SETTLE_SECONDS = 1.0  # Azurite writes a request's log line after its answer: a pass's last lines may come late
 
 
 def app_settings(stack: LocalStack) -> dict[str, str]:
@@ -46,6 +47,7 @@ def reconcile_pass(stack: LocalStack, *, files: int, past_deadline: bool) -> dic
     started = time.monotonic()
     report = reconcile(settings=settings, blobs=svc.blobs, bus=svc.bus, ledger=svc.ledger, now=now)
     seconds = time.monotonic() - started
+    time.sleep(SETTLE_SECONDS)
     totals = meter.per_file(before, 1)["totals"]["storage"]
     touched = (f"{settings.ledger_container}: ", f"{settings.output_container}: ")
     counted = {kind: n for kind, n in totals.items() if kind.startswith(touched)}
@@ -69,7 +71,8 @@ def reconcile_lines(due: dict[str, Any], idle: dict[str, Any]) -> list[str]:
     per_kind = ", ".join(f"{kind} {n / max(1, due['files']):.3f}" for kind, n in due["storage"].items())
     done = ", ".join(f"{k} {v}" for k, v in due["report"].items() if v)
     return [
-        f"  reconcile a deadline later (one pass, {due['files']} files, {due['records']:,} ledger records): "
+        f"  reconcile a deadline later (one pass, {due['files']} files, {due['records']:,} ledger records, "
+        f"RECONCILE_CHECK_OUTPUTS={due['check_outputs'] or 'true'}): "
         f"{due['storage_ops_per_file']:.2f} storage ops per file ({per_kind or 'none'}); {done or 'nothing done'}",
         f"  reconcile when nothing is due: {idle['storage_ops']} storage ops per pass "
         f"({', '.join(f'{k} {v}' for k, v in idle['storage'].items()) or 'none'}) over {idle['records']:,} records; "

@@ -17,7 +17,11 @@ disagree: they are one blob. A finished request keeps its mark: only :meth:`Ledg
 ``reconcile`` once it has checked that the output or error record the record names really exists, a deadline
 after the record's last change, clears it (Set Blob Metadata, conditional on the ETag it listed, so a record
 changed in the meantime keeps its mark). A record that says an output exists is therefore never taken on
-trust. Markers of the earlier layout (empty blobs ``inflight/<request_id>``) are still listed and released.
+trust where storage can lose an acknowledged write: Azurite, which restores its last save after ``kill -9``.
+Azure Storage does not lose one, and the writer records a success only once its output is written (or found
+there), so with ``RECONCILE_CHECK_OUTPUTS=false`` (the Bicep's value) a success is written without the mark and
+costs ``reconcile`` nothing; every other state keeps it. Markers of the earlier layout (empty blobs
+``inflight/<request_id>``) are still listed and released.
 
 Transitions are pure functions of the current record; they never go back from a terminal state, except
 that a late success replaces a failure and a success whose output is gone is reopened as a new attempt.
@@ -252,9 +256,12 @@ class Marker:
 
 
 class Ledger:
-    def __init__(self, blobs: BlobStore, container: str) -> None:
+    def __init__(self, blobs: BlobStore, container: str, *, check_successes: bool = True) -> None:
+        """``check_successes`` False (``RECONCILE_CHECK_OUTPUTS=false``, for a storage that never loses an
+        acknowledged write): a success is written without the mark, as its output was there when it was written."""
         self._blobs = blobs
         self._container = container
+        self._check_successes = check_successes
 
     def get(self, request_id: str) -> LedgerRecord | None:
         return self.read(request_id)[0]
@@ -314,7 +321,7 @@ class Ledger:
                     f"{RECORDS}{request_id}.json",
                     new.to_json(),
                     content_type="application/json",
-                    metadata={**new.listing_metadata(), MARK: "true"},
+                    metadata=self._metadata(new),
                     if_match=etag,
                     if_none_match_any=etag is None,
                 )
@@ -331,6 +338,13 @@ class Ledger:
                 logger.info("ledger record %s changed concurrently; retrying", request_id)
                 time.sleep(LEDGER_CONFLICT.delay(conflict))
                 conflict += 1
+
+    def _metadata(self, record: LedgerRecord) -> dict[str, str]:
+        """The record's listing metadata, with the mark unless it is a success that is not to be checked."""
+        metadata = record.listing_metadata()
+        if self._check_successes or record.state != RequestState.SUCCEEDED:
+            metadata[MARK] = "true"
+        return metadata
 
     def release(self, marker: Marker) -> bool:
         """Clears the mark of a request whose result was checked; False if the record changed since it was listed."""

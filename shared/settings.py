@@ -60,6 +60,9 @@ class Settings:
     scoring_retry: RetryPolicy
     batch_max_files: int = BATCH_MAX_FILES  # small files sent in one request to the endpoint (1: no batching)
     batch_max_file_bytes: int = BATCH_MAX_FILE_BYTES  # larger inputs always get a request (and a job) of their own
+    # RECONCILE_CHECK_OUTPUTS: a success stays marked until reconcile has seen its output, for a storage that can
+    # lose acknowledged writes (Azurite after kill -9); the Bicep sets false for Azure Storage (see shared.ledger).
+    reconcile_check_outputs: bool = True
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -107,6 +110,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         batch_max_files=read.integer("SCORING_BATCH_MAX_FILES", BATCH_MAX_FILES, minimum=1),
         batch_max_file_bytes=read.integer("SCORING_BATCH_MAX_FILE_BYTES", BATCH_MAX_FILE_BYTES, minimum=0),
+        reconcile_check_outputs=read.choice("RECONCILE_CHECK_OUTPUTS", ("true", "false")) == "true",
     )
 
 

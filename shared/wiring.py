@@ -70,7 +70,7 @@ def services(
         settings=settings,
         blobs=blobs,
         bus=bus,
-        ledger=Ledger(blobs, settings.ledger_container),
+        ledger=Ledger(blobs, settings.ledger_container, check_successes=settings.reconcile_check_outputs),
         clock=clock or SystemClock(),
         endpoint_for=endpoint_for or configured_endpoint,
     )

@@ -78,6 +78,9 @@ var appSettings = {
   RESULT_DEADLINE_MINUTES: string(resultDeadlineMinutes)
   MAX_RESUBMITS: string(maxResubmits)
   RECONCILE_SCHEDULE: reconcileSchedule
+  // Azure Storage does not lose an acknowledged write: a success's output is not checked again a deadline later
+  // (the local stack checks it, as Azurite forgets its last seconds of writes on kill -9; docs/deploy.md).
+  RECONCILE_CHECK_OUTPUTS: 'false'
   BLOB_TRIGGER_SOURCE: isFlex ? 'EventGrid' : 'LogsAndContainerScan'
 }
 

@@ -185,3 +185,20 @@ def test_a_known_record_that_is_gone_is_read_again_whether_storage_answers_412_o
         record = ledger.advance(request.request_id, accepted(request, NOW, 0), known=known, now=NOW)
         assert record is not None and record.state == RequestState.ACCEPTED
         assert ledger.get(request.request_id) == record
+
+
+def test_without_the_success_check_only_a_success_is_written_unmarked() -> None:
+    """``check_successes=False`` (RECONCILE_CHECK_OUTPUTS=false): a success leaves the listing of marked records in the
+    same one write; every other state keeps it (a reopened success too)."""
+    blobs = FakeBlobStore()
+    ledger = Ledger(blobs, "ledger", check_successes=False)
+    ledger.advance(REQUEST.request_id, submitted(REQUEST, NOW), now=NOW)
+    ledger.advance(REQUEST.request_id, failed(BASE, NOW, code="x", message="m", error_location="e"), now=NOW)
+    assert [m.request_id for m in ledger.inflight()] == [REQUEST.request_id]
+    writes = blobs.ops["write"]
+    ledger.advance(REQUEST.request_id, succeeded(BASE, NOW, "output/a.csv", 3, 0, "c"), now=NOW)
+    assert blobs.ops["write"] == writes + 1 and list(ledger.inflight()) == []
+    [blob] = blobs.blobs.values()
+    assert (blob.metadata["state"], blob.metadata["output"]) == ("succeeded", "output/a.csv")  # still listed
+    ledger.advance(REQUEST.request_id, reopened(2, NOW), now=NOW)
+    assert [m.attempt for m in ledger.inflight()] == [2]

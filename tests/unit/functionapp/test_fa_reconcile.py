@@ -19,6 +19,7 @@ from shared.ledger import Ledger, accepted, reopened
 from shared.ports import BlobInfo
 from shared.reconcile import reconcile
 from shared.submit import submit_blob
+from shared.wiring import services
 from shared.write import write_result
 
 from .fakes import FakeBlobStore, FakeBus, FixedClock, make_settings
@@ -27,12 +28,12 @@ SETTINGS = make_settings(RESULT_DEADLINE_MINUTES="30", MAX_RESUBMITS="2")
 T0 = FixedClock().now()
 
 
-def accepted_request(blobs: FakeBlobStore) -> InferenceRequest:
-    bus = FakeBus()
-    blobs.put("input", "a.csv", b"1", {"session_id": "s"})
-    submit_blob("input", "a.csv", settings=SETTINGS, blobs=blobs, bus=bus, ledger=Ledger(blobs, "ledger"), now=T0)
+def accepted_request(blobs: FakeBlobStore, ledger: Ledger | None = None, name: str = "a.csv") -> InferenceRequest:
+    bus, ledger = FakeBus(), ledger or Ledger(blobs, "ledger")
+    blobs.put("input", name, b"1", {"session_id": "s"})
+    submit_blob("input", name, settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=T0)
     request = InferenceRequest.from_json(bus.sent[0].message.body)
-    Ledger(blobs, "ledger").advance(request.request_id, accepted(request, T0, 0), now=T0)
+    ledger.advance(request.request_id, accepted(request, T0, 0), now=T0)
     return request
 
 
@@ -84,7 +85,7 @@ def test_overdue_requests_are_resubmitted_then_failed_with_result_timeout() -> N
     assert report.cleaned == [request.request_id] and list(ledger.inflight()) == []
 
 
-def finish(blobs: FakeBlobStore, request: InferenceRequest, *, output: bool) -> None:
+def finish(blobs: FakeBlobStore, request: InferenceRequest, *, output: bool, ledger: Ledger | None = None) -> None:
     write_result(
         InferenceResult(
             request_id=request.request_id,
@@ -96,7 +97,7 @@ def finish(blobs: FakeBlobStore, request: InferenceRequest, *, output: bool) -> 
         ).to_json(),
         settings=SETTINGS,
         blobs=blobs,
-        ledger=Ledger(blobs, "ledger"),
+        ledger=ledger or Ledger(blobs, "ledger"),
         now=T0,
     )
 
@@ -114,6 +115,30 @@ def test_markers_of_finished_requests_are_released_once_their_output_is_there() 
     # mark (the two listings, of the records and of the earlier layout's markers, serve every file of the pass).
     assert +blobs.ops == {"list": 2, "properties": 1, "set_metadata": 1}
     assert list(ledger.inflight()) == []
+
+
+def test_where_storage_keeps_acknowledged_writes_a_success_costs_reconcile_nothing_later() -> None:
+    """RECONCILE_CHECK_OUTPUTS=false (Azure Storage): the writer records a success only once its output is there,
+    so the record is written without the mark and reconcile's pass only lists; a failure and an unfinished request
+    keep their marks and are handled as before."""
+    settings = make_settings(RESULT_DEADLINE_MINUTES="30", RECONCILE_CHECK_OUTPUTS="false")
+    blobs, bus = FakeBlobStore(), FakeBus()
+    ledger = services(settings=settings, blobs=blobs, bus=bus).ledger
+    done = accepted_request(blobs, ledger)
+    writes = blobs.ops["write"]
+    finish(blobs, done, output=True, ledger=ledger)
+    assert blobs.ops["write"] - writes == 2  # the output and the record, as with the check
+    assert list(ledger.inflight()) == []
+    blobs.ops.clear()
+    later = T0 + timedelta(hours=2)
+    report = reconcile(settings=settings, blobs=blobs, bus=bus, ledger=ledger, now=later)
+    assert (report.cleaned, bus.sent, +blobs.ops) == ([], [], {"list": 2})
+    bad, unfinished = accepted_request(blobs, ledger, "b.csv"), accepted_request(blobs, ledger, "c.csv")
+    finish(blobs, bad, output=False, ledger=ledger)
+    report = reconcile(settings=settings, blobs=blobs, bus=bus, ledger=ledger, now=later)
+    assert (report.cleaned, report.resubmitted) == ([bad.request_id], [unfinished.request_id])
+    record = ledger.get(done.request_id)
+    assert record is not None and record.state == RequestState.SUCCEEDED and blobs.names("output")[0] == "a.csv"
 
 
 def test_a_listed_output_of_any_name_is_found_and_a_name_too_long_to_list_is_read() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from shared.config import SettingsError
 from shared.routes import RoutesError, parse_routes
 from shared.settings import load_endpoint, load_settings
+from tests.unit.infra.bicep_model import REPO, function_app_settings
 
 from .fakes import BASE_ENV, make_settings
 
@@ -58,7 +60,7 @@ def test_a_connection_of_the_wrong_kind_is_named() -> None:
     ("key", "value"),
     [("MAX_INPUT_BYTES", "lots"), ("MAX_RESUBMITS", "-1"), ("BLOB_TRIGGER_SOURCE", "Polling"),
      ("MODEL_ROUTES_FILE", "/nonexistent/models.json"), ("SCORING_RETRY_MAX_SECONDS", "0"),
-     ("DataStorage", UNRESOLVED)],
+     ("DataStorage", UNRESOLVED), ("RECONCILE_CHECK_OUTPUTS", "yes")],
 )  # fmt: skip
 def test_invalid_setting_is_named(key: str, value: str) -> None:
     with pytest.raises(SettingsError, match=key):
@@ -129,3 +131,13 @@ def test_a_broken_routes_file_is_named(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(SettingsError, match=r"MODEL_ROUTES_FILE.*not readable JSON"):
         load_settings({**BASE_ENV, "MODEL_ROUTES_FILE": str(bad)})
+
+
+@pytest.mark.parametrize("plan", ["FlexConsumption", "ElasticPremium"])
+def test_azure_trusts_a_written_output_and_the_local_stack_checks_it(plan: str) -> None:
+    """Azure Storage keeps acknowledged writes; Azurite restores its last save after kill -9 (the local stack)."""
+    assert make_settings().reconcile_check_outputs  # the code's default: checked
+    azure = str(function_app_settings(plan)["RECONCILE_CHECK_OUTPUTS"])
+    assert not make_settings(RECONCILE_CHECK_OUTPUTS=azure).reconcile_check_outputs
+    local = json.loads((REPO / "local.settings.json.example").read_text())["Values"]["RECONCILE_CHECK_OUTPUTS"]
+    assert make_settings(RECONCILE_CHECK_OUTPUTS=local).reconcile_check_outputs
