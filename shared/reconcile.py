@@ -9,12 +9,14 @@ more than ``RESULT_DEADLINE_MINUTES`` ago:
   ledger moves on, and its id is fixed per attempt, so a crash in between at worst publishes the same
   attempt twice (dropped by duplicate detection, or scored twice and written once);
 * a finished request has its result checked: the output the record names (for a success, the output its
-  listing names, without reading the record), or for a failure its error record (or an output of the same
-  input that superseded it). Only then is the mark cleared. A
+  listing names, without reading the record; the outputs of a pass's successes that share a folder are found
+  with one listing of that folder, a page per 5,000 blobs, instead of a read each), or for a failure its error
+  record (or an output of the same input that superseded it). Only then is the mark cleared. A
   success whose output is gone (storage lost a write the record outlived) is reopened as a new attempt
   and published again; a failure whose error record is gone gets it written again from the record.
 
-Checking a result only a deadline after it was recorded means the check sees settled storage.
+Checking a result only a deadline after it was recorded means the check sees settled storage. Successes are
+marked, and so checked, only with ``RECONCILE_CHECK_OUTPUTS=true`` (the local stack: see :mod:`shared.ledger`).
 
 Each marker is handled in the request's log scope (its lines carry the request id), and each action on a
 request (resubmit, time-out, reopen, error record written again) runs in a span of the file's own trace,
@@ -24,6 +26,7 @@ continued from the context its ledger record kept, so a resubmitted message stay
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +40,8 @@ from shared.settings import Settings
 from shared.telemetry import logs, pipeline
 
 logger = logging.getLogger(__name__)
+
+LIST_PAGE = 5000  # blobs per page of List Blobs (the service's most and default)
 
 
 @dataclass
@@ -65,12 +70,38 @@ class _Pass:
     now: datetime
     report: ReconcileReport = field(default_factory=ReconcileReport)
 
+    listed: set[str] = field(default_factory=set)  # outputs a listing of their folder showed, "container/name"
+
     def run(self) -> ReconcileReport:
         deadline = timedelta(minutes=self.settings.result_deadline_minutes)
-        for marker in [m for m in self.ledger.inflight() if self.now - m.since >= deadline]:
+        due = [m for m in self.ledger.inflight() if self.now - m.since >= deadline]
+        self.listed = self._list_outputs(due)
+        for marker in due:
             with logs.request_scope(marker.request_id):
                 self._one(marker, deadline)
         return self.report
+
+    def _list_outputs(self, due: list[Marker]) -> set[str]:
+        """The listed successes' outputs found by listing their folders, where several share one: a page per
+        5,000 blobs instead of a read per output. A folder's listing stops before a page that costs more than
+        reading the outputs it has not found yet; those are read one by one as before."""
+        folders: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for marker in due:
+            location = marker.listed_output
+            if location and "/" in location:
+                container, name = location.split("/", 1)
+                folders[(container, name[: name.rfind("/") + 1])].add(name)
+        found: set[str] = set()
+        for (container, folder), names in folders.items():
+            if len(names) < 2:
+                continue  # one read costs no more than a listing's page
+            missing = set(names)
+            for listed, info in enumerate(self.blobs.list(container, folder), start=1):
+                missing.discard(info.name)
+                if not missing or (listed % LIST_PAGE == 0 and listed // LIST_PAGE >= len(missing)):
+                    break
+            found |= {f"{container}/{name}" for name in names - missing}
+        return found
 
     def _one(self, marker: Marker, deadline: timedelta) -> None:
         if self._listed_output_there(marker):
@@ -93,7 +124,7 @@ class _Pass:
         record, so only that version's mark is cleared; a record changed since keeps it for the next pass. An
         output that is not there is left to the check from the record."""
         location = marker.listed_output
-        if location is None or not self._exists(location):
+        if location is None or not (location in self.listed or self._exists(location)):
             return False
         self._release(marker)
         return True

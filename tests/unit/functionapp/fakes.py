@@ -123,8 +123,9 @@ class FakeBlobStore:
         self.ops["list"] += 1
         for (c, n), _ in sorted(self.blobs.items()):
             if c == container and n.startswith(prefix):
-                yield self.properties(c, n)
+                info = self.properties(c, n)
                 self.ops["properties"] -= 1  # the listing holds them
+                yield info
 
     def read_sas_url(self, container: str, name: str, ttl: timedelta) -> str:
         return f"{self.url(container, name)}?sig=fake&ttl={int(ttl.total_seconds())}"

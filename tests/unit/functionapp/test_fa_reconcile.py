@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from shared.contracts import (
@@ -17,7 +17,7 @@ from shared.contracts import (
 )
 from shared.ledger import Ledger, accepted, reopened
 from shared.ports import BlobInfo
-from shared.reconcile import reconcile
+from shared.reconcile import LIST_PAGE, reconcile
 from shared.submit import submit_blob
 from shared.wiring import services
 from shared.write import write_result
@@ -139,6 +139,58 @@ def test_where_storage_keeps_acknowledged_writes_a_success_costs_reconcile_nothi
     assert (report.cleaned, report.resubmitted) == ([bad.request_id], [unfinished.request_id])
     record = ledger.get(done.request_id)
     assert record is not None and record.state == RequestState.SUCCEEDED and blobs.names("output")[0] == "a.csv"
+
+
+def finished_in_one_folder(blobs: FakeBlobStore, count: int) -> tuple[Ledger, list[InferenceRequest]]:
+    ledger = Ledger(blobs, "ledger")
+    requests = [accepted_request(blobs, ledger, f"day/{i:03d}.csv") for i in range(count)]
+    for request in requests:
+        finish(blobs, request, output=True, ledger=ledger)
+    return ledger, requests
+
+
+def test_the_outputs_of_a_folder_are_checked_with_one_listing() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    ledger, requests = finished_in_one_folder(blobs, 3)
+    blobs.ops.clear()
+    report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=T0 + timedelta(hours=2))
+    # The ledger's two listings and one of the folder "day/" in the output container, then each mark cleared.
+    assert +blobs.ops == {"list": 3, "set_metadata": 3}
+    assert sorted(report.cleaned) == sorted(r.request_id for r in requests) and list(ledger.inflight()) == []
+
+
+def test_an_output_gone_from_a_listed_folder_is_still_resubmitted() -> None:
+    blobs, bus = FakeBlobStore(), FakeBus()
+    ledger, (kept, lost) = finished_in_one_folder(blobs, 2)
+    blobs.delete("output", "day/001.csv")
+    report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=T0 + timedelta(hours=2))
+    assert (report.cleaned, report.reopened) == ([kept.request_id], [lost.request_id])
+    assert InferenceRequest.from_json(bus.sent[-1].message.body).attempt == 2
+
+
+class CountingStore(FakeBlobStore):
+    """Counts the blobs its listings hand out (a real listing's pages hold 5,000 each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed = 0
+
+    def list(self, container: str, prefix: str) -> Iterator[BlobInfo]:
+        for info in super().list(container, prefix):
+            self.listed += container == "output"
+            yield info
+
+
+def test_a_folder_listing_stops_before_it_costs_more_than_the_reads_it_saves() -> None:
+    """Two outputs due in a folder of 12,000 blobs listed before them: two pages at most, then a read each."""
+    blobs, bus = CountingStore(), FakeBus()
+    for i in range(12_000):
+        blobs.put("output", f"day/0-{i:05d}.csv", b"")
+    ledger, requests = finished_in_one_folder(blobs, 2)
+    blobs.ops.clear()
+    report = reconcile(settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=T0 + timedelta(hours=2))
+    assert sorted(report.cleaned) == sorted(r.request_id for r in requests)
+    assert blobs.listed == 2 * LIST_PAGE and blobs.ops["properties"] == 2
 
 
 def test_a_listed_output_of_any_name_is_found_and_a_name_too_long_to_list_is_read() -> None:
