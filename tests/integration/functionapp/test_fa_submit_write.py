@@ -15,6 +15,8 @@ import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from devstack.functions_host.blob_binding import SdkTypeArguments, reference
+from shared import reconcile as use_case
+from shared.bus import AzureMessageBus
 from shared.contracts import (
     DataFormat,
     ErrorInfo,
@@ -27,6 +29,7 @@ from shared.contracts import (
     iso,
 )
 from shared.ledger import Ledger, accepted, succeeded
+from shared.ports import BlobInfo
 from shared.settings import DATA_STORAGE, get_settings
 from shared.storage import AzureBlobStore
 from shared.triggers.reconcile import reconcile
@@ -231,6 +234,61 @@ def test_reconcile_clears_a_success_by_the_output_its_listing_names(
     reconcile.build().get_user_function()(func.timer.TimerRequest(past_due=False))
     assert request_id not in {m.request_id for m in ledger.inflight()}
     assert fa_env.ledger_record(request_id)["state"] == "succeeded"
+
+
+class CountingStore(AzureBlobStore):
+    """Our storage adapter, noting the blobs it reads the properties of."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.read_properties: list[str] = []
+
+    def properties(self, container: str, name: str) -> BlobInfo:
+        self.read_properties.append(name)
+        return super().properties(container, name)
+
+
+def test_reconcile_finds_a_folders_outputs_with_one_listing_and_resubmits_a_lost_one(
+    fa_env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_env(monkeypatch, RESULT_DEADLINE_MINUTES="1")
+    settings = get_settings()
+    blobs = CountingStore(settings.data_storage)
+    ledger = Ledger(blobs, fa_env.ledger)
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    names, ids = ["day/ä 1.csv", "day/ä 2.csv", "day/ä 3.csv"], []
+    for name in names:
+        ids.append(derive_request_id(fa_env.input, name, fa_env.upload(name, b"a\n1\n", {"session_id": "s-day"})))
+        trigger(fa_env, name)
+        base = ledger.get(ids[-1])
+        assert base is not None
+        location = f"{fa_env.output}/{name}"
+        ledger.advance(ids[-1], succeeded(base, long_ago, location, 1, 0, iso(long_ago)), now=long_ago)
+    for name in names[:2]:  # the third output is gone, as Azurite can forget it after kill -9
+        blobs.write(fa_env.output, name, b"a,prediction\n1,0\n", content_type="text/csv")
+    blobs.read_properties.clear()
+    report = use_case.reconcile(settings=settings, blobs=blobs, bus=AzureMessageBus(settings.service_bus),
+                                ledger=ledger, now=datetime.now(UTC))  # fmt: skip
+    assert sorted(report.cleaned) == sorted(ids[:2]) and report.reopened == [ids[2]]
+    assert set(blobs.read_properties) == {names[2]}  # the two found by the listing were not read one by one
+    assert fa_env.receive("scoring", lambda m: m.message_id == f"{ids[2]}:2") is not None
+    assert {m.request_id: m.attempt for m in ledger.inflight() if m.request_id in ids} == {ids[2]: 2}
+
+
+@pytest.mark.parametrize("check", ["true", "false"])
+def test_the_writer_marks_a_success_for_reconcile_only_where_outputs_are_checked(
+    fa_env: AppEnv, monkeypatch: pytest.MonkeyPatch, check: str
+) -> None:
+    set_env(monkeypatch, RECONCILE_CHECK_OUTPUTS=check)
+    rid = ("8" if check == "true" else "9") * 32
+    result = InferenceResult(request_id=rid, status=ResultStatus.SUCCEEDED, input_name=f"checked-{check}.csv",
+                             model="churn", rows_scored=1,
+                             output=OutputRef.inline(b"a,prediction\n1,0\n", DataFormat.CSV, None))  # fmt: skip
+    write_result.build().get_user_function()([result_message(result)])
+    assert fa_env.read(fa_env.output, f"checked-{check}.csv") == b"a,prediction\n1,0\n"
+    blob = fa_env.blob_service.get_blob_client(fa_env.ledger, f"requests/{rid}.json").get_blob_properties()
+    marked = blob.metadata.get("inflight") == "true"
+    assert blob.metadata["state"] == "succeeded" and marked == (check == "true")
 
 
 def test_request_status_reports_the_ledger_state(fa_env: AppEnv) -> None:
