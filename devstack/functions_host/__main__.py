@@ -31,7 +31,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument(
-        "--data-dir", type=Path, default=Path(".devstack") / "functions-host", help="where the host key is kept"
+        "--data-dir",
+        type=Path,
+        default=Path(".devstack") / "functions-host",
+        help="where the host key and the EventGrid blob triggers' receipts are kept",
     )
     parser.add_argument(
         "--blob-poll-interval", type=float, default=2.0, help="seconds between container listings without an access log"

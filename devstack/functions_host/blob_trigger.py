@@ -6,43 +6,48 @@ at once, and lists the whole container only at start and every ``--blob-scan-int
 net for anything the log missed; the time to find a blob then does not grow with the container. Without a log it
 lists the container every ``--blob-poll-interval`` seconds (and pauses twice as long as a listing took).
 A trigger with ``source`` EventGrid runs only for blobs last modified after it first started against this host
-storage (``azure-webjobs-hosts/blobtriggers/<host id>/<function>``: the local counterpart of the Event Grid
-subscription), since Event Grid never reports blobs written before its subscription existed; LogsAndContainerScan
-runs for every blob.
+storage (its subscription marker, below: the local counterpart of the Event Grid subscription), since Event Grid
+never reports blobs written before its subscription existed; LogsAndContainerScan runs for every blob.
 
-State lives in the host storage account, so it survives restarts: a receipt blob
-``azure-webjobs-hosts/blobreceipts/<host id>/Host.Functions.<name>/<etag>/<container>/<blob>`` records the
-attempts (metadata ``Attempts``, with ``Incomplete`` while the blob is not done). A failed blob is retried shortly
-after; after ``poisonBlobThreshold`` failed attempts (host.json ``extensions.blobs``, else
-``extensions.queues.maxDequeueCount``, default 5) a message goes to queue ``webjobs-blobtrigger-poison`` in the
-documented shape and the blob is not tried again.
+What the trigger remembers of each version (done, attempts, poisoned) is kept where Azure keeps it
+(:mod:`.blob_receipts`): for LogsAndContainerScan, a receipt blob
+``azure-webjobs-hosts/blobreceipts/<host id>/Host.Functions.<name>/<etag>/<container>/<blob>`` in host storage
+(metadata ``Attempts``, with ``Incomplete`` while the blob is not done, ``Poisoned``), as the runtime's scan writes
+it; for EventGrid, no receipt in storage (Azure writes none: its events go through the host's blob-trigger queue,
+whose dequeue count drives the poison queue) but a journal in the host's data directory (:mod:`.receipt_journal`),
+trusted as far as a checkpoint blob in storage says, so that a version whose writes Azurite lost runs again. The
+subscription marker (``azure-webjobs-hosts/eventgrid-subscriptions/<host id>/Host.Functions.<name>``) stays in
+storage. Both survive restarts. A failed blob is retried shortly after; after ``poisonBlobThreshold`` failed
+attempts (host.json ``extensions.blobs``, else ``extensions.queues.maxDequeueCount``, default 5) a message goes to
+queue ``webjobs-blobtrigger-poison`` in the documented shape and the blob is not tried again until it changes.
+Every call is counted as an attempt before it starts, so a call the host never finished (``kill -9``) counts too:
+a version claimed more often than the threshold goes to poison without another call, as the runtime's queue
+processor does with a message dequeued more often than ``maxDequeueCount``.
 
-Receipts, and what a ``kill -9`` of the host means. A blob version the access log shows is new when it was last
-modified after this host started following the log (Azurite may log a write after answering it, so a line alone
-proves nothing) and this host has not called the function for it yet: no receipt can exist for it. For such a
-version the function runs at once and the receipt
-is written once, after the call: created complete (``Attempts=1``, create-only) when it succeeded, created
-``Incomplete`` with ``Attempts=1`` when it failed, so the retries that follow count failed calls towards the
-poison threshold as before. Every other version (found by a listing, or tried again) has its receipt claimed
-before the call, as Azure does: created ``Incomplete`` create-only with ``Attempts=1`` (or, when it exists, read
-and rewritten with one attempt more, or skipped when complete or poisoned) and marked complete after the call.
-A host killed during the call of a new version therefore leaves no receipt: after the restart the first listing
-finds the version without one and runs it again, now with a claimed receipt, so a blob that kills the host every
-time still reaches the poison queue after the threshold (one call later than a blob whose calls raise). Azure's
-host would run it again too: its receipt stays incomplete under an expired lease and the blob is queued again
-(its dequeue count, not the receipt, counts crashed calls). The function must therefore be idempotent per blob
-version, as on Azure; ``submit_blob`` is, through the request ledger keyed by the blob's ETag.
+What a ``kill -9`` of the host means. With receipts in storage, a blob version the access log shows is new when it
+was last modified after this host started following the log (Azurite may log a write after answering it, so a line
+alone proves nothing) and this host has not called the function for it yet: no receipt can exist for it, so the
+function runs at once and the receipt is written once, after the call (complete, or ``Incomplete`` with
+``Attempts=1`` when it failed, so the retries count towards the poison threshold). Every other version (found by a
+listing, or tried again) has its receipt claimed before the call (created ``Incomplete`` create-only, or read and
+rewritten with one attempt more, or skipped when complete or poisoned) and marked complete after it. A host killed
+during the call of a new version leaves no receipt; one killed during another call leaves it incomplete; either way
+the restarted host's first listing runs the version again. With the journal, the claim is a local line written
+before each call, so a killed call is an attempt claimed and not settled: it runs again after the restart. Azure's
+host runs such a blob again too (its queue message becomes visible again). The function must therefore be
+idempotent per blob version, as on Azure; ``submit_blob`` is, through the request ledger keyed by the blob's ETag.
 
-Round trips per new blob version found through the log: one, the receipt write. The local stack's Azurite logs
-each answer's ETag and Last-Modified (``azurite_redacted.js``), so the line names the version written and the
-receipt is keyed by it without asking for the blob's properties; an SDK-type parameter gets a reference and the
+Round trips per new blob version found through the log: with receipts in storage one, the receipt write; with the
+journal none, beside a checkpoint write every two seconds while versions are settled. The local stack's Azurite
+logs each answer's ETag and Last-Modified (``azurite_redacted.js``), so the line names the version written and it
+is keyed by it without asking for the blob's properties; an SDK-type parameter gets a reference and the
 function reads what it needs. A function that takes the content (``InputStream``/``bytes``) costs a read of the
 properties (for its metadata; a version replaced since is skipped, its successor has its own line) and the
 download, pinned to that ETag. A line without the version (Azurite run without the wrapper) costs the properties
 read it always did. A version replaced within the ~50 ms the follower reads at once is taken only in its last
 form; one replaced later still runs, as Event Grid reports each write (the function reads the blob as it is
-then, and is idempotent per version). A version found by a listing costs the claim and the
-completion, plus a read of the receipt when it exists. Azure's host does more for the same guarantee: its scan
+then, and is idempotent per version). A version found by a listing costs, with receipts in storage, the claim and
+the completion, plus a read of the receipt when it exists. Azure's host does more for the same guarantee: its scan
 path reads the blob's properties, reads the receipt, creates it, leases it, reads it again, enqueues a message,
 reads and sets the receipt's metadata and releases the lease, then reads the blob's properties again before the
 call (``BlobTriggerExecutor``, ``BlobReceiptManager`` and ``BlobQueueTriggerExecutor`` of the WebJobs storage
@@ -68,13 +73,14 @@ from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient
+from azure.storage.blob import BlobProperties, BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
 from . import clients
 from .access_log import AccessLogFollower, BlobWrite
 from .blob_binding import SdkTypeArguments, content_argument, reference, trigger_metadata
 from .blob_listing import ContainerLister, bare_etag
+from .blob_receipts import Outcome, receipt_store
 from .host_storage import function_id, hosts_container
 from .indexing import FunctionSpec
 from .invoker import Invoker
@@ -108,6 +114,8 @@ class BlobTriggerOptions:
     scan_interval: float = 30.0
     # blob service URL (e.g. http://127.0.0.1:10000/devstoreaccount1) -> that service's access log
     access_logs: Mapping[str, Path] = field(default_factory=dict)
+    # the host's data directory: an EventGrid-source trigger keeps its receipts there (.blob_receipts)
+    state_dir: Path = Path(".devstack") / "functions-host"
 
 
 @dataclass(frozen=True)
@@ -173,15 +181,15 @@ class BlobTrigger:
         self._sdk_types = SdkTypeArguments()
         self.container, self._pattern = compile_path(str(spec.trigger["path"]))
         self.event_grid = str(spec.trigger.get("source", "")).lower() == "eventgrid"
-        self._receipt_prefix = f"blobreceipts/{host_id}/{function_id(spec.name)}/"
+        self.receipts = receipt_store(self.event_grid, host_storage, host_id, spec.name, self.container,
+                                      options.state_dir)  # fmt: skip
         self._work: queue.Queue[_Work] = queue.Queue()
         self._lock = threading.Lock()
         self._in_flight: set[tuple[str, str]] = set()
-        self._done: set[tuple[str, str]] = set()
-        self._tried: set[tuple[str, str]] = set()  # versions this host has called the function for
         self._following_since: datetime | None = None  # when the access log started to be followed
         self._retries: dict[str, float] = {}  # blob name -> when to look it up again (access-log mode)
         self._trouble = False  # a storage call failed since the last listing: list again soon
+        self._relist = False  # versions to run again (receipts.keep): list again soon
         self._follower: AccessLogFollower | None = None
         self._subscribed_at: datetime | None = None  # EventGrid source: see _subscription_start
         self._missing_logged = False
@@ -192,6 +200,8 @@ class BlobTrigger:
         ]
 
     def start(self) -> None:
+        # What storage holds is checked before the first listing, which then finds every version to run again.
+        self.receipts.keep()
         # Made before the first listing starts, so a blob written while it runs is in the log or in the listing.
         self._follower = self._find_follower()
         self._following_since = datetime.now(UTC)
@@ -204,36 +214,38 @@ class BlobTrigger:
             thread.start()
 
     def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
-
-    def receipt_name(self, blob: str, etag: str) -> str:
-        return f"{self._receipt_prefix}{etag.strip(chr(34))}/{self.container}/{blob}"
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.receipts.close()
 
     # -- finding blobs ----------------------------------------------------------------------------------------
     def _scan_loop(self) -> None:
         """Full listings: at start, then every ``scan_interval`` while a log is followed, else back to back."""
         service = clients.blob_service(self._data)
         listing = ContainerLister(service.get_container_client(self.container))
-        receipts = hosts_container(self._host_storage)
+        hosts = hosts_container(self._host_storage)
         follower = self._follower
         next_listing = 0.0
         try:
             while not self._stop.is_set():
+                following = follower is not None and follower.available()
+                if not following:
+                    self._keep_receipts()  # else the follow thread does, as it sees Azurite restart first
                 with self._lock:
                     trouble, self._trouble = self._trouble, False
-                    if trouble:
-                        # Storage that failed may come back from an earlier state (Azurite killed before it saved
-                        # its metadata): receipts it lost must be looked up again, not trusted from memory.
-                        self._done.clear()
+                    relist, self._relist = self._relist, False
                 if trouble:
+                    # Storage that failed may come back from an earlier state (Azurite killed before it saved
+                    # its metadata): what it lost must be looked up again, not trusted from memory.
+                    self.receipts.distrust()
+                if trouble or relist:
                     next_listing = min(next_listing, time.monotonic() + self._options.poll_interval)
                 if time.monotonic() >= next_listing:
-                    following = follower is not None and follower.available()
                     # A safety-net listing is in no hurry: it leaves half of the storage service to the files.
                     listing.pause_ratio = 1.0 if following else 0.0
                     started = time.monotonic()
-                    queued = self._list(listing, receipts)
+                    queued = self._list(listing, hosts)
                     took = time.monotonic() - started
                     if queued and following and next_listing:
                         logger.info(
@@ -250,13 +262,13 @@ class BlobTrigger:
         finally:
             listing.close()
             service.close()
-            receipts.close()
+            hosts.close()
 
     def _follow_loop(self, follower: AccessLogFollower) -> None:
         """Blobs written into the container, read from the access log as they come (beside the listings, so a
         long listing holds none of them up), and blobs to try again."""
         service = clients.blob_service(self._data)
-        receipts = hosts_container(self._host_storage)
+        hosts = hosts_container(self._host_storage)
         read_at = 0.0
         try:
             while not self._stop.is_set():
@@ -269,18 +281,20 @@ class BlobTrigger:
                         self._retries.clear()  # the listings, back to back without a log, see them
                     continue
                 for write in follower.new_blobs():
-                    self._logged(service, receipts, write)
+                    self._logged(service, hosts, write)
                 if follower.restarted():
                     # Azurite came back from its last save: receipts written since may be gone with it, even
                     # though no call of this host failed while it was down. See _scan_loop.
                     logger.warning("blob trigger '%s': storage restarted; listing again", self.spec.name)
+                    self.receipts.distrust()
                     with self._lock:
                         self._trouble = True
-                self._retry_due(service, receipts)
+                self._keep_receipts()
+                self._retry_due(service, hosts)
         finally:
             follower.close()
             service.close()
-            receipts.close()
+            hosts.close()
 
     def _find_follower(self) -> AccessLogFollower | None:
         with clients.blob_service(self._data) as service:
@@ -298,11 +312,11 @@ class BlobTrigger:
         )  # fmt: skip
         return None
 
-    def _list(self, listing: ContainerLister, receipts: ContainerClient) -> int | None:
+    def _list(self, listing: ContainerLister, hosts: ContainerClient) -> int | None:
         """One full listing; the number of blobs it queued, None when it failed."""
         try:
             if self.event_grid and listing.modified_since is None:
-                listing.modified_since = self._subscription_start(receipts)
+                listing.modified_since = self._subscription_start(hosts)
             queued = self._scan(listing)
         except ResourceNotFoundError:
             if not self._missing_logged:
@@ -311,16 +325,15 @@ class BlobTrigger:
             return None
         except Exception as exc:  # noqa: BLE001 - a poller outlives any storage error
             logger.warning("blob trigger '%s': scan failed: %s", self.spec.name, exc)
-            with self._lock:
-                self._done.clear()  # see _scan_loop
+            self.receipts.distrust()  # see _scan_loop
             return None
         self._missing_logged = False
         return queued
 
-    def _subscription_start(self, receipts: ContainerClient) -> datetime:
+    def _subscription_start(self, hosts: ContainerClient) -> datetime:
         """When this trigger first ran against this host storage: Event Grid reports no blob written before."""
         if self._subscribed_at is None:
-            marker = receipts.get_blob_client(f"{SUBSCRIPTIONS}/{self._host_id}/{function_id(self.spec.name)}")
+            marker = hosts.get_blob_client(f"{SUBSCRIPTIONS}/{self._host_id}/{function_id(self.spec.name)}")
             with contextlib.suppress(ResourceExistsError):
                 marker.upload_blob(b"", overwrite=False)
             self._subscribed_at = marker.get_blob_properties().last_modified
@@ -335,16 +348,16 @@ class BlobTrigger:
                 queued += 1
         return queued
 
-    def _logged(self, service: BlobServiceClient, receipts: ContainerClient, write: BlobWrite) -> None:
+    def _logged(self, service: BlobServiceClient, hosts: ContainerClient, write: BlobWrite) -> None:
         """A blob the access log showed written: the version the line names, or (a line without ETag and
         Last-Modified) the one its properties name."""
         if write.etag is None or write.last_modified is None:
-            self._look_up(service, receipts, write.name, new=True)
+            self._look_up(service, hosts, write.name, new=True)
             return
         if not self._pattern.fullmatch(write.name):
             return
         try:
-            if self._found(receipts, write.name, bare_etag(write.etag), write.last_modified, None, new=True):
+            if self._found(hosts, write.name, bare_etag(write.etag), write.last_modified, None, new=True):
                 return
         except Exception as exc:  # noqa: BLE001 - the follow thread outlives any storage error
             logger.warning("blob trigger '%s': taking %s from the log failed: %s", self.spec.name, write.name, exc)
@@ -352,14 +365,14 @@ class BlobTrigger:
                 self._trouble = True
         self._retry_later(write.name)
 
-    def _look_up(self, service: BlobServiceClient, receipts: ContainerClient, name: str, new: bool = False) -> None:
+    def _look_up(self, service: BlobServiceClient, hosts: ContainerClient, name: str, new: bool = False) -> None:
         """A blob to try again (or one the log showed without its version): its properties, then the same path
         as a listing's."""
         if not self._pattern.fullmatch(name):
             return
         try:
             props = service.get_blob_client(self.container, name).get_blob_properties()
-            if self._found(receipts, name, bare_etag(str(props.etag)), props.last_modified, props, new):
+            if self._found(hosts, name, bare_etag(str(props.etag)), props.last_modified, props, new):
                 return
         except ResourceNotFoundError:
             return  # deleted since
@@ -371,7 +384,7 @@ class BlobTrigger:
 
     def _found(
         self,
-        receipts: ContainerClient,
+        hosts: ContainerClient,
         name: str,
         etag: str,
         last_modified: datetime | None,
@@ -381,7 +394,7 @@ class BlobTrigger:
         """Queues one version of a blob unless it is done; False when it is being run (to be looked at again)."""
         # Azurite may write a log line after the follower took its start offset: a blob from before the
         # subscription existed is skipped here as the listing skips it.
-        if self.event_grid and last_modified is not None and last_modified < self._subscription_start(receipts):
+        if self.event_grid and last_modified is not None and last_modified < self._subscription_start(hosts):
             return True
         # New only when written after the log was first followed (Last-Modified has whole seconds, so a blob
         # of the very second the host started is not): Azurite can log a write after answering it.
@@ -391,35 +404,36 @@ class BlobTrigger:
 
     def _queue(self, key: tuple[str, str], props: BlobProperties | None = None, new: bool = False) -> str:
         with self._lock:
-            if key in self._done:
+            if self.receipts.done(key):
                 return _DONE
             if key in self._in_flight:
                 return _BUSY
             self._in_flight.add(key)
-            # A version called before (a failed call, or a second log line for it) has a receipt by now, or is
-            # claimed as if it had: only a first sighting goes without one.
-            new = new and key not in self._tried
-        # The receipt is not read here: the worker writes it create-only and reads it only if it exists.
+        # The receipt is not read here: the worker claims it (in storage: create-only, read only if it exists).
         self._work.put(_Work(key, props, time.monotonic(), new))
         return _QUEUED
+
+    def _keep_receipts(self) -> None:
+        if self.receipts.keep():
+            with self._lock:
+                self._relist = True
 
     def _retry_later(self, name: str) -> None:
         with self._lock:
             self._retries.setdefault(name, time.monotonic() + self._options.poll_interval)
 
-    def _retry_due(self, service: BlobServiceClient, receipts: ContainerClient) -> None:
+    def _retry_due(self, service: BlobServiceClient, hosts: ContainerClient) -> None:
         now = time.monotonic()
         with self._lock:
             due = [name for name, at in self._retries.items() if at <= now]
             for name in due:
                 del self._retries[name]
         for name in due:
-            self._look_up(service, receipts, name)
+            self._look_up(service, hosts, name)
 
     # -- processing -------------------------------------------------------------------------------------------
     def _work_loop(self) -> None:
         service: BlobServiceClient | None = None
-        receipts: ContainerClient | None = None
         outputs = ServiceBusOutputs()
         try:
             while not self._stop.is_set():
@@ -427,11 +441,10 @@ class BlobTrigger:
                     work = self._work.get(timeout=0.5)
                 except queue.Empty:
                     continue
-                if service is None or receipts is None:
+                if service is None:
                     service = clients.blob_service(
                         self._data, max_single_get_size=_DOWNLOAD_CHUNK, max_chunk_get_size=_DOWNLOAD_CHUNK
                     )
-                    receipts = hosts_container(self._host_storage)
                 name, etag = work.key
                 try:
                     props = work.props
@@ -441,7 +454,7 @@ class BlobTrigger:
                         props = service.get_blob_client(self.container, name).get_blob_properties()
                     # A blob deleted or overwritten since it was found: its new version is found on its own.
                     if props is None or bare_etag(str(props.etag)) == etag:
-                        self._process(service, receipts, outputs, work, props)
+                        self._process(service, outputs, work, props)
                 except ResourceNotFoundError:
                     pass
                 except Exception as exc:  # noqa: BLE001 - the worker thread must survive storage errors
@@ -455,68 +468,42 @@ class BlobTrigger:
                         self._in_flight.discard(work.key)
         finally:
             outputs.close()
-            for client in (service, receipts):
-                if client is not None:
-                    client.close()
+            if service is not None:
+                service.close()
 
     def _process(
-        self,
-        service: BlobServiceClient,
-        receipts: ContainerClient,
-        outputs: ServiceBusOutputs,
-        work: _Work,
-        props: BlobProperties | None,
+        self, service: BlobServiceClient, outputs: ServiceBusOutputs, work: _Work, props: BlobProperties | None
     ) -> None:
-        """Runs the function once for a blob version whose receipt is missing or incomplete. ``props`` is None
-        for an SDK-type parameter (the host needs nothing but the blob's name then)."""
+        """Runs the function once for a blob version not done yet. ``props`` is None for an SDK-type parameter
+        (the host needs nothing but the blob's name then)."""
         key = work.key
         name = key[0]
-        receipt = receipts.get_blob_client(self.receipt_name(*key))
-        # A new version has no receipt (see the module's docstring); any other is claimed before the call.
-        attempt = 1 if work.new else _claim(receipt)
+        attempt = self.receipts.claim(key, work.new)
         if attempt is None:
-            self._finished(key)
             return
-        with self._lock:
-            self._tried.add(key)
+        if attempt > self._options.max_dequeue_count:
+            # Calls that never returned (the host killed during them) counted too: as the runtime's queue
+            # processor does with a message dequeued more often than that, the blob goes to poison without a call.
+            self._poison(props or service.get_blob_client(self.container, name).get_blob_properties(), key[1])
+            self.receipts.settle(key, attempt, Outcome.POISONED)
+            return
         blob_type = _blob_type(props) if props is not None else "BlockBlob"
         reason = f"New blob detected({blob_type}): {self.container}/{name}"
         value = self._argument(service, name, props)
         result = self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs)
         if result.succeeded:
-            self._record(receipt, {"Attempts": str(attempt)}, claimed=not work.new)
-            self._finished(key)
+            self.receipts.settle(key, attempt, Outcome.SUCCEEDED)
             return
         if attempt < self._options.max_dequeue_count:
             logger.warning(
                 "blob trigger '%s': %s failed (attempt %d of %d); trying again",
                 self.spec.name, name, attempt, self._options.max_dequeue_count,
             )  # fmt: skip
-            if work.new:
-                self._record(receipt, {"Incomplete": "true", "Attempts": "1"}, claimed=False)
+            self.receipts.settle(key, attempt, Outcome.FAILED)
             self._retry_later(name)
             return
         self._poison(props or service.get_blob_client(self.container, name).get_blob_properties(), key[1])
-        self._record(receipt, {"Attempts": str(attempt), "Poisoned": "true"}, claimed=not work.new)
-        self._finished(key)
-
-    def _finished(self, key: tuple[str, str]) -> None:
-        """A version done or poisoned (its receipt says so): remembered as done, no longer as tried."""
-        with self._lock:
-            self._done.add(key)
-            self._tried.discard(key)
-
-    def _record(self, receipt: BlobClient, metadata: dict[str, str], claimed: bool) -> None:
-        """Writes a receipt's state after a call: the claimed receipt's metadata, or a new receipt create-only."""
-        if claimed:
-            receipt.set_blob_metadata(metadata)
-            return
-        try:
-            receipt.upload_blob(b"", overwrite=False, metadata=metadata)
-        except ResourceExistsError:
-            # Only another host on the same storage and host id (not supported) could have written it meanwhile.
-            logger.warning("blob trigger '%s': receipt %s existed already; updated", self.spec.name, receipt.blob_name)
-            receipt.set_blob_metadata(metadata)
+        self.receipts.settle(key, attempt, Outcome.POISONED)
 
     def _argument(self, service: BlobServiceClient, name: str, props: BlobProperties | None) -> Any:
         """What the worker passes: a client for an SDK-type parameter, else the whole content (as the host
@@ -559,30 +546,13 @@ def _blob_type(props: BlobProperties) -> str:
     return str(getattr(props.blob_type, "value", props.blob_type) or "BlockBlob")
 
 
-def _claim(receipt: BlobClient) -> int | None:
-    """Records one more attempt in the receipt before a call and returns its number; None if the receipt says
-    done.
-
-    A new blob version's receipt is created create-only (one request); an existing one is read first."""
-    try:
-        receipt.upload_blob(b"", overwrite=False, metadata={"Incomplete": "true", "Attempts": "1"})
-        return 1
-    except ResourceExistsError:
-        pass
-    state = receipt.get_blob_properties().metadata or {}
-    if state.get("Incomplete") != "true":
-        return None
-    attempt = int(state.get("Attempts", "0")) + 1
-    receipt.upload_blob(b"", overwrite=True, metadata={"Incomplete": "true", "Attempts": str(attempt)})
-    return attempt
-
-
 def blob_trigger_options(
     host_json: dict[str, Any],
     poll_interval: float,
     cpu_count: int,
     scan_interval: float = 30.0,
     access_logs: Mapping[str, Path] | None = None,
+    state_dir: Path | None = None,
 ) -> BlobTriggerOptions:
     extensions = host_json.get("extensions", {}) if isinstance(host_json.get("extensions"), dict) else {}
     queues = extensions.get("queues", {}) or {}
@@ -595,4 +565,5 @@ def blob_trigger_options(
         base64_messages=str(queues.get("messageEncoding", "base64")).lower() == "base64",
         scan_interval=scan_interval,
         access_logs=dict(access_logs or {}),
+        **({"state_dir": state_dir} if state_dir is not None else {}),
     )

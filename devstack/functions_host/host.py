@@ -82,6 +82,7 @@ class FunctionsHost:
             cpus,
             scan_interval=self.options.blob_scan_interval,
             access_logs=dict(self.options.storage_access_logs),
+            state_dir=self.options.data_dir,
         )
         for spec in self.functions:
             kind = spec.trigger_type

@@ -82,11 +82,16 @@ def on_blob(blob: func.InputStream) -> None:
         entry.update(sha256=digest.hexdigest(), read_bytes=size)
     entry["stream_type"] = f"{type(blob).__module__}.{type(blob).__qualname__}"
     record("on_blob", entry)
+    misbehave(blob.name, metadata, entry["etag"])
+
+
+def misbehave(name: str | None, metadata: dict[str, str], etag: object) -> None:
+    """Metadata ``fail=yes``: the call raises; ``hang=once``: the first call of this blob version hangs, so a test
+    can kill the host in the middle of it."""
     if metadata.get("fail") == "yes":
-        raise ValueError(f"failing {blob.name} on purpose")
-    hung = os.path.join(os.environ["RECORD_DIR"], f"hung-{str(entry['etag']).strip(chr(34))}")
+        raise ValueError(f"failing {name} on purpose")
+    hung = os.path.join(os.environ["RECORD_DIR"], f"hung-{str(etag).strip(chr(34))}")
     if metadata.get("hang") == "once" and not os.path.exists(hung):
-        # the first call of this blob version hangs, so a test can kill the host in the middle of it
         open(hung, "w").close()
         time.sleep(600)
 
@@ -97,7 +102,9 @@ if os.environ.get("FIXTURE_EVENT_GRID_BLOB") == "1":
         arg_name="blob", path="%EVENT_CONTAINER%/{name}", connection="DataStorage", source=func.BlobSource.EVENT_GRID
     )
     def on_event_blob(blob: func.InputStream) -> None:
-        record("on_event_blob", {"name": blob.name, "etag": (blob.blob_properties or {}).get("ETag")})
+        etag = (blob.blob_properties or {}).get("ETag")
+        record("on_event_blob", {"name": blob.name, "etag": etag})
+        misbehave(blob.name, blob.metadata or {}, etag)
 
 
 if os.environ.get("FIXTURE_BLOB_CLIENT") == "1":
