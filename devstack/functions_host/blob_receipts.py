@@ -214,6 +214,7 @@ class LocalReceipts:
         self._keeping = threading.Lock()
         self._suspect = threading.Event()  # storage may have lost writes: read the checkpoint before trusting
         self._suspect.set()  # at start: the host may have stopped while storage went back
+        self._failing = False
 
     def done(self, key: Version) -> bool:
         return self.journal.final(key)
@@ -231,20 +232,24 @@ class LocalReceipts:
     def keep(self, final: bool = False) -> int:
         if not self._keeping.acquire(blocking=False):
             return 0  # another thread is at it
+        reopened = 0
         try:
             if self._suspect.is_set():
-                return self._resync()
+                reopened = self._resync()
             seq = self.journal.seq
             if seq > self._written and (final or time.monotonic() >= self._next_write):
                 self._next_write = time.monotonic() + CHECKPOINT_SECONDS
                 self._write_checkpoint(seq)
+            self._failing = False
         except Exception as exc:  # noqa: BLE001 - the caller's thread outlives any storage error
-            logger.warning("blob receipt checkpoint %s: %s; read again before it is trusted", self._checkpoint_name,
-                           exc)  # fmt: skip
+            if not self._failing:  # once per spell of failures: the caller asks again every few ms
+                logger.warning("blob receipt checkpoint %s: %s; read again before it is trusted",
+                               self._checkpoint_name, exc)  # fmt: skip
+            self._failing = True
             self._suspect.set()
         finally:
             self._keeping.release()
-        return 0
+        return reopened
 
     def close(self) -> None:
         try:
@@ -256,7 +261,9 @@ class LocalReceipts:
 
     def _blob(self) -> BlobClient:
         if self._checkpoint is None:
-            self._container = hosts_container(self._connection)
+            # No retries: a write the SDK repeated after Azurite came back could cover what it lost before the
+            # restart is seen; a failed call marks the checkpoint suspect at once instead (and blocks nothing).
+            self._container = hosts_container(self._connection, retry_total=0)
             self._checkpoint = self._container.get_blob_client(self._checkpoint_name)
         return self._checkpoint
 

@@ -9,6 +9,7 @@ import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import ContainerClient
@@ -38,9 +39,10 @@ def host_connection(environ: Mapping[str, str], required_by: str) -> Connection:
         raise SettingsError(f"{exc} ({required_by} keeps its state in the host storage account)") from None
 
 
-def hosts_container(connection: Connection) -> ContainerClient:
-    """A fresh client for ``azure-webjobs-hosts`` (created if missing); the caller owns and closes it."""
-    container = clients.blob_service(connection).get_container_client(HOSTS_CONTAINER)
+def hosts_container(connection: Connection, **options: Any) -> ContainerClient:
+    """A fresh client for ``azure-webjobs-hosts`` (created if missing); the caller owns and closes it. ``options``
+    go to the client (e.g. ``retry_total``)."""
+    container = clients.blob_service(connection, **options).get_container_client(HOSTS_CONTAINER)
     with contextlib.suppress(ResourceExistsError):
         container.create_container()
     return container
