@@ -69,7 +69,6 @@ class _Pass:
     ledger: Ledger
     now: datetime
     report: ReconcileReport = field(default_factory=ReconcileReport)
-
     listed: set[str] = field(default_factory=set)  # outputs a listing of their folder showed, "container/name"
 
     def run(self) -> ReconcileReport:
