@@ -18,7 +18,11 @@ when the host stops), the host writes the journal's id and last line number into
 ``azure-webjobs-hosts/eventgrid-checkpoints/<host id>/Host.Functions.<name>``, conditional on the ETag of its
 previous write. At start, after a failed storage call and when Azurite's access log shows it starting again, the
 host reads that blob and reopens the versions settled after the line it names (their last attempt not counted), so
-they run again; a checkpoint write whose condition fails (storage lost the previous one) does the same. A version
+they run again; a checkpoint write whose condition fails (storage lost the previous one) does the same. The
+checkpoint is written by the thread that reads the access log, right after reading it, and without the SDK's
+retries, so a write never lands on a restarted Azurite before its start line was seen. (Without an access log a
+restart shows only as a failed call, which the SDK's retries of the other calls can hide when it is short: the
+local stack always passes the log.) A version
 settled in the last ``CHECKPOINT_SECONDS`` before a ``kill -9`` of the host therefore runs again after the restart,
 as one that storage may have lost: the function must be idempotent per version, as it must be on Azure.
 """

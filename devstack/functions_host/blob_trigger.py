@@ -280,8 +280,7 @@ class BlobTrigger:
                     with self._lock:
                         self._retries.clear()  # the listings, back to back without a log, see them
                     continue
-                for write in follower.new_blobs():
-                    self._logged(service, hosts, write)
+                writes = follower.new_blobs()
                 if follower.restarted():
                     # Azurite came back from its last save: receipts written since may be gone with it, even
                     # though no call of this host failed while it was down. See _scan_loop.
@@ -289,7 +288,11 @@ class BlobTrigger:
                     self.receipts.distrust()
                     with self._lock:
                         self._trouble = True
+                # Right after reading the log, before any storage call that could outlast a restart of Azurite:
+                # a checkpoint is written only while the log shows none since (.blob_receipts).
                 self._keep_receipts()
+                for write in writes:
+                    self._logged(service, hosts, write)
                 self._retry_due(service, hosts)
         finally:
             follower.close()
