@@ -22,9 +22,10 @@ they run again; a checkpoint write whose condition fails (storage lost the previ
 checkpoint is written by the thread that reads the access log, right after reading it, and without the SDK's
 retries, so a write never lands on a restarted Azurite before its start line was seen. (Without an access log a
 restart shows only as a failed call, which the SDK's retries of the other calls can hide when it is short: the
-local stack always passes the log.) A version
-settled in the last ``CHECKPOINT_SECONDS`` before a ``kill -9`` of the host therefore runs again after the restart,
-as one that storage may have lost: the function must be idempotent per version, as it must be on Azure.
+local stack always passes the log.) A version settled in the last ``CHECKPOINT_SECONDS`` before a ``kill -9`` of
+the host therefore runs again after the restart, as one that storage may have lost: the function must be
+idempotent per version, as it must be on Azure. The function's own writes must go to the same Azurite as the
+checkpoint (the local stack has one) for the checkpoint to vouch for them.
 """
 
 from __future__ import annotations
