@@ -2,8 +2,8 @@
 
 A session trigger has ``maxConcurrentSessions`` threads. The .NET session processor the Functions runtime uses
 keeps that many accept calls pending at once, each a link held open at no cost. Here each pending accept is an
-azure-servicebus receiver with its own AMQP session, CBS token and link (on its thread's connection, see
-session_receiver), closed and opened again whenever the accept wait ends without a session. Sixteen idle threads
+azure-servicebus receiver with its own AMQP session and link (on its thread's connection, which holds the token,
+see session_receiver), closed and opened again whenever the accept wait ends without a session. Sixteen idle threads
 took about a tenth of the host's CPU, and as many connections a second of the broker's, when each accept opened a
 connection and the SDK polled it every 50 ms.
 

@@ -1,22 +1,31 @@
 """The host's session accepts (``SessionAcceptor``) with the real SDK against the emulator.
 
-One thread's accepts share one AMQP connection, each with its own token and links; a "no session" answer keeps
-the connection, an accept whose kept connection died with the broker goes through on a new one, and nothing is
-lost or taken twice on the way.
+One thread's accepts share one AMQP connection and its ``$cbs`` links, each attaching only its session link; a
+token is put when the connection opens and again when it is due (here: expired while no receiver was open); a "no
+session" answer keeps the connection, an accept whose kept connection died with the broker goes through on a new
+one, and nothing is lost or taken twice on the way.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus, urlencode
 
 import pytest
+from azure.core.credentials import AccessToken
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage, ServiceBusReceiver
 from azure.servicebus.exceptions import OperationTimeoutError
 
 from devstack.functions_host.session_receiver import SessionAcceptor
+from devstack.ports import LOOPBACK
 from devstack.servicebus.opcounts import read_operations
-from tests.fixtures.servicebus import ServiceBusEmulator, ServiceBusFactory
+from tests.fixtures.servicebus import KEY, KEY_NAME, ServiceBusEmulator, ServiceBusFactory
 from tests.integration.servicebus.conftest import queue, write_config
 from tests.support.wait import wait_until
 
@@ -58,7 +67,28 @@ def _take_session(acceptor: SessionAcceptor, client: ServiceBusClient) -> tuple[
 
 
 def _connections(sb: ServiceBusEmulator) -> int:
-    return Counter(read_operations(sb.data_dir))["connections opened"]
+    return _count(sb, "connections opened")
+
+
+def _count(sb: ServiceBusEmulator, operation: str) -> int:
+    return Counter(read_operations(sb.data_dir))[operation]
+
+
+class _ShortLivedSas:
+    """The SDK's shared-key credential, with tokens that expire after ``lifetime`` seconds instead of an hour."""
+
+    token_type = b"servicebus.windows.net:sastoken"
+
+    def __init__(self, lifetime: int) -> None:
+        self.lifetime = lifetime
+        self.expiries: list[int] = []
+
+    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        audience, expiry = scopes[0], int(time.time()) + self.lifetime
+        signed = hmac.new(KEY.encode(), f"{quote_plus(audience)}\n{expiry}".encode(), hashlib.sha256).digest()
+        fields = {"sr": audience, "sig": base64.b64encode(signed), "se": str(expiry), "skn": KEY_NAME}
+        self.expiries.append(expiry)
+        return AccessToken(f"SharedAccessSignature {urlencode(fields)}", expiry)
 
 
 def test_sessions_accepted_one_after_another_share_one_connection_in_order(
@@ -98,3 +128,45 @@ def test_an_accept_after_the_broker_restarted_goes_through_on_a_new_connection(
         with pytest.raises(OperationTimeoutError):
             acceptor.accept(lambda: _next_session(client, wait=1), timeout=10)
     assert {first_id: first, second_id: second} == {"a": ["a-0"], "b": ["b-0"]}
+
+
+def test_accepts_on_one_connection_attach_the_cbs_links_and_put_the_token_once(
+    servicebus_factory: ServiceBusFactory, tmp_path: Path
+) -> None:
+    sb = _emulator(servicebus_factory, tmp_path)
+    sessions = [f"s{i}" for i in range(5)]
+    with _client(sb) as client:
+        _send(client, sessions, per_session=2)
+        wait_until(lambda: _count(sb, "request send") >= 1, timeout=10, what="the send to be counted")
+        links, tokens = _count(sb, "links attached"), _count(sb, "request cbs")
+        with SessionAcceptor() as acceptor:
+            taken = dict(_take_session(acceptor, client) for _ in sessions)
+    assert taken == {s: [f"{s}-0", f"{s}-1"] for s in sessions}
+    # one session link per accept, the connection's $cbs pair once, one token for the entity
+    wait_until(lambda: _count(sb, "links attached") >= links + len(sessions) + 2, timeout=10, what="link counts")
+    assert _count(sb, "links attached") == links + len(sessions) + 2
+    assert _count(sb, "request cbs") == tokens + 1
+
+
+def test_a_token_that_expired_while_no_receiver_was_open_is_put_again_before_the_next_accept(
+    servicebus_factory: ServiceBusFactory, tmp_path: Path
+) -> None:
+    sb = _emulator(servicebus_factory, tmp_path)
+    credential = _ShortLivedSas(lifetime=3)
+    with _client(sb) as sender_client:
+        _send(sender_client, ["early", "late"], per_session=1)
+    with (
+        ServiceBusClient(f"{LOOPBACK}:{sb.port}", credential, use_tls=False, retry_total=0) as client,
+        SessionAcceptor() as acceptor,
+    ):
+        first = _take_session(acceptor, client)
+        wait_until(lambda: _count(sb, "request cbs") >= 2, timeout=10, what="the first token to be counted")
+        tokens, connections = _count(sb, "request cbs"), _connections(sb)
+        put = credential.expiries[-1]
+        wait_until(lambda: time.time() > put + 1, timeout=10, what="the connection's token to expire")
+        # the emulator refuses a link on a connection without a valid token for its entity, as Service Bus does
+        second = _take_session(acceptor, client)
+    assert sorted([first, second]) == [("early", ["early-0"]), ("late", ["late-0"])]
+    wait_until(lambda: _count(sb, "request cbs") >= tokens + 1, timeout=10, what="the second token to be counted")
+    assert _count(sb, "request cbs") == tokens + 1
+    assert _connections(sb) == connections  # the same connection, authorized again
