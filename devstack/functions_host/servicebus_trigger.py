@@ -99,6 +99,18 @@ def _prefetched(receiver: ServiceBusReceiver) -> int:
         return 0
 
 
+def _withdraw_credit(receiver: ServiceBusReceiver) -> None:
+    """Takes back the link credit a receive left unused, so the broker sends nothing until the next receive.
+
+    Without prefetch the SDK gives the link as much credit as a receive asks for and leaves what the receive did
+    not use; the broker keeps sending into it, and the SDK releases every message that arrives outside a receive
+    call (as the host settles a batch, say), which the broker sends straight back while credit is left: a
+    transfer and a release each time, on both sides, for messages the next receive takes anyway. A receiver
+    runs on one thread, so the flow frame goes out between two of its own calls.
+    """
+    receiver._amqp_transport.reset_link_credit(receiver._handler, 0)
+
+
 def parse_timespan(value: Any, setting: str) -> float:
     """Seconds from a .NET TimeSpan string (``[d.]hh:mm:ss``) or a number."""
     if isinstance(value, int | float):
@@ -329,7 +341,10 @@ class ServiceBusTrigger:
                 # whatever else arrives within the batch wait (the receiver's socket timeout bounds the last poll)
                 more, more_wait = batch - 1, _BATCH_WAIT
             if more:
-                messages += receiver.receive_messages(max_message_count=more, max_wait_time=more_wait)
+                filled = receiver.receive_messages(max_message_count=more, max_wait_time=more_wait)
+                if len(filled) < more and not self.sessions and self._options.prefetch_count == 0:
+                    _withdraw_credit(receiver)
+                messages += filled
         if not messages:
             return False
         if self.many:

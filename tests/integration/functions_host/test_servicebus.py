@@ -6,6 +6,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage
 
+from devstack.servicebus.opcounts import read_operations
 from tests.fixtures.azurite import Azurite
 from tests.fixtures.servicebus import ServiceBusEmulator, ServiceBusFactory
 from tests.integration.servicebus.sbhelp import admin
@@ -98,6 +100,11 @@ def receive_done(client: ServiceBusClient, count: int, timeout: float = 30) -> l
 def client(bus: ServiceBusEmulator) -> Iterator[ServiceBusClient]:
     with ServiceBusClient.from_connection_string(bus.connection_string) as sb:
         yield sb
+
+
+def operations(bus: ServiceBusEmulator) -> Counter[str]:
+    """What the emulator has counted so far (it writes its counts at most once a second)."""
+    return Counter(read_operations(bus.data_dir))
 
 
 def send(client: ServiceBusClient, queue: str, *messages: ServiceBusMessage) -> None:
@@ -222,9 +229,9 @@ def test_cardinality_many_gets_a_list(
 def test_cardinality_many_hands_over_a_lone_message_and_batches_what_follows_without_redelivery(
     bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp, client: ServiceBusClient
 ) -> None:
-    # A batch starts with one message and takes what else arrives within the batch wait; the receiver's link
-    # credit left after a batch makes the SDK release (not abandon) messages that reach it between receive
-    # calls, so none of them may count as a delivery or reach the function twice.
+    # A batch starts with one message and takes what else arrives within the batch wait; a message the SDK
+    # releases (one in flight as the host takes back the credit the batch left) must not count as a delivery or
+    # reach the function twice.
     start_host(fixture_app, azurite, bus, {"maxMessageBatchSize": 10})
     send(client, "batch", ServiceBusMessage("alone", message_id="alone"))
     first = fixture_app.wait_for("on_batch", lambda e: len(e) >= 1)
@@ -240,6 +247,24 @@ def test_cardinality_many_hands_over_a_lone_message_and_batches_what_follows_wit
     assert sorted(ids) == sorted(["alone", *(f"r{r}-{i}" for r in range(3) for i in range(5))])
     assert {c for e in entries for c in e["delivery_counts"]} == {1}
     assert_settled(client, "batch")
+
+
+def test_cardinality_many_takes_back_unused_credit_so_messages_sent_during_a_batch_wait_at_the_broker(
+    bus: ServiceBusEmulator, azurite: Azurite, fixture_app: FixtureApp, client: ServiceBusClient
+) -> None:
+    # Without prefetch, credit a batch receive left unused made the broker send what arrived meanwhile; the SDK
+    # released each such message as the host settled the batch, and the broker sent it straight back.
+    start_host(fixture_app, azurite, bus, {"maxMessageBatchSize": 10})
+    send(client, "batch", ServiceBusMessage("slow:1.5", message_id="slow"))
+    fixture_app.wait_for("on_batch", lambda e: len(e) >= 1)  # the batch runs for 1.5 s from here
+    send(client, "batch", *(ServiceBusMessage(f"late-{i}", message_id=f"late-{i}") for i in range(5)))
+    entries = fixture_app.wait_for("on_batch", lambda e: sum(len(x["bodies"]) for x in e) >= 6)
+    assert entries[0]["ids"] == ["slow"]
+    assert sorted(i for e in entries[1:] for i in e["ids"]) == [f"late-{i}" for i in range(5)]
+    assert {c for e in entries for c in e["delivery_counts"]} == {1}
+    assert_settled(client, "batch")
+    wait_until(lambda: operations(bus)["settle complete"] >= 6, 10, "the completions to be counted")
+    assert operations(bus)["settle abandon"] == 0
 
 
 def test_auto_complete_off_leaves_settlement_to_lock_expiry(

@@ -204,6 +204,10 @@ if os.environ.get("FIXTURE_SERVICEBUS") == "1":
                 "delivery_counts": [m.delivery_count for m in msgs],
             },
         )
+        # "slow:<seconds>": a batch that runs that long (messages keep arriving meanwhile)
+        for body in (m.get_body().decode() for m in msgs):
+            if body.startswith("slow:"):
+                time.sleep(float(body.removeprefix("slow:")))
 
     @app.service_bus_queue_trigger(
         arg_name="msg", queue_name="manual", connection="ServiceBus", auto_complete_messages=False
