@@ -407,7 +407,10 @@ def build_specs(settings: StackSettings, report: Callable[[str], None]) -> list[
     azurite_argv = (
         # --disableTelemetry: Azurite otherwise sends usage telemetry (start/stop events, sampled requests) to
         # Microsoft, and where that cannot get out its SIGTERM waited 10 s and more on the uploads before exiting
-        *azurite_command(), "--skipApiVersionCheck", "--loose", "--disableTelemetry",
+        # --blobKeepAliveTimeout: Node closes a connection idle for 5 s by default; a client that sends on a pooled
+        # connection just as it closes gets a reset, which the storage SDK retries only after its first back-off
+        # (15 s): files held 15-17 s in bursts. Ten minutes makes that race rare.
+        *azurite_command(), "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--blobKeepAliveTimeout", "600",
         *(() if s.storage_access_log else ("--silent",)),
         "--location", str(s.base_dir / "azurite"),
         "--blobHost", LOOPBACK, "--blobPort", str(s.blob_port),
