@@ -51,7 +51,7 @@ CHECKPOINTS = "eventgrid-checkpoints"
 CHECKPOINT_SECONDS = 2.0
 
 
-class Outcome(enum.Enum):
+class CallOutcome(enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # to be tried again
     POISONED = "poisoned"  # a message went to the poison queue; not tried again
@@ -67,7 +67,7 @@ class ReceiptStore(Protocol):
         log showed this version written after the host started following it (no receipt can exist yet)."""
         ...
 
-    def settle(self, key: Version, attempt: int, outcome: Outcome) -> None:
+    def settle(self, key: Version, attempt: int, outcome: CallOutcome) -> None:
         """After a call (or instead of one, for a version poisoned without a call)."""
         ...
 
@@ -134,17 +134,17 @@ class StorageReceipts:
                 self._tried.add(key)
         return attempt
 
-    def settle(self, key: Version, attempt: int, outcome: Outcome) -> None:
+    def settle(self, key: Version, attempt: int, outcome: CallOutcome) -> None:
         with self._lock:
             claimed = key not in self._unclaimed
             self._unclaimed.discard(key)
         receipt = self._receipt(key)
-        if outcome is Outcome.FAILED:
+        if outcome is CallOutcome.FAILED:
             if not claimed:  # so the retries count towards the poison threshold
                 self._record(receipt, {"Incomplete": "true", "Attempts": str(attempt)}, claimed=False)
             return
         metadata = {"Attempts": str(attempt)}
-        if outcome is Outcome.POISONED:
+        if outcome is CallOutcome.POISONED:
             metadata["Poisoned"] = "true"
         self._record(receipt, metadata, claimed)
         with self._lock:
@@ -227,9 +227,9 @@ class LocalReceipts:
     def claim(self, key: Version, new: bool) -> int | None:
         return self.journal.claim(key)
 
-    def settle(self, key: Version, attempt: int, outcome: Outcome) -> None:
-        if outcome is not Outcome.FAILED:  # a failed call is counted by its claim
-            self.journal.settle(key, attempt, DONE if outcome is Outcome.SUCCEEDED else POISONED)
+    def settle(self, key: Version, attempt: int, outcome: CallOutcome) -> None:
+        if outcome is not CallOutcome.FAILED:  # a failed call is counted by its claim
+            self.journal.settle(key, attempt, DONE if outcome is CallOutcome.SUCCEEDED else POISONED)
 
     def distrust(self) -> None:
         self._suspect.set()
@@ -316,4 +316,4 @@ class LocalReceipts:
         self._written = seq
 
 
-__all__ = ["LocalReceipts", "Outcome", "ReceiptStore", "StorageReceipts", "receipt_store"]
+__all__ = ["CallOutcome", "LocalReceipts", "ReceiptStore", "StorageReceipts", "receipt_store"]

@@ -80,7 +80,7 @@ from . import clients
 from .access_log import AccessLogFollower, BlobWrite
 from .blob_binding import SdkTypeArguments, content_argument, reference, trigger_metadata
 from .blob_listing import ContainerLister, bare_etag
-from .blob_receipts import Outcome, receipt_store
+from .blob_receipts import CallOutcome, receipt_store
 from .host_storage import function_id, hosts_container
 from .indexing import FunctionSpec
 from .invoker import Invoker
@@ -488,25 +488,25 @@ class BlobTrigger:
             # Calls that never returned (the host killed during them) counted too: as the runtime's queue
             # processor does with a message dequeued more often than that, the blob goes to poison without a call.
             self._poison(props or service.get_blob_client(self.container, name).get_blob_properties(), key[1])
-            self.receipts.settle(key, attempt, Outcome.POISONED)
+            self.receipts.settle(key, attempt, CallOutcome.POISONED)
             return
         blob_type = _blob_type(props) if props is not None else "BlockBlob"
         reason = f"New blob detected({blob_type}): {self.container}/{name}"
         value = self._argument(service, name, props)
         result = self._invoker.invoke(self.spec, value, reason=reason, sb_outputs=outputs)
         if result.succeeded:
-            self.receipts.settle(key, attempt, Outcome.SUCCEEDED)
+            self.receipts.settle(key, attempt, CallOutcome.SUCCEEDED)
             return
         if attempt < self._options.max_dequeue_count:
             logger.warning(
                 "blob trigger '%s': %s failed (attempt %d of %d); trying again",
                 self.spec.name, name, attempt, self._options.max_dequeue_count,
             )  # fmt: skip
-            self.receipts.settle(key, attempt, Outcome.FAILED)
+            self.receipts.settle(key, attempt, CallOutcome.FAILED)
             self._retry_later(name)
             return
         self._poison(props or service.get_blob_client(self.container, name).get_blob_properties(), key[1])
-        self.receipts.settle(key, attempt, Outcome.POISONED)
+        self.receipts.settle(key, attempt, CallOutcome.POISONED)
 
     def _argument(self, service: BlobServiceClient, name: str, props: BlobProperties | None) -> Any:
         """What the worker passes: a client for an SDK-type parameter, else the whole content (as the host

@@ -168,7 +168,7 @@ def test_an_output_gone_from_a_listed_folder_is_still_resubmitted() -> None:
     assert InferenceRequest.from_json(bus.sent[-1].message.body).attempt == 2
 
 
-class CountingStore(FakeBlobStore):
+class ListingCountingStore(FakeBlobStore):
     """Counts the blobs its listings hand out (a real listing's pages hold 5,000 each)."""
 
     def __init__(self) -> None:
@@ -183,7 +183,7 @@ class CountingStore(FakeBlobStore):
 
 def test_a_folder_listing_stops_before_it_costs_more_than_the_reads_it_saves() -> None:
     """Two outputs due in a folder of 12,000 blobs listed before them: two pages at most, then a read each."""
-    blobs, bus = CountingStore(), FakeBus()
+    blobs, bus = ListingCountingStore(), FakeBus()
     for i in range(12_000):
         blobs.put("output", f"day/0-{i:05d}.csv", b"")
     ledger, requests = finished_in_one_folder(blobs, 2)
