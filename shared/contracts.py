@@ -68,6 +68,7 @@ RESULT_SCHEMA = "inference-result"
 # and AMQP overhead under the 256 KB Standard-tier limit.
 INLINE_OUTPUT_MAX_BYTES = 160 * 1024
 MAX_ROW_ERRORS_REPORTED = 20
+MAX_CONTEXT_CHARS = 4096  # AsyncScoringRequest.context, returned in the result message (under its 256 KB)
 
 PREDICTION_COLUMN = "prediction"
 PROBABILITY_COLUMN = "probability"  # of the predicted label; per class: f"{PROBABILITY_COLUMN}_{label}"
@@ -334,6 +335,14 @@ class AsyncScoringRequest:
     mode: str = field(default="async")
     # The file's own trace (W3C traceparent): in a batch the POST's header carries one trace for all its files.
     traceparent: str | None = None
+    # The caller's own state for this file, opaque to the endpoint and returned unchanged in the file's
+    # InferenceResult (at most MAX_CONTEXT_CHARS): ``score_request`` hands the ledger record to the writer in it.
+    context: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.context is not None and len(self.context) > MAX_CONTEXT_CHARS:
+            raise ContractError(f"{SCORING_REQUEST_SCHEMA}: context is {len(self.context)} characters, at most "
+                                f"{MAX_CONTEXT_CHARS}")  # fmt: skip
 
     def to_json(self) -> bytes:
         return _dump(SCORING_REQUEST_SCHEMA, self)
@@ -361,6 +370,7 @@ class AsyncScoringRequest:
             model=_optional(data, "model", str, where) or DEFAULT_MODEL,
             attempt=_optional(data, "attempt", int, where) or 1,
             traceparent=_optional(data, "traceparent", str, where),
+            context=_optional(data, "context", str, where),
         )
 
 
@@ -517,6 +527,7 @@ class InferenceResult:
     output: OutputRef | None = None
     completed_at: str = field(default_factory=utc_now_iso)
     attempt: int = 1
+    context: str | None = None  # the request's context, unchanged
 
     def __post_init__(self) -> None:
         if self.status == ResultStatus.SUCCEEDED and self.output is None:
@@ -547,6 +558,7 @@ class InferenceResult:
             error=error,
             output=output,
             attempt=request.attempt,
+            context=request.context,
         )
 
     @property
@@ -601,4 +613,5 @@ class InferenceResult:
             output=output,
             completed_at=_require(data, "completed_at", str, where),
             attempt=_require(data, "attempt", int, where),
+            context=_optional(data, "context", str, where),
         )

@@ -206,7 +206,10 @@ class LedgerRecord:
 
     @classmethod
     def from_json(cls, raw: bytes) -> LedgerRecord:
-        data = json.loads(raw)
+        return cls.from_dict(json.loads(raw))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LedgerRecord:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["state"] = RequestState(values["state"])
@@ -255,6 +258,42 @@ class Marker:
         return unquote(listed)
 
 
+@dataclass(frozen=True)
+class Handover:
+    """A record change handed on with the request instead of written: ``record`` is the record as the step that
+    sent the request would have written it, derived from the stored version whose ETag is ``etag``. The step that
+    writes next (the writer) applies its own transition to ``record`` and writes against ``etag``: one conditional
+    write stands for both changes, and if the record changed in between the write fails its condition and the
+    writer reads and decides like any conflict. It travels as an opaque string
+    (:attr:`shared.contracts.AsyncScoringRequest.context`, returned in the result)."""
+
+    record: LedgerRecord
+    etag: str
+
+    def to_context(self) -> str:
+        return json.dumps({"handover": 1, "etag": self.etag, "record": asdict(self.record)}, sort_keys=True,
+                          separators=(",", ":"))  # fmt: skip
+
+    @classmethod
+    def from_context(cls, context: str | None, request_id: str, attempt: int) -> Handover | None:
+        """The handover in ``context`` if it is one for ``request_id`` at ``attempt``; None otherwise (no
+        context, another caller's, or an unreadable one: the writer then reads the record)."""
+        if not context:
+            return None
+        try:
+            data = json.loads(context)
+            if not isinstance(data, dict) or data.get("handover") != 1 or not isinstance(data.get("etag"), str):
+                return None
+            record = LedgerRecord.from_dict(data["record"])
+        except (ValueError, TypeError, KeyError) as exc:
+            logger.warning("request %s: result context is not a ledger handover (%s); reading the record",
+                           request_id, exc)  # fmt: skip
+            return None
+        if record.request_id != request_id or record.attempt != attempt:
+            return None
+        return cls(record, data["etag"])
+
+
 class Ledger:
     def __init__(self, blobs: BlobStore, container: str, *, check_successes: bool = True) -> None:
         """``check_successes`` False (``RECONCILE_CHECK_OUTPUTS=false``, for a storage that never loses an
@@ -290,8 +329,9 @@ class Ledger:
         (unchanged if the transition returned None: then nothing is written at all).
 
         ``known`` is a ``(record, etag)`` the caller already read (``(None, None)``: expected to be new), or
-        knows some other way (:meth:`LedgerRecord.created_for`); the first try writes against it, and a record
-        changed since then is read again like any conflict.
+        knows some other way (:meth:`LedgerRecord.created_for`, or a :class:`Handover`'s record, which is the
+        stored version with a change not written yet); the first try writes against it, and a record changed
+        since then is read again like any conflict.
         """
         return self.advance_tagged(request_id, transition, now=now, known=known).record
 

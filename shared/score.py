@@ -15,7 +15,13 @@ and still publishes one result per file); a larger file, or a small one left alo
 Outcomes by the endpoint's answer, file by file:
 
 * 2xx: the endpoint accepted the work (for a batch, its answer says so per file: accepted or a duplicate of
-  work it already has); the ledger says ``accepted``, which restarts the result deadline ``reconcile`` watches.
+  work it already has). A file larger than ``SCORING_BATCH_MAX_FILE_BYTES`` is recorded ``accepted`` then, which
+  restarts the result deadline ``reconcile`` watches and shows it as being scored. A small file's ``accepted``
+  is not written: the request carries it to the writer as a :class:`shared.ledger.Handover` in its ``context``,
+  and the writer's one conditional write records both (a small file is scored in well under the deadline, so it
+  needs no restart; its record says ``submitted`` until its result is written, then has ``accepted_at``). A
+  redelivered message of such a file is therefore sent again; the endpoint answers it as a duplicate while it
+  still knows the work, and otherwise scores it again, which the writer writes once.
 * throttled or unreachable (429, 503, other 5xx/408, connection errors, timeouts): a copy of each file's
   message (and of every file of the batch not sent yet, without calling again) is *scheduled* on the request
   topic for later (Retry-After honoured, else exponential back-off with
@@ -39,7 +45,6 @@ hold back the other messages of its batch.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import random
@@ -50,8 +55,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from shared.concurrency import run_concurrently
 from shared.contracts import (
+    MAX_CONTEXT_CHARS,
     Admission,
     AsyncScoringBatch,
     AsyncScoringBatchReply,
@@ -65,7 +70,7 @@ from shared.contracts import (
     parse_iso,
 )
 from shared.errors import record_error, write_unreadable_message
-from shared.ledger import Ledger, LedgerRecord, accepted, failed
+from shared.ledger import Handover, Ledger, LedgerRecord, accepted, failed
 from shared.limits import BATCH_CALL_BUDGET_SECONDS
 from shared.messages import retry_message
 from shared.ports import BlobStore, EndpointReply, MessageBus, ScoringEndpoint
@@ -74,8 +79,6 @@ from shared.settings import Settings
 from shared.telemetry import pipeline
 
 logger = logging.getLogger(__name__)
-
-ACCEPT_THREADS = 4  # ledger writes of one batch's accepted files at once
 
 
 class ScoreOutcome(StrEnum):
@@ -102,11 +105,12 @@ class Delivery:
 class _FileToScore:
     """A request that goes to the endpoint, with the message that brought it and the ledger record (and its
     ETag) read for it or known from the message, which "accepted" is written against (at most one read for
-    the whole step)."""
+    the whole step), or handed over to the writer instead (a small file)."""
 
     request: InferenceRequest
     delivery: Delivery
     known: tuple[LedgerRecord | None, str | None]
+    handover: Handover | None = None
 
 
 def classify_rejection(reply: EndpointReply) -> tuple[str, str]:
@@ -182,7 +186,19 @@ class _Scorer:
             logger.warning("request %s for model %s reached route %s", request.request_id, request.model,
                            self.route.model)  # fmt: skip
         seen.add(key)
-        return _FileToScore(request, delivery, (record, etag))
+        return _FileToScore(request, delivery, (record, etag), self.handover(request, delivery, record, etag))
+
+    def handover(
+        self, request: InferenceRequest, delivery: Delivery, record: LedgerRecord | None, etag: str | None
+    ) -> Handover | None:
+        """The ``accepted`` record a small file hands to the writer instead of writing it (None: written here)."""
+        if request.size > self.settings.batch_max_file_bytes or record is None or etag is None:
+            return None
+        changed = accepted(request, self.now, delivery.scoring_retry)(record)
+        if changed is None:
+            return None
+        handover = Handover(changed, etag)
+        return handover if len(handover.to_context()) <= MAX_CONTEXT_CHARS else None
 
     def known(self, request: InferenceRequest, delivery: Delivery) -> tuple[LedgerRecord, str] | None:
         """The ledger record and its ETag without reading them, when the message names the record ``submit``
@@ -222,6 +238,7 @@ class _Scorer:
             model=request.model,
             attempt=request.attempt,
             traceparent=work.delivery.traceparent,
+            context=work.handover.to_context() if work.handover is not None else None,
         )
 
     def post(self, body: bytes) -> EndpointReply:
@@ -262,22 +279,7 @@ class _Scorer:
             # reconcile resubmits any whose result does not come by the deadline.
             logger.warning("endpoint accepted a batch of %d files with an unreadable answer: %s", len(group), exc)
             admissions = {}
-        answers = [(work, admissions.get((work.request.request_id, work.request.attempt))) for work in group]
-        # The files of a batch are distinct requests: their ledger writes wait on storage, not on each other.
-        # Each runs in a copy of this context, so its log lines and spans stay in the batch's trace.
-        outcomes = run_concurrently(
-            answers,
-            lambda answer: contextvars.copy_context().run(self.settle, *answer),
-            key=lambda answer: answer[0].request.request_id,
-            threads=ACCEPT_THREADS,
-            name="accept",
-        )
-        settled: list[ScoreOutcome] = []
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):
-                raise outcome
-            settled.append(outcome)
-        return settled
+        return [self.settle(work, admissions.get((work.request.request_id, work.request.attempt))) for work in group]
 
     def settle(self, work: _FileToScore, admission: FileAdmission | None) -> ScoreOutcome:
         """A file of a batch the endpoint took: accepted, or refused on its own."""
@@ -288,6 +290,10 @@ class _Scorer:
 
     def accepted(self, work: _FileToScore) -> ScoreOutcome:
         request = work.request
+        if work.handover is not None:
+            logger.info("request %s attempt %s accepted by %s (recorded with its result)", request.request_id,
+                        request.attempt, self.route.model)  # fmt: skip
+            return ScoreOutcome.ACCEPTED
         transition = accepted(request, self.now, work.delivery.scoring_retry)
         self.ledger.advance(request.request_id, transition, now=self.now, known=work.known)
         logger.info("request %s attempt %s accepted by %s", request.request_id, request.attempt, self.route.model)

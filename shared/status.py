@@ -226,8 +226,9 @@ def collect(
         subscriptions, subscriptions_error = [], f"{type(exc).__name__}: {exc}"[:300]
     writer_backlog = sum(d.active for d in subscriptions if d.subscription == writer_subscription)
     in_flight = {
-        "waiting for the endpoint": totals.get("submitted", 0),
-        "being scored": totals.get("accepted", 0),
+        # A small file's "accepted" is recorded with its result (shared.score), so it stays "submitted" until written.
+        "submitted, not scored yet (small files: until written)": totals.get("submitted", 0),
+        "accepted, being scored (larger files)": totals.get("accepted", 0),
         "scored, waiting to be written": writer_backlog,
     }
 

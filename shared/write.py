@@ -7,7 +7,9 @@ and a result whose output is already there is not written again. Inline outputs 
 first, so the usual case (no output yet) costs one request; the comparison happens only on a conflict.
 Whether an output or an error record stands for an input is decided in :mod:`shared.errors`; the request's
 state moves on through :meth:`shared.ledger.Ledger.advance`, and ``reconcile`` later checks that the
-output the record names exists.
+output the record names exists. A success whose result carries a :class:`shared.ledger.Handover` (a small file:
+``score_request`` did not write ``accepted``) is recorded against the handed-over record and its ETag without
+reading the ledger; any other result reads the record first.
 
 A staged output (a blob in the results container the endpoint wrote) is copied only if it is a blob of our
 own account, in ``RESULTS_CONTAINER``, under the result's request id: a result naming any other URL gets an
@@ -42,7 +44,7 @@ from shared.contracts import (
     output_blob_name,
 )
 from shared.errors import remove_superseded_error, write_error_record
-from shared.ledger import Ledger, LedgerRecord, failed, succeeded
+from shared.ledger import Handover, Ledger, LedgerRecord, failed, succeeded
 from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
 from shared.settings import Settings
 
@@ -78,7 +80,7 @@ def output_key(body: bytes) -> str | None:
 
 def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: Ledger, now: datetime) -> WriteOutcome:
     result = InferenceResult.from_json(body)
-    record, etag = ledger.read(result.request_id)
+    record, etag = _ledger_record(result, ledger)
     input_name = record.input_name if record is not None else result.input_name
     if record is not None and record.input_name != result.input_name:
         logger.warning("result %s names input %r; the ledger says %r", result.request_id, result.input_name,
@@ -141,6 +143,17 @@ def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: L
     return WriteOutcome.ERROR_RECORDED
 
 
+def _ledger_record(result: InferenceResult, ledger: Ledger) -> tuple[LedgerRecord | None, str | None]:
+    """The record the final write goes against: for a success, the one ``score_request`` handed over in the
+    request's context when there is one (no read; its ETag condition proves it is still current), else the
+    stored one. A failure always reads, as whether its error record is written depends on the stored state."""
+    if result.status == ResultStatus.SUCCEEDED:
+        handover = Handover.from_context(result.context, result.request_id, result.attempt)
+        if handover is not None:
+            return handover.record, handover.etag
+    return ledger.read(result.request_id)
+
+
 def _staged_output(blobs: BlobStore, url: str, request_id: str, results_container: str) -> tuple[str, str] | None:
     """(container, name) of ``url`` if it is a staged output of this request: a blob of our own account, in
     the results container, under the request id, with a safe path; None for any other URL."""
@@ -192,7 +205,8 @@ def _store_output(
         try:
             blobs.copy_from_url(output.blob_url, container, name, content_type=content_type, metadata=metadata)
         except BlobNotFound:
-            if base.state != RequestState.SUCCEEDED:
+            current = ledger.get(result.request_id)
+            if current is None or current.state != RequestState.SUCCEEDED:
                 raise
             # An older result arriving again after its staged output was written and removed, while another
             # attempt's output now stands: nothing to do.

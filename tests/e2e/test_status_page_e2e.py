@@ -185,7 +185,10 @@ def test_status_page_in_chromium_while_files_flow(
     assert before == after
     assert int(page.inner_text('[data-card="succeeded"] b')) == after["succeeded"]
     assert int(page.inner_text('[data-card="failed"] b')) == after["failed"]
-    for stage, state in (("waiting for the endpoint", "submitted"), ("being scored", "accepted")):
+    for stage, state in (
+        ("submitted, not scored yet (small files: until written)", "submitted"),
+        ("accepted, being scored (larger files)", "accepted"),
+    ):
         assert page.get_attribute(f'#in-flight tr[data-stage="{stage}"] td[data-count]', "data-count") == str(
             after[state]
         )

@@ -22,6 +22,7 @@ from shared.contracts import (
     derive_request_id,
 )
 from shared.endpoint import HttpScoringEndpoint
+from shared.ledger import Handover
 from shared.settings import EndpointSettings
 from shared.triggers.write_result import write_result
 
@@ -124,8 +125,12 @@ def test_an_endpoint_not_deployed_yet_breaks_nothing_and_is_retried_until_it_exi
     set_env(monkeypatch, SCORING_URI=stand_in.uri, SCORING_KEY="deployed-key")  # what a restart with them sees
     copy, error = run_like_host(fa_env.bus_connection, "scoring", lambda m: m.message_id == f"{rid}:1:retry1", score)
     assert copy is not None and error is None, "the request was not rescheduled while the endpoint was missing"
-    assert [AsyncScoringRequest.from_json(r.body).request_id for r in stand_in.requests] == [rid]
-    assert fa_env.ledger_record(rid)["state"] == "accepted"
+    [sent] = [AsyncScoringRequest.from_json(r.body) for r in stand_in.requests]
+    assert sent.request_id == rid
+    # A small file: "accepted" goes to the writer with the request instead of into the ledger now.
+    handover = Handover.from_context(sent.context, rid, 1)
+    assert handover is not None and handover.record.state == "accepted" and handover.record.scoring_retries == 1
+    assert fa_env.ledger_record(rid)["state"] == "submitted"
 
 
 def test_an_accepted_batch_answer_is_read_whole_and_an_error_body_cut_short(

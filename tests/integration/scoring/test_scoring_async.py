@@ -20,6 +20,7 @@ import pytest
 from scoring.examples.churn.sample import frame, sample_bytes
 from shared.contracts import (
     INLINE_OUTPUT_MAX_BYTES,
+    MAX_CONTEXT_CHARS,
     AsyncScoringRequest,
     DataFormat,
     ErrorCode,
@@ -187,6 +188,7 @@ def test_duplicate_request_is_acknowledged_but_scored_once(
         (lambda b: {**b, "model": "churn-v9"}, ErrorCode.UNKNOWN_MODEL),
         (lambda b: {**b, "input_name": "../escape.csv"}, ErrorCode.INVALID_NAME),
         (lambda b: {**b, "blob_url": "file:///etc/passwd"}, ErrorCode.BLOB_URL_NOT_ALLOWED),
+        (lambda b: {**b, "context": "x" * (MAX_CONTEXT_CHARS + 1)}, ErrorCode.INVALID_REQUEST),
     ],
 )
 def test_invalid_async_requests_are_rejected_with_400(scoring_server: ScoringServer, change: Any, code: str) -> None:

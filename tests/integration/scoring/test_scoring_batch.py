@@ -5,7 +5,9 @@ the whole batch with 429 and queues none of it."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -43,7 +45,8 @@ def test_a_batch_is_one_request_and_each_file_gets_its_own_result(
     requests_ = []
     for name, data in files.items():
         upload(azurite.connection_string, f"{prefix}/{name}", data)
-        requests_.append(scoring_request(sas_url(azurite.blob_endpoint, f"{prefix}/{name}"), name, DataFormat.CSV))
+        request = scoring_request(sas_url(azurite.blob_endpoint, f"{prefix}/{name}"), name, DataFormat.CSV)
+        requests_.append(replace(request, context=json.dumps({"caller": name, "é": "ü" * 200})))
     refused = scoring_request(requests_[0].blob_url, "../escape.csv", DataFormat.CSV)
     batch = AsyncScoringBatch(model="default", requests=(*requests_, requests_[0], refused))
 
@@ -63,6 +66,7 @@ def test_a_batch_is_one_request_and_each_file_gets_its_own_result(
         assert result.status == ResultStatus.SUCCEEDED, result.error
         assert (result.request_id, result.input_name, result.rows_scored) == (
             request.request_id, request.input_name, 100)  # fmt: skip
+        assert result.context == request.context  # returned unchanged
         outputs[request.input_name] = output_bytes(result)
         lines = outputs[request.input_name].decode().splitlines()
         assert lines[0].endswith(",prediction,probability") and len(lines) == 101
@@ -70,6 +74,7 @@ def test_a_batch_is_one_request_and_each_file_gets_its_own_result(
     failed = result_of(message)
     assert failed.status == ResultStatus.FAILED and failed.error is not None
     assert (failed.input_name, failed.error.code) == ("bad.csv", ErrorCode.MISSING_COLUMNS)
+    assert failed.context == requests_[3].context
 
     # The file named twice was scored once; the refused one gets no result (the caller records its error).
     assert receive_results(connection, requests_[0].reply.session_id, count=1, wait=3) == []

@@ -25,14 +25,20 @@ class StoredBlob:
 
 
 class FakeBlobStore:
-    """Blobs in a dict; ``ops`` counts the requests a real store would get, by method."""
+    """Blobs in a dict; ``ops`` counts the requests a real store would get, by method, and ``ops_by_container``
+    by (method, container)."""
 
     def __init__(self) -> None:
         self.ops: Counter[str] = Counter()
+        self.ops_by_container: Counter[tuple[str, str]] = Counter()
         self.blobs: dict[tuple[str, str], StoredBlob] = {}
         self._etags = itertools.count(1)
         self.copies: list[tuple[str, str, str]] = []
         self.fail_next_writes: dict[tuple[str, str], int] = {}
+
+    def _count(self, kind: str, container: str) -> None:
+        self.ops[kind] += 1
+        self.ops_by_container[kind, container] += 1
 
     def put(self, container: str, name: str, data: bytes, metadata: Mapping[str, str] | None = None) -> str:
         etag = f'"0x{next(self._etags):04X}"'
@@ -43,14 +49,14 @@ class FakeBlobStore:
         return f"{ACCOUNT}/{container}/{name}"
 
     def properties(self, container: str, name: str) -> BlobInfo:
-        self.ops["properties"] += 1
+        self._count("properties", container)
         blob = self.blobs.get((container, name))
         if blob is None:
             raise BlobNotFound(name)
         return BlobInfo(name, self.url(container, name), blob.etag, len(blob.data), dict(blob.metadata))
 
     def read(self, container: str, name: str) -> tuple[bytes, str]:
-        self.ops["read"] += 1
+        self._count("read", container)
         blob = self.blobs.get((container, name))
         if blob is None:
             raise BlobNotFound(name)
@@ -67,7 +73,7 @@ class FakeBlobStore:
         if_match: str | None = None,
         if_none_match_any: bool = False,
     ) -> str:
-        self.ops["write"] += 1
+        self._count("write", container)
         key = (container, name)
         if self.fail_next_writes.get(key, 0) > 0:
             # Simulates another writer winning the race just before this write.
@@ -83,7 +89,7 @@ class FakeBlobStore:
         return etag
 
     def set_metadata(self, container: str, name: str, metadata: Mapping[str, str], *, if_match: str) -> str:
-        self.ops["set_metadata"] += 1
+        self._count("set_metadata", container)
         blob = self.blobs.get((container, name))
         if blob is None:
             raise BlobNotFound(name)
@@ -96,7 +102,7 @@ class FakeBlobStore:
     def copy_from_url(
         self, source_url: str, container: str, name: str, *, content_type: str, metadata: Mapping[str, str]
     ) -> None:
-        self.ops["copy_from_url"] += 1
+        self._count("copy_from_url", container)
         located = self.locate(source_url)
         if located is None:
             raise ValueError(f"copy source {source_url} is not a blob of this storage account")
@@ -104,6 +110,7 @@ class FakeBlobStore:
         self.copies.append((source_url, container, name))
         self.write(container, name, data, content_type=content_type, metadata=metadata)
         self.ops.subtract({"read": 1, "write": 1})  # one request to the real service
+        self.ops_by_container.subtract({("read", located[0]): 1, ("write", container): 1})
 
     def locate(self, url: str) -> tuple[str, str] | None:
         path = url.split("?")[0]
@@ -113,18 +120,19 @@ class FakeBlobStore:
         return (container, unquote(name)) if container and name else None
 
     def delete(self, container: str, name: str, *, if_match: str | None = None) -> None:
-        self.ops["delete"] += 1
+        self._count("delete", container)
         blob = self.blobs.get((container, name))
         if if_match is not None and (blob is None or blob.etag != if_match):  # as Azurite answers
             raise PreconditionFailed(name)
         self.blobs.pop((container, name), None)
 
     def list(self, container: str, prefix: str) -> Iterator[BlobInfo]:
-        self.ops["list"] += 1
+        self._count("list", container)
         for (c, n), _ in sorted(self.blobs.items()):
             if c == container and n.startswith(prefix):
                 info = self.properties(c, n)
                 self.ops["properties"] -= 1  # the listing holds them
+                self.ops_by_container["properties", c] -= 1
                 yield info
 
     def read_sas_url(self, container: str, name: str, ttl: timedelta) -> str:

@@ -1,14 +1,13 @@
 """score use case with fakes: accepted, back-off by rescheduling, permanent rejection as an error record, and
-batches of small files (one request per batch, each file its own outcome)."""
+batches of small files (one request per batch, each file its own outcome, ``accepted`` handed to the writer)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import random
-import threading
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -20,8 +19,9 @@ from shared.contracts import (
     FileAdmission,
     InferenceRequest,
     RequestState,
+    iso,
 )
-from shared.ledger import Ledger, succeeded
+from shared.ledger import Handover, Ledger, LedgerRecord, succeeded
 from shared.ledger import submitted as ledger_submitted
 from shared.limits import BATCH_CALL_BUDGET_SECONDS
 from shared.messages import PROP_SCORING_RETRY, request_message
@@ -32,7 +32,10 @@ from shared.submit import submit_blob
 
 from .fakes import FakeBlobStore, FakeBus, FakeEndpoint, FixedClock, make_settings
 
-SETTINGS = make_settings(SCORING_RETRY_BASE_SECONDS="4", SCORING_RETRY_MAX_SECONDS="60", SCORING_MAX_RETRIES="3")
+# Every file counts as large here (SCORING_BATCH_MAX_FILE_BYTES 0), so "accepted" is written by score_request;
+# the small files' handover has its own tests below.
+SETTINGS = make_settings(SCORING_RETRY_BASE_SECONDS="4", SCORING_RETRY_MAX_SECONDS="60", SCORING_MAX_RETRIES="3",
+                         SCORING_BATCH_MAX_FILE_BYTES="0")  # fmt: skip
 NOW = FixedClock().now()
 
 
@@ -342,29 +345,58 @@ def test_small_files_go_several_to_a_request_each_with_its_own_reply_session() -
     first = AsyncScoringBatch.from_json(endpoint.bodies[0])
     assert [r.reply.session_id for r in first.requests] == ["s0", "s1", "s2"]
     assert all("sig=fake" in r.blob_url for r in first.requests)
-    assert states(blobs, requests) == ["accepted"] * 7 and bus.sent == []
+    assert states(blobs, requests) == ["submitted"] * 7 and bus.sent == []
+    assert sorted(endpoint.taken) == sorted((r.request_id, 1) for r in requests)
 
 
-class OverlapCheckingStore(FakeBlobStore):
-    """Once armed, each ledger write waits until another ledger write runs beside it (a barrier of two)."""
+def handed_over(endpoint: BatchEndpoint) -> dict[str, Handover]:
+    """The handover each file POSTed carries, by request id."""
+    out = {}
+    for body in endpoint.bodies:
+        document = json.loads(body)
+        for entry in document.get("requests", [document]):
+            request = AsyncScoringRequest.from_fields({"model": "default", "mode": "async", **entry}, "test")
+            handover = Handover.from_context(request.context, request.request_id, request.attempt)
+            assert handover is not None, request.request_id
+            out[request.request_id] = handover
+    return out
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.barrier: threading.Barrier | None = None
 
-    def write(self, container: str, name: str, data: bytes, **kwargs: Any) -> str:
-        if container == "ledger" and self.barrier is not None:
-            self.barrier.wait()
-        return super().write(container, name, data, **kwargs)
+def test_small_files_hand_accepted_to_the_writer_without_a_ledger_request() -> None:
+    blobs, endpoint = FakeBlobStore(), BatchEndpoint()
+    requests = small_files(blobs, 3)
+    stored = {r.request_id: blobs.read("ledger", f"requests/{r.request_id}.json") for r in requests}
+    blobs.ops.clear()
+    assert score_many(blobs, FakeBus(), endpoint, [deliver(r) for r in requests]) == [ScoreOutcome.ACCEPTED] * 3
+    assert blobs.ops["write"] == blobs.ops["read"] == 0  # only the SAS URLs, made without a request
+    handovers = handed_over(endpoint)
+    for request in requests:
+        handover = handovers[request.request_id]
+        raw, etag = stored[request.request_id]
+        # The record is the stored one moved on to "accepted", and the ETag that of the stored one.
+        assert handover.etag == etag == request.ledger_etag
+        assert handover.record.state == RequestState.ACCEPTED and handover.record.accepted_at == iso(NOW)
+        assert replace(handover.record, state=RequestState.SUBMITTED, accepted_at=None) == LedgerRecord.from_json(raw)
 
 
-def test_the_accepted_writes_of_a_batch_run_side_by_side() -> None:
-    blobs, bus, endpoint = OverlapCheckingStore(), FakeBus(), BatchEndpoint()
-    requests = small_files(blobs, 2)
-    # one after the other, the first write would wait for a second that never comes: the barrier breaks
-    blobs.barrier = threading.Barrier(2, timeout=10)
-    outcomes = score_many(blobs, bus, endpoint, [deliver(r) for r in requests])
-    assert outcomes == [ScoreOutcome.ACCEPTED] * 2 and states(blobs, requests) == ["accepted"] * 2
+def test_a_redelivered_small_file_is_handed_over_from_the_record_it_read() -> None:
+    blobs, endpoint = FakeBlobStore(), BatchEndpoint()
+    [request] = small_files(blobs, 1)
+    etag = blobs.read("ledger", f"requests/{request.request_id}.json")[1]
+    blobs.ops.clear()
+    assert score_many(blobs, FakeBus(), endpoint, [deliver(request, retry=2, count=3)]) == [ScoreOutcome.ACCEPTED]
+    assert +blobs.ops == {"read": 1}
+    handover = handed_over(endpoint)[request.request_id]
+    assert handover.etag == etag and handover.record.scoring_retries == 2
+
+
+def test_a_record_too_long_to_hand_over_is_written_accepted() -> None:
+    blobs, endpoint = FakeBlobStore(), BatchEndpoint()
+    [request] = small_files(blobs, 1, prefix="é" * 600)  # escaped in the JSON, percent-encoded in the URL
+    assert len(request.blob_name) < 1024
+    assert score_many(blobs, FakeBus(), endpoint, [deliver(request)]) == [ScoreOutcome.ACCEPTED]
+    sent = AsyncScoringRequest.from_json(endpoint.bodies[0])
+    assert sent.context is None and states(blobs, [request]) == ["accepted"]
 
 
 def test_a_batch_with_one_bad_file_scores_the_others_and_records_its_error() -> None:
@@ -373,7 +405,7 @@ def test_a_batch_with_one_bad_file_scores_the_others_and_records_its_error() -> 
     endpoint = BatchEndpoint(refuse=frozenset({"f1.csv"}))
     outcomes = score_many(blobs, bus, endpoint, [deliver(r) for r in requests])
     assert outcomes == [ScoreOutcome.ACCEPTED, ScoreOutcome.REJECTED, ScoreOutcome.ACCEPTED]
-    assert len(endpoint.bodies) == 1 and states(blobs, requests) == ["accepted", "failed", "accepted"]
+    assert len(endpoint.bodies) == 1 and states(blobs, requests) == ["submitted", "failed", "submitted"]
     assert blobs.names("output") == ["errors/f1.csv.error.json"]
     document = json.loads(blobs.read("output", "errors/f1.csv.error.json")[0])
     assert document["error"] == {"code": "invalid_name", "message": "f1.csv: no"}
@@ -395,10 +427,15 @@ def test_a_request_twice_in_a_batch_or_across_batches_is_sent_once() -> None:
     first = score_many(blobs, bus, endpoint, [deliver(a), deliver(b), deliver(a), deliver(a, retry=1)])
     assert first == [ScoreOutcome.ACCEPTED, ScoreOutcome.ACCEPTED, ScoreOutcome.SKIPPED, ScoreOutcome.SKIPPED]
     assert endpoint.batches() == [["f0.csv", "f1.csv"]]
-    # Redelivered in a later batch: the ledger says accepted, nothing is sent.
-    assert score_many(blobs, bus, endpoint, [deliver(b, count=2), deliver(a, count=2)]) == [ScoreOutcome.SKIPPED] * 2
-    assert len(endpoint.bodies) == 1
-    assert endpoint.taken == [(a.request_id, 1), (b.request_id, 1)]
+    # Redelivered in a later batch before their results were written: small files were not recorded accepted, so
+    # they are sent again and the endpoint answers them as duplicates; once a result is written, nothing is sent.
+    assert score_many(blobs, bus, endpoint, [deliver(b, count=2), deliver(a, count=2)]) == [ScoreOutcome.ACCEPTED] * 2
+    assert len(endpoint.bodies) == 2 and endpoint.taken == [(a.request_id, 1), (b.request_id, 1)]
+    base = Ledger(blobs, "ledger").get(a.request_id)
+    assert base is not None
+    Ledger(blobs, "ledger").advance(a.request_id, succeeded(base, NOW, "output/f0.csv", 1, 0, "c"), now=NOW)
+    assert score_many(blobs, bus, endpoint, [deliver(a, count=3)]) == [ScoreOutcome.SKIPPED]
+    assert len(endpoint.bodies) == 2
 
 
 def test_two_batches_racing_on_the_same_file_are_told_it_is_a_duplicate() -> None:
@@ -409,7 +446,7 @@ def test_two_batches_racing_on_the_same_file_are_told_it_is_a_duplicate() -> Non
     endpoint.taken.append((a.request_id, 1))  # the racing invocation's batch got there first
     outcomes = score_many(blobs, FakeBus(), endpoint, [deliver(a), deliver(b), deliver(c)])
     assert outcomes == [ScoreOutcome.ACCEPTED] * 3
-    assert endpoint.taken.count((a.request_id, 1)) == 1 and states(blobs, [a]) == ["accepted"]
+    assert endpoint.taken.count((a.request_id, 1)) == 1 and states(blobs, [a]) == ["submitted"]
 
 
 @pytest.mark.parametrize("status", [429, 503, 0])
@@ -435,7 +472,7 @@ def test_a_429_midway_leaves_what_was_accepted_and_retries_the_rest() -> None:
     endpoint = BatchEndpoint(None, EndpointReply(429, "busy", 5.0))  # the second batch is throttled
     outcomes = score_many(blobs, bus, endpoint, [deliver(r) for r in requests])
     assert outcomes == [ScoreOutcome.ACCEPTED] * 3 + [ScoreOutcome.RESCHEDULED] * 3
-    assert states(blobs, requests) == ["accepted"] * 3 + ["submitted"] * 3
+    assert endpoint.taken == [(r.request_id, 1) for r in requests[:3]] and states(blobs, requests) == ["submitted"] * 6
     assert [s.message.message_id for s in bus.sent] == [f"{r.request_id}:1:retry1" for r in requests[3:]]
 
 
@@ -457,7 +494,7 @@ def test_an_endpoint_that_refuses_batches_gets_the_files_one_by_one() -> None:
     endpoint = BatchEndpoint(refusal)
     assert score_many(blobs, bus, endpoint, [deliver(r) for r in requests]) == [ScoreOutcome.ACCEPTED] * 3
     assert endpoint.batches() == [["f0.csv", "f1.csv", "f2.csv"], ["f0.csv"], ["f1.csv"], ["f2.csv"]]
-    assert states(blobs, requests) == ["accepted"] * 3
+    assert sorted(endpoint.taken) == sorted((r.request_id, 1) for r in requests)
 
 
 def test_an_unreadable_message_is_completed_without_holding_back_its_batch() -> None:

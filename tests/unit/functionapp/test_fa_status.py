@@ -84,8 +84,8 @@ def test_counts_timelines_minutes_and_errors() -> None:
 
     assert snap.totals == {"accepted": 1, "failed": 2, "submitted": 1, "succeeded": 5}
     assert snap.in_flight == {
-        "waiting for the endpoint": 1,
-        "being scored": 1,
+        "submitted, not scored yet (small files: until written)": 1,
+        "accepted, being scored (larger files)": 1,
         "scored, waiting to be written": 3,  # the writer subscription's active messages
     }
     recent = snap.recent

@@ -22,7 +22,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Span
 
 from shared import bus as bus_adapter
-from shared.contracts import AsyncScoringBatch, InferenceRequest, InferenceResult, OutputRef, ResultStatus
+from shared.contracts import (
+    AsyncScoringBatch,
+    AsyncScoringRequest,
+    InferenceRequest,
+    InferenceResult,
+    OutputRef,
+    ResultStatus,
+)
 from shared.ledger import Ledger, accepted
 from shared.messages import PROP_SCORING_RETRY
 from shared.ports import EndpointReply, OutgoingMessage
@@ -132,22 +139,30 @@ def test_the_ledger_keeps_the_trace_the_blob_trigger_started(spans: InMemorySpan
     assert again is not None and again.traceparent == record.traceparent
 
 
-def test_accepted_written_from_the_message_keeps_the_trace_submit_kept(spans: InMemorySpanExporter) -> None:
-    """score_request writes ``accepted`` against the ETag the message names, rebuilding the record from the
-    message: the trace it rebuilds (the message's) is the one the record kept, so nothing but the state moves."""
+def test_accepted_handed_over_from_the_message_keeps_the_trace_submit_kept(spans: InMemorySpanExporter) -> None:
+    """score_request hands ``accepted`` to the writer, rebuilding the record from the message: the trace it
+    rebuilds (the message's) is the one the record kept, so the writer's one write moves nothing but the state."""
     blobs, bus = FakeBlobStore(), SendingBus()
     request, _ = dropped(blobs, bus)
     kept = Ledger(blobs, "ledger").get(request.request_id)
     assert kept is not None and kept.traceparent is not None and request.ledger_etag is not None
     delivery = Delivery(request.to_json(), request.request_id, 1, 0,
                         traceparent=propagation.traceparent_of(props(bus.sent[0])))  # fmt: skip
+    endpoint = FakeEndpoint()
     blobs.ops.clear()
     with pipeline.TRACER.start_as_current_span("score", context=pipeline._ROOT):
         score_request(delivery, route=SETTINGS.routes[0], settings=SETTINGS, blobs=blobs, bus=bus,
-                      endpoint=FakeEndpoint(), ledger=Ledger(blobs, "ledger"), now=T0)  # fmt: skip
+                      endpoint=endpoint, ledger=Ledger(blobs, "ledger"), now=T0)  # fmt: skip
+    assert blobs.ops["read"] == blobs.ops["write"] == 0
+    sent = AsyncScoringRequest.from_json(endpoint.bodies[0])
+    output = OutputRef.inline(b"a,b,prediction\n1,2,0\n", request.format, None)
+    result = InferenceResult.for_request(sent, output=output)
+    with pipeline.TRACER.start_as_current_span("write", context=pipeline._ROOT):
+        write_result(result.to_json(), settings=SETTINGS, blobs=blobs, ledger=Ledger(blobs, "ledger"), now=T0)
     assert blobs.ops["read"] == 0
     record = Ledger(blobs, "ledger").get(request.request_id)
-    assert record is not None and record.state == "accepted" and record.traceparent == kept.traceparent
+    assert record is not None and record.state == "succeeded" and record.accepted_at is not None
+    assert record.traceparent == kept.traceparent
 
 
 def test_an_overdue_request_is_resubmitted_in_the_files_trace(
