@@ -45,6 +45,7 @@ hold back the other messages of its batch.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import random
@@ -279,7 +280,10 @@ class _Scorer:
             # reconcile resubmits any whose result does not come by the deadline.
             logger.warning("endpoint accepted a batch of %d files with an unreadable answer: %s", len(group), exc)
             admissions = {}
-        return [self.settle(work, admissions.get((work.request.request_id, work.request.attempt))) for work in group]
+        # Each file is settled in a copy of this context, so the request id its lines name stays with its own lines.
+        return [contextvars.copy_context().run(self.settle, work, admissions.get((work.request.request_id,
+                                                                                    work.request.attempt)))
+                for work in group]  # fmt: skip
 
     def settle(self, work: _FileToScore, admission: FileAdmission | None) -> ScoreOutcome:
         """A file of a batch the endpoint took: accepted, or refused on its own."""
@@ -291,6 +295,7 @@ class _Scorer:
     def accepted(self, work: _FileToScore) -> ScoreOutcome:
         request = work.request
         if work.handover is not None:
+            pipeline.described(work.handover.record)
             logger.info("request %s attempt %s accepted by %s (recorded with its result)", request.request_id,
                         request.attempt, self.route.model)  # fmt: skip
             return ScoreOutcome.ACCEPTED

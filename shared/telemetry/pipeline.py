@@ -161,27 +161,34 @@ def set_outcome(outcome: str) -> None:
     trace.get_current_span().set_attribute(OUTCOME, outcome)
 
 
+def described(record: RecordView) -> None:
+    """Names ``record``'s request on the current span and in the log lines that follow (after a stored change, or
+    for one handed on to be written later)."""
+    logs.set_request_id(record.request_id)
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    attributes: dict[str, Any] = {
+        REQUEST_ID: record.request_id,
+        INPUT_NAME: record.input_name,
+        MODEL: record.model,
+        ATTEMPT: record.attempt,
+        OUTCOME: record.state.value,
+    }
+    if record.size is not None:
+        attributes[BYTES] = record.size
+    if record.rows_scored is not None:
+        attributes[ROWS] = record.rows_scored
+    if record.rows_failed is not None:
+        attributes[BAD_ROWS] = record.rows_failed
+    if record.error_code:
+        attributes[ERROR_CODE] = record.error_code
+    span.set_attributes(attributes)
+
+
 def recorded(previous: RecordView | None, new: RecordView) -> None:
     """Called by the ledger after each stored transition."""
-    logs.set_request_id(new.request_id)
-    span = trace.get_current_span()
-    if span.is_recording():
-        attributes: dict[str, Any] = {
-            REQUEST_ID: new.request_id,
-            INPUT_NAME: new.input_name,
-            MODEL: new.model,
-            ATTEMPT: new.attempt,
-            OUTCOME: new.state.value,
-        }
-        if new.size is not None:
-            attributes[BYTES] = new.size
-        if new.rows_scored is not None:
-            attributes[ROWS] = new.rows_scored
-        if new.rows_failed is not None:
-            attributes[BAD_ROWS] = new.rows_failed
-        if new.error_code:
-            attributes[ERROR_CODE] = new.error_code
-        span.set_attributes(attributes)
+    described(new)
     state, before = new.state.value, previous.state.value if previous is not None else None
     if state == before:
         return

@@ -154,6 +154,10 @@ def test_accepted_handed_over_from_the_message_keeps_the_trace_submit_kept(spans
         score_request(delivery, route=SETTINGS.routes[0], settings=SETTINGS, blobs=blobs, bus=bus,
                       endpoint=endpoint, ledger=Ledger(blobs, "ledger"), now=T0)  # fmt: skip
     assert blobs.ops["read"] == blobs.ops["write"] == 0
+    # Nothing was written, yet the step's span names the file as a written change would.
+    [score_span] = [s for s in spans.get_finished_spans() if s.name == "score"]
+    attributes = dict(score_span.attributes or {})
+    assert (attributes["inference.request_id"], attributes["inference.attempt"]) == (request.request_id, 1)
     sent = AsyncScoringRequest.from_json(endpoint.bodies[0])
     output = OutputRef.inline(b"a,b,prediction\n1,2,0\n", request.format, None)
     result = InferenceResult.for_request(sent, output=output)
