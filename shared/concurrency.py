@@ -37,7 +37,7 @@ def run_concurrently(
             except Exception as exc:  # noqa: BLE001 - each item's failure is reported with its own outcome
                 outcomes[index] = exc
 
-    if len(groups) == 1 or threads <= 1:
+    if len(groups) <= 1 or threads <= 1:
         for indexes in groups.values():
             run(indexes)
         return outcomes

@@ -26,7 +26,6 @@ continued from the context its ledger record kept, so a resubmitted message stay
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,14 +33,13 @@ from datetime import datetime, timedelta
 from shared.contracts import ErrorCode, RequestState, output_blob_name, parse_iso
 from shared.errors import record_error
 from shared.ledger import Ledger, LedgerRecord, Marker, failed, reopened, submitted
+from shared.listing import find_by_listing
 from shared.messages import request_message
 from shared.ports import BlobNotFound, BlobStore, MessageBus
 from shared.settings import Settings
 from shared.telemetry import logs, pipeline
 
 logger = logging.getLogger(__name__)
-
-LIST_PAGE = 5000  # blobs per page of List Blobs (the service's most and default)
 
 
 @dataclass
@@ -81,26 +79,15 @@ class _Pass:
         return self.report
 
     def _list_outputs(self, due: list[Marker]) -> set[str]:
-        """The listed successes' outputs found by listing their folders, where several share one: a page per
-        5,000 blobs instead of a read per output. A folder's listing stops before a page that costs more than
-        reading the outputs it has not found yet; those are read one by one as before."""
-        folders: dict[tuple[str, str], set[str]] = defaultdict(set)
+        """The listed successes' outputs found by listing the folders several of them share
+        (:func:`shared.listing.find_by_listing`); the others are read one by one."""
+        wanted: list[tuple[str, str]] = []
         for marker in due:
             location = marker.listed_output
             if location and "/" in location:
                 container, name = location.split("/", 1)
-                folders[(container, name[: name.rfind("/") + 1])].add(name)
-        found: set[str] = set()
-        for (container, folder), names in folders.items():
-            if len(names) < 2:
-                continue  # one read costs no more than a listing's page
-            missing = set(names)
-            for listed, info in enumerate(self.blobs.list(container, folder), start=1):
-                missing.discard(info.name)
-                if not missing or (listed % LIST_PAGE == 0 and listed // LIST_PAGE >= len(missing)):
-                    break
-            found |= {f"{container}/{name}" for name in names - missing}
-        return found
+                wanted.append((container, name))
+        return {f"{container}/{name}" for container, name in find_by_listing(self.blobs, wanted).found}
 
     def _one(self, marker: Marker, deadline: timedelta) -> None:
         if self._listed_output_there(marker):

@@ -19,21 +19,29 @@ redelivered result finds the output already written and deletes again (a no-op).
 logged, not raised: the lifecycle rule on the container removes leftovers.
 
 Results arrive in batches (the writer's trigger takes up to ``maxMessageBatchSize`` messages of one
-session): the trigger writes those for different input files at once on :data:`WRITE_THREADS` threads, and those
-for the same input file (:func:`output_key`) one after the other in message order
-(:func:`shared.concurrency.run_concurrently`), so two attempts or versions of one file never race on its output.
-Each result's outcome is kept apart; the trigger decides what a failure means for the batch.
+session), written by :func:`write_batch` in three steps. First each result up to its output (or error record):
+those for different input files at once on :data:`WRITE_THREADS` threads, those for the same input file
+(:func:`output_key`) one after the other in message order (:func:`shared.concurrency.run_concurrently`), so two
+attempts or versions of one file never race on its output; a result that another of its file follows in the
+batch is written to the end here. Then, where several successes' error records would share a folder, one
+listing of that folder, made after their outputs were written, shows which have none (:func:`without_error_records`):
+those skip the look-up for an error record their output supersedes, which costs a read per file otherwise. Last,
+each success is finished (:func:`finish`): that look-up where still needed, the ledger, the staged output's
+removal. Each result's outcome is kept apart; the trigger decides what a failure means for the batch.
+:func:`write_result` writes a single result.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 from shared.blobnames import name_problem, path_problem
+from shared.concurrency import run_concurrently
 from shared.contracts import (
     TRANSIENT_ERRORS,
     ErrorCode,
@@ -41,11 +49,13 @@ from shared.contracts import (
     InferenceResult,
     RequestState,
     ResultStatus,
+    error_blob_name,
     output_blob_name,
 )
 from shared.errors import remove_superseded_error, write_error_record
 from shared.ledger import Handover, Ledger, LedgerRecord, failed, succeeded
-from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
+from shared.listing import find_by_listing
+from shared.ports import BlobNotFound, BlobStore, Clock, PreconditionFailed
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -79,6 +89,60 @@ def output_key(body: bytes) -> str | None:
 
 
 def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: Ledger, now: datetime) -> WriteOutcome:
+    """Writes one result: its output (and then what :func:`finish` does) or its error record."""
+    step = write_output(body, settings=settings, blobs=blobs, ledger=ledger, now=now)
+    if isinstance(step, WriteOutcome):
+        return step
+    return finish(step, error_record_absent=False, settings=settings, blobs=blobs, ledger=ledger, now=now)
+
+
+def write_batch(
+    bodies: Sequence[bytes],
+    *,
+    settings: Settings,
+    blobs: BlobStore,
+    ledger: Ledger,
+    clock: Clock,
+    within: Callable[[int], AbstractContextManager[object]] = lambda _index: nullcontext(),
+) -> list[WriteOutcome | Exception]:
+    """Writes the results of one batch (see the module docstring) and returns each one's outcome, or the exception
+    it raised, in the order of ``bodies``. Each step on the ``index``-th result runs inside ``within(index)``."""
+    keys = [output_key(body) for body in bodies]
+    last = {key: index for index, key in enumerate(keys)}  # None (unreadable) stands alone and fails on its own
+
+    def first(index: int) -> WriteOutcome | OutputWritten:
+        with within(index):
+            now, key = clock.now(), keys[index]
+            if key is not None and last[key] != index:
+                # A later result of the same input follows in this batch: it must find this one recorded.
+                return write_result(bodies[index], settings=settings, blobs=blobs, ledger=ledger, now=now)
+            return write_output(bodies[index], settings=settings, blobs=blobs, ledger=ledger, now=now)
+
+    steps = run_concurrently(range(len(bodies)), first, key=keys.__getitem__, threads=WRITE_THREADS, name="write")
+    written = {index: step for index, step in enumerate(steps) if isinstance(step, OutputWritten)}
+    try:
+        absent = without_error_records(list(written.values()), blobs, settings.output_container)
+    except Exception:  # the listing only saves reads: without it each success reads its error record's name
+        logger.warning("listing the error records of %s outputs failed; each is looked up on its own", len(written),
+                       exc_info=True)  # fmt: skip
+        absent = set()
+
+    def second(index: int) -> WriteOutcome:
+        with within(index):
+            step = written[index]
+            return finish(step, error_record_absent=step.input_name in absent, settings=settings, blobs=blobs,
+                          ledger=ledger, now=clock.now())  # fmt: skip
+
+    outcomes = run_concurrently(list(written), second, key=keys.__getitem__, threads=WRITE_THREADS, name="write")
+    finished = dict(zip(written, outcomes, strict=True))
+    return [finished[index] if isinstance(step, OutputWritten) else step for index, step in enumerate(steps)]
+
+
+def write_output(
+    body: bytes, *, settings: Settings, blobs: BlobStore, ledger: Ledger, now: datetime
+) -> WriteOutcome | OutputWritten:
+    """Writes a failure's error record, or a success's output; a success whose output is now there comes back
+    as :class:`OutputWritten`, for :func:`finish`. Any other outcome is final."""
     result = InferenceResult.from_json(body)
     record, etag = _ledger_record(result, ledger)
     input_name = record.input_name if record is not None else result.input_name
@@ -94,10 +158,8 @@ def write_result(body: bytes, *, settings: Settings, blobs: BlobStore, ledger: L
         if staged is None:
             result = _refused_output(result, result.output.blob_url, settings.results_container)
     if result.status == ResultStatus.SUCCEEDED:
-        return _store_output(
-            result, input_name, base, staged, settings=settings, blobs=blobs, ledger=ledger, now=now,
-            known=(record, etag),
-        )  # fmt: skip
+        return _store_output(result, input_name, base, staged, settings=settings, blobs=blobs, ledger=ledger,
+                             known=(record, etag))  # fmt: skip
     if record is not None and record.state == RequestState.SUCCEEDED:
         logger.info("failed result for %s attempt %s arrives after success; ignored", result.request_id,
                     result.attempt)  # fmt: skip
@@ -179,6 +241,67 @@ def _with_completed(record: LedgerRecord | None, completed_at: str) -> LedgerRec
     return None if record is None else replace(record, completed_at=completed_at)
 
 
+@dataclass(frozen=True)
+class OutputWritten:
+    """A success whose output is written: what :func:`finish` still does for it."""
+
+    result: InferenceResult
+    input_name: str
+    base: LedgerRecord
+    staged: tuple[str, str] | None
+    known: tuple[LedgerRecord | None, str | None]
+    outcome: WriteOutcome
+
+    @property
+    def error_record(self) -> str:
+        """The name of the error record this output would supersede, in the output container."""
+        return error_blob_name(self.input_name)
+
+
+def finish(
+    written: OutputWritten,
+    *,
+    error_record_absent: bool,
+    settings: Settings,
+    blobs: BlobStore,
+    ledger: Ledger,
+    now: datetime,
+) -> WriteOutcome:
+    """After the output is written: removes an error record it supersedes (unless a listing made after the output
+    was written showed there is none: ``error_record_absent``), records the success and deletes the staged output."""
+    result, base, container = written.result, written.base, settings.output_container
+    if not error_record_absent:
+        remove_superseded_error(
+            blobs,
+            container,
+            input_container=base.input_container,
+            input_name=written.input_name,
+            request_id=result.request_id,
+            input_etag=base.etag,
+        )
+    location = f"{container}/{output_blob_name(written.input_name)}"
+    ledger.advance(
+        result.request_id,
+        succeeded(base, now, location, result.rows_scored, result.rows_failed, result.completed_at),
+        now=now,
+        known=written.known,
+    )
+    logger.info("request %s succeeded: %s (%s rows, %s failed)", result.request_id, location, result.rows_scored,
+                result.rows_failed)  # fmt: skip
+    if written.staged is not None:
+        _delete_staged(blobs, written.staged, result.request_id)
+    return written.outcome
+
+
+def without_error_records(written: Sequence[OutputWritten], blobs: BlobStore, container: str) -> set[str]:
+    """The input names of ``written`` that have no error record: those in a folder of error records that a listing,
+    made after the outputs were written, ran through without showing theirs (:mod:`shared.listing`). Each output
+    was written before the listing, so an error record written after it is checked against the output by its
+    own writer (:mod:`shared.errors`), as after a read of the record's name."""
+    names = {(container, w.error_record): w.input_name for w in written}
+    return {names[blob] for blob in find_by_listing(blobs, names).absent}
+
+
 def _store_output(
     result: InferenceResult,
     input_name: str,
@@ -188,9 +311,8 @@ def _store_output(
     settings: Settings,
     blobs: BlobStore,
     ledger: Ledger,
-    now: datetime,
     known: tuple[LedgerRecord | None, str | None],
-) -> WriteOutcome:
+) -> WriteOutcome | OutputWritten:
     output = result.output
     assert output is not None
     container, name = settings.output_container, output_blob_name(input_name)
@@ -217,26 +339,7 @@ def _store_output(
         if copied.size != output.size:
             raise OutputMismatch(f"{container}/{name}: copied {copied.size} bytes, result says {output.size}")
         outcome = WriteOutcome.WRITTEN
-    remove_superseded_error(
-        blobs,
-        container,
-        input_container=base.input_container,
-        input_name=input_name,
-        request_id=result.request_id,
-        input_etag=base.etag,
-    )
-    location = f"{container}/{name}"
-    ledger.advance(
-        result.request_id,
-        succeeded(base, now, location, result.rows_scored, result.rows_failed, result.completed_at),
-        now=now,
-        known=known,
-    )
-    logger.info("request %s succeeded: %s (%s rows, %s failed)", result.request_id, location, result.rows_scored,
-                result.rows_failed)  # fmt: skip
-    if staged is not None:
-        _delete_staged(blobs, staged, result.request_id)
-    return outcome
+    return OutputWritten(result, input_name, base, staged, known, outcome)
 
 
 def _delete_staged(blobs: BlobStore, staged: tuple[str, str], request_id: str) -> None:

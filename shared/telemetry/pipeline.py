@@ -104,19 +104,43 @@ def message_span(
     decides how the function's span sits under it. A function that takes a batch passes the first message's
     ``properties`` and the others' as ``batch``: their traces are linked to the span.
     """
-    parent, links = propagation.parent_and_links(propagation.context_from(properties), otel_context.get_current())
-    for others in batch:
-        if (linked := propagation.span_context_of(propagation.context_from(others))) is not None:
-            links.append(Link(linked))
-    request_id = _text((properties or {}).get("request_id"))
-    attributes = {STAGE: stage, REQUEST_ID: request_id} if request_id else {STAGE: stage}
-    with (
-        logs.request_scope(request_id),
-        TRACER.start_as_current_span(
+    opened = MessageSpan(name, stage, properties, batch)
+    try:
+        with opened.current() as span:
+            yield span
+    finally:
+        opened.end()
+
+
+class MessageSpan:
+    """A :func:`message_span` that work in steps, on any thread, runs under (:meth:`current`), until :meth:`end`:
+    the writer handles each result of a batch in steps with a step for the whole batch in between."""
+
+    def __init__(
+        self,
+        name: str,
+        stage: str,
+        properties: Mapping[Any, Any] | None,
+        batch: Iterable[Mapping[Any, Any] | None] = (),
+    ) -> None:
+        parent, links = propagation.parent_and_links(propagation.context_from(properties), otel_context.get_current())
+        for others in batch:
+            if (linked := propagation.span_context_of(propagation.context_from(others))) is not None:
+                links.append(Link(linked))
+        self.request_id = _text((properties or {}).get("request_id"))
+        attributes = {STAGE: stage, REQUEST_ID: self.request_id} if self.request_id else {STAGE: stage}
+        self.span = TRACER.start_span(
             name, context=parent or _ROOT, kind=SpanKind.CONSUMER, links=links, attributes=attributes
-        ) as span,
-    ):
-        yield span
+        )
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[Span]:
+        """The span as the current one, in the request's log scope; an exception leaving it is recorded on it."""
+        with logs.request_scope(self.request_id), trace.use_span(self.span, end_on_exit=False) as span:
+            yield span
+
+    def end(self) -> None:
+        self.span.end()
 
 
 @contextlib.contextmanager

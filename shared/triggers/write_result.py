@@ -19,10 +19,9 @@ import typing
 import azure.functions as func
 
 from shared import write
-from shared.concurrency import run_concurrently
 from shared.settings import SERVICE_BUS
 from shared.telemetry import pipeline
-from shared.wiring import Services, services
+from shared.wiring import services
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -30,17 +29,6 @@ logger = logging.getLogger(__name__)
 
 class WriteBatchFailed(RuntimeError):
     """Some results of the batch could not be written; the host abandons the batch (see the module docstring)."""
-
-
-def _write_one(msg: func.ServiceBusMessage, svc: Services) -> write.WriteOutcome:
-    # The last stage of the file's trace, continued from the result message.
-    with pipeline.message_span("write_result", "write", msg.application_properties):
-        outcome = write.write_result(
-            msg.get_body(), settings=svc.settings, blobs=svc.blobs, ledger=svc.ledger, now=svc.clock.now()
-        )
-        pipeline.set_outcome(outcome)
-        logger.info("write_result %s (session %s): %s", msg.message_id, msg.session_id, outcome)
-        return outcome
 
 
 @bp.function_name("write_result")
@@ -56,13 +44,25 @@ def _write_one(msg: func.ServiceBusMessage, svc: Services) -> write.WriteOutcome
 # typing generics and refuses to load the function otherwise.
 def write_result(msgs: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
     svc = services()
-    outcomes = run_concurrently(
-        msgs,
-        lambda msg: _write_one(msg, svc),
-        key=lambda msg: write.output_key(msg.get_body()),
-        threads=write.WRITE_THREADS,
-        name="write",
-    )
+    # Each result's steps run in the last stage of the file's trace, continued from the result message.
+    spans = [pipeline.MessageSpan("write_result", "write", msg.application_properties) for msg in msgs]
+    try:
+        outcomes = write.write_batch(
+            [msg.get_body() for msg in msgs],
+            settings=svc.settings,
+            blobs=svc.blobs,
+            ledger=svc.ledger,
+            clock=svc.clock,
+            within=lambda index: spans[index].current(),
+        )
+        for msg, span, outcome in zip(msgs, spans, outcomes, strict=True):
+            if not isinstance(outcome, Exception):
+                with span.current():
+                    pipeline.set_outcome(outcome)
+                    logger.info("write_result %s (session %s): %s", msg.message_id, msg.session_id, outcome)
+    finally:
+        for span in spans:
+            span.end()
     failed = [(msg, outcome) for msg, outcome in zip(msgs, outcomes, strict=True) if isinstance(outcome, Exception)]
     for msg, error in failed:
         logger.error("write_result %s (session %s) failed: %r", msg.message_id, msg.session_id, error,

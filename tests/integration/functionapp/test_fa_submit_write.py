@@ -36,6 +36,7 @@ from shared.triggers.reconcile import reconcile
 from shared.triggers.request_status import request_status
 from shared.triggers.submit_blob import submit_blob
 from shared.triggers.write_result import WriteBatchFailed, write_result
+from shared.wiring import services
 
 from .conftest import AppEnv
 from .fa_support import set_env
@@ -273,6 +274,36 @@ def test_reconcile_finds_a_folders_outputs_with_one_listing_and_resubmits_a_lost
     assert set(blobs.read_properties) == {names[2]}  # the two found by the listing were not read one by one
     assert fa_env.receive("scoring", lambda m: m.message_id == f"{ids[2]}:2") is not None
     assert {m.request_id: m.attempt for m in ledger.inflight() if m.request_id in ids} == {ids[2]: 2}
+
+
+def test_write_result_batch_lists_the_folders_error_records_and_removes_an_older_versions(
+    fa_env: AppEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file failed, was uploaded again, and its new version's success comes in one batch with two others of its
+    folder: the older version's error record goes, the three outputs are written, and only the error record the
+    folder's listing showed is looked up one by one."""
+    names = ["v/ä 1.csv", "v/ä 2.csv", "v/ä 3.csv"]
+    old_id = derive_request_id(fa_env.input, names[1], fa_env.upload(names[1], b"a\nx\n", {"session_id": "s-v"}))
+    trigger(fa_env, names[1])
+    failed = InferenceResult(request_id=old_id, status=ResultStatus.FAILED, input_name=names[1], model="default",
+                             error=ErrorInfo("no_valid_rows", "no row could be scored"))  # fmt: skip
+    fn = write_result.build().get_user_function()
+    fn([result_message(failed, "s-v")])
+    assert fa_env.names(fa_env.output) == [f"errors/{names[1]}.error.json"]
+    ids = []
+    for name in names:
+        ids.append(derive_request_id(fa_env.input, name, fa_env.upload(name, b"a\n1\n", {"session_id": "s-v"})))
+        trigger(fa_env, name)
+    assert old_id not in ids
+    blobs = CountingStore(get_settings().data_storage)
+    monkeypatch.setattr("shared.triggers.write_result.services", lambda: services(blobs=blobs))
+    results = [InferenceResult(request_id=rid, status=ResultStatus.SUCCEEDED, input_name=name, model="default",
+                               rows_scored=1, output=OutputRef.inline(b"a,prediction\n1,0\n", DataFormat.CSV, None))
+               for rid, name in zip(ids, names, strict=True)]  # fmt: skip
+    fn([result_message(r, "s-v") for r in results])
+    assert fa_env.names(fa_env.output) == names
+    assert [fa_env.ledger_record(rid)["state"] for rid in ids] == ["succeeded"] * 3
+    assert [n for n in blobs.read_properties if n.startswith("errors/")] == [f"errors/{names[1]}.error.json"]
 
 
 @pytest.mark.parametrize("check", ["true", "false"])

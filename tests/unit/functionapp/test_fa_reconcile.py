@@ -16,8 +16,9 @@ from shared.contracts import (
     ResultStatus,
 )
 from shared.ledger import Ledger, accepted, reopened
+from shared.listing import LIST_PAGE
 from shared.ports import BlobInfo
-from shared.reconcile import LIST_PAGE, reconcile
+from shared.reconcile import reconcile
 from shared.submit import submit_blob
 from shared.wiring import services
 from shared.write import write_result

@@ -1,14 +1,24 @@
 """Results of one batch: independent files written at once, one file's results in order, outcomes kept apart;
-and what a small file's submission and result cost in storage requests."""
+what a small file's submission and result cost in storage requests; and the ``write_result`` trigger, called
+as the decorated function with `azure.functions` messages and fakes of the ports."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+import azure.functions as func
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+import shared.triggers.write_result as write_trigger
 from shared.concurrency import run_concurrently
 from shared.contracts import DataFormat, InferenceRequest, InferenceResult, OutputRef, ResultStatus
 from shared.ledger import Ledger
 from shared.submit import submit_blob
+from shared.telemetry import pipeline
+from shared.wiring import services
 from shared.write import WRITE_THREADS, WriteOutcome, output_key, write_result
 
 from .fakes import FakeBlobStore, FakeBus, FixedClock, make_settings
@@ -73,3 +83,60 @@ def test_storage_requests_of_a_small_file_in_the_function_app() -> None:
     blobs.ops.clear()
     assert write_result(result.to_json(), settings=SETTINGS, blobs=blobs, ledger=ledger, now=NOW) == "written"
     assert +blobs.ops == {"read": 1, "write": 2, "properties": 1}
+
+
+@pytest.fixture
+def blobs(monkeypatch: pytest.MonkeyPatch) -> FakeBlobStore:
+    """The store the trigger's services use."""
+    store = FakeBlobStore()
+    wired = services(settings=SETTINGS, blobs=store, bus=FakeBus(), clock=FixedClock())
+    monkeypatch.setattr(write_trigger, "services", lambda: wired)
+    return store
+
+
+def result_message(result: InferenceResult) -> func.ServiceBusMessage:
+    props: dict[str, Any] = dict(result.application_properties())
+    return func.servicebus.ServiceBusMessage(body=result.to_json(), message_id=result.message_id, session_id="s1",
+                                             content_type="application/json", delivery_count=1,
+                                             application_properties=props, user_properties=props)  # fmt: skip
+
+
+def small_success(blobs: FakeBlobStore, name: str) -> InferenceResult:
+    blobs.put("input", name, b"a,b\n1,2\n", {"session_id": "s1"})
+    bus = FakeBus()
+    submit_blob("input", name, settings=SETTINGS, blobs=blobs, bus=bus, ledger=Ledger(blobs, "ledger"), now=NOW)
+    request = InferenceRequest.from_json(bus.sent[0].message.body)
+    return InferenceResult(request_id=request.request_id, status=ResultStatus.SUCCEEDED, input_name=name,
+                           model=request.model, rows_scored=1,
+                           output=OutputRef.inline(b"a,b,prediction\n1,2,0\n", DataFormat.CSV, None))  # fmt: skip
+
+
+def test_the_trigger_writes_a_folders_batch_with_one_listing_each_result_in_its_own_span(
+    blobs: FakeBlobStore, spans: InMemorySpanExporter
+) -> None:
+    results = [small_success(blobs, f"day/{i}.csv") for i in range(5)]
+    blobs.ops_by_container.clear()
+    write_trigger.write_result.build().get_user_function()([result_message(r) for r in results])
+    assert {kind: n for (kind, c), n in blobs.ops_by_container.items() if c == "output" and n} == {
+        "write": 5,
+        "list": 1,
+    }
+    written = [s for s in spans.get_finished_spans() if s.attributes and s.attributes.get(pipeline.STAGE) == "write"]
+    # One span per result, and the success recorded (after the batch's listing) under it: the ledger's attributes.
+    assert sorted((s.attributes or {})[pipeline.REQUEST_ID] for s in written) == sorted(r.request_id for r in results)
+    for span in written:
+        attributes = span.attributes or {}
+        assert attributes[pipeline.OUTCOME] == "written" and str(attributes[pipeline.INPUT_NAME]).startswith("day/")
+
+
+def test_the_trigger_raises_for_the_result_it_could_not_write_after_writing_the_others(
+    blobs: FakeBlobStore, spans: InMemorySpanExporter
+) -> None:
+    good = [small_success(blobs, f"day/{i}.csv") for i in range(2)]
+    bad = InferenceResult(request_id="e" * 32, status=ResultStatus.SUCCEEDED, input_name="day/../x.csv",
+                          model="default", output=OutputRef.inline(b"a\n", DataFormat.CSV, None))  # fmt: skip
+    with pytest.raises(write_trigger.WriteBatchFailed, match="1 of 3 results not written"):
+        write_trigger.write_result.build().get_user_function()([result_message(m) for m in (good[0], bad, good[1])])
+    assert blobs.names("output") == ["day/0.csv", "day/1.csv"]
+    failed = [s for s in spans.get_finished_spans() if (s.attributes or {}).get(pipeline.REQUEST_ID) == "e" * 32]
+    assert [s.status.status_code for s in failed] == [StatusCode.ERROR]

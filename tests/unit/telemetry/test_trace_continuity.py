@@ -16,8 +16,7 @@ from datetime import datetime, timedelta
 import pytest
 from azure.servicebus import ServiceBusMessage
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Span
 
@@ -66,16 +65,6 @@ def trace_id_of(message: ServiceBusMessage) -> int:
     context = propagation.span_context_of(propagation.context_from(props(message)))
     assert context is not None, f"message {message.message_id} carries no trace: {props(message)}"
     return context.trace_id
-
-
-@pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(pipeline, "TRACER", provider.get_tracer("tests"))
-    yield exporter
-    provider.shutdown()
 
 
 @pytest.fixture
