@@ -1,13 +1,13 @@
 """``write_result``: session-enabled topic trigger on the writer subscription; stores outputs and errors.
 
 It takes the messages of one session in batches (``cardinality="many"``, up to host.json
-``maxMessageBatchSize``) and writes the results for different input files at once
-(:func:`shared.concurrency.run_concurrently`). The Python worker settles a batch as a whole: with
-``autoCompleteMessages`` the host completes every message when the function returns and abandons every one
-when it raises (settling single messages of a batch needs the ``ServiceBusMessageActions`` binding, which the
-v2 Python model does not offer with this binding). So a batch in which any result failed raises after every
-other result is written; the broker delivers the batch again, and the results already written cost one
-create-only request each to find their output in place. A result that fails every time reaches the
+``maxMessageBatchSize``) and writes them with :func:`shared.write.write_batch` (the results for different input
+files at once, each in its message's span from its first step to its last). The Python worker settles a batch
+as a whole: with ``autoCompleteMessages`` the host completes every message when the function returns and
+abandons every one when it raises (settling single messages of a batch needs the ``ServiceBusMessageActions``
+binding, which the v2 Python model does not offer with this binding). So a batch in which any result failed
+raises after every other result is written; the broker delivers the batch again, and the results already
+written cost one create-only request each to find their output in place. A result that fails every time reaches the
 subscription's dead-letter queue after ``MaxDeliveryCount`` deliveries, with the results it was delivered with.
 """
 
