@@ -40,7 +40,15 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
-from shared.contracts import InferenceRequest, InferenceResult, RequestState, detect_format, iso, parse_iso
+from shared.contracts import (
+    InferenceRequest,
+    InferenceResult,
+    RequestState,
+    derive_request_id,
+    detect_format,
+    iso,
+    parse_iso,
+)
 from shared.ports import BlobInfo, BlobNotFound, BlobStore, PreconditionFailed
 from shared.retry import LEDGER_CONFLICT
 from shared.telemetry import logs, pipeline
@@ -289,7 +297,11 @@ class Handover:
             logger.warning("request %s: result context is not a ledger handover (%s); reading the record",
                            request_id, exc)  # fmt: skip
             return None
-        if record.request_id != request_id or record.attempt != attempt:
+        if record.request_id != request_id or record.attempt != attempt or record.etag is None:
+            return None
+        if derive_request_id(record.input_container, record.input_name, record.etag) != request_id:
+            # The request id names one version of one blob: a record naming another is not this request's.
+            logger.warning("request %s: the handed-over record names another input; reading the record", request_id)
             return None
         return cls(record, data["etag"])
 
