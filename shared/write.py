@@ -144,6 +144,12 @@ def write_output(
     """Writes a failure's error record, or a success's output; a success whose output is now there comes back
     as :class:`OutputWritten`, for :func:`finish`. Any other outcome is final."""
     result = InferenceResult.from_json(body)
+    staged = None
+    if result.output is not None and result.output.blob_url is not None:
+        staged = _staged_output(blobs, result.output.blob_url, result.request_id, settings.results_container)
+        if staged is None:
+            result = _refused_output(result, result.output.blob_url, settings.results_container)
+    # Only after a refused output has made the result a failure: a failure is decided on the stored record.
     record, etag = _ledger_record(result, ledger)
     input_name = record.input_name if record is not None else result.input_name
     if record is not None and record.input_name != result.input_name:
@@ -152,11 +158,6 @@ def write_output(
     if problem := name_problem(input_name):
         raise ValueError(f"result {result.request_id}: unusable input name {input_name!r}: {problem}")
     base = record or LedgerRecord.for_result(result, settings.input_container, now)
-    staged = None
-    if result.output is not None and result.output.blob_url is not None:
-        staged = _staged_output(blobs, result.output.blob_url, result.request_id, settings.results_container)
-        if staged is None:
-            result = _refused_output(result, result.output.blob_url, settings.results_container)
     if result.status == ResultStatus.SUCCEEDED:
         return _store_output(result, input_name, base, staged, settings=settings, blobs=blobs, ledger=ledger,
                              known=(record, etag))  # fmt: skip

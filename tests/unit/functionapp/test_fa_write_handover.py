@@ -139,3 +139,17 @@ def test_a_reopened_request_written_again_by_an_old_handover_is_decided_on_a_rea
     assert write(blobs, result_of(sent)) == WriteOutcome.WRITTEN
     record = Ledger(blobs, "ledger").get(request.request_id)
     assert record is not None and record.state == RequestState.SUCCEEDED and record.attempt == 2
+
+
+def test_a_refused_output_with_a_handover_is_decided_on_the_stored_record() -> None:
+    """A success naming an output the writer may not copy becomes a failure, and a failure never trusts the
+    handed-over record: a success already recorded stands, and no error record appears beside its output."""
+    blobs = FakeBlobStore()
+    request, sent = handed_over(blobs)
+    write(blobs, result_of(sent))
+    elsewhere = OutputRef(format=DataFormat.CSV, compression=None, size=len(OUT), sha256="0" * 64,
+                          blob_url="https://elsewhere.example/results/x.csv")  # fmt: skip
+    assert write(blobs, replace(result_of(sent), output=elsewhere)) == WriteOutcome.SUPERSEDED
+    assert blobs.names("output") == ["d/a.csv"]
+    record = Ledger(blobs, "ledger").get(request.request_id)
+    assert record is not None and record.state == RequestState.SUCCEEDED
