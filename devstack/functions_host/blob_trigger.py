@@ -487,8 +487,7 @@ class BlobTrigger:
         if attempt > self._options.max_dequeue_count:
             # Calls that never returned (the host killed during them) counted too: as the runtime's queue
             # processor does with a message dequeued more often than that, the blob goes to poison without a call.
-            self._poison(props or service.get_blob_client(self.container, name).get_blob_properties(), key[1])
-            self.receipts.settle(key, attempt, CallOutcome.POISONED)
+            self._poison(service, key, attempt, props)
             return
         blob_type = _blob_type(props) if props is not None else "BlockBlob"
         reason = f"New blob detected({blob_type}): {self.container}/{name}"
@@ -505,8 +504,7 @@ class BlobTrigger:
             self.receipts.settle(key, attempt, CallOutcome.FAILED)
             self._retry_later(name)
             return
-        self._poison(props or service.get_blob_client(self.container, name).get_blob_properties(), key[1])
-        self.receipts.settle(key, attempt, CallOutcome.POISONED)
+        self._poison(service, key, attempt, props)
 
     def _argument(self, service: BlobServiceClient, name: str, props: BlobProperties | None) -> Any:
         """What the worker passes: a client for an SDK-type parameter, else the whole content (as the host
@@ -522,7 +520,13 @@ class BlobTrigger:
                                     dict(props.metadata or {}))  # fmt: skip
         return content_argument(content, metadata, self.spec.trigger_annotation)
 
-    def _poison(self, props: BlobProperties, etag: str) -> None:
+    def _poison(
+        self, service: BlobServiceClient, key: tuple[str, str], attempt: int, props: BlobProperties | None
+    ) -> None:
+        """Sends the version's message to the poison queue and settles it as poisoned (not tried again)."""
+        if props is None:
+            props = service.get_blob_client(self.container, key[0]).get_blob_properties()
+        etag = key[1]
         message = json.dumps(
             {
                 "Type": "BlobTrigger",
@@ -537,12 +541,13 @@ class BlobTrigger:
             "blob trigger '%s': %s failed %d times; message sent to queue %s",
             self.spec.name, props.name, self._options.max_dequeue_count, POISON_QUEUE,
         )  # fmt: skip
-        with clients.queue_service(self._host_storage) as service:
-            poison: QueueClient = service.get_queue_client(POISON_QUEUE)
+        with clients.queue_service(self._host_storage) as queues:
+            poison: QueueClient = queues.get_queue_client(POISON_QUEUE)
             with contextlib.suppress(ResourceExistsError):
                 poison.create_queue()
             body = base64.b64encode(message.encode()).decode() if self._options.base64_messages else message
             poison.send_message(body)
+        self.receipts.settle(key, attempt, CallOutcome.POISONED)
 
 
 def _blob_type(props: BlobProperties) -> str:
