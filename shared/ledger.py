@@ -30,6 +30,7 @@ that a late success replaces a failure and a success whose output is gone is reo
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -278,7 +279,9 @@ class Handover:
     record: LedgerRecord
     etag: str
 
-    def to_context(self) -> str:
+    @functools.cached_property
+    def context(self) -> str:
+        """The handover as the request's ``context`` string (made once: its length is checked before it is sent)."""
         return json.dumps({"handover": 1, "etag": self.etag, "record": asdict(self.record)}, sort_keys=True,
                           separators=(",", ":"))  # fmt: skip
 

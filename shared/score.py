@@ -199,7 +199,7 @@ class _Scorer:
         if changed is None:
             return None
         handover = Handover(changed, etag)
-        return handover if len(handover.to_context()) <= MAX_CONTEXT_CHARS else None
+        return handover if len(handover.context) <= MAX_CONTEXT_CHARS else None
 
     def known(self, request: InferenceRequest, delivery: Delivery) -> tuple[LedgerRecord, str] | None:
         """The ledger record and its ETag without reading them, when the message names the record ``submit``
@@ -239,7 +239,7 @@ class _Scorer:
             model=request.model,
             attempt=request.attempt,
             traceparent=work.delivery.traceparent,
-            context=work.handover.to_context() if work.handover is not None else None,
+            context=work.handover.context if work.handover is not None else None,
         )
 
     def post(self, body: bytes) -> EndpointReply:
