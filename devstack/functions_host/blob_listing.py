@@ -7,12 +7,13 @@ account key (connection strings, Azurite), :class:`ContainerLister` therefore ca
 operation itself with a short-lived list-only container SAS over one ``requests`` session. Each page is read
 with one regular expression (2 ms for 1,300 blobs, against 18 ms with ElementTree); a page the expression
 does not account for blob by blob (an escaped or encoded name) is read with ElementTree instead. Pages hold
-:data:`PAGE_SIZE` blobs, so the scan can act on the first blobs while Azurite still lists the rest (the
-whole listing costs the same). Identity connections use the SDK's listing. The blob's full properties are
-read later, only for blobs not seen before. With ``modified_since`` set, blobs last modified before that moment
-are left out (an Event Grid-source trigger never hears of blobs written before its subscription). With
-``pause_ratio`` set, the lister waits that many times a page's time before asking for the next one, so a
-safety-net listing of a big container leaves most of the storage service to the requests of files in flight.
+:data:`PAGE_SIZE` blobs, so the scan can act on the first blobs while Azurite still lists the rest; a listing
+that nothing waits for uses :data:`LARGEST_PAGE`, fewer requests for the same blobs. Identity connections use the
+SDK's listing. The blob's full properties are read later, only for blobs not seen before. With ``modified_since``
+set, blobs last modified before that moment are left out (an Event Grid-source trigger never hears of blobs
+written before its subscription). With ``pause_ratio`` set, the lister waits that many times a page's time before
+asking for the next one, so a safety-net listing of a big container leaves most of the storage service to the
+requests of files in flight.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ _SAS_LIFETIME = timedelta(hours=1)
 _SAS_RENEW_BEFORE = timedelta(minutes=10)
 _TIMEOUT_SECONDS = 30
 PAGE_SIZE = 500
+# Blobs per page of a listing in no hurry (the safety net beside the access log): the service's most. One page of
+# 5,000 costs Azurite about a third less CPU than ten of 500 and is 1 request instead of 10.
+LARGEST_PAGE = 5000
 _BLOB = re.compile(rb"<Blob><Name>([^<&]*)</Name>.*?<Etag>([^<]*)</Etag>", re.DOTALL)
 _DATED_BLOB = re.compile(
     rb"<Blob><Name>([^<&]*)</Name>.*?<Last-Modified>([^<]*)</Last-Modified>.*?<Etag>([^<]*)</Etag>", re.DOTALL

@@ -38,7 +38,7 @@ host runs such a blob again too (its queue message becomes visible again). The f
 idempotent per blob version, as on Azure; ``submit_blob`` is, through the request ledger keyed by the blob's ETag.
 
 Round trips per new blob version found through the log: with receipts in storage one, the receipt write; with the
-journal none, beside a checkpoint write every two seconds while versions are settled. The local stack's Azurite
+journal none, beside a checkpoint write every five seconds while versions are settled. The local stack's Azurite
 logs each answer's ETag and Last-Modified (``azurite_redacted.js``), so the line names the version written and it
 is keyed by it without asking for the blob's properties; an SDK-type parameter gets a reference and the
 function reads what it needs. A function that takes the content (``InputStream``/``bytes``) costs a read of the
@@ -79,7 +79,7 @@ from azure.storage.queue import QueueClient
 from . import clients
 from .access_log import AccessLogFollower, BlobWrite
 from .blob_binding import SdkTypeArguments, content_argument, reference, trigger_metadata
-from .blob_listing import ContainerLister, bare_etag
+from .blob_listing import LARGEST_PAGE, PAGE_SIZE, ContainerLister, bare_etag
 from .blob_receipts import CallOutcome, receipt_store
 from .host_storage import function_id, hosts_container
 from .indexing import FunctionSpec
@@ -242,8 +242,11 @@ class BlobTrigger:
                 if trouble or relist:
                     next_listing = min(next_listing, time.monotonic() + self._options.poll_interval)
                 if time.monotonic() >= next_listing:
-                    # A safety-net listing is in no hurry: it leaves half of the storage service to the files.
+                    # A safety-net listing is in no hurry: it leaves half of the storage service to the files, in
+                    # the fewest requests. The first listing, or one after trouble, may find blobs to run at once.
+                    safety_net = following and not (trouble or relist) and next_listing > 0
                     listing.pause_ratio = 1.0 if following else 0.0
+                    listing.page_size = LARGEST_PAGE if safety_net else PAGE_SIZE
                     started = time.monotonic()
                     queued = self._list(listing, hosts)
                     took = time.monotonic() - started

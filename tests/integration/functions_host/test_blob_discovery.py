@@ -16,7 +16,7 @@ from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from devstack.functions_host.blob_listing import PAGE_SIZE
+from devstack.functions_host.blob_listing import LARGEST_PAGE, PAGE_SIZE
 from tests.fixtures.azurite import Azurite
 from tests.support.flow import secrets_in_logs
 from tests.support.wait import wait_until
@@ -31,6 +31,12 @@ def listings(azurite: Azurite, container: str) -> int:
     """List Blobs requests Azurite answered for ``container`` so far (one per page), from its access log."""
     pattern = re.compile(rf'"GET /devstoreaccount1/{re.escape(container)}\?[^" ]*comp=list[^" ]* HTTP')
     return len(pattern.findall(azurite.access_log.read_text(encoding="utf-8", errors="replace")))
+
+
+def page_sizes(azurite: Azurite, container: str) -> list[int]:
+    """The page size (``maxresults``) of each List Blobs request Azurite answered for ``container``, in order."""
+    pattern = re.compile(rf'"GET /devstoreaccount1/{re.escape(container)}\?[^" ]*comp=list[^" ]*maxresults=(\d+)')
+    return [int(size) for size in pattern.findall(azurite.access_log.read_text(encoding="utf-8", errors="replace"))]
 
 
 def requests_for(azurite: Azurite, container: str, blob: str) -> list[str]:
@@ -97,6 +103,24 @@ def test_new_blob_in_a_big_container_is_found_through_the_access_log_without_a_l
     # The host lists with a SAS: the log keeps the request, not the signature.
     assert "sig=REDACTED" in azurite.access_log.read_text(encoding="utf-8", errors="replace")
     assert not secrets_in_logs(azurite.access_log.parent)
+
+
+def test_the_safety_net_listing_reads_the_container_in_the_fewest_pages(
+    fixture_app: FixtureApp, azurite: Azurite
+) -> None:
+    big = event_grid_app(fixture_app, azurite, "pages")
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        prefill(service.get_container_client(big), PAGE_SIZE + 1)
+    fixture_app.start(
+        extra_args=[
+            "--blob-poll-interval", "0.2", "--blob-scan-interval", "1",
+            "--storage-access-log", f"{azurite.blob_endpoint}={azurite.access_log}",
+        ]
+    )  # fmt: skip
+    # The start-up listing may find blobs to run at once: small pages, two of them. The safety-net listings that
+    # follow have nothing waiting on them: one request each.
+    wait_until(lambda: len(page_sizes(azurite, big)) >= 4, 60, "two safety-net listings", interval=0.05)
+    assert page_sizes(azurite, big)[:4] == [PAGE_SIZE, PAGE_SIZE, LARGEST_PAGE, LARGEST_PAGE]
 
 
 def test_a_write_the_log_never_shows_is_found_by_the_safety_net_listing_once(
