@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.costs import endpoint_calls, storage_operation, storage_operations
+from benchmarks.costs import endpoint_calls, pipeline_requests, storage_operation, storage_operations
 
 # Lines as Azurite (morgan "common") and azureml-inference-server-http write them.
 AZURITE_LOG = """\
@@ -37,6 +37,21 @@ def test_operations_are_named_as_the_rest_api_names_them() -> None:
     assert storage_operation("PUT", "/devstoreaccount1/output/x?comp=lease") == "output: Lease Blob"
     assert storage_operation("PUT", "/devstoreaccount1/input?restype=container") == "input: PUT Container"
     assert storage_operation("GET", "/devstoreaccount1?comp=list") == "(account): GET list"
+
+
+def test_the_hosts_checkpoint_is_named_apart_from_its_receipts() -> None:
+    checkpoint = "/devstoreaccount1/azure-webjobs-hosts/eventgrid-checkpoints/h/Host.Functions.submit_blob"
+    assert storage_operation("PUT", checkpoint) == "azure-webjobs-hosts/eventgrid-checkpoints: Put/Copy Blob"
+    receipt = "/devstoreaccount1/azure-webjobs-hosts/blobreceipts/h/Host.Functions.submit_blob/e/input/a.csv"
+    assert storage_operation("PUT", receipt) == "azure-webjobs-hosts: Put/Copy Blob"
+
+
+def test_the_pipelines_requests_leave_out_the_benchmarks_own_and_count_the_hosts_timed_ones() -> None:
+    checkpoint = "/devstoreaccount1/azure-webjobs-hosts/eventgrid-checkpoints/h/Host.Functions.submit_blob"
+    log = AZURITE_LOG + f'127.0.0.1 - - [06/Dec/2026:07:40:03 +0000] "PUT {checkpoint} HTTP/1.1" 201 -\n'
+    # 7 requests: the upload is the benchmark's, a 404 or 412 is counted once, as its operation; the input
+    # listing and the checkpoint are the host's timed ones
+    assert pipeline_requests(storage_operations(log)) == (6, 2)
 
 
 def test_endpoint_calls_are_read_from_the_inference_servers_request_lines() -> None:
