@@ -10,22 +10,27 @@
 * endpoint calls: the lines the AML inference server logs for each request it answered (``POST /score 202``);
 * CPU seconds of each service's process tree (user + system, from /proc).
 
-A :class:`CostMeter` takes a snapshot before a phase and turns the difference after it into figures per file.
+A :class:`CostMeter` takes a snapshot before a phase and turns the difference after it into figures per file,
+once :meth:`CostMeter.settled` says every message of the phase was completed and every request is in the logs.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import requests
+
 from devstack.functions_host.access_log import ACCESS_LINE
 from devstack.servicebus.opcounts import read_operations
 from devstack.stack import LocalStack
 from tests.support.flow import cpu_seconds
+from tests.support.wait import wait_until
 
 # morgan's "common" format, as the functions host reads it too
 _ACCESS = ACCESS_LINE
@@ -34,7 +39,9 @@ _ENDPOINT = re.compile(r"\b(?P<method>GET|POST) (?P<path>/score\S*) (?P<status>\
 _SERVED_FROM = "azurite"
 # Requests the benchmark itself makes: its uploads and its listings of the output container (the pipeline
 # never lists ``output``); counted and shown, but not in the pipeline's operations per file.
-BENCH_OWN = frozenset({"input: Put/Copy Blob", "output: List Blobs"})
+# The marker request :meth:`CostMeter.settled` sends (to a container that does not exist) is the benchmark's too.
+MARKER_CONTAINER = "cost-meter-marker"
+BENCH_OWN = frozenset({"input: Put/Copy Blob", "output: List Blobs", f"{MARKER_CONTAINER}: GET Container"})
 # Requests the functions host makes on a timer rather than per file: with the EventGrid source the receipt
 # journal's checkpoint (every few seconds while files settle), and the safety-net listings of the input container.
 _CHECKPOINTS = "azure-webjobs-hosts/eventgrid-checkpoints"
@@ -106,6 +113,31 @@ class CostMeter:
     def snapshot(self) -> CostSnapshot:
         offsets = {name: _size(path) for name, path in self.logs.items()}
         return CostSnapshot(offsets, read_operations(self.stack.settings.servicebus_data_dir), cpu_seconds(self.stack))
+
+    def settled(self, before: CostSnapshot, completes: int, timeout: float) -> bool:
+        """Waits until the emulator counted ``completes`` more completed messages than at ``before`` (each file's
+        request and result: the writer completes its result after its last storage request), then until Azurite's
+        log shows a request made after that, so the lines of every request answered before it are there too
+        (Azurite logs each request as it answers it). False if the messages were not all completed in time."""
+        data_dir = self.stack.settings.servicebus_data_dir
+        already = before.servicebus.get("settle complete", 0)
+        try:
+            wait_until(lambda: read_operations(data_dir).get("settle complete", 0) - already >= completes, timeout,
+                       f"{completes} messages completed", interval=0.1)  # fmt: skip
+            done = True
+        except AssertionError:
+            done = False
+        self.logged()
+        return done
+
+    def logged(self) -> None:
+        """Waits until Azurite's log shows a request made now, and so every request answered before."""
+        log = self.stack.log_path(_SERVED_FROM)
+        start, mark = _size(log), uuid.uuid4().hex
+        # Unsigned: Azurite refuses it, and logs it like any other request.
+        requests.get(f"{self.stack.settings.blob_endpoint}/{MARKER_CONTAINER}",
+                     params={"restype": "container", "mark": mark}, timeout=30)  # fmt: skip
+        wait_until(lambda: mark in _read_from(log, start, _size(log)), 30, "the marker request in Azurite's log")
 
     def per_file(self, before: CostSnapshot, files: int) -> dict[str, Any]:
         """Operations and CPU seconds since ``before``, divided by ``files``; totals under ``"totals"``.
