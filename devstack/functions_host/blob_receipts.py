@@ -48,8 +48,8 @@ from .settings import Connection
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "eventgrid-checkpoints"
-# Azurite saves its metadata every 5 s (LokiJS autosave), so a kill -9 of it loses up to 5 s of writes whatever
-# this interval; a checkpoint as often lets a kill -9 of the host run again no more than Azurite's loses.
+# Azurite saves its metadata every 5 s (LokiJS autosave): a kill -9 of Azurite loses up to 5 s of writes whatever
+# this interval, and with a checkpoint as often a kill -9 of the host runs no more versions again than that.
 CHECKPOINT_SECONDS = 5.0
 
 
