@@ -13,6 +13,11 @@ Three JSON documents cross process boundaries, each carrying ``"schema"`` and ``
   the reply session (``message_id`` from :meth:`InferenceResult.message_id`, so a re-delivery of the
   same attempt is de-duplicated by the broker).
 
+A small input (up to :data:`INLINE_INPUT_MAX_BYTES`) travels inline too: ``submit_blob`` reads it in the one
+request that gives it the blob's properties, and the request carries its bytes (base64, ``input_b64``) to the
+endpoint, which then does not read the blob again. ``blob_url`` is always there as well: an endpoint that does not
+know ``input_b64`` reads the blob, and a resubmission by ``reconcile`` carries no bytes.
+
 Results of any size stay under the broker's 256 KB message limit: a scored output up to
 :data:`INLINE_OUTPUT_MAX_BYTES` travels inline (base64) in the result message; a larger one is written
 by the scoring service to its results container as one blob and the message carries its URL, size and
@@ -67,6 +72,11 @@ RESULT_SCHEMA = "inference-result"
 # Base64 grows data by 4/3: 160 KiB of output becomes ~214 KiB, leaving room for the JSON envelope
 # and AMQP overhead under the 256 KB Standard-tier limit.
 INLINE_OUTPUT_MAX_BYTES = 160 * 1024
+# An input this size (~87 KiB of base64) leaves a request message far under the broker's 256 KB limit.
+INLINE_INPUT_MAX_BYTES = 64 * 1024
+# Base64 characters of inline inputs in one AsyncScoringBatch: the files past it are sent by URL only, so a POST
+# of many small files stays about a megabyte.
+BATCH_INLINE_MAX_CHARS = 1024 * 1024
 MAX_ROW_ERRORS_REPORTED = 20
 MAX_CONTEXT_CHARS = 4096  # AsyncScoringRequest.context, returned in the result message (under its 256 KB)
 
@@ -212,6 +222,14 @@ def _optional(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], 
     return _require(data, key, kind, where)
 
 
+def decode_base64(text: str, what: str) -> bytes:
+    """Strict base64 (no stray characters); raises ContractError naming the field."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ContractError(f"{what} is not valid base64 ({exc})") from exc
+
+
 def _load_object(raw: bytes | str | Mapping[str, Any], schema: str) -> Mapping[str, Any]:
     if isinstance(raw, Mapping):
         data = raw
@@ -273,6 +291,8 @@ class InferenceRequest:
     # ``accepted`` against it without reading the record first (:mod:`shared.score`). Only the message of the
     # submit that created the record carries it; resubmissions and older messages have none and read.
     ledger_etag: str | None = None
+    # The whole file (base64) when it is at most INLINE_INPUT_MAX_BYTES; kept out of repr, so no log line holds it.
+    input_b64: str | None = field(default=None, repr=False)
 
     @property
     def content_type(self) -> str:
@@ -311,6 +331,7 @@ class InferenceRequest:
             submitted_at=_require(data, "submitted_at", str, where),
             attempt=_require(data, "attempt", int, where),
             ledger_etag=_optional(data, "ledger_etag", str, where),
+            input_b64=_optional(data, "input_b64", str, where),
         )
 
 
@@ -338,6 +359,8 @@ class AsyncScoringRequest:
     # The caller's own state for this file, opaque to the endpoint and returned unchanged in the file's
     # InferenceResult (at most MAX_CONTEXT_CHARS): ``score_request`` hands the ledger record to the writer in it.
     context: str | None = None
+    # The whole input (base64) when the caller has it; the endpoint then does not read ``blob_url``.
+    input_b64: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.context is not None and len(self.context) > MAX_CONTEXT_CHARS:
@@ -371,7 +394,12 @@ class AsyncScoringRequest:
             attempt=_optional(data, "attempt", int, where) or 1,
             traceparent=_optional(data, "traceparent", str, where),
             context=_optional(data, "context", str, where),
+            input_b64=_optional(data, "input_b64", str, where),
         )
+
+    def input_bytes(self) -> bytes | None:
+        """The inline input, or None when the input is to be read from ``blob_url``; raises ContractError."""
+        return None if self.input_b64 is None else decode_base64(self.input_b64, "input_b64")
 
 
 @dataclass(frozen=True)
@@ -503,10 +531,7 @@ class OutputRef:
     def inline_bytes(self) -> bytes:
         if self.inline_b64 is None:
             raise ContractError("output is not inline")
-        try:
-            data = base64.b64decode(self.inline_b64, validate=True)
-        except binascii.Error as exc:
-            raise ContractError(f"output.inline_b64 is not valid base64 ({exc})") from exc
+        data = decode_base64(self.inline_b64, "output.inline_b64")
         if hashlib.sha256(data).hexdigest() != self.sha256:
             raise ContractError("output.inline_b64 does not match output.sha256")
         return data

@@ -34,6 +34,11 @@ class BlobStore(Protocol):
         """Raises BlobNotFound."""
         ...
 
+    def peek(self, container: str, name: str, max_bytes: int) -> tuple[BlobInfo, bytes | None]:
+        """The blob's properties and, when it holds at most ``max_bytes``, its whole content (else None), in one
+        request; raises BlobNotFound."""
+        ...
+
     def read(self, container: str, name: str) -> tuple[bytes, str]:
         """Content and ETag; raises BlobNotFound."""
         ...

@@ -57,6 +57,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.contracts import (
+    BATCH_INLINE_MAX_CHARS,
     MAX_CONTEXT_CHARS,
     Admission,
     AsyncScoringBatch,
@@ -226,7 +227,8 @@ class _Scorer:
             return None
         return record, request.ledger_etag
 
-    def scoring_request(self, work: _FileToScore) -> AsyncScoringRequest:
+    def scoring_request(self, work: _FileToScore, *, inline: bool = True) -> AsyncScoringRequest:
+        """The endpoint's request for ``work``, with the file's bytes when its message carries them and ``inline``."""
         request = work.request
         ttl = timedelta(minutes=self.settings.sas_ttl_minutes)
         return AsyncScoringRequest(
@@ -240,6 +242,7 @@ class _Scorer:
             attempt=request.attempt,
             traceparent=work.delivery.traceparent,
             context=work.handover.context if work.handover is not None else None,
+            input_b64=request.input_b64 if inline else None,
         )
 
     def post(self, body: bytes) -> EndpointReply:
@@ -265,7 +268,9 @@ class _Scorer:
 
     def together(self, group: Sequence[_FileToScore]) -> list[ScoreOutcome]:
         """One POST for ``group`` (small files of one model); one outcome per file, in order."""
-        batch = AsyncScoringBatch(model=group[0].request.model, requests=tuple(self.scoring_request(w) for w in group))
+        inline = inline_within([w.request.input_b64 for w in group], BATCH_INLINE_MAX_CHARS)
+        requests = tuple(self.scoring_request(w, inline=keep) for w, keep in zip(group, inline, strict=True))
+        batch = AsyncScoringBatch(model=group[0].request.model, requests=requests)
         reply = self.post(batch.to_json())
         if reply.transient:
             return [self.later(work, reply) for work in group]
@@ -335,6 +340,18 @@ class _Scorer:
         )
         logger.error("request %s failed: %s %s", request.request_id, code, message)
         return ScoreOutcome.REJECTED
+
+
+def inline_within(inputs: Sequence[str | None], budget: int) -> list[bool]:
+    """Which of a batch's inline inputs (base64, None for none) it sends inline: in order, while their characters
+    fit in ``budget``; the others are read by the endpoint from their URL."""
+    keep = []
+    for text in inputs:
+        fits = text is not None and len(text) <= budget
+        if text is not None and fits:
+            budget -= len(text)
+        keep.append(fits)
+    return keep
 
 
 def score_batch(

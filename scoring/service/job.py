@@ -24,7 +24,7 @@ from scoring.service.heap import release_unused
 from scoring.service.model import ScoringModel
 from scoring.service.settings import ScoringSettings
 from scoring.service.sink import BlockWriter, OutputSink
-from scoring.service.source import blob_pieces, decompressed
+from scoring.service.source import blob_pieces, decompressed, inline_pieces
 from scoring.service.storage import InputBlobs, redact
 from scoring.service.tracing import JobClocks
 from scoring.service.validation import Validator
@@ -33,6 +33,7 @@ from shared.contracts import (
     INLINE_OUTPUT_MAX_BYTES,
     MAX_ROW_ERRORS_REPORTED,
     AsyncScoringRequest,
+    ContractError,
     ErrorCode,
     ErrorInfo,
     InferenceResult,
@@ -193,11 +194,15 @@ class ScoringJob:
 
     def _pieces(self, request: AsyncScoringRequest) -> Iterator[bytes]:
         s = self.settings
-        return decompressed(
-            blob_pieces(self._input.client(request.blob_url), s.max_input_bytes),
-            request.compression,
-            s.max_data_bytes,
-        )
+        try:
+            inline = request.input_bytes()
+        except ContractError as exc:
+            raise ScoringError(ErrorCode.INVALID_REQUEST, str(exc)) from exc
+        if inline is not None:  # a small file whose bytes came with the request: no storage read
+            pieces = inline_pieces(inline, s.max_input_bytes)
+        else:
+            pieces = blob_pieces(self._input.client(request.blob_url), s.max_input_bytes)
+        return decompressed(pieces, request.compression, s.max_data_bytes)
 
     def _score(self, request: AsyncScoringRequest) -> InferenceResult:
         content_type = request.format.content_type

@@ -1,11 +1,12 @@
 """Reading an input blob as a stream of record-aligned chunks, with size and decompression limits.
 
 ``blob_pieces`` downloads the blob piece by piece (the SDK's chunked download, never the whole blob in
-memory), ``decompressed`` inflates gzip incrementally and stops at ``max_data_bytes`` (the gzip-bomb
-guard), and ``record_chunks`` regroups the bytes into chunks of about ``chunk_bytes`` that end on a
-record boundary. For CSV a newline inside a quoted field is not a boundary: a cut is only made at a
-newline preceded by an even number of quote characters (RFC 4180 escapes a quote by doubling it, so
-the parity tells whether we are inside a quoted field).
+memory), ``inline_pieces`` stands in for it when the request carried a small input's bytes,
+``decompressed`` inflates gzip incrementally and stops at ``max_data_bytes`` (the gzip-bomb guard), and
+``record_chunks`` regroups the bytes into chunks of about ``chunk_bytes`` that end on a record boundary.
+For CSV a newline inside a quoted field is not a boundary: a cut is only made at a newline preceded by an
+even number of quote characters (RFC 4180 escapes a quote by doubling it, so the parity tells whether we
+are inside a quoted field).
 """
 
 from __future__ import annotations
@@ -57,9 +58,7 @@ def blob_pieces(blob: BlobClient, max_input_bytes: int) -> Iterator[bytes]:
     """
     try:
         downloader = blob.download_blob(max_concurrency=_DOWNLOAD_CONCURRENCY)
-        size = downloader.size
-        if size > max_input_bytes:
-            raise ScoringError(ErrorCode.TOO_LARGE, f"the input is {size} bytes; the limit is {max_input_bytes} bytes")
+        _check_size(downloader.size, max_input_bytes)
         received = 0
         for piece in downloader.chunks():
             received += len(piece)
@@ -75,6 +74,18 @@ def blob_pieces(blob: BlobClient, max_input_bytes: int) -> Iterator[bytes]:
         ) from exc
     finally:
         blob.close()
+
+
+def inline_pieces(data: bytes, max_input_bytes: int) -> Iterator[bytes]:
+    """The input the request carried, under the same limit as a blob's."""
+    _check_size(len(data), max_input_bytes)
+    if data:
+        yield data
+
+
+def _check_size(size: int, max_input_bytes: int) -> None:
+    if size > max_input_bytes:
+        raise ScoringError(ErrorCode.TOO_LARGE, f"the input is {size} bytes; the limit is {max_input_bytes} bytes")
 
 
 def decompressed(pieces: Iterable[bytes], compression: str | None, max_data_bytes: int) -> Iterator[bytes]:

@@ -4,7 +4,9 @@ The function binds a ``BlobClient`` (SDK-type binding, package ``azurefunctions-
 the host then hands the worker a reference to the blob (connection, container and blob name), never its
 content, so a 2 GiB input costs the function app no memory. With ``func.InputStream``, ``bytes`` or ``str``
 the host would read the whole blob and send it to the worker before the function runs. Size, ETag and
-metadata come from the blob's properties via our own adapter; the function never downloads the content.
+metadata come from one ranged read through our own adapter, which reads no more than a small file's whole
+content (:data:`shared.contracts.INLINE_INPUT_MAX_BYTES`, sent on with the request); a larger file is never
+downloaded by the function app.
 """
 
 from __future__ import annotations

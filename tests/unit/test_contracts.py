@@ -65,6 +65,19 @@ def test_the_ledger_etag_is_optional_both_ways() -> None:
         InferenceRequest.from_json(json.dumps({**older, "ledger_etag": 7}))
 
 
+def test_a_small_inputs_bytes_travel_with_both_requests_and_stay_out_of_their_repr() -> None:
+    request = replace(_request(), input_b64="YSxiCjEsMgo=")
+    assert InferenceRequest.from_json(request.to_json()) == request
+    assert InferenceRequest.from_json(_request().to_json()).input_b64 is None
+    scoring = AsyncScoringRequest(request_id="r1", blob_url="http://blob?sig=x", reply=ReplyTo("t", "s"),
+                                  input_name="a.csv", format=DataFormat.CSV, input_b64=request.input_b64)  # fmt: skip
+    assert AsyncScoringRequest.from_json(scoring.to_json()).input_bytes() == b"a,b\n1,2\n"
+    assert replace(scoring, input_b64=None).input_bytes() is None  # read from blob_url
+    assert "YSxi" not in repr(request) + repr(scoring)
+    with pytest.raises(ContractError, match="input_b64 is not valid base64"):
+        replace(scoring, input_b64="YSxi*").input_bytes()
+
+
 def test_request_id_is_stable_per_etag_and_changes_with_it() -> None:
     first = derive_request_id("input", "x.csv", '"0x1"')
     assert first == derive_request_id("input", "x.csv", "0x1")  # quotes around an ETag do not matter

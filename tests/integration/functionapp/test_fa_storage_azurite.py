@@ -57,6 +57,23 @@ def test_set_metadata_is_conditional_and_keeps_the_content(fa_env: AppEnv) -> No
     assert (info.etag, info.metadata, blobs.read(fa_env.ledger, "m.json")[0]) == (new, {"b": "2"}, b"body")
 
 
+def test_peek_gives_the_properties_and_a_small_blobs_content_in_one_read(fa_env: AppEnv) -> None:
+    blobs = store()
+    small = blobs.write(fa_env.ledger, "small.csv", b"a,b\n1,2\n", content_type="text/csv", metadata={"k": "v"})
+    big = blobs.write(fa_env.ledger, "big.csv", b"x" * 5000, content_type="text/csv")
+    empty = blobs.write(fa_env.ledger, "empty.csv", b"", content_type="text/csv")
+    info, content = blobs.peek(fa_env.ledger, "small.csv", 4096)
+    assert (info.etag, info.size, info.metadata, content) == (small, 8, {"k": "v"}, b"a,b\n1,2\n")
+    assert info.url == blobs.url(fa_env.ledger, "small.csv")
+    assert blobs.peek(fa_env.ledger, "small.csv", 8)[1] == b"a,b\n1,2\n"  # exactly the limit is still whole
+    info, content = blobs.peek(fa_env.ledger, "big.csv", 4096)
+    assert (info.etag, info.size, content) == (big, 5000, None)  # the size is the blob's, not the range's
+    info, content = blobs.peek(fa_env.ledger, "empty.csv", 4096)  # storage refuses a range of an empty blob
+    assert (info.etag, info.size, content) == (empty, 0, b"")
+    with pytest.raises(BlobNotFound):
+        blobs.peek(fa_env.ledger, "missing.csv", 4096)
+
+
 def test_listing_carries_metadata(fa_env: AppEnv) -> None:
     blobs = store()
     blobs.write(fa_env.ledger, "inflight/a", b"", content_type="x/y", metadata={"attempt": "2"})

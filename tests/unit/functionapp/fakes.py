@@ -55,6 +55,14 @@ class FakeBlobStore:
             raise BlobNotFound(name)
         return BlobInfo(name, self.url(container, name), blob.etag, len(blob.data), dict(blob.metadata))
 
+    def peek(self, container: str, name: str, max_bytes: int) -> tuple[BlobInfo, bytes | None]:
+        self._count("peek", container)
+        blob = self.blobs.get((container, name))
+        if blob is None:
+            raise BlobNotFound(name)
+        info = BlobInfo(name, self.url(container, name), blob.etag, len(blob.data), dict(blob.metadata))
+        return info, blob.data if len(blob.data) <= max_bytes else None
+
     def read(self, container: str, name: str) -> tuple[bytes, str]:
         self._count("read", container)
         blob = self.blobs.get((container, name))

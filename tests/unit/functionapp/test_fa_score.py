@@ -8,6 +8,7 @@ import json
 import random
 from dataclasses import replace
 from datetime import timedelta
+from unittest.mock import patch
 
 import pytest
 
@@ -26,7 +27,7 @@ from shared.ledger import submitted as ledger_submitted
 from shared.limits import BATCH_CALL_BUDGET_SECONDS
 from shared.messages import PROP_SCORING_RETRY, request_message
 from shared.ports import EndpointReply
-from shared.score import Delivery, ScoreOutcome, score_batch, score_request
+from shared.score import Delivery, ScoreOutcome, inline_within, score_batch, score_request
 from shared.settings import Settings
 from shared.submit import submit_blob
 
@@ -347,6 +348,28 @@ def test_small_files_go_several_to_a_request_each_with_its_own_reply_session() -
     assert all("sig=fake" in r.blob_url for r in first.requests)
     assert states(blobs, requests) == ["submitted"] * 7 and bus.sent == []
     assert sorted(endpoint.taken) == sorted((r.request_id, 1) for r in requests)
+
+
+def test_small_files_reach_the_endpoint_with_the_bytes_submit_read() -> None:
+    blobs, bus, endpoint = FakeBlobStore(), FakeBus(), BatchEndpoint()
+    requests = small_files(blobs, 4)
+    score_many(blobs, bus, endpoint, [deliver(r) for r in requests])
+    batch, alone = AsyncScoringBatch.from_json(endpoint.bodies[0]), AsyncScoringRequest.from_json(endpoint.bodies[1])
+    sent = [*batch.requests, alone]
+    assert [r.input_bytes() for r in sent] == [blobs.blobs["input", f"f{i}.csv"].data for i in range(4)]
+
+
+def test_a_batch_sends_inline_inputs_only_up_to_its_budget() -> None:
+    assert inline_within(["aaaa", None, "bb", "ccc", "d"], 7) == [True, False, True, False, True]
+    assert inline_within(["a" * 8], 7) == [False]
+    blobs, bus, endpoint = FakeBlobStore(), FakeBus(), BatchEndpoint()
+    requests = small_files(blobs, 3)
+    each = len(requests[0].input_b64 or "")
+    with patch("shared.score.BATCH_INLINE_MAX_CHARS", 2 * each):
+        score_many(blobs, bus, endpoint, [deliver(r) for r in requests])
+    batch = AsyncScoringBatch.from_json(endpoint.bodies[0])
+    assert [r.input_b64 is not None for r in batch.requests] == [True, True, False]
+    assert all("sig=fake" in r.blob_url for r in batch.requests)  # the third is read by the endpoint
 
 
 def handed_over(endpoint: BatchEndpoint) -> dict[str, Handover]:

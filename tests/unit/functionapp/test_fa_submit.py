@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 
 import pytest
 
 from shared.blobnames import MAX_INPUT_NAME_LENGTH, name_problem
-from shared.contracts import InferenceRequest, RequestState, derive_request_id
+from shared.contracts import INLINE_INPUT_MAX_BYTES, InferenceRequest, RequestState, derive_request_id
 from shared.ledger import Ledger
 from shared.ports import BlobInfo
 from shared.submit import DEFAULT_SESSION, SubmitOutcome, submit_blob
@@ -37,13 +38,17 @@ def run(blobs: FakeBlobStore, bus: FakeBus, name: str) -> SubmitOutcome:
                        trigger_info=hint)  # fmt: skip
 
 
-def test_publishes_a_request_without_reading_the_file() -> None:
+def test_publishes_a_request_carrying_a_small_file_read_with_its_properties() -> None:
     blobs, bus = ReadCountingStore(), FakeBus()
     etag = blobs.put("input", "batch/a.csv", b"x,y\n1,2\n", {"session_id": "client-7"})
+    blobs.ops.clear()
     assert run(blobs, bus, "batch/a.csv") == SubmitOutcome.PUBLISHED
-    assert blobs.input_reads == 0
+    assert blobs.input_reads == 0 and blobs.ops_by_container["peek", "input"] == 1
+    assert blobs.ops_by_container["properties", "input"] == 1  # the test's own hint (run), not submit's
     [sent] = bus.sent
     request = InferenceRequest.from_json(sent.message.body)
+    assert request.input_b64 is not None and base64.b64decode(request.input_b64) == b"x,y\n1,2\n"
+    assert "input_b64" not in repr(request)  # no log line of the request holds the file
     assert request.request_id == derive_request_id("input", "batch/a.csv", etag)
     assert sent.topic == "inference-requests" and sent.at is None
     assert sent.message.message_id == request.request_id
@@ -53,6 +58,18 @@ def test_publishes_a_request_without_reading_the_file() -> None:
     assert (request.size, request.blob_url, request.format) == (8, "https://acct.blob.example/input/batch/a.csv", "csv")
     record = Ledger(blobs, "ledger").get(request.request_id)
     assert record is not None and record.state == RequestState.SUBMITTED and record.session_id == "client-7"
+
+
+def test_a_file_over_the_inline_limit_is_not_read_and_travels_by_url_only() -> None:
+    blobs, bus = ReadCountingStore(), FakeBus()
+    blobs.put("input", "big.csv", b"a\n" + b"1\n" * INLINE_INPUT_MAX_BYTES)
+    settings = make_settings(MAX_INPUT_BYTES=str(4 * INLINE_INPUT_MAX_BYTES))
+    outcome = submit_blob("input", "big.csv", settings=settings, blobs=blobs, bus=bus, ledger=Ledger(blobs, "ledger"),
+                          now=FixedClock().now())  # fmt: skip
+    assert outcome == SubmitOutcome.PUBLISHED
+    request = InferenceRequest.from_json(bus.sent[0].message.body)
+    assert request.input_b64 is None and request.size == 2 + 2 * INLINE_INPUT_MAX_BYTES
+    assert blobs.input_reads == 0
 
 
 def test_a_parquet_blob_is_requested_as_parquet() -> None:

@@ -68,14 +68,14 @@ def test_unreadable_results_have_no_key_and_stand_alone() -> None:
 
 
 def test_storage_requests_of_a_small_file_in_the_function_app() -> None:
-    """submit: the input's properties and the new record (marked in flight); write: the record, the output
-    (create-only), the check for an error record it supersedes, and the record's new state."""
+    """submit: the input's properties with its content (one ranged read) and the new record; write: the record,
+    the output (create-only), the check for an error record it supersedes, and the record's new state."""
     blobs, bus = FakeBlobStore(), FakeBus()
     blobs.put("input", "a.csv", b"a,b\n1,2\n", {"session_id": "s1"})
     ledger = Ledger(blobs, "ledger")
     blobs.ops.clear()
     submit_blob("input", "a.csv", settings=SETTINGS, blobs=blobs, bus=bus, ledger=ledger, now=NOW)
-    assert +blobs.ops == {"properties": 1, "write": 1}
+    assert +blobs.ops == {"peek": 1, "write": 1}
     request = InferenceRequest.from_json(bus.sent[0].message.body)
     result = InferenceResult(request_id=request.request_id, status=ResultStatus.SUCCEEDED, input_name="a.csv",
                              model=request.model, rows_scored=1,

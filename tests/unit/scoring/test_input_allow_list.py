@@ -7,20 +7,25 @@ every way we know of (internal addresses, other hosts, ports and schemes, names 
 user information, numeric host forms, path tricks, characters parsers disagree on) are answered 400 at
 once with code ``blob_url_not_allowed`` and the rule, and neither server sees a single request. A URL on
 the allow-list that answers with a redirect is read once and the redirect is not followed. The function
-app turns the 400 into that file's error record (``classify_rejection``).
+app turns the 400 into that file's error record (``classify_rejection``). An input the request carried
+(``input_b64``: a small file ``submit_blob`` read) is scored without a request to either server.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 
 import pytest
 
+from scoring.examples.churn.sample import frame
+from scoring.examples.files import to_csv
 from scoring.service.app import ScoringService
 from scoring.service.dispatcher import Dispatcher
 from scoring.service.job import ScoringJob
@@ -265,6 +270,28 @@ def test_a_redirect_from_an_allowed_account_is_not_followed(
     assert result.error.code == ErrorCode.BLOB_URL_NOT_ALLOWED and "HTTP 302" in result.error.message, result.error
     assert [hit.split("?")[0] for hit in allowed.hits] == [f"GET /{ACCOUNT}/input/customers.csv"]
     assert elsewhere.hits == []
+
+
+def test_an_input_that_came_with_its_request_is_scored_without_reading_storage(
+    churn_model_dir: Path, servers: tuple[Recorder, Recorder]
+) -> None:
+    allowed, _ = servers
+    service, published = make_service(churn_model_dir, allowed)
+    url = f"http://127.0.0.1:{allowed.port}/{ACCOUNT}/input/customers.csv{SAS}"
+    data = to_csv(frame(5, seed=7))
+    good = replace(AsyncScoringRequest.from_json(body(url, "inline")), input_b64=base64.b64encode(data).decode())
+    bad = replace(good, request_id="not-base64", input_b64="not base64!")
+    for request in (good, bad):
+        assert service.handle(request.to_json()).status == 202
+    wait_until(lambda: len(published.results) == 2, 30, "both results to be published", interval=0.02)
+    results = {r.request_id: r for r in published.results}
+    scored = results["inline"]
+    assert scored.status == ResultStatus.SUCCEEDED and scored.rows_scored == 5 and scored.output is not None
+    assert scored.output.inline_bytes().startswith(data.split(b"\n")[0])  # the header the input had
+    refused = results["not-base64"]
+    assert refused.status == ResultStatus.FAILED and refused.error is not None
+    assert refused.error.code == ErrorCode.INVALID_REQUEST and "input_b64" in refused.error.message
+    assert allowed.hits == []  # neither was read from its blob_url
 
 
 def test_allow_list_setting_fails_fast_and_defaults_to_the_results_account() -> None:
