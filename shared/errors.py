@@ -7,7 +7,11 @@ file (a new ETag is a new request). Which result stands:
 * an output replaces the error record of its own request (a late success) and that of any other request
   when its own request is for the input's current version (:func:`remove_superseded_error`);
 * an error record is not written, or is removed again right after, when an output exists and the
-  failed request is for a version of the input that is no longer there (:func:`write_error_record`).
+  failed request is for a version of the input that is no longer there (:func:`write_error_record`);
+* an output replaces a different output of the same input only when its own request is for the input's
+  current version (:func:`output_may_replace`): a small file's request carries the bytes it was submitted
+  with, so a late result of an older version (retried after throttling, say) would otherwise put the older
+  file's predictions back over the newer one's.
 
 Both sides write first and check the other side after, so two writers racing on one input cannot both
 miss each other. A newer version that fails while an older one's output exists keeps both, as the user
@@ -160,6 +164,12 @@ def remove_superseded_error(
         return False
     logger.info("error record %s/%s superseded by the output of %s", container, name, request_id)
     return _delete_if_unchanged(blobs, container, name, record.etag)
+
+
+def output_may_replace(blobs: BlobStore, *, input_container: str, input_name: str, input_etag: str | None) -> bool:
+    """Whether a success may replace a different output already there: for the input's current version, or for
+    a request whose version is not known (as before versions were compared)."""
+    return input_etag is None or _is_current(blobs, input_container, input_name, input_etag)
 
 
 def _stale_beside_output(

@@ -348,8 +348,8 @@ def inline_within(inputs: Sequence[str | None], budget: int) -> list[bool]:
     keep = []
     for text in inputs:
         fits = text is not None and len(text) <= budget
-        if text is not None and fits:
-            budget -= len(text)
+        if fits:
+            budget -= len(text or "")
         keep.append(fits)
     return keep
 

@@ -4,8 +4,9 @@ The output is written in a single commit (one Put Blob for inline bytes; Put Blo
 where the service lacks it, for outputs staged in the results container), so readers never see a partial
 file. It is idempotent: the output blob carries the request id and SHA-256 of its bytes in its metadata,
 and a result whose output is already there is not written again. Inline outputs are written create-only
-first, so the usual case (no output yet) costs one request; the comparison happens only on a conflict.
-Whether an output or an error record stands for an input is decided in :mod:`shared.errors`; the request's
+first, so the usual case (no output yet) costs one request; the comparison happens only on a conflict, and
+a different output is replaced only by a result of the input's current version. Whether an output or an
+error record stands for an input, and which output, is decided in :mod:`shared.errors`; the request's
 state moves on through :meth:`shared.ledger.Ledger.advance`, and ``reconcile`` later checks that the
 output the record names exists. A success whose result carries a :class:`shared.ledger.Handover` (a small file:
 ``score_request`` did not write ``accepted``) is recorded against the handed-over record and its ETag without
@@ -52,10 +53,10 @@ from shared.contracts import (
     error_blob_name,
     output_blob_name,
 )
-from shared.errors import remove_superseded_error, write_error_record
+from shared.errors import output_may_replace, remove_superseded_error, write_error_record
 from shared.ledger import Handover, Ledger, LedgerRecord, failed, succeeded
 from shared.listing import find_by_listing
-from shared.ports import BlobNotFound, BlobStore, Clock, PreconditionFailed
+from shared.ports import BlobInfo, BlobNotFound, BlobStore, Clock, PreconditionFailed
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -319,10 +320,18 @@ def _store_output(
     container, name = settings.output_container, output_blob_name(input_name)
     metadata = {META_REQUEST_ID: result.request_id, META_SHA256: output.sha256}
     content_type = output.format.content_type if output.compression is None else "application/gzip"
+
+    def may_replace() -> bool:
+        return output_may_replace(blobs, input_container=base.input_container, input_name=input_name,
+                                  input_etag=base.etag)  # fmt: skip
+
     if output.inline_b64 is not None:
-        outcome = _write_inline(blobs, container, name, output.inline_bytes(), output.sha256, content_type, metadata)
-    elif _already_written(blobs, container, name, output.sha256, output.size):
+        outcome = _write_inline(blobs, container, name, output.inline_bytes(), output.sha256, content_type, metadata,
+                                may_replace)  # fmt: skip
+    elif _holds(existing := _existing(blobs, container, name), output.sha256, output.size):
         outcome = WriteOutcome.ALREADY_WRITTEN
+    elif existing is not None and not may_replace():
+        outcome = WriteOutcome.SUPERSEDED
     else:
         assert output.blob_url is not None
         try:
@@ -340,6 +349,9 @@ def _store_output(
         if copied.size != output.size:
             raise OutputMismatch(f"{container}/{name}: copied {copied.size} bytes, result says {output.size}")
         outcome = WriteOutcome.WRITTEN
+    if outcome == WriteOutcome.SUPERSEDED:
+        logger.info("request %s: the output of %r stands for a newer version of the input; not replaced",
+                    result.request_id, input_name)  # fmt: skip
     return OutputWritten(result, input_name, base, staged, known, outcome)
 
 
@@ -351,13 +363,16 @@ def _delete_staged(blobs: BlobStore, staged: tuple[str, str], request_id: str) -
         logger.warning("request %s: could not delete staged output %s/%s", request_id, *staged, exc_info=True)
 
 
-def _already_written(blobs: BlobStore, container: str, name: str, sha256: str, size: int) -> bool:
-    """The output blob exists with this content (a redelivered result): nothing to write again."""
+def _existing(blobs: BlobStore, container: str, name: str) -> BlobInfo | None:
     try:
-        existing = blobs.properties(container, name)
+        return blobs.properties(container, name)
     except BlobNotFound:
-        return False
-    return existing.metadata.get(META_SHA256) == sha256 and existing.size == size
+        return None
+
+
+def _holds(existing: BlobInfo | None, sha256: str, size: int) -> bool:
+    """The output blob exists with this content (a redelivered result): nothing to write again."""
+    return existing is not None and existing.metadata.get(META_SHA256) == sha256 and existing.size == size
 
 
 def _write_inline(
@@ -368,13 +383,17 @@ def _write_inline(
     sha256: str,
     content_type: str,
     metadata: Mapping[str, str],
+    may_replace: Callable[[], bool],
 ) -> WriteOutcome:
-    """Creates the output; only when one exists already is it compared (and replaced if it differs)."""
+    """Creates the output; only when one exists already is it compared, and replaced if it differs and
+    ``may_replace()`` allows."""
     try:
         blobs.write(container, name, data, content_type=content_type, metadata=metadata, if_none_match_any=True)
         return WriteOutcome.WRITTEN
     except PreconditionFailed:
-        if _already_written(blobs, container, name, sha256, len(data)):
+        if _holds(_existing(blobs, container, name), sha256, len(data)):
             return WriteOutcome.ALREADY_WRITTEN
+    if not may_replace():
+        return WriteOutcome.SUPERSEDED
     blobs.write(container, name, data, content_type=content_type, metadata=metadata)
     return WriteOutcome.WRITTEN

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -162,6 +163,45 @@ def test_a_newer_versions_failure_is_shown_beside_an_older_output() -> None:
     new = versioned(blobs, "0" * 31 + "b", succeeded=False)
     assert write(blobs, new) == WriteOutcome.ERROR_RECORDED
     assert blobs.names("output") == ["d/a.csv", "errors/d/a.csv.error.json"]
+
+
+def test_an_older_versions_late_success_does_not_replace_the_current_versions_output() -> None:
+    """A small file's request carries the bytes it was submitted with: a result of the older version that comes
+    after the newer one's (retried after throttling, say) leaves the newer output and is recorded."""
+    blobs = FakeBlobStore()
+    old = versioned(blobs, "0" * 31 + "a", succeeded=True)
+    new = versioned(blobs, "0" * 31 + "b", succeeded=True)
+    newer_output = b"a,prediction\n2,1\n"
+    new = replace(new, output=OutputRef.inline(newer_output, DataFormat.CSV, None))
+    assert write(blobs, new) == WriteOutcome.WRITTEN
+    assert write(blobs, old) == WriteOutcome.SUPERSEDED
+    assert blobs.blobs[("output", "d/a.csv")].data == newer_output
+    record = Ledger(blobs, "ledger").get(old.request_id)
+    assert record is not None and record.state == RequestState.SUCCEEDED  # reconcile leaves it alone
+
+
+def test_an_older_versions_late_staged_output_is_not_copied_over_the_current_one() -> None:
+    blobs = FakeBlobStore()
+    old = versioned(blobs, "0" * 31 + "a", succeeded=True)
+    new = versioned(blobs, "0" * 31 + "b", succeeded=True)
+    assert write(blobs, new) == WriteOutcome.WRITTEN
+    data = b"x" * 300_000
+    blobs.put("results", f"{old.request_id}/1/a.csv", data)
+    ref = OutputRef(format=DataFormat.CSV, compression=None, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                    blob_url=blobs.url("results", f"{old.request_id}/1/a.csv"))  # fmt: skip
+    assert write(blobs, replace(old, output=ref)) == WriteOutcome.SUPERSEDED
+    assert blobs.blobs[("output", "d/a.csv")].data == OUT and blobs.copies == []
+    assert blobs.names("results") == []  # the staged output is removed all the same
+
+
+def test_the_current_versions_success_replaces_an_older_versions_output() -> None:
+    blobs = FakeBlobStore()
+    old = versioned(blobs, "0" * 31 + "a", succeeded=True)
+    assert write(blobs, old) == WriteOutcome.WRITTEN
+    new = versioned(blobs, "0" * 31 + "b", succeeded=True)
+    newer_output = b"a,prediction\n2,1\n"
+    assert write(blobs, replace(new, output=OutputRef.inline(newer_output, DataFormat.CSV, None))) == "written"
+    assert blobs.blobs[("output", "d/a.csv")].data == newer_output
 
 
 def test_a_transient_failure_is_left_for_reconcile_not_recorded() -> None:
