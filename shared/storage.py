@@ -24,6 +24,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import (
     BlobClient,
+    BlobProperties,
     BlobSasPermissions,
     BlobServiceClient,
     ContentSettings,
@@ -75,9 +76,17 @@ def environment_applies(url: str) -> bool:
     return bool(urllib.request.getproxies() or (https and bundle) or get_netrc_auth(url))
 
 
-def _total_size(content_range: str) -> int:
-    """The blob's size from a ranged answer's ``bytes <first>-<last>/<size>``."""
+def _total_size(content_range: str | None) -> int:
+    """The blob's size from a ranged answer's ``bytes <first>-<last>/<size>`` (the SDK refuses an answer without
+    one; the range's own size would be the wrong one)."""
+    if content_range is None:
+        raise ValueError("a ranged read came back without Content-Range")
     return int(content_range.rpartition("/")[2])
+
+
+def _info(name: str, blob: BlobClient, props: BlobProperties, size: int) -> BlobInfo:
+    return BlobInfo(name=name, url=blob.url, etag=props.etag, size=size, metadata=dict(props.metadata),
+                    created_at=props.creation_time)  # fmt: skip
 
 
 def blob_service_client(make: Callable[..., BlobServiceClient]) -> BlobServiceClient:
@@ -170,14 +179,7 @@ class AzureBlobStore:
             props = blob.get_blob_properties()
         except ResourceNotFoundError as exc:
             raise BlobNotFound(f"{container}/{name}") from exc
-        return BlobInfo(
-            name=name,
-            url=blob.url,
-            etag=props.etag,
-            size=props.size,
-            metadata=dict(props.metadata),
-            created_at=props.creation_time,
-        )
+        return _info(name, blob, props, props.size)
 
     def peek(self, container: str, name: str, max_bytes: int) -> tuple[BlobInfo, bytes | None]:
         blob = self._blob(container, name)
@@ -189,14 +191,10 @@ class AzureBlobStore:
             if exc.status_code == 416:  # an empty blob has no first byte to read
                 return self.properties(container, name), b""
             raise
-        props = downloader.properties
-        size = _total_size(props.content_range) if props.content_range else downloader.size
-        info = BlobInfo(
-            name=name, url=blob.url, etag=props.etag, size=size, metadata=dict(props.metadata),
-            created_at=props.creation_time,
-        )  # fmt: skip
+        # The range's own size is at most max_bytes: the blob's size is the total in its Content-Range.
+        size = _total_size(downloader.properties.content_range)
         # The first answer holds the whole range (far under the SDK's single-get size): no further request.
-        return info, downloader.readall() if size <= max_bytes else None
+        return _info(name, blob, downloader.properties, size), downloader.readall() if size <= max_bytes else None
 
     def read(self, container: str, name: str) -> tuple[bytes, str]:
         blob = self._blob(container, name)

@@ -50,18 +50,18 @@ class FakeBlobStore:
 
     def properties(self, container: str, name: str) -> BlobInfo:
         self._count("properties", container)
-        blob = self.blobs.get((container, name))
-        if blob is None:
-            raise BlobNotFound(name)
-        return BlobInfo(name, self.url(container, name), blob.etag, len(blob.data), dict(blob.metadata))
+        return self._info(container, name)[0]
 
     def peek(self, container: str, name: str, max_bytes: int) -> tuple[BlobInfo, bytes | None]:
         self._count("peek", container)
+        info, data = self._info(container, name)
+        return info, data if len(data) <= max_bytes else None
+
+    def _info(self, container: str, name: str) -> tuple[BlobInfo, bytes]:
         blob = self.blobs.get((container, name))
         if blob is None:
             raise BlobNotFound(name)
-        info = BlobInfo(name, self.url(container, name), blob.etag, len(blob.data), dict(blob.metadata))
-        return info, blob.data if len(blob.data) <= max_bytes else None
+        return BlobInfo(name, self.url(container, name), blob.etag, len(blob.data), dict(blob.metadata)), blob.data
 
     def read(self, container: str, name: str) -> tuple[bytes, str]:
         self._count("read", container)
