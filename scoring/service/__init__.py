@@ -7,7 +7,8 @@ Design
   and, where its metadata declares them, category levels (``validation``: one path for every format).
   The model answers with columns (``output``: the shapes by model kind are tabled in
   ``shared.contracts``), which each format writes. The standard one-hot + scaler + logistic regression
-  pipeline is scored in a compiled form (``linear``) where it is proven equal to the model at load; any
+  pipeline is scored in a compiled form (``linear``), and an ordinal-encoded pipeline's feature step is
+  computed from the validated columns (``ordinal``), each where it is proven equal to the model at load; any
   other model gets a DataFrame.
 * Sync requests (``sync_api``) are scored in the request: what ``mlflow models serve`` accepts
   (``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``), ``input_data``, this project's

@@ -95,7 +95,9 @@ class ScoringService:
     @classmethod
     def start(cls, settings: ScoringSettings) -> ScoringService:
         return_large_buffers()
-        model = load_model(settings.model_dir, class_probabilities=settings.class_probabilities)
+        model = load_model(
+            settings.model_dir, class_probabilities=settings.class_probabilities, predict_parts=settings.predict_parts
+        )
         limit_native_threads(settings.model_threads)  # this thread answers the sync requests
         dispatcher = None
         if settings.async_enabled:

@@ -32,6 +32,7 @@ from mlflow.types import DataType
 
 from scoring.service.errors import ScoringError
 from scoring.service.linear import LinearScorer, compile_linear
+from scoring.service.ordinal import OrdinalFeatures, compile_ordinal
 from scoring.service.output import Predictions
 from scoring.service.spec import Column, Kind, ModelSpec
 from shared.contracts import PREDICTION_COLUMN, PROBABILITY_COLUMN, ErrorCode
@@ -136,8 +137,12 @@ def spec_of(meta: Model) -> ModelSpec:
     return ModelSpec(tuple(columns))
 
 
-def load_model(root: Path, *, class_probabilities: bool = False, compiled: bool = True) -> ScoringModel:
-    """Load the model under ``root`` once; ``class_probabilities`` adds ``probability_<label>`` columns."""
+def load_model(
+    root: Path, *, class_probabilities: bool = False, compiled: bool = True, predict_parts: int = 1
+) -> ScoringModel:
+    """Load the model under ``root`` once; ``class_probabilities`` adds ``probability_<label>`` columns;
+    ``predict_parts``: row ranges a large batch is predicted in at once, where the service computes the feature
+    step (``scoring.service.ordinal``)."""
     path = find_model_dir(root)
     meta = Model.load(str(path / MLMODEL_FILE))
     spec = spec_of(meta)
@@ -148,9 +153,9 @@ def load_model(root: Path, *, class_probabilities: bool = False, compiled: bool 
 
         estimator = _loaded(path, lambda: mlflow.sklearn.load_model(str(path)))
         if callable(getattr(estimator, "predict_proba", None)) and hasattr(estimator, "classes_"):
-            model = SklearnClassifier(estimator, spec, path, class_probabilities, compiled)
+            model = SklearnClassifier(estimator, spec, path, class_probabilities, compiled, predict_parts)
         else:
-            model = SklearnRegressor(estimator, spec, path)
+            model = SklearnRegressor(estimator, spec, path, compiled, predict_parts)
     elif PYFUNC_FLAVOR in flavors:
         import mlflow.pyfunc
 
@@ -227,6 +232,20 @@ def _final_step(estimator: Any) -> Any:
     return estimator
 
 
+def _caller(estimator: Any, ordinal: OrdinalFeatures | None, checked: Checked) -> Callable[[str], Any]:
+    """Calls a method of the model on the good rows: the steps after the feature step on the matrix the service
+    computed (``scoring.service.ordinal``), else the whole model on the rows' DataFrame."""
+    matrix = ordinal.matrix(checked) if ordinal is not None else None
+    if ordinal is None or matrix is None:
+        frame = checked.frame
+        return lambda method: _call(method, lambda: getattr(estimator, method)(frame))
+    return lambda method: _call(method, lambda: ordinal.call(method, matrix))
+
+
+def _how(estimator: Any, ordinal: OrdinalFeatures | None) -> str:
+    return type(estimator).__name__ + (", ordinal features computed by the service" if ordinal else "")
+
+
 def _call(what: str, fn: Callable[[], Any]) -> Any:
     """A model call; its failure fails the input with the model's own message rather than the server."""
     try:
@@ -239,7 +258,13 @@ class SklearnClassifier:
     """A scikit-learn classifier: the predicted label (its own type), its probability, optionally every class's."""
 
     def __init__(
-        self, estimator: Any, spec: ModelSpec, path: Path, class_probabilities: bool = False, compiled: bool = True
+        self,
+        estimator: Any,
+        spec: ModelSpec,
+        path: Path,
+        class_probabilities: bool = False,
+        compiled: bool = True,
+        predict_parts: int = 1,
     ) -> None:
         self.estimator = estimator
         self.spec = spec
@@ -250,10 +275,11 @@ class SklearnClassifier:
         final = _final_step(estimator)
         self._argmax = f"{type(final).__module__}.{type(final).__qualname__}" in _ARGMAX_CLASSIFIERS
         self.linear: LinearScorer | None = compile_linear(estimator, spec) if compiled else None
+        self.ordinal = compile_ordinal(estimator, spec, predict_parts) if compiled and self.linear is None else None
         self._names = [f"{PROBABILITY_COLUMN}_{label}" for label in self.labels.to_pylist()]
 
     def describe(self) -> str:
-        how = "compiled linear scorer" if self.linear else type(self.estimator).__name__
+        how = "compiled linear scorer" if self.linear else _how(self.estimator, self.ordinal)
         return f"classifier of {len(self.classes)} classes {self.labels.to_pylist()[:10]} ({how})"
 
     def predict(self, checked: Checked) -> Predictions:
@@ -261,9 +287,9 @@ class SklearnClassifier:
         if compiled is not None:
             proba, picked = compiled
         else:
-            frame = checked.frame
-            proba = np.asarray(_call("predict_proba", lambda: self.estimator.predict_proba(frame)), dtype=np.float64)
-            picked = np.argmax(proba, axis=1) if self._argmax else self._predicted(frame)
+            call = _caller(self.estimator, self.ordinal, checked)
+            proba = np.asarray(call("predict_proba"), dtype=np.float64)
+            picked = np.argmax(proba, axis=1) if self._argmax else self._predicted(call)
         columns: dict[str, Any] = {
             PREDICTION_COLUMN: pa.DictionaryArray.from_arrays(pa.array(picked.astype(np.int32)), self.labels),
             PROBABILITY_COLUMN: pa.array(proba[np.arange(len(picked)), picked]),
@@ -272,9 +298,9 @@ class SklearnClassifier:
             columns |= {name: pa.array(proba[:, i]) for i, name in enumerate(self._names)}
         return pa.table(columns)
 
-    def _predicted(self, frame: pd.DataFrame) -> np.ndarray:
+    def _predicted(self, call: Callable[[str], Any]) -> np.ndarray:
         """Class indices of the model's own ``predict`` (for classifiers whose label is not the argmax)."""
-        predicted = np.asarray(_call("predict", lambda: self.estimator.predict(frame)))
+        predicted = np.asarray(call("predict"))
         picked = np.minimum(np.searchsorted(self.classes, predicted), len(self.classes) - 1)
         if not (self.classes[picked] == predicted).all():
             raise ScoringError(ErrorCode.INTERNAL, "the model predicted a label that is not in its classes_")
@@ -284,17 +310,19 @@ class SklearnClassifier:
 class SklearnRegressor:
     """Any scikit-learn estimator without ``predict_proba``: ``prediction`` per row (one per output if several)."""
 
-    def __init__(self, estimator: Any, spec: ModelSpec, path: Path) -> None:
+    def __init__(
+        self, estimator: Any, spec: ModelSpec, path: Path, compiled: bool = True, predict_parts: int = 1
+    ) -> None:
         self.estimator = estimator
         self.spec = spec
         self.path = path
+        self.ordinal = compile_ordinal(estimator, spec, predict_parts) if compiled else None
 
     def describe(self) -> str:
-        return f"{type(self.estimator).__name__} (predict)"
+        return f"{_how(self.estimator, self.ordinal)} (predict)"
 
     def predict(self, checked: Checked) -> Predictions:
-        frame = checked.frame
-        return output_columns(_call("predict", lambda: self.estimator.predict(frame)), checked.rows)
+        return output_columns(_caller(self.estimator, self.ordinal, checked)("predict"), checked.rows)
 
 
 class PyfuncModel:

@@ -71,6 +71,9 @@ class ScoringSettings:
     # Threads a model's native code (OpenMP, BLAS) may use per scoring thread: one core is left to the
     # reader and upload threads that run beside a prediction.
     model_threads: int = max(1, (os.cpu_count() or 1) - 1)
+    # Row ranges a large batch is predicted in at once where the service computes the model's feature step
+    # (scoring.service.ordinal), each on its own thread with one native thread.
+    predict_parts: int = os.cpu_count() or 1
 
     @property
     def async_enabled(self) -> bool:
@@ -104,6 +107,7 @@ class ScoringSettings:
             publish_attempts=read.integer("SCORING_PUBLISH_ATTEMPTS", cls.publish_attempts, minimum=1),
             class_probabilities=read.choice("SCORING_CLASS_PROBABILITIES", ("false", "true")) == "true",
             model_threads=read.integer("SCORING_MODEL_THREADS", cls.model_threads, minimum=1),
+            predict_parts=read.integer("SCORING_PREDICT_PARTS", cls.predict_parts, minimum=1),
         )
         if settings.servicebus_connection and settings.servicebus_namespace:
             raise SettingsError("set only one of settings RESULT_SERVICEBUS_CONNECTION and RESULT_SERVICEBUS_NAMESPACE")

@@ -15,6 +15,8 @@ Models (name: what it is; all but the last two have a column-based signature):
 * ``binary_int_onehot``: ColumnTransformer(OneHotEncoder, StandardScaler) + LogisticRegression, labels
   0/1, no ``category_levels`` metadata;
 * ``gbr_skops``: GradientBoostingRegressor on diabetes, skops with ``skops_trusted_types``;
+* ``hgb_ordinal``: ColumnTransformer(OrdinalEncoder, passthrough) + HistGradientBoostingClassifier with
+  categorical features, string labels (the shape whose feature step the service computes itself);
 * ``pyfunc_frame`` / ``pyfunc_dict``: custom PythonModels (models from code) answering with a DataFrame
   (price, band, heavy) / a dict of columns (total, sign);
 * ``bool_label``: LogisticRegression with boolean labels;
@@ -39,14 +41,15 @@ import skops.io
 from mlflow.models import infer_signature
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes, load_iris
-from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 IRIS_MULTICLASS = "iris_multiclass"
 BINARY_INT_ONEHOT = "binary_int_onehot"
 GBR_SKOPS = "gbr_skops"
+HGB_ORDINAL = "hgb_ordinal"
 PYFUNC_FRAME = "pyfunc_frame"
 PYFUNC_DICT = "pyfunc_dict"
 BOOL_LABEL = "bool_label"
@@ -144,10 +147,9 @@ def iris_multiclass(out: Path) -> UserModel:
     )
 
 
-def binary_int_onehot(out: Path) -> UserModel:
-    rng = np.random.default_rng(3)
-    n = 300
-    x = pd.DataFrame(
+def _plans(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
         {
             "plan": rng.choice(["basic", "plus", "pro"], n).astype(object),
             "region": rng.choice(["north", "south"], n).astype(object),
@@ -155,6 +157,10 @@ def binary_int_onehot(out: Path) -> UserModel:
             "tickets": rng.integers(0, 6, n),
         }
     )
+
+
+def binary_int_onehot(out: Path) -> UserModel:
+    x = _plans(300, 3)
     y = ((x["plan"] == "basic").to_numpy() & (x["usage"].to_numpy() < 6) | (x["tickets"].to_numpy() > 3)).astype(int)
     encode = ColumnTransformer(
         [
@@ -167,6 +173,32 @@ def binary_int_onehot(out: Path) -> UserModel:
         model, _fresh(out), signature=infer_signature(x, model.predict(x)), pip_requirements=SKLEARN_REQUIREMENTS
     )
     return UserModel(BINARY_INT_ONEHOT, out, CLASSIFIER, x.iloc[:40], classes=tuple(model.classes_))
+
+
+def hgb_ordinal(out: Path) -> UserModel:
+    x = _plans(400, 11)
+    busy = (x["usage"].to_numpy() > 6) | (x["tickets"].to_numpy() > 3)
+    y = np.where((x["plan"] == "basic").to_numpy() & busy, "leave", "stay")
+    encode = ColumnTransformer(
+        [
+            (
+                "categories",
+                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan),
+                ["plan", "region"],
+            ),
+            ("numbers", "passthrough", ["usage", "tickets"]),
+        ]
+    )
+    trees = HistGradientBoostingClassifier(max_iter=30, categorical_features=[0, 1], random_state=0)
+    model = Pipeline([("encode", encode), ("trees", trees)]).fit(x, y)
+    mlflow.sklearn.save_model(
+        model,
+        _fresh(out),
+        signature=infer_signature(x, model.predict(x)),
+        skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
+        pip_requirements=SKLEARN_REQUIREMENTS,
+    )
+    return UserModel(HGB_ORDINAL, out, CLASSIFIER, x.iloc[:40], classes=tuple(model.classes_))
 
 
 def gbr_skops(out: Path) -> UserModel:
@@ -256,6 +288,7 @@ BUILDERS: dict[str, Callable[[Path], UserModel]] = {
     IRIS_MULTICLASS: iris_multiclass,
     BINARY_INT_ONEHOT: binary_int_onehot,
     GBR_SKOPS: gbr_skops,
+    HGB_ORDINAL: hgb_ordinal,
     PYFUNC_FRAME: pyfunc_frame,
     PYFUNC_DICT: pyfunc_dict,
     BOOL_LABEL: bool_label,

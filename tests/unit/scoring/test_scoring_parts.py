@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -370,6 +371,10 @@ def test_settings_fail_fast_naming_the_setting() -> None:
     )
     assert settings.async_enabled and settings.result_topic == "inference-results"
     assert "secret" not in repr(settings)
+    assert settings.predict_parts == (os.cpu_count() or 1)
+    assert ScoringSettings.from_env({"AZUREML_MODEL_DIR": "/m", "SCORING_PREDICT_PARTS": "3"}).predict_parts == 3
+    with pytest.raises(SettingsError, match="SCORING_PREDICT_PARTS"):
+        ScoringSettings.from_env({"AZUREML_MODEL_DIR": "/m", "SCORING_PREDICT_PARTS": "0"})
 
 
 class BrokenPublisher(FakePublisher):
