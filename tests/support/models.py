@@ -112,6 +112,15 @@ class UserModel:
         return proba
 
 
+def label_and_probability(estimator: Any, rows: pd.DataFrame) -> tuple[list[Any], np.ndarray]:
+    """A scikit-learn classifier's own label for each row and the probability it gives that label: what the
+    service answers for the row."""
+    labels = estimator.predict(rows)
+    proba = estimator.predict_proba(rows)
+    classes = list(estimator.classes_)
+    return list(labels), proba[np.arange(len(rows)), [classes.index(label) for label in labels]]
+
+
 def _pins(*packages: str) -> list[str]:
     """Pinned requirements of the installed versions. Without them MLflow infers requirements by loading
     the model in a subprocess (seconds per model), and lists this test process's packages too."""

@@ -20,6 +20,7 @@ from scoring.service.linear import compile_linear
 from scoring.service.model import SklearnClassifier, load_model, spec_of
 from scoring.service.sync_api import score_csv_body, score_sync
 from scoring.service.validation import Validator
+from tests.support.models import label_and_probability
 
 LEVELS = {"plan": ["basic", "plus", "pro, yearly"], "region": ["north", "south"]}
 
@@ -90,13 +91,9 @@ def test_the_standard_pipeline_compiles_and_matches_the_model(model: SklearnClas
     rows.loc[unseen[::-1], "spend"] = 25_000.0  # far outside the training range
     body = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
     answer = json.loads(score_sync(body, model, Validator(model.spec, 20), 10_000))["predictions"]
-    proba = model.estimator.predict_proba(rows)
-    labels = model.estimator.predict(rows)
-    classes = list(model.estimator.classes_)
-    assert [a["prediction"] for a in answer] == list(labels)
-    got = np.asarray([a["probability"] for a in answer])
-    want = proba[np.arange(len(rows)), [classes.index(label) for label in labels]]
-    assert np.max(np.abs(got - want)) <= 1e-12
+    labels, want = label_and_probability(model.estimator, rows)
+    assert [a["prediction"] for a in answer] == labels
+    assert np.max(np.abs(np.asarray([a["probability"] for a in answer]) - want)) <= 1e-12
 
 
 def test_compiled_and_model_paths_write_the_same_csv(model: SklearnClassifier) -> None:
@@ -141,11 +138,8 @@ def test_a_multinomial_model_compiles_and_matches(tmp_path: Path) -> None:
     rows.loc[::9, "plan"] = "enterprise"  # unseen: an all-zero one-hot block
     body = {"dataframe_records": rows.to_dict("records")}
     answer = json.loads(score_sync(body, model, Validator(model.spec, 20), 10_000))["predictions"]
-    labels_out = pipeline.predict(rows)
-    assert [a["prediction"] for a in answer] == list(labels_out)
-    proba = pipeline.predict_proba(rows)
-    classes = list(pipeline.classes_)
-    want = proba[np.arange(len(rows)), [classes.index(label) for label in labels_out]]
+    labels, want = label_and_probability(pipeline, rows)
+    assert [a["prediction"] for a in answer] == labels
     assert np.max(np.abs(np.asarray([a["probability"] for a in answer]) - want)) <= 1e-12
 
 

@@ -25,6 +25,7 @@ from scoring.service.ordinal import compile_ordinal
 from scoring.service.spec import ModelSpec
 from scoring.service.sync_api import score_csv_body, score_sync
 from scoring.service.validation import Validator
+from tests.support.models import label_and_probability
 
 PLANS = ["basic", "plus", "pro, yearly"]
 
@@ -105,12 +106,9 @@ def test_an_ordinal_encoded_classifier_gets_the_service_s_features_and_the_model
     rows = _with_unseen(_rows(3000, 4))
     body = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
     answer = json.loads(score_sync(body, classifier, Validator(classifier.spec, 20), 100_000))["predictions"]
-    labels = classifier.estimator.predict(rows)
-    proba = classifier.estimator.predict_proba(rows)
-    classes = list(classifier.estimator.classes_)
-    assert [a["prediction"] for a in answer] == list(labels)
-    want = proba[np.arange(len(rows)), [classes.index(label) for label in labels]]
-    assert np.array_equal(np.asarray([a["probability"] for a in answer]), want)
+    labels, probability = label_and_probability(classifier.estimator, rows)
+    assert [a["prediction"] for a in answer] == labels
+    assert np.array_equal(np.asarray([a["probability"] for a in answer]), probability)
 
 
 def test_a_large_batch_predicted_in_parts_equals_the_model_on_the_whole(classifier: SklearnClassifier) -> None:
