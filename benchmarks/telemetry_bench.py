@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.telemetry_bench", description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--files", type=int, default=200)
-    p.add_argument("--rounds", type=int, default=2, help="rounds per mode (off and on alternate)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per mode (off and on alternate)")
     p.add_argument("--timeout", type=float, default=900.0)
     p.add_argument("--quick", action="store_true", help="50,000 rows, 40 files, one round per mode")
     p.add_argument("--out", type=Path, default=RESULTS)
