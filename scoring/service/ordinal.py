@@ -19,8 +19,9 @@ hands it to the steps after it; the pandas frame is not built at all.
 
 The trees then predict a large batch in ``parts`` row ranges at once, each on its own thread with one native
 thread. Trees left to OpenMP open a parallel region per tree, whose threads wait for each other at its end: on
-2 cores beside two busy processes, 1,000,000 rows took 6.1 to 12.7 s with 2 OpenMP threads and 3.9 to 4.0 s in two
-parts (3.8 s with one thread on a quiet machine, 2.1 and 1.9 to 2.0 s).
+2 cores beside two busy processes, a regressor's trees predicted 1,000,000 rows in 6.1 to 12.7 s with 2 OpenMP
+threads and in 3.9 to 4.0 s in two parts; on the quiet machine, 3.8 s on one thread, 2.1 s with 2 OpenMP threads,
+1.9 to 2.0 s in two parts.
 
 :func:`compile_ordinal` returns ``None`` for any other estimator (the model is then called on the frame as
 it is), and for one whose matrix is not exactly the ColumnTransformer's own on probe rows (every category, an
