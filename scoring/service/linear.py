@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.special import expit, softmax
 
+from scoring.service.fastpath import PROBE_ROWS, probe_codes, probe_numbers, probe_texts, required_parts
 from scoring.service.spec import NUMPY_TYPES, Kind, ModelSpec
 
 if TYPE_CHECKING:
@@ -41,9 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_PROBE_ROWS = 64
 _PROBE_TOLERANCE = 1e-12
-_UNKNOWN_LEVEL = "\x00unknown level\x00"
 _EXACT_NUMBERS = frozenset({Kind.LONG, Kind.INTEGER, Kind.DOUBLE})  # float32 input is scaled in float32
 
 
@@ -166,16 +165,12 @@ def _parts(features: Any, spec: ModelSpec) -> tuple[list[Block], bool] | None:
     """Per output block of the ColumnTransformer: (kind, column, levels, (mean, scale)); None if not compilable."""
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+    parts = required_parts(features, spec)
+    if parts is None:
+        return None
     blocks: list[Block] = []
     unknown_is_error = False
-    names = set(spec.names)
-    for _, transformer, columns in features.transformers_:
-        if transformer == "drop" or (isinstance(columns, list | np.ndarray) and len(columns) == 0):
-            continue
-        if not isinstance(columns, list | np.ndarray) or not all(isinstance(c, str) and c in names for c in columns):
-            return None
-        if not all(spec.column(c).required for c in columns):
-            return None
+    for transformer, columns in parts:
         if type(transformer) is OneHotEncoder:
             if transformer.drop_idx_ is not None or getattr(transformer, "_infrequent_enabled", False):
                 return None
@@ -204,23 +199,17 @@ def _reproduces(scorer: LinearScorer, estimator: Any, spec: ModelSpec) -> bool:
     from scoring.service.validation import Checked
 
     rng = np.random.default_rng(0)
-    rows = _PROBE_ROWS
+    rows = PROBE_ROWS
     codes: dict[str, np.ndarray] = {}
     columns: dict[str, Any] = {}
-    low = 0 if scorer.unknown_is_error else -1
     for column in scorer.categorical:
-        picked = rng.integers(low, len(column.levels), rows)
-        picked[: len(column.levels)] = np.arange(len(column.levels))[:rows]
-        codes[column.name] = picked
-        columns[column.name] = [column.levels[i] if i >= 0 else _UNKNOWN_LEVEL for i in picked]
+        codes[column.name] = probe_codes(rng, len(column.levels), unseen=not scorer.unknown_is_error)
+        columns[column.name] = probe_texts(column.levels, codes[column.name])
     numbers: dict[str, np.ndarray] = {}
     for name, mean, scale, _ in scorer.numeric:
-        values = mean + scale * rng.normal(0, 2, rows)
         kind = spec.column(name).kind
-        if kind in Kind.WHOLE:
-            values = np.round(values)
-        numbers[name] = values
-        columns[name] = values.astype(NUMPY_TYPES[kind])
+        numbers[name] = probe_numbers(rng, kind, mean, 2 * scale)
+        columns[name] = numbers[name].astype(NUMPY_TYPES[kind])
     frame = pd.DataFrame({n: columns[n] for n in spec.names if n in columns})
     try:
         expected = np.asarray(estimator.predict_proba(frame), dtype=np.float64)

@@ -41,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scoring.service.fastpath import PROBE_ROWS, probe_codes, probe_numbers, probe_texts, required_parts
 from scoring.service.spec import NUMPY_TYPES, Kind, ModelSpec
 
 if TYPE_CHECKING:
@@ -48,9 +49,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_PROBE_ROWS = 64
 _PART_ROWS = 5_000  # fewer rows per part cost more in handing over than they save
-_UNKNOWN_LEVEL = "\x00unknown level\x00"
 _NUMBERS = frozenset({Kind.LONG, Kind.INTEGER, Kind.DOUBLE})  # exact as float64, as the ColumnTransformer makes them
 
 
@@ -142,17 +141,11 @@ def _blocks(features: Any, spec: ModelSpec) -> tuple[_Encoded | _Passed, ...] | 
     """The matrix's columns, in the ColumnTransformer's output order; None if any part is not of the shape."""
     from sklearn.preprocessing import OrdinalEncoder
 
+    parts = required_parts(features, spec)
+    if parts is None:
+        return None
     blocks: list[_Encoded | _Passed] = []
-    names = set(spec.names)
-    for _, transformer, columns in features.transformers_:
-        if isinstance(transformer, str) and transformer == "drop":
-            continue
-        if isinstance(columns, list | np.ndarray) and len(columns) == 0:
-            continue
-        if not isinstance(columns, list | np.ndarray) or not all(isinstance(c, str) and c in names for c in columns):
-            return None
-        if not all(spec.column(c).required for c in columns):
-            return None
+    for transformer, columns in parts:
         if _passes_through(transformer):
             if not all(spec.column(c).kind in _NUMBERS for c in columns):
                 return None
@@ -200,22 +193,17 @@ def _reproduces(compiled: OrdinalFeatures, estimator: Any, features: Any, spec: 
     from scoring.service.validation import Checked
 
     rng = np.random.default_rng(0)
-    rows = _PROBE_ROWS
     arrays: dict[str, pa.Array] = {}
     for block in compiled.blocks:
         if isinstance(block, _Encoded):
             levels = block.levels.to_pylist()
-            picked = rng.integers(-1 if block.unknown is not None else 0, len(levels), rows)
-            picked[: len(levels)] = np.arange(len(levels))[:rows]
-            texts = [levels[i] if i >= 0 else _UNKNOWN_LEVEL for i in picked]
-            arrays[block.name] = pa.array(texts, type=pa.large_string())
+            codes = probe_codes(rng, len(levels), unseen=block.unknown is not None)
+            arrays[block.name] = pa.array(probe_texts(levels, codes), type=pa.large_string())
         else:
             kind = spec.column(block.name).kind
-            values = rng.normal(0, 100, rows)
-            whole = np.round(values) if kind in Kind.WHOLE else values
-            arrays[block.name] = pa.array(whole.astype(NUMPY_TYPES[kind]))
+            arrays[block.name] = pa.array(probe_numbers(rng, kind, 0.0, 100.0).astype(NUMPY_TYPES[kind]))
     # in the signature's order, as validation hands the columns over; the frame is the one the model would get
-    checked = Checked(np.ones(rows, dtype=bool), [], 0, {}, {}, {n: arrays[n] for n in spec.names if n in arrays})
+    checked = Checked(np.ones(PROBE_ROWS, dtype=bool), [], 0, {}, {}, {n: arrays[n] for n in spec.names if n in arrays})
     method = "predict_proba" if hasattr(estimator, "predict_proba") else "predict"
     try:
         expected_matrix = features.transform(checked.frame)
