@@ -36,7 +36,7 @@ from datetime import datetime
 from shared.blobnames import name_problem, safe_error_name
 from shared.contracts import ErrorCode, RowError, error_blob_name, iso, output_blob_name
 from shared.ledger import LedgerRecord
-from shared.ports import BlobNotFound, BlobStore, PreconditionFailed
+from shared.ports import BlobStore, PreconditionFailed, properties_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +155,8 @@ def remove_superseded_error(
 ) -> bool:
     """After an output was written: removes an error record it supersedes; True if one was removed."""
     name = error_blob_name(input_name)
-    try:
-        record = blobs.properties(container, name)
-    except BlobNotFound:
+    record = properties_or_none(blobs, container, name)
+    if record is None:
         return False
     own = record.metadata.get(META_REQUEST_ID) == request_id
     if not own and not _is_current(blobs, input_container, input_name, input_etag):
@@ -178,9 +177,7 @@ def _stale_beside_output(
     """An output exists for the input and this request's version of the input is gone or replaced."""
     if name_problem(input_name) is not None or input_container is None or input_etag is None:
         return False  # no output can exist for a refused name; an unknown version is taken as current
-    try:
-        blobs.properties(container, output_blob_name(input_name))
-    except BlobNotFound:
+    if properties_or_none(blobs, container, output_blob_name(input_name)) is None:
         return False
     return not _is_current(blobs, input_container, input_name, input_etag)
 
@@ -188,11 +185,8 @@ def _stale_beside_output(
 def _is_current(blobs: BlobStore, input_container: str, input_name: str, input_etag: str | None) -> bool:
     if input_etag is None:
         return False
-    try:
-        current = blobs.properties(input_container, input_name)
-    except BlobNotFound:
-        return False
-    return current.etag.strip('"') == input_etag.strip('"')
+    current = properties_or_none(blobs, input_container, input_name)
+    return current is not None and current.etag.strip('"') == input_etag.strip('"')
 
 
 def _delete_if_unchanged(blobs: BlobStore, container: str, name: str, etag: str) -> bool:

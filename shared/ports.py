@@ -29,6 +29,14 @@ class BlobInfo:
     created_at: datetime | None = None  # when the blob was created (an input: when it was uploaded)
 
 
+def properties_or_none(blobs: BlobStore, container: str, name: str) -> BlobInfo | None:
+    """``blobs.properties``, or None where the blob does not exist."""
+    try:
+        return blobs.properties(container, name)
+    except BlobNotFound:
+        return None
+
+
 class BlobStore(Protocol):
     def properties(self, container: str, name: str) -> BlobInfo:
         """Raises BlobNotFound."""

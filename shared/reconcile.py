@@ -35,7 +35,7 @@ from shared.errors import record_error
 from shared.ledger import Ledger, LedgerRecord, Marker, failed, reopened, submitted
 from shared.listing import find_by_listing
 from shared.messages import request_message
-from shared.ports import BlobNotFound, BlobStore, MessageBus
+from shared.ports import BlobStore, MessageBus, properties_or_none
 from shared.settings import Settings
 from shared.telemetry import logs, pipeline
 
@@ -130,11 +130,7 @@ class _Pass:
         if not location or "/" not in location:
             return False
         container, name = location.split("/", 1)
-        try:
-            self.blobs.properties(container, name)
-        except BlobNotFound:
-            return False
-        return True
+        return properties_or_none(self.blobs, container, name) is not None
 
     def _check_output(self, record: LedgerRecord, marker: Marker) -> None:
         if self._exists(record.output_location):

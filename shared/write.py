@@ -56,7 +56,7 @@ from shared.contracts import (
 from shared.errors import output_may_replace, remove_superseded_error, write_error_record
 from shared.ledger import Handover, Ledger, LedgerRecord, failed, succeeded
 from shared.listing import find_by_listing
-from shared.ports import BlobInfo, BlobNotFound, BlobStore, Clock, PreconditionFailed
+from shared.ports import BlobInfo, BlobNotFound, BlobStore, Clock, PreconditionFailed, properties_or_none
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -328,7 +328,7 @@ def _store_output(
     if output.inline_b64 is not None:
         outcome = _write_inline(blobs, container, name, output.inline_bytes(), output.sha256, content_type, metadata,
                                 may_replace)  # fmt: skip
-    elif _holds(existing := _existing(blobs, container, name), output.sha256, output.size):
+    elif _holds(existing := properties_or_none(blobs, container, name), output.sha256, output.size):
         outcome = WriteOutcome.ALREADY_WRITTEN
     elif existing is not None and not may_replace():
         outcome = WriteOutcome.SUPERSEDED
@@ -363,13 +363,6 @@ def _delete_staged(blobs: BlobStore, staged: tuple[str, str], request_id: str) -
         logger.warning("request %s: could not delete staged output %s/%s", request_id, *staged, exc_info=True)
 
 
-def _existing(blobs: BlobStore, container: str, name: str) -> BlobInfo | None:
-    try:
-        return blobs.properties(container, name)
-    except BlobNotFound:
-        return None
-
-
 def _holds(existing: BlobInfo | None, sha256: str, size: int) -> bool:
     """The output blob exists with this content (a redelivered result): nothing to write again."""
     return existing is not None and existing.metadata.get(META_SHA256) == sha256 and existing.size == size
@@ -391,7 +384,7 @@ def _write_inline(
         blobs.write(container, name, data, content_type=content_type, metadata=metadata, if_none_match_any=True)
         return WriteOutcome.WRITTEN
     except PreconditionFailed:
-        if _holds(_existing(blobs, container, name), sha256, len(data)):
+        if _holds(properties_or_none(blobs, container, name), sha256, len(data)):
             return WriteOutcome.ALREADY_WRITTEN
     if not may_replace():
         return WriteOutcome.SUPERSEDED
